@@ -1,0 +1,35 @@
+# One command each: `make demo`, `make test`. Both install first when needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch by default. On a GPU machine choose the build, e.g.
+#   make install TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=<the PyTorch wheel index for your CUDA>
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/invrender spline-refine data/splines/worms.tif --init data/splines/worms.json --out demo-out
+	@echo "outputs in demo-out/: worms.splines.json, worms.render.tif, worms.overlay.png, manifest.json"
+
+test: install
+	$(BIN)/pytest -q
+
+test-all: install
+	$(BIN)/pytest -q -m ""
+
+bench: install
+	$(BIN)/python bench/spline_refine.py
+
+clean:
+	rm -rf demo-out .pytest_cache

@@ -1,0 +1,99 @@
+"""Configs: Hydra compose over `invrender/configs/<method>/`, `key=value` overrides, device choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_ROOT = Path(__file__).parent / "configs"
+
+
+class ConfigError(Exception):
+    """A bad config name, override or value (exit code 2)."""
+
+
+def available_configs(method_dir: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_ROOT / method_dir).glob("*.yaml"))
+
+
+def compose_config(method_dir: str, name: str, overrides: list[str]) -> DictConfig:
+    """Compose `configs/<method_dir>/<name>.yaml` with Hydra, applying `key=value` overrides.
+
+    Keys that are not in the config are refused (Hydra's struct mode) unless prefixed with `+`.
+    Raises ConfigError with a one-line message.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    names = available_configs(method_dir)
+    if name not in names:
+        raise ConfigError(f"no config {name!r} for this method; available: {', '.join(names)}")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_ROOT / method_dir), version_base=None):
+            cfg = compose(config_name=name, overrides=list(overrides))
+    except Exception as err:  # Hydra raises several types for parse and composition errors
+        message = " ".join(str(err).split())
+        raise ConfigError(f"bad override or config: {message}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    if overrides:
+        _check_types(to_plain(compose_config(method_dir, name, [])), to_plain(cfg), "")
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "null"
+
+
+def _check_types(default: object, value: object, key: str) -> None:
+    """Refuse an override that changes the kind of a default value (e.g. `lr=abc`).
+
+    A default of null accepts anything; list items are checked against the default's first item.
+    """
+    if default is None:
+        return
+    if _kind(default) != _kind(value):
+        raise ConfigError(f"bad override: {key} must be {_kind(default)}, got {value!r}")
+    if isinstance(default, dict):
+        for k, v in value.items():
+            if k in default:
+                _check_types(default[k], v, f"{key}.{k}" if key else str(k))
+    elif isinstance(default, list) and default:
+        for i, v in enumerate(value):
+            _check_types(default[min(i, len(default) - 1)], v, f"{key}.{i}")
+
+
+def to_plain(cfg: DictConfig) -> dict:
+    """The resolved config as plain Python containers (for the manifest)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """`auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`; ConfigError otherwise."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {spec}: CUDA is not available on this machine (torch {torch.__version__})")
+        device = torch.device(spec)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return device
+    raise ConfigError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")

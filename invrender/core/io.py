@@ -1,0 +1,151 @@
+"""Validated reading and atomic writing of images and JSON.
+
+Every reader raises :class:`InputError` with a one-line message naming the file and the problem;
+the CLI turns it into exit code 2. Every writer writes a temporary file next to the target and
+renames it into place, so an output is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+class InputError(Exception):
+    """Bad user input: unreadable file, wrong shape, malformed content. Exit code 2."""
+
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_image(path: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    """Read a TIFF image as float32, validated.
+
+    Returns an array `(y, x)` or `(z|frame, y, x)`. Singleton axes are squeezed; RGB(A) images are
+    rejected rather than silently converted. Raises InputError on a missing or unreadable file,
+    a dimensionality outside `ndims`, an empty image, or NaN/infinite values.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        array = tifffile.imread(path)
+    except Exception as err:  # tifffile raises many types for corrupt files
+        raise InputError(path, f"not a readable TIFF image ({type(err).__name__}: {err})") from None
+    array = np.squeeze(np.asarray(array))
+    if array.ndim not in ndims:
+        want = " or ".join(f"{n}D" for n in ndims)
+        raise InputError(path, f"image is {array.ndim}D with shape {array.shape}, expected {want}")
+    if array.size == 0 or min(array.shape) < 2:
+        raise InputError(path, f"image of shape {array.shape} is too small")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
+        raise InputError(path, f"unsupported pixel type {array.dtype}")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise InputError(path, "image contains NaN or infinite values")
+    return array
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; InputError when missing, empty or malformed (with the line of the error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise InputError(path, "file is empty")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    except ValueError as err:
+        raise InputError(path, str(err)) from None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"JSON contains {name}, which is not a valid number")
+
+
+def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Map the `low`..`high` percentiles of `image` to 0..1 (no clipping), float32."""
+    lo, hi = np.percentile(image, [low, high])
+    scale = hi - lo if hi > lo else 1.0
+    return ((image - lo) / scale).astype(np.float32)
+
+
+# ---------------------------------------------------------------- writing
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON atomically. Non-finite floats are refused: they are not JSON."""
+    text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a TIFF atomically (ImageJ-compatible float32 unless an integer dtype is given)."""
+    import tifffile
+
+    array = np.asarray(array)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, array, imagej=array.ndim <= 3 and array.dtype != np.float64)
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write an 8-bit RGB image `(y, x, 3)` as PNG atomically."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON-safe float: None for NaN or infinity."""
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,98 @@
+"""The loss registry: every loss and regulariser by name, weighted from config.
+
+A method's forward pass returns a dict of named quantities (tensors with a leading seed axis S);
+each registered loss reads the quantities it documents and returns one value per seed, shape (S,).
+A config names the terms it wants with their weights, e.g. `{recon_mse: 1.0, curvature: 2e-3}`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+
+Quantities = Mapping[str, torch.Tensor]
+LossFn = Callable[[Quantities], torch.Tensor]
+
+LOSSES: dict[str, LossFn] = {}
+
+
+def register_loss(name: str) -> Callable[[LossFn], LossFn]:
+    def decorate(fn: LossFn) -> LossFn:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} registered twice")
+        LOSSES[name] = fn
+        return fn
+
+    return decorate
+
+
+def check_weights(weights: Mapping[str, float]) -> None:
+    """Raise ValueError naming any unknown loss or non-numeric weight (a config error)."""
+    for name, weight in weights.items():
+        if name not in LOSSES:
+            raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+            raise ValueError(f"weight of loss {name!r} must be a number, got {weight!r}")
+
+
+def weighted_losses(quantities: Quantities, weights: Mapping[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss per seed (S,) and each term (S,), unweighted; terms of zero weight are skipped."""
+    terms = {name: LOSSES[name](quantities) for name, w in weights.items() if w != 0}
+    total = sum(float(weights[name]) * value for name, value in terms.items())
+    return total, terms
+
+
+# ---------------------------------------------------------------- image terms
+
+
+@register_loss("recon_mse")
+def recon_mse(q: Quantities) -> torch.Tensor:
+    """Mean squared difference of `render` and `target`, both (S, H, W) or (S, ...)."""
+    diff = q["render"] - q["target"]
+    return diff.pow(2).flatten(1).mean(1)
+
+
+# ---------------------------------------------------------------- shape priors
+
+
+@register_loss("length_prior")
+def length_prior(q: Quantities) -> torch.Tensor:
+    """Sum over curves of (length - prior length)^2; `length` (S, N), `length_prior` (N,)."""
+    return (q["length"] - q["length_prior"]).pow(2).sum(-1)
+
+
+@register_loss("curvature")
+def curvature(q: Quantities) -> torch.Tensor:
+    """Sum over curves of their bending energy; `bending` (S, N)."""
+    return q["bending"].sum(-1)
+
+
+@register_loss("knot_spacing")
+def knot_spacing(q: Quantities) -> torch.Tensor:
+    """Sum over curves of the squared coefficient of variation of their knot gaps,
+    mean_k (g_k / mean(g) - 1)^2; `knot_gaps` (S, N, K-1). Zero for evenly spaced knots and
+    independent of the curve's size, it stops knots sliding along the curve."""
+    gaps = q["knot_gaps"]
+    relative = gaps / gaps.mean(-1, keepdim=True).clamp_min(1e-12)
+    return (relative - 1.0).pow(2).mean(-1).sum(-1)
+
+
+@register_loss("outside")
+def outside(q: Quantities) -> torch.Tensor:
+    """Sum over curves of the mean squared distance of their sample points outside the image;
+    `outside` (S, N, P), normalised units. The image says nothing about a body beyond its border,
+    so without this a curve could grow out of the image for free."""
+    return q["outside"].pow(2).mean(-1).sum(-1)
+
+
+@register_loss("min_width_prior")
+def min_width_prior(q: Quantities) -> torch.Tensor:
+    """Sum over curves of (smallest relative knot width - its prior)^2; `min_width_ratio` (S, N)."""
+    return (q["min_width_ratio"] - q["min_width_ratio_prior"]).pow(2).sum(-1)
+
+
+@register_loss("width_prior")
+def width_prior(q: Quantities) -> torch.Tensor:
+    """(global width - its prior)^2; `width` (S,), `width_prior` scalar; both in normalised units."""
+    return (q["width"] - q["width_prior"]).pow(2)

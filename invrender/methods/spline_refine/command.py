@@ -1,0 +1,119 @@
+"""`invrender spline-refine`: jobs, outputs and the command line of the method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from omegaconf import DictConfig
+
+from invrender.cli_options import Arguments, ConfigName, Device, OutDir, Quiet, Resume, Seed, Threads, start_run
+from invrender.config import ConfigError
+from invrender.core.geometry.spline_io import read_splines, validate_splines, write_splines
+from invrender.core.io import InputError, read_image, write_png, write_tiff
+from invrender.core.losses import check_weights
+from invrender.core.overlay import INIT_COLOUR, RESULT_COLOUR, draw_curves
+from invrender.runner import Job, Runner, StepCallback
+
+METHODS = ("render", "active-contour")
+INIT_SUFFIXES = (".json", ".npy")
+
+
+def find_init(image: Path, init: Path | None) -> Path:
+    """The init file of an input image: `--init FILE`, else `<stem>.json|.npy` in `--init DIR`
+    or, without `--init`, beside the image."""
+    if init is not None and not init.is_dir():
+        return init
+    folder = init if init is not None else image.parent
+    for suffix in INIT_SUFFIXES:
+        candidate = folder / f"{image.stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise InputError(image, f"no init splines found: expected {image.stem}.json or {image.stem}.npy in {folder}")
+
+
+def output_paths(out: Path, image: Path, n_frames: int | None, method: str) -> dict[str, Path]:
+    paths = {"splines": out / f"{image.stem}.splines.json"}
+    if method == "render":
+        paths["render"] = out / f"{image.stem}.render.tif"
+    if n_frames is None or n_frames == 1:
+        paths["overlay"] = out / f"{image.stem}.overlay.png"
+    else:
+        for f in range(n_frames):
+            paths[f"overlay{f}"] = out / f"{image.stem}.overlay.{f:04d}.png"
+    return paths
+
+
+def refine_file(image_path: Path, init_path: Path, out: Path, cfg: DictConfig, device, seed: int, on_step: StepCallback) -> dict:
+    """Read, validate, refine every frame, then write all outputs (the splines JSON last)."""
+    from invrender.methods.spline_refine.active_contour import active_contour_frame
+    from invrender.methods.spline_refine.fit import refine_frame
+
+    image = read_image(image_path)
+    frames = read_splines(init_path)
+    validate_splines(init_path, frames, image.shape)
+    stack = image if image.ndim == 3 else image[None]
+    method = cfg.method
+    results, renders, losses, phases = [], [], [], []
+    for frame_image, records in zip(stack, frames):
+        if method == "render":
+            fitted = refine_frame(frame_image, records, cfg, device, seed, on_step)
+            results.append(fitted.records)
+            renders.append(fitted.render)
+            losses.append(fitted.recon_loss)
+            phases.append([p.__dict__ for p in fitted.phases])
+        else:
+            results.append(active_contour_frame(frame_image, records, cfg))
+
+    paths = output_paths(out, image_path, len(stack) if image.ndim == 3 else None, method)
+    if renders:
+        write_tiff(paths["render"], np.stack(renders) if image.ndim == 3 else renders[0])
+    for f, (frame_image, records, refined) in enumerate(zip(stack, frames, results)):
+        key = "overlay" if "overlay" in paths else f"overlay{f}"
+        curve_sets = [([r["points"] for r in records], INIT_COLOUR), ([r["points"] for r in refined], RESULT_COLOUR)]
+        write_png(paths[key], draw_curves(frame_image, curve_sets))
+    write_splines(paths["splines"], results, image=image_path.name, extra={"method": method})
+    result: dict = {"frames": len(stack), "splines": sum(len(r) for r in results), "outputs": [str(p) for p in paths.values()]}
+    if losses:
+        result["loss"] = float(np.mean(losses))
+        result["phases"] = phases
+    return result
+
+
+def spline_refine(
+    arguments: Arguments,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Init splines: a .json/.npy file, or a folder with <stem>.json per input (default: beside each input).")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="render (differentiable rendering, default) | active-contour (baseline).")] = None,
+    out: OutDir = Path("invrender-out"),
+    device: Device = "auto",
+    seed: Seed = 0,
+    quiet: Quiet = False,
+    config: ConfigName = "default",
+    resume: Resume = False,
+    threads: Threads = None,
+) -> None:
+    """Refine splines of slender bodies (e.g. C. elegans) to sub-pixel accuracy by rendering them."""
+    run = start_run("spline-refine", "spline_refine", arguments, config, device, seed, threads)
+    if method is not None:
+        run.cfg.method = method
+    if run.cfg.method not in METHODS:
+        raise ConfigError(f"--method {run.cfg.method!r}: expected one of {', '.join(METHODS)}")
+    try:
+        check_weights(run.cfg.loss)
+    except ValueError as err:
+        raise ConfigError(f"config loss: {err}") from None
+    run.run_info["config"]["method"] = run.cfg.method
+    if init is not None and len(run.inputs) > 1 and not init.is_dir():
+        raise ConfigError(f"--init {init}: with several inputs, --init must be a folder holding <stem>.json per input")
+
+    def make_job(image: Path) -> Job:
+        def work(on_step: StepCallback) -> dict:
+            return refine_file(image, find_init(image, init), out, run.cfg, run.device, seed, on_step)
+
+        # The splines JSON is written last, so its presence marks a complete output set.
+        return Job(str(image), [out / f"{image.stem}.splines.json"], work)
+
+    code = Runner(out, run.run_info, resume=resume, quiet=quiet).run([make_job(p) for p in run.inputs])
+    raise typer.Exit(code)

@@ -1,0 +1,135 @@
+"""Refining the splines of one frame: initialise the scene from the image and the init, run the
+phases of the config, read the result out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from invrender.core.geometry import splines
+from invrender.core.io import normalise_intensity
+from invrender.core.optim.phases import PhaseRecord, run_phases
+from invrender.methods.spline_refine.model import SplineScene
+
+
+@dataclass
+class FrameResult:
+    records: list[dict]  # output spline records (knots, points, widths, loss)
+    render: np.ndarray  # (H, W) reconstruction in the input's intensity units
+    phases: list[PhaseRecord]
+    recon_loss: float  # mean squared error on the normalised image
+
+
+def body_polarity(image: np.ndarray, setting: str) -> float:
+    """+1 for bright bodies on a darker background, -1 for dark bodies (brightfield worms).
+
+    `auto` compares the two tails of the intensity histogram around the median: bodies cover a
+    minority of pixels, so they make the longer tail.
+    """
+    if setting == "bright":
+        return 1.0
+    if setting == "dark":
+        return -1.0
+    if setting != "auto":
+        raise ValueError(f"polarity must be auto, dark or bright, got {setting!r}")
+    low, median, high = np.percentile(image, [1, 50, 99])
+    return 1.0 if high - median >= median - low else -1.0
+
+
+def initial_knots(records: list[dict], n_knots: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Least-squares natural-spline knots (N, K, 2) in px for every init polyline, and the init's
+    full widths resampled at the knots (N, K) in px when every spline has widths, else None."""
+    knots, widths = [], []
+    for rec in records:
+        points = torch.as_tensor(rec["points"], dtype=torch.float64)
+        keep = torch.cat([torch.tensor([True]), (points[1:] - points[:-1]).norm(dim=-1) > 1e-9])
+        points = points[keep]
+        if len(points) < 2:  # all points equal: nothing to fit a curve to
+            points = torch.stack([points[0], points[0] + torch.tensor([1e-3, 0.0], dtype=torch.float64)])
+        if rec.get("widths") is not None:
+            per_point = torch.as_tensor(rec["widths"], dtype=torch.float64)[keep].unsqueeze(-1)
+            fitted = splines.fit_knots(torch.cat([points, per_point], dim=-1), n_knots)
+            knots.append(fitted[:, :2])
+            widths.append(fitted[:, 2].clamp_min(0.5))
+        else:
+            knots.append(splines.fit_knots(points, n_knots))
+    return torch.stack(knots), (torch.stack(widths) if len(widths) == len(records) else None)
+
+
+def refine_frame(
+    image: np.ndarray,
+    records: list[dict],
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    on_step: Callable[[str, int, int, float], None] | None = None,
+) -> FrameResult:
+    """Refine the init splines `records` on the 2D `image` (y, x) with the config `cfg`."""
+    torch.manual_seed(seed)
+    normalised = normalise_intensity(image)
+    lo, hi = np.percentile(image, [0.5, 99.5])
+    polarity = body_polarity(normalised, cfg.init.polarity)
+    low, median, high = np.percentile(normalised, [0.5, 50, 99.5])
+    amplitude = (high - median) if polarity > 0 else (median - low)
+
+    knots, init_widths = initial_knots(records, int(cfg.model.knots))
+    if init_widths is not None:
+        width = float(init_widths.max()) / 2
+        relative = (init_widths / 2 / width).clamp(0.05, 1.0)
+    else:
+        width = float(cfg.prior.width) / 2
+        relative = torch.full(knots.shape[:2], float(cfg.init.relative_width), dtype=torch.float64)
+    lengths = splines.arc_length_parameters(knots, 2, n_fine=1024)[1]
+    points_per_spline = int(np.clip(math.ceil(float(lengths.max()) * cfg.render.points_per_pixel), 16, cfg.render.max_points))
+
+    # A straight body's rendered peak is ~1.25 (see SplineScene), hence the contrast's scale.
+    model = SplineScene(
+        knots, relative, width, image.shape,
+        brightness=float(median),
+        contrast=polarity * float(amplitude) / 1.25,
+        profile_nodes=int(cfg.model.profile_nodes),
+        mix=float(cfg.init.mix),
+        points_per_spline=points_per_spline,
+        cut=float(cfg.render.cut),
+        background_grid=int(cfg.model.background_grid),
+    ).to(device)
+
+    scale = model.scale
+    prior_width = float(cfg.prior.width) / 2 if cfg.prior.width is not None and init_widths is None else width
+    priors = {
+        "length_prior": (lengths / scale).to(device=device, dtype=torch.float32),
+        "min_width_ratio_prior": torch.tensor(float(cfg.prior.min_width_ratio), device=device),
+        "width_prior": torch.tensor(prior_width / scale, device=device),
+    }
+    target = torch.as_tensor(normalised, device=device)[None]
+
+    def objective(scene: SplineScene, ctx) -> dict[str, torch.Tensor]:
+        return scene(target, priors, draw_splines=ctx.option("draw_splines", True), blur=ctx.ramps.get("blur", 0.0))
+
+    weights = dict(cfg.loss)
+    records_out = []
+    phases = run_phases(model, objective, list(cfg.phases), weights, seed=seed, on_step=on_step)
+
+    with torch.no_grad():
+        bodies, _, _ = model.render_bodies()
+        render = model.compose(bodies)[0]
+        residual2 = (render - target[0]) ** 2
+        centers, radii, _ = model.sample(int(cfg.output.points))
+        knots_out = model.knots_px()[0].cpu().numpy()
+        for i, rec in enumerate(records):
+            own = bodies[0, i] > cfg.output.own_pixels_threshold * bodies[0, i].max()
+            own_loss = float(residual2[own].mean()) if own.any() else float("nan")
+            records_out.append({
+                "id": rec["id"],
+                "points": centers[0, i].cpu().numpy(),
+                "widths": 2.0 * radii[0, i].cpu().numpy(),
+                "knots": knots_out[i],
+                "loss": own_loss if math.isfinite(own_loss) else None,
+            })
+    render_np = render.cpu().numpy() * (hi - lo if hi > lo else 1.0) + lo
+    return FrameResult(records_out, render_np.astype(np.float32), phases, float(residual2.mean()))

@@ -1,0 +1,170 @@
+"""The spline scene of Zdyb, Alonso & Kirkegaard: splines with width, blob, background, filter.
+
+Parameters (each with a leading seed axis S, see MultiStartModule), positions and lengths in
+normalised units (pixels divided by the image's larger side, so learning rates do not depend on
+the image size):
+
+    knots_xy   (S, N, K, 2)  knot positions [x, y] of the N splines
+    knots_w    (S, N, K)     logit of the relative width w in (0, 1) at each knot
+    log_width  (S,)          log of the global width W (a radius), shared by all splines
+    brightness (S,), gradient (S, 2)   background: brightness + gradient . [x, y]
+    bg_grid    (S, G, G)     a smooth background on a coarse G x G grid (tensor-product natural
+                             cubic spline through the grid values, spanning the image), for uneven
+                             illumination; G = 0 disables it
+    contrast   (S,)          signed amplitude of the bodies (negative: dark bodies)
+    mix_logit  (S,)          sum/max interpolation of overlapping bodies
+    kernel     (S, 3, 3)     the final learned 3x3 filter
+    profile    (S, M)        the blob profile f at M nodes of z in [0, 1]
+
+Rendering: points sampled uniformly in arc length along each natural spline stamp the blob with
+radius W * w(s) and weight ds / r (so a straight body's peak is about 1.25 whatever its width and
+sampling), the per-spline images are combined, scaled by the contrast, added to the background and
+filtered by the 3x3 kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from invrender.core.geometry import splines
+from invrender.core.optim.multistart import MultiStartModule
+from invrender.core.render.filters import convolve3x3, gaussian_blur
+from invrender.core.render.splat2d import combine_sum_max, render_curves
+
+
+def gaussian_profile(n_nodes: int) -> torch.Tensor:
+    """Blob profile values for f(z) = exp(-2 ln(z)^2), i.e. a Gaussian of sigma r/2 in distance."""
+    z = torch.linspace(0.0, 1.0, n_nodes, dtype=torch.float64)
+    log_z = torch.log(z.clamp_min(1e-30))
+    return torch.exp(-2.0 * log_z**2)
+
+
+class SplineScene(MultiStartModule):
+    groups = {
+        "splines": ("knots_xy", "knots_w", "log_width"),
+        "background": ("brightness", "gradient", "bg_grid"),
+        "appearance": ("contrast", "mix_logit"),
+        "filter": ("kernel",),
+        "blob": ("profile",),
+    }
+
+    def __init__(
+        self,
+        knots_xy: torch.Tensor,
+        knots_w: torch.Tensor,
+        width: float,
+        image_shape: tuple[int, int],
+        brightness: float,
+        contrast: float,
+        profile_nodes: int = 9,
+        mix: float = 0.5,
+        points_per_spline: int = 128,
+        cut: float = 2.0,
+        background_grid: int = 0,
+    ):
+        """knots_xy (N, K, 2) in pixels; knots_w (N, K) in (0, 1); width: the radius W in pixels."""
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.scale = float(max(image_shape))
+        self.points_per_spline = int(points_per_spline)
+        self.cut = float(cut)
+        dtype = torch.float32
+        self.knots_xy = nn.Parameter((knots_xy / self.scale).to(dtype)[None])
+        self.knots_w = nn.Parameter(torch.logit(knots_w.clamp(1e-3, 1 - 1e-3)).to(dtype)[None])
+        self.log_width = nn.Parameter(torch.tensor([math.log(width / self.scale)], dtype=dtype))
+        self.brightness = nn.Parameter(torch.tensor([brightness], dtype=dtype))
+        self.gradient = nn.Parameter(torch.zeros(1, 2, dtype=dtype))
+        G = int(background_grid)
+        if G == 1 or G < 0:
+            raise ValueError(f"background_grid must be 0 (off) or >= 2, got {G}")
+        self.bg_grid = nn.Parameter(torch.zeros(1, G, G, dtype=dtype))
+        self.contrast = nn.Parameter(torch.tensor([contrast], dtype=dtype))
+        self.mix_logit = nn.Parameter(torch.tensor([math.log(mix / (1 - mix))], dtype=dtype))
+        identity = torch.zeros(1, 3, 3, dtype=dtype)
+        identity[:, 1, 1] = 1.0
+        self.kernel = nn.Parameter(identity)
+        self.profile = nn.Parameter(gaussian_profile(profile_nodes).to(dtype)[None])
+        H, W = self.image_shape
+        ys, xs = torch.meshgrid(torch.arange(H, dtype=dtype), torch.arange(W, dtype=dtype), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs - (W - 1) / 2, ys - (H - 1) / 2]) / self.scale, persistent=False)
+        # Smooth background = basis_y @ bg_grid @ basis_x^T, the grid's nodes spread evenly from the
+        # first to the last pixel of each axis.
+        for name, n in (("basis_y", H), ("basis_x", W)):
+            basis = splines.natural_spline_basis(torch.linspace(0.0, 1.0, n, dtype=torch.float64), G) if G else torch.zeros(n, 0, dtype=torch.float64)
+            self.register_buffer(name, basis.to(dtype), persistent=False)
+
+    # ------------------------------------------------------------ geometry
+
+    def knots_px(self) -> torch.Tensor:
+        """Knot positions in pixels, (S, N, K, 2)."""
+        return self.knots_xy * self.scale
+
+    def width_px(self) -> torch.Tensor:
+        """The global width W (a radius) in pixels, (S,)."""
+        return torch.exp(self.log_width) * self.scale
+
+    def sample(self, n_points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Points uniform in arc length: centres (S, N, P, 2) px, radii (S, N, P) px, lengths (S, N) px."""
+        knots = self.knots_px()
+        s, length = splines.arc_length_parameters(knots, n_points)
+        centers = splines.natural_spline_basis(s, knots.shape[-2]) @ knots
+        relative = splines.evaluate(torch.sigmoid(self.knots_w).unsqueeze(-1), s).squeeze(-1)
+        radii = self.width_px()[:, None, None] * relative.clamp_min(0.05)
+        return centers, radii, length
+
+    # ------------------------------------------------------------ rendering
+
+    def background(self) -> torch.Tensor:
+        """(S, H, W)."""
+        image = self.brightness[:, None, None] + torch.einsum("sc,chw->shw", self.gradient, self.grid)
+        if self.bg_grid.shape[-1]:
+            image = image + self.basis_y @ self.bg_grid @ self.basis_x.T
+        return image
+
+    def render_bodies(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-spline images (S, N, H, W) before contrast, spline lengths (S, N) in pixels and the
+        sample points (S, N, P, 2) in pixels."""
+        centers, radii, length = self.sample(self.points_per_spline)
+        step = (length / (self.points_per_spline - 1))[..., None]
+        trapezoid = torch.ones_like(radii)
+        trapezoid[..., 0] = trapezoid[..., -1] = 0.5
+        weights = step * trapezoid / radii
+        images = render_curves(centers, radii, weights, self.profile, self.image_shape, self.cut)
+        return images, length, centers
+
+    def outside_distance(self, centers: torch.Tensor) -> torch.Tensor:
+        """How far (px) each point (..., 2) lies outside the image's pixel centres, 0 inside."""
+        H, W = self.image_shape
+        upper = centers.new_tensor([W - 1.0, H - 1.0])
+        return (-centers).clamp_min(0.0).norm(dim=-1) + (centers - upper).clamp_min(0.0).norm(dim=-1)
+
+    def compose(self, bodies: torch.Tensor | None) -> torch.Tensor:
+        """The rendered image (S, H, W) from per-spline images, or the background alone if None."""
+        image = self.background()
+        if bodies is not None:
+            image = image + self.contrast[:, None, None] * combine_sum_max(bodies, torch.sigmoid(self.mix_logit))
+        return convolve3x3(image, self.kernel)
+
+    def forward(self, target: torch.Tensor, priors: dict[str, torch.Tensor], draw_splines: bool = True, blur: float = 0.0) -> dict[str, torch.Tensor]:
+        """Quantities for the loss registry (see invrender.core.losses)."""
+        bodies, length, centers = self.render_bodies() if draw_splines else (None, None, None)
+        render = self.compose(bodies)
+        quantities = {
+            "render": gaussian_blur(render, blur),
+            "target": gaussian_blur(target, blur).expand_as(render),
+            "width": torch.exp(self.log_width),
+            "min_width_ratio": torch.sigmoid(self.knots_w).amin(-1),
+            "bending": splines.bending_energy(self.knots_xy),
+            "knot_gaps": splines.knot_gaps(self.knots_xy),
+            **priors,
+        }
+        if length is not None:
+            quantities["length"] = length / self.scale
+            quantities["outside"] = self.outside_distance(centers) / self.scale
+        else:  # background-only phase: the shape terms do not depend on trained parameters
+            quantities["length"] = priors["length_prior"].expand(render.shape[0], -1)
+            quantities["outside"] = render.new_zeros(render.shape[0], 1, 1)
+        return quantities
