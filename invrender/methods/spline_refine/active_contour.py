@@ -30,7 +30,7 @@ def active_contour_frame(image: np.ndarray, records: list[dict], cfg: DictConfig
             normalised, snake_xy[:, ::-1],
             alpha=float(ac.alpha), beta=float(ac.beta), gamma=float(ac.gamma),
             w_line=polarity * float(ac.w_line), w_edge=float(ac.w_edge),
-            max_num_iter=int(ac.max_num_iter), boundary_condition="free",
+            max_num_iter=int(ac.max_num_iter), convergence=float(ac.convergence), boundary_condition="free",
         )
         points = resample_curve(snake_rc[:, ::-1], int(cfg.output.points))
         out.append({"id": rec["id"], "points": points, "widths": None})
