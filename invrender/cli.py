@@ -73,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; usage, config and input errors become one line on stderr and exit code 2."""
     _register_methods()
     try:
-        app(args=argv, prog_name="invrender", standalone_mode=False)
+        # Without standalone mode, `typer.Exit(code)` raised by a command comes back as the
+        # return value (the code) rather than as an exception.
+        code = app(args=argv, prog_name="invrender", standalone_mode=False)
     except Exit as done:
         return done.exit_code
     except TyperException as err:  # unknown option, missing argument, bad value
-        message = err.format_message() if hasattr(err, "format_message") else str(err)
-        print(f"invrender: error: {' '.join(message.split())}", file=sys.stderr)
+        message = " ".join((err.format_message() if hasattr(err, "format_message") else str(err)).split())
+        if message:  # empty when the help was shown for a bare command (no_args_is_help)
+            print(f"invrender: error: {message}", file=sys.stderr)
         return 2
     except (ConfigError, InputError) as err:
         print(f"invrender: error: {err}", file=sys.stderr)
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("invrender: interrupted; finished inputs are kept, run again with --resume", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

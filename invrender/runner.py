@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from invrender.core.io import InputError, read_json, write_json
@@ -156,11 +157,12 @@ class Runner:
     def _log(self, record: JobRecord) -> None:
         if record.status in ("bad-input", "failed"):
             prefix = "" if record.error.startswith(record.input) else f"{record.input}: "
-            self.console.print(f"[red]error[/red]: {prefix}{record.error}", highlight=False, soft_wrap=True)
+            # Escaped: messages and paths may hold brackets ("[x, y] pairs") that rich reads as markup.
+            self.console.print(f"[red]error[/red]: {escape(prefix + record.error)}", highlight=False, soft_wrap=True)
         elif not self.quiet:
             loss = record.result.get("loss")
             loss_text = f", loss {loss:.3g}" if isinstance(loss, float) else ""
-            self.console.print(f"{record.status}: {record.input} ({record.seconds:.1f} s{loss_text})", highlight=False, soft_wrap=True)
+            self.console.print(f"{record.status}: {record.input} ({record.seconds:.1f} s{loss_text})", markup=False, highlight=False, soft_wrap=True)
 
     def _write_manifest(self) -> None:
         if all(r.status == "bad-input" for r in self.records):

@@ -97,10 +97,10 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def _frames_from_array(path: Path, array: np.ndarray) -> list[list[dict]]:
+    if array.ndim not in (3, 4) or array.shape[-1] != 2:
+        raise InputError(path, f"array of shape {array.shape}, expected (n_splines, k, 2) or (frames, n_splines, k, 2)")
     if array.ndim == 3:
         array = array[None]
-    if array.ndim != 4 or array.shape[-1] != 2:
-        raise InputError(path, f"array of shape {array.shape}, expected (n_splines, k, 2) or (frames, n_splines, k, 2)")
     return [_records(path, list(frame), frame=i) for i, frame in enumerate(array)]
 
 

@@ -159,6 +159,8 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
         if eta > 0:
             sigma = math.sqrt(eta / (1.0 + step) ** gamma)
             for p in trainable:
+                if p.grad is None:  # a trained parameter the loss does not use (e.g. an empty group)
+                    continue
                 p.grad.add_(torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype), alpha=sigma)
         optimizer.step()
         value = float(total.detach().min())
