@@ -87,7 +87,7 @@ def refine_frame(
     lengths = splines.arc_length_parameters(knots, 2, n_fine=1024)[1]
     points_per_spline = int(np.clip(math.ceil(float(lengths.max()) * cfg.render.points_per_pixel), 16, cfg.render.max_points))
 
-    # A straight body's rendered peak is ~1.25 (see SplineScene), hence the contrast's scale.
+    # A straight body's rendered peak is ~1.25 at its widest (see SplineScene), hence the contrast's scale.
     model = SplineScene(
         knots, relative, width, image.shape,
         brightness=float(median),
@@ -97,6 +97,7 @@ def refine_frame(
         points_per_spline=points_per_spline,
         cut=float(cfg.render.cut),
         background_grid=int(cfg.model.background_grid),
+        peak_scales_with_width=bool(cfg.render.peak_scales_with_width),
     ).to(device)
 
     scale = model.scale

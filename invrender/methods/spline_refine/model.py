@@ -17,8 +17,10 @@ the image size):
     profile    (S, M)        the blob profile f at M nodes of z in [0, 1]
 
 Rendering: points sampled uniformly in arc length along each natural spline stamp the blob with
-radius W * w(s) and weight ds / r (so a straight body's peak is about 1.25 whatever its width and
-sampling), the per-spline images are combined, scaled by the contrast, added to the background and
+radius r = W * w(s) and weight ds / r (so a straight body's peak is about 1.25 whatever its width
+and sampling) or, with `peak_scales_with_width`, weight ds / W (peak about 1.25 w(s): a thinner
+part of a body, such as a tapered tip, is fainter, as for light absorbed along a chord through a
+tube); the per-spline images are combined, scaled by the contrast, added to the background and
 filtered by the 3x3 kernel.
 """
 
@@ -64,6 +66,7 @@ class SplineScene(MultiStartModule):
         points_per_spline: int = 128,
         cut: float = 2.0,
         background_grid: int = 0,
+        peak_scales_with_width: bool = False,
     ):
         """knots_xy (N, K, 2) in pixels; knots_w (N, K) in (0, 1); width: the radius W in pixels."""
         super().__init__()
@@ -71,6 +74,7 @@ class SplineScene(MultiStartModule):
         self.scale = float(max(image_shape))
         self.points_per_spline = int(points_per_spline)
         self.cut = float(cut)
+        self.peak_scales_with_width = bool(peak_scales_with_width)
         dtype = torch.float32
         self.knots_xy = nn.Parameter((knots_xy / self.scale).to(dtype)[None])
         self.knots_w = nn.Parameter(torch.logit(knots_w.clamp(1e-3, 1 - 1e-3)).to(dtype)[None])
@@ -131,7 +135,8 @@ class SplineScene(MultiStartModule):
         step = (length / (self.points_per_spline - 1))[..., None]
         trapezoid = torch.ones_like(radii)
         trapezoid[..., 0] = trapezoid[..., -1] = 0.5
-        weights = step * trapezoid / radii
+        divisor = self.width_px()[:, None, None] if self.peak_scales_with_width else radii
+        weights = step * trapezoid / divisor
         images = render_curves(centers, radii, weights, self.profile, self.image_shape, self.cut)
         return images, length, centers
 
