@@ -35,6 +35,24 @@ def blob_values(profile: torch.Tensor, distance: torch.Tensor, radius: torch.Ten
     return evaluate_segments(segment_coefficients(profile), z) * taper
 
 
+def blob_fwhm(profile: torch.Tensor, cut: float, samples: int = 401) -> float:
+    """Full width at half maximum of the cross-section of a straight line of blobs, in units of r.
+
+    The cross-section is the line integral `c(u) = int B(sqrt(u^2 + t^2)) dt` of the blob of radius 1
+    with profile `profile` (M,), computed by the trapezoidal rule; the half-maximum point is
+    interpolated linearly. For the Gaussian profile f(z) = exp(-2 ln(z)^2) without the cut this is
+    sqrt(2 ln 2) = 1.177. It converts between blob radii and the body widths a user measures.
+    """
+    grid = torch.linspace(0.0, cut, samples, dtype=torch.float64)
+    distance = torch.sqrt(grid[:, None] ** 2 + grid[None, :] ** 2)  # (u, t)
+    values = blob_values(profile.detach().double()[None], distance[None], torch.ones(1, 1, 1, dtype=torch.float64), cut)[0]
+    section = torch.trapezoid(values, grid, dim=1)
+    half = section[0] / 2
+    k = int(torch.nonzero(section < half)[0]) if bool((section < half).any()) else samples - 1
+    u0, u1, c0, c1 = grid[k - 1], grid[k], section[k - 1], section[k]
+    return float(2 * (u0 + (c0 - half) / (c0 - c1) * (u1 - u0)))
+
+
 def render_curves(
     centers: torch.Tensor,
     radii: torch.Tensor,

@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 from invrender.core.geometry import splines
 from invrender.core.io import normalise_intensity
 from invrender.core.optim.phases import PhaseRecord, run_phases
-from invrender.methods.spline_refine.model import SplineScene
+from invrender.core.render.splat2d import blob_fwhm
+from invrender.methods.spline_refine.model import SplineScene, gaussian_profile
 
 
 @dataclass
@@ -78,12 +79,17 @@ def refine_frame(
     amplitude = (high - median) if polarity > 0 else (median - low)
 
     knots, init_widths = initial_knots(records, int(cfg.model.knots))
+    # Widths (input, prior, output) are the FWHM of a body's cross-section; the model uses blob radii.
+    fwhm_per_radius = blob_fwhm(gaussian_profile(int(cfg.model.profile_nodes)), float(cfg.render.cut))
     if init_widths is not None:
-        width = float(init_widths.max()) / 2
-        relative = (init_widths / 2 / width).clamp(0.05, 1.0)
+        width = float(init_widths.max()) / fwhm_per_radius
+        relative = (init_widths / fwhm_per_radius / width).clamp(0.05, 1.0)
     else:
-        width = float(cfg.prior.width) / 2
-        relative = torch.full(knots.shape[:2], float(cfg.init.relative_width), dtype=torch.float64)
+        width = float(cfg.prior.width) / fwhm_per_radius
+        # Slender bodies taper at both ends: start from sin(pi s)^e (floored at the tip ratio).
+        s = torch.linspace(0.0, 1.0, knots.shape[1], dtype=torch.float64)
+        taper = torch.sin(torch.pi * s).pow(float(cfg.init.taper_exponent)).clamp_min(float(cfg.init.tip_ratio))
+        relative = (float(cfg.init.relative_width) * taper).expand(knots.shape[:2]).clone()
     lengths = splines.arc_length_parameters(knots, 2, n_fine=1024)[1]
     points_per_spline = int(np.clip(math.ceil(float(lengths.max()) * cfg.render.points_per_pixel), 16, cfg.render.max_points))
 
@@ -101,7 +107,7 @@ def refine_frame(
     ).to(device)
 
     scale = model.scale
-    prior_width = float(cfg.prior.width) / 2 if cfg.prior.width is not None and init_widths is None else width
+    prior_width = width
     priors = {
         "length_prior": (lengths / scale).to(device=device, dtype=torch.float32),
         "min_width_ratio_prior": torch.tensor(float(cfg.prior.min_width_ratio), device=device),
@@ -121,6 +127,7 @@ def refine_frame(
         render = model.compose(bodies)[0]
         residual2 = (render - target[0]) ** 2
         centers, radii, _ = model.sample(int(cfg.output.points))
+        fwhm_final = blob_fwhm(model.profile[0], model.cut)
         knots_out = model.knots_px()[0].cpu().numpy()
         for i, rec in enumerate(records):
             own = bodies[0, i] > cfg.output.own_pixels_threshold * bodies[0, i].max()
@@ -128,7 +135,7 @@ def refine_frame(
             records_out.append({
                 "id": rec["id"],
                 "points": centers[0, i].cpu().numpy(),
-                "widths": 2.0 * radii[0, i].cpu().numpy(),
+                "widths": fwhm_final * radii[0, i].cpu().numpy(),
                 "knots": knots_out[i],
                 "loss": own_loss if math.isfinite(own_loss) else None,
             })
