@@ -21,6 +21,7 @@ import math
 import torch
 
 from invrender.core.geometry.splines import evaluate_segments, segment_coefficients
+from invrender.core.render.registry import RendererSpec, register_renderer
 
 
 def blob_values(profile: torch.Tensor, distance: torch.Tensor, radius: torch.Tensor, cut: float) -> torch.Tensor:
@@ -169,3 +170,11 @@ def combine_sum_max(images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
     """
     mix = mix.reshape(-1, 1, 1)
     return mix * images.amax(dim=1) + (1.0 - mix) * images.sum(dim=1)
+
+
+register_renderer(RendererSpec(
+    name="splat2d",
+    render=render_curves,
+    device_types=("cpu", "cuda"),
+    cost="forward and backward linear in batch x curves x points x window pixels (window ~ (2 cut r)^2)",
+))

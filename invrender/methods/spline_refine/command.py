@@ -15,6 +15,7 @@ from invrender.core.geometry.spline_io import read_splines, validate_splines, wr
 from invrender.core.io import InputError, read_image, write_png, write_tiff
 from invrender.core.losses import check_weights
 from invrender.core.overlay import INIT_COLOUR, RESULT_COLOUR, draw_curves
+from invrender.core.render.registry import RendererUnavailable, get_renderer
 from invrender.runner import Job, Runner, StepCallback
 
 METHODS = ("render", "active-contour")
@@ -104,6 +105,10 @@ def spline_refine(
         check_weights(run.cfg.loss)
     except ValueError as err:
         raise ConfigError(f"config loss: {err}") from None
+    try:
+        get_renderer(run.cfg.render.backend, run.device)
+    except RendererUnavailable as err:
+        raise ConfigError(f"config render.backend: {err}") from None
     run.run_info["config"]["method"] = run.cfg.method
     if init is not None and len(run.inputs) > 1 and not init.is_dir():
         raise ConfigError(f"--init {init}: with several inputs, --init must be a folder holding <stem>.json per input")

@@ -104,6 +104,8 @@ def refine_frame(
         cut=float(cfg.render.cut),
         background_grid=int(cfg.model.background_grid),
         peak_scales_with_width=bool(cfg.render.peak_scales_with_width),
+        renderer=str(cfg.render.backend),
+        device=device,
     ).to(device)
 
     scale = model.scale

@@ -34,7 +34,8 @@ from torch import nn
 from invrender.core.geometry import splines
 from invrender.core.optim.multistart import MultiStartModule
 from invrender.core.render.filters import convolve3x3, gaussian_blur
-from invrender.core.render.splat2d import combine_sum_max, render_curves
+from invrender.core.render.registry import get_renderer
+from invrender.core.render.splat2d import combine_sum_max
 
 
 def gaussian_profile(n_nodes: int) -> torch.Tensor:
@@ -67,9 +68,16 @@ class SplineScene(MultiStartModule):
         cut: float = 2.0,
         background_grid: int = 0,
         peak_scales_with_width: bool = False,
+        renderer: str = "splat2d",
+        device: torch.device | str = "cpu",
     ):
-        """knots_xy (N, K, 2) in pixels; knots_w (N, K) in (0, 1); width: the radius W in pixels."""
+        """knots_xy (N, K, 2) in pixels; knots_w (N, K) in (0, 1); width: the radius W in pixels.
+
+        `renderer` names a registered curve renderer (invrender.core.render.registry) able to run
+        on `device`; the module is not moved there (call `.to(device)`).
+        """
         super().__init__()
+        self.render_curves = get_renderer(renderer, torch.device(device))
         self.image_shape = tuple(image_shape)
         self.scale = float(max(image_shape))
         self.points_per_spline = int(points_per_spline)
@@ -137,7 +145,7 @@ class SplineScene(MultiStartModule):
         trapezoid[..., 0] = trapezoid[..., -1] = 0.5
         divisor = self.width_px()[:, None, None] if self.peak_scales_with_width else radii
         weights = step * trapezoid / divisor
-        images = render_curves(centers, radii, weights, self.profile, self.image_shape, self.cut)
+        images = self.render_curves(centers, radii, weights, self.profile, self.image_shape, self.cut)
         return images, length, centers
 
     def outside_distance(self, centers: torch.Tensor) -> torch.Tensor:
