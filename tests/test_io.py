@@ -288,15 +288,16 @@ def test_validate_splines_frames_and_margin(tmp_path):
 
 def test_normalise_intensity_maps_percentiles_to_unit_range():
     image = np.random.default_rng(0).normal(100.0, 20.0, size=(64, 64))
-    out = normalise_intensity(image)
+    out, offset, span = normalise_intensity(image)
     assert out.dtype == np.float32 and out.shape == image.shape
     np.testing.assert_allclose(np.percentile(out, [0.5, 99.5]), [0.0, 1.0], atol=1e-5)
     assert out.min() < 0.0 and out.max() > 1.0  # not clipped
+    np.testing.assert_allclose(out * span + offset, image, rtol=1e-5)  # the returned pair undoes it
     ramp = np.linspace(-3.0, 7.0, 101)
-    np.testing.assert_allclose(normalise_intensity(ramp, 0.0, 100.0), np.linspace(0.0, 1.0, 101), atol=1e-6)
-    np.testing.assert_allclose(normalise_intensity(ramp, 10.0, 90.0)[[10, 90]], [0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(normalise_intensity(ramp, 0.0, 100.0)[0], np.linspace(0.0, 1.0, 101), atol=1e-6)
+    np.testing.assert_allclose(normalise_intensity(ramp, 10.0, 90.0)[0][[10, 90]], [0.0, 1.0], atol=1e-6)
 
 
 def test_normalise_intensity_of_a_constant_image_is_finite():
-    out = normalise_intensity(np.full((5, 5), 3.0))
+    out = normalise_intensity(np.full((5, 5), 3.0))[0]
     assert np.all(np.isfinite(out)) and np.all(out == 0.0)

@@ -80,11 +80,14 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"JSON contains {name}, which is not a valid number")
 
 
-def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """Map the `low`..`high` percentiles of `image` to 0..1 (no clipping), float32."""
+def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[np.ndarray, float, float]:
+    """Map the `low`..`high` percentiles of `image` to 0..1 (no clipping).
+
+    Returns the float32 image and the `(offset, span)` that undo it: `image = normalised * span + offset`.
+    """
     lo, hi = np.percentile(image, [low, high])
-    scale = hi - lo if hi > lo else 1.0
-    return ((image - lo) / scale).astype(np.float32)
+    span = float(hi - lo) if hi > lo else 1.0
+    return ((image - lo) / span).astype(np.float32), float(lo), span
 
 
 # ---------------------------------------------------------------- writing

@@ -20,14 +20,15 @@ from invrender.methods.spline_refine.fit import body_polarity
 def active_contour_frame(image: np.ndarray, records: list[dict], cfg: DictConfig) -> list[dict]:
     """Refine each init spline of `records` on the 2D `image` independently; returns records."""
     ac = cfg.active_contour
-    normalised = gaussian_filter(normalise_intensity(image), float(ac.smoothing))
-    polarity = body_polarity(normalise_intensity(image), cfg.init.polarity)
+    normalised = normalise_intensity(image)[0]
+    polarity = body_polarity(normalised, cfg.init.polarity)
+    smoothed = gaussian_filter(normalised, float(ac.smoothing))
     out = []
     for rec in records:
         snake_xy = resample_curve(np.asarray(rec["points"], dtype=np.float64), int(ac.points))
         # skimage snakes are (row, col); w_line > 0 attracts to bright, so dark bodies flip it.
         snake_rc = active_contour(
-            normalised, snake_xy[:, ::-1],
+            smoothed, snake_xy[:, ::-1],
             alpha=float(ac.alpha), beta=float(ac.beta), gamma=float(ac.gamma),
             w_line=polarity * float(ac.w_line), w_edge=float(ac.w_edge),
             max_num_iter=int(ac.max_num_iter), convergence=float(ac.convergence), boundary_condition="free",

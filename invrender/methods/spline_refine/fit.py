@@ -72,8 +72,7 @@ def refine_frame(
 ) -> FrameResult:
     """Refine the init splines `records` on the 2D `image` (y, x) with the config `cfg`."""
     torch.manual_seed(seed)
-    normalised = normalise_intensity(image)
-    lo, hi = np.percentile(image, [0.5, 99.5])
+    normalised, offset, span = normalise_intensity(image)
     polarity = body_polarity(normalised, cfg.init.polarity)
     low, median, high = np.percentile(normalised, [0.5, 50, 99.5])
     amplitude = (high - median) if polarity > 0 else (median - low)
@@ -109,21 +108,19 @@ def refine_frame(
     ).to(device)
 
     scale = model.scale
-    prior_width = width
     priors = {
         "length_prior": (lengths / scale).to(device=device, dtype=torch.float32),
         "min_width_ratio_prior": torch.tensor(float(cfg.prior.min_width_ratio), device=device),
-        "width_prior": torch.tensor(prior_width / scale, device=device),
+        "width_prior": torch.tensor(width / scale, device=device),
     }
     target = torch.as_tensor(normalised, device=device)[None]
 
     def objective(scene: SplineScene, ctx) -> dict[str, torch.Tensor]:
         return scene(target, priors, draw_splines=ctx.option("draw_splines", True), blur=ctx.ramps.get("blur", 0.0))
 
-    weights = dict(cfg.loss)
-    records_out = []
-    phases = run_phases(model, objective, list(cfg.phases), weights, seed=seed, on_step=on_step)
+    phases = run_phases(model, objective, list(cfg.phases), dict(cfg.loss), seed=seed, on_step=on_step)
 
+    records_out = []
     with torch.no_grad():
         bodies, _, _ = model.render_bodies()
         render = model.compose(bodies)[0]
@@ -141,5 +138,5 @@ def refine_frame(
                 "knots": knots_out[i],
                 "loss": own_loss if math.isfinite(own_loss) else None,
             })
-    render_np = render.cpu().numpy() * (hi - lo if hi > lo else 1.0) + lo
+    render_np = render.cpu().numpy() * span + offset
     return FrameResult(records_out, render_np.astype(np.float32), phases, float(residual2.mean()))
