@@ -53,3 +53,15 @@ def test_cli_refuses_an_unknown_backend_in_one_line(tmp_path, capsys):
     assert code == 2
     assert len(err.splitlines()) == 1 and "render.backend" in err and "nosuch" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_splat2d_on_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.rand(2, 3, 20, 2, generator=g, dtype=torch.float64) * 20 + 6
+    radii = torch.rand(2, 3, 20, generator=g, dtype=torch.float64) + 1.5
+    weights = torch.rand(2, 3, 20, generator=g, dtype=torch.float64)
+    profile = torch.rand(2, 9, generator=g, dtype=torch.float64)
+    cpu = render_curves(centers, radii, weights, profile, (32, 32))
+    cuda = render_curves(centers.cuda(), radii.cuda(), weights.cuda(), profile.cuda(), (32, 32))
+    torch.testing.assert_close(cuda.cpu(), cpu)
