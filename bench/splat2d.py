@@ -48,7 +48,8 @@ def run_case(side: int, curves: int, points: int, seeds: int, radius: float, thr
     def forward():
         return render_curves(centers, radii, weights, profile, (side, side))
 
-    forward()  # warm-up
+    for _ in range(2):  # warm-up: the allocator and thread pool settle
+        forward().square().sum().backward()
     repeats = 5
     t0 = time.perf_counter()
     for _ in range(repeats):
@@ -71,7 +72,7 @@ def main() -> None:
     if args.case:
         print(json.dumps(run_case(*json.loads(args.case), args.threads)))
         return
-    print(f"splat2d render_curves, {args.threads} thread(s), float32, CPU; mean of 5 runs after a warm-up\n")
+    print(f"splat2d render_curves, {args.threads} thread(s), float32, CPU; mean of 5 runs after 2 warm-up runs\n")
     print("| image | curves | points/curve | seeds | radius px | forward ms | forward+backward ms | peak MB |")
     print("|---|---|---|---|---|---|---|---|")
     for case in CASES:
