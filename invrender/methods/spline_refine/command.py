@@ -35,11 +35,12 @@ def find_init(image: Path, init: Path | None) -> Path:
     raise InputError(image, f"no init splines found: expected {image.stem}.json or {image.stem}.npy in {folder}")
 
 
-def output_paths(out: Path, image: Path, n_frames: int | None, method: str) -> dict[str, Path]:
+def output_paths(out: Path, image: Path, n_frames: int, method: str) -> dict[str, Path]:
+    """Output files of one input; a stack (n_frames > 1) gets one overlay per frame."""
     paths = {"splines": out / f"{image.stem}.splines.json"}
     if method == "render":
         paths["render"] = out / f"{image.stem}.render.tif"
-    if n_frames is None or n_frames == 1:
+    if n_frames == 1:
         paths["overlay"] = out / f"{image.stem}.overlay.png"
     else:
         for f in range(n_frames):
@@ -68,7 +69,7 @@ def refine_file(image_path: Path, init_path: Path, out: Path, cfg: DictConfig, d
         else:
             results.append(active_contour_frame(frame_image, records, cfg))
 
-    paths = output_paths(out, image_path, len(stack) if image.ndim == 3 else None, method)
+    paths = output_paths(out, image_path, len(stack), method)
     if renders:
         write_tiff(paths["render"], np.stack(renders) if image.ndim == 3 else renders[0])
     for f, (frame_image, records, refined) in enumerate(zip(stack, frames, results)):
