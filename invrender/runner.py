@@ -1,25 +1,28 @@
-"""The runner: one job per input, atomic outputs, a manifest per run, resume, exit codes.
+"""The runner: one job per input, atomic outputs, a manifest per run, logs, resume, time limits.
 
 A method turns its inputs into `Job`s: what it reads, what it writes (the job is complete when every
 output exists; outputs are written atomically, so an existing output is a complete one), and a
-`run` callable. The runner runs them in order, records each in `manifest.json` in the output
-folder (rewritten atomically after every job, so an interrupted run leaves a valid record), and
-returns the exit code: 0 all done, 1 some job failed (the others still ran), 2 every input was bad
-(nothing is written then).
+`run` callable. The runner runs them in order, records each in the manifest (rewritten atomically
+after every job, so an interrupted or killed run leaves a valid record), keeps one log file per job,
+and returns the exit code: 0 all done, 1 some job failed (the others still ran), 2 every input was
+bad (nothing is written then).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import glob
+import logging
 import platform
+import signal
 import sys
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -27,8 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from invrender.core.io import InputError, read_json, write_json
 
-IMAGE_SUFFIXES = (".tif", ".tiff")
 StepCallback = Callable[[str, int, int, float], None]
+FAILED_STATUSES = {"bad-input", "failed", "timeout"}
+log = logging.getLogger("invrender")
 
 
 @dataclass
@@ -38,40 +42,31 @@ class Job:
     name: str
     outputs: list[Path]
     run: Callable[[StepCallback], dict[str, Any]]  # returns what the manifest records (losses, ...)
+    overrides: tuple[str, ...] = ()  # config overrides particular to this input (recorded in the manifest)
 
 
 @dataclass
 class JobRecord:
     input: str
-    status: str  # done | skipped | bad-input | failed | interrupted
+    status: str  # done | skipped | bad-input | failed | timeout | interrupted
     outputs: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    log: str | None = None
+    overrides: list[str] = field(default_factory=list)
 
 
-def split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
-    """Split trailing CLI arguments into inputs and `key=value` config overrides."""
-    overrides = [a for a in arguments if "=" in a and not Path(a).exists()]
-    return [a for a in arguments if a not in overrides], overrides
+class JobTimeout(BaseException):
+    """A job ran past its time limit. A BaseException, so that a method's `except Exception`
+    cannot swallow it."""
 
 
-def expand_inputs(arguments: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
-    """Files as given, folders expanded to their images (sorted), glob patterns expanded.
-
-    A path that does not exist is kept, so that its job reports it as a bad input.
-    """
-    paths: list[Path] = []
-    for arg in arguments:
-        path = Path(arg)
-        if path.is_dir():
-            paths.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file()))
-        elif any(ch in arg for ch in "*?[") and not path.exists():
-            paths.extend(sorted(Path(p) for p in glob.glob(arg) if Path(p).suffix.lower() in suffixes))
-        else:
-            paths.append(path)
-    seen: set[Path] = set()
-    return [p for p in paths if not (p.resolve() in seen or seen.add(p.resolve()))]
+def exit_code(statuses: set[str]) -> int:
+    """0 all done; 2 every input was bad; 1 anything else that did not finish."""
+    if statuses == {"bad-input"}:
+        return 2
+    return 1 if statuses & (FAILED_STATUSES | {"interrupted"}) else 0
 
 
 def package_versions(names: tuple[str, ...] = ("invrender", "torch", "numpy", "scipy", "scikit-image", "tifffile", "hydra-core")) -> dict[str, str]:
@@ -84,25 +79,64 @@ def package_versions(names: tuple[str, ...] = ("invrender", "torch", "numpy", "s
     return versions
 
 
-class Runner:
-    """Runs jobs into `out_dir` and keeps its manifest."""
+def now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
-    def __init__(self, out_dir: Path, run_info: dict[str, Any], resume: bool = False, quiet: bool = False):
-        self.out_dir = Path(out_dir)
-        self.manifest_path = self.out_dir / "manifest.json"
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[Callable[[], None]]:
+    """Raise JobTimeout in the block once `seconds` have passed.
+
+    In the main thread of a POSIX process a timer signal interrupts the block wherever it is (after
+    the current native call returns); elsewhere the yielded `check()` raises it, and the runner
+    calls it on every optimiser step.
+    """
+    if seconds is None:
+        yield lambda: None
+        return
+    deadline = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise JobTimeout
+
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield check
+        return
+
+    def on_alarm(signum, frame):
+        raise JobTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield check
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Runner:
+    """Runs jobs, writing the manifest to `manifest_path` and one log per job into `log_dir`."""
+
+    def __init__(self, manifest_path: Path, run_info: dict[str, Any], resume: bool = False, quiet: bool = False,
+                 timeout: float | None = None, log_dir: Path | None = None):
+        self.manifest_path = Path(manifest_path)
+        self.log_dir = Path(log_dir) if log_dir is not None else self.manifest_path.parent / "logs"
         self.run_info = run_info
         self.resume = resume
         self.quiet = quiet
+        self.timeout = timeout
         self.console = Console(stderr=True)
         self.records: list[JobRecord] = []
-        self.started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        self.started = now()
         self.previous = self._previous_records() if resume else {}
 
     def _previous_records(self) -> dict[str, dict]:
         if not self.manifest_path.is_file():
             return {}
         try:
-            return {job["input"]: job for job in read_json(self.manifest_path).get("jobs", [])}
+            return {job["input"]: job for job in read_json(self.manifest_path).get("inputs", [])}
         except (InputError, AttributeError, KeyError, TypeError):
             return {}  # an unreadable old manifest only loses the old timings
 
@@ -116,49 +150,74 @@ class Runner:
             overall = progress.add_task("inputs", total=len(jobs))
             steps = progress.add_task("", total=1, visible=False)
 
-            def on_step(phase: str, step: int, n_steps: int, loss: float) -> None:
+            def show_step(phase: str, step: int, n_steps: int, loss: float) -> None:
                 progress.update(steps, description=f"  {phase} loss {loss:.3g}", completed=step + 1, total=n_steps, visible=True)
 
             try:
                 for job in jobs:
-                    self.records.append(self._run_job(job, on_step))
+                    self.records.append(self._run_job(job, show_step))
                     progress.advance(overall)
-                    self._log(self.records[-1])
+                    self._print(self.records[-1])
                     self._write_manifest()
             except KeyboardInterrupt:
                 done = {r.input for r in self.records}
                 self.records += [JobRecord(j.name, "interrupted") for j in jobs if j.name not in done]
                 self._write_manifest()
                 raise
-        statuses = {r.status for r in self.records}
-        if statuses == {"bad-input"}:
-            return 2
-        return 1 if statuses & {"bad-input", "failed"} else 0
+        return exit_code({r.status for r in self.records})
 
-    def _run_job(self, job: Job, on_step: StepCallback) -> JobRecord:
+    def _run_job(self, job: Job, show_step: StepCallback) -> JobRecord:
         outputs = [str(p) for p in job.outputs]
+        overrides = list(job.overrides)
         if self.resume and job.outputs and all(p.is_file() for p in job.outputs):
             old = self.previous.get(job.name, {})
-            return JobRecord(job.name, "skipped", outputs, old.get("seconds", 0.0), result=old.get("result", {}))
+            return JobRecord(job.name, "skipped", outputs, old.get("seconds", 0.0), result=old.get("result", {}), log=old.get("log"), overrides=overrides)
+        log_path = self.log_dir / f"{Path(job.name).name}.log"
         start = time.perf_counter()
+        with _job_log(log_path), time_limit(self.timeout) as check_time:
+            log.info("start %s%s", job.name, f" with {' '.join(overrides)}" if overrides else "")
+
+            def on_step(phase: str, step: int, n_steps: int, loss: float) -> None:
+                check_time()
+                show_step(phase, step, n_steps, loss)
+                if step == 0 or step + 1 == n_steps or (step + 1) % max(1, n_steps // 10) == 0:
+                    log.info("%s step %d/%d loss %.6g", phase, step + 1, n_steps, loss)
+
+            record = self._attempt(job, on_step, start)
+            record.overrides = overrides
+            log.info("%s after %.1f s%s", record.status, record.seconds, f": {record.error}" if record.error else "")
+        if record.status == "bad-input":
+            # The manifest says why; a bad input leaves no file behind (and a run of bad inputs, none at all).
+            log_path.unlink(missing_ok=True)
+            if self.log_dir.is_dir() and not any(self.log_dir.iterdir()):
+                self.log_dir.rmdir()
+        else:
+            record.log = str(log_path)
+        return record
+
+    def _attempt(self, job: Job, on_step: StepCallback, start: float) -> JobRecord:
         try:
             result = job.run(on_step)
         except InputError as err:
             return JobRecord(job.name, "bad-input", [], time.perf_counter() - start, str(err))
+        except JobTimeout:
+            return JobRecord(job.name, "timeout", [], time.perf_counter() - start, f"stopped after {self.timeout:g} s (--timeout)")
         except KeyboardInterrupt:
             raise
         except Exception as err:
+            log.error("%s", "".join(traceback.format_exception(err)))
             where = traceback.extract_tb(err.__traceback__)[-1]
             message = f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
             return JobRecord(job.name, "failed", [], time.perf_counter() - start, message)
-        outputs = result.pop("outputs", outputs)
+        outputs = result.pop("outputs", [str(p) for p in job.outputs])
         return JobRecord(job.name, "done", outputs, time.perf_counter() - start, result=result)
 
-    def _log(self, record: JobRecord) -> None:
-        if record.status in ("bad-input", "failed"):
+    def _print(self, record: JobRecord) -> None:
+        if record.status in FAILED_STATUSES:
             prefix = "" if record.error.startswith(record.input) else f"{record.input}: "
             # Escaped: messages and paths may hold brackets ("[x, y] pairs") that rich reads as markup.
-            self.console.print(f"[red]error[/red]: {escape(prefix + record.error)}", highlight=False, soft_wrap=True)
+            label = "timeout" if record.status == "timeout" else "error"
+            self.console.print(f"[red]{label}[/red]: {escape(prefix + record.error)}", highlight=False, soft_wrap=True)
         elif not self.quiet:
             loss = record.result.get("loss")
             loss_text = f", loss {loss:.3g}" if isinstance(loss, float) else ""
@@ -171,12 +230,32 @@ class Runner:
         for r in self.records:
             counts[r.status] = counts.get(r.status, 0) + 1
         manifest = {
+            "kind": "run",
             **self.run_info,
             "command": sys.argv,
             "versions": package_versions(),
             "started": self.started,
-            "updated": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "updated": now(),
             "summary": counts,
-            "jobs": [r.__dict__ for r in self.records],
+            "inputs": [r.__dict__ for r in self.records],
         }
         write_json(self.manifest_path, manifest)
+
+
+@contextmanager
+def _job_log(path: Path) -> Iterator[None]:
+    """Send the `invrender` logger to `path` for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # the console shows the progress bar and one line per job, not the log
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+        handler.close()

@@ -281,7 +281,7 @@ def test_run_succeeds_with_one_status_line(one_run):
 
 def test_run_writes_the_splines_json(one_run):
     image, records, out, _, _ = one_run
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "worms.overlay.png", "worms.render.tif", "worms.splines.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["logs", "manifest.json", "worms.overlay.png", "worms.render.tif", "worms.splines.json"]
     data = json.loads((out / "worms.splines.json").read_text())
     n_knots = json.loads((out / "manifest.json").read_text())["config"]["model"]["knots"]
     assert data["format"] == "invrender.splines" and data["version"] == 1
@@ -321,7 +321,7 @@ def test_run_writes_the_manifest(one_run):
     for package in ("invrender", "torch", "numpy", "python"):
         assert manifest["versions"][package]
     assert manifest["summary"] == {"done": 1}
-    [job] = manifest["jobs"]
+    [job] = manifest["inputs"]
     assert job["input"] == str(image) and job["status"] == "done" and job["error"] is None
     assert job["seconds"] > 0
     assert isinstance(job["result"]["loss"], float) and np.isfinite(job["result"]["loss"])
@@ -345,8 +345,8 @@ def test_inits_as_schema_bare_list_and_npy(tmp_path, capsys):
     assert code == 0, err
     assert err.strip() == ""  # --quiet: nothing unless something fails
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [Path(j["input"]).name for j in manifest["jobs"]] == ["a.tif", "b.tif", "c.tif"]
-    assert {j["status"] for j in manifest["jobs"]} == {"done"}
+    assert [Path(j["input"]).name for j in manifest["inputs"]] == ["a.tif", "b.tif", "c.tif"]
+    assert {j["status"] for j in manifest["inputs"]} == {"done"}
     for stem, n in (("a", 2), ("b", 2), ("c", 1)):
         data = json.loads((out / f"{stem}.splines.json").read_text())
         assert len(data["splines"]) == n and len(data["splines"][0]["points"]) == 100
@@ -367,7 +367,7 @@ def test_batch_with_a_corrupt_input(tmp_path, capsys):
     assert (out / "a.splines.json").is_file() and (out / "c.splines.json").is_file()
     assert not list(out.glob("b.*"))
     manifest = json.loads((out / "manifest.json").read_text())
-    jobs = {Path(j["input"]).name: j for j in manifest["jobs"]}
+    jobs = {Path(j["input"]).name: j for j in manifest["inputs"]}
     assert jobs["a.tif"]["status"] == jobs["c.tif"]["status"] == "done"
     assert jobs["b.tif"]["status"] == "bad-input"
     assert "b.tif" in jobs["b.tif"]["error"] and "not a readable TIFF" in jobs["b.tif"]["error"]
@@ -381,10 +381,10 @@ def test_resume_skips_finished_inputs(tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run(capsys, inputs, "--out", out)
     assert code == 0, err
-    outputs = sorted(p for p in out.iterdir() if p.name != "manifest.json")
+    outputs = sorted(p for p in out.iterdir() if p.name not in ("manifest.json", "logs"))
     assert len(outputs) == 3
     mtimes = {p: p.stat().st_mtime_ns for p in outputs}
-    first = json.loads((out / "manifest.json").read_text())["jobs"][0]
+    first = json.loads((out / "manifest.json").read_text())["inputs"][0]
 
     # A second input appears; the first one's outputs are complete.
     _, records = make_input(inputs, "b", seed=1)
@@ -392,7 +392,7 @@ def test_resume_skips_finished_inputs(tmp_path, capsys):
     code, err = run(capsys, inputs, "--out", out, "--resume")
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in outputs} == mtimes
-    jobs = {Path(j["input"]).name: j for j in json.loads((out / "manifest.json").read_text())["jobs"]}
+    jobs = {Path(j["input"]).name: j for j in json.loads((out / "manifest.json").read_text())["inputs"]}
     assert jobs["a.tif"]["status"] == "skipped" and jobs["b.tif"]["status"] == "done"
     assert jobs["a.tif"]["seconds"] == first["seconds"] and jobs["a.tif"]["result"] == first["result"]
     assert (out / "b.splines.json").is_file()
@@ -410,7 +410,7 @@ def test_resume_reruns_an_input_whose_outputs_are_missing(tmp_path, capsys):
     (out / "a.overlay.png").write_bytes(b"stale")  # not the marker of a complete output set
     code, err = run(capsys, image, "--init", init, "--out", out, "--resume")
     assert code == 0, err
-    assert json.loads((out / "manifest.json").read_text())["jobs"][0]["status"] == "done"
+    assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "done"
     assert (out / "a.overlay.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -434,7 +434,7 @@ def test_stack_with_frames_init(tmp_path, capsys):
         assert len(frame["splines"]) == 1 and len(frame["splines"][0]["points"]) == 100
     assert tifffile.imread(out / "stack.render.tif").shape == (2, SIZE, SIZE)
     assert (out / "stack.overlay.0000.png").is_file() and (out / "stack.overlay.0001.png").is_file()
-    [job] = json.loads((out / "manifest.json").read_text())["jobs"]
+    [job] = json.loads((out / "manifest.json").read_text())["inputs"]
     assert job["result"]["frames"] == 2 and len(job["result"]["phases"]) == 2
 
 
@@ -443,12 +443,12 @@ def test_active_contour_method(tmp_path, good, capsys):
     out = tmp_path / "out"
     code, err = run(capsys, image, "--init", init, "--out", out, "--method", "active-contour", "active_contour.max_num_iter=50")
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "worms.overlay.png", "worms.splines.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["logs", "manifest.json", "worms.overlay.png", "worms.splines.json"]
     data = json.loads((out / "worms.splines.json").read_text())
     assert data["method"] == "active-contour" and len(data["splines"]) == 2
     assert all(np.array(s["points"]).shape == (100, 2) for s in data["splines"])
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["method"] == "active-contour" and manifest["jobs"][0]["status"] == "done"
+    assert manifest["config"]["method"] == "active-contour" and manifest["inputs"][0]["status"] == "done"
 
 
 def test_same_seed_gives_identical_output(tmp_path, good, capsys):

@@ -28,4 +28,4 @@ def test_cli_refines_a_perturbed_init_below_half_a_pixel(tmp_path, perturbation)
     assert after < 0.5, f"DTW {after:.3f} px after refinement (init {before:.2f} px)"
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["jobs"][0]["status"] == "done"
+    assert manifest["inputs"][0]["status"] == "done"

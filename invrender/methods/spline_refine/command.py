@@ -9,14 +9,15 @@ import numpy as np
 import typer
 from omegaconf import DictConfig
 
-from invrender.cli_options import Arguments, ConfigName, Device, OutDir, Quiet, Resume, Seed, Threads, start_run
 from invrender.config import ConfigError
 from invrender.core.geometry.spline_io import read_splines, validate_splines, write_splines
 from invrender.core.io import InputError, read_image, write_png, write_tiff
 from invrender.core.losses import check_weights
 from invrender.core.overlay import INIT_COLOUR, RESULT_COLOUR, draw_curves
 from invrender.core.render.registry import RendererUnavailable, get_renderer
-from invrender.runner import Job, Runner, StepCallback
+from invrender.inputs import InputItem
+from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.runner import Job, StepCallback
 
 METHODS = ("render", "active-contour")
 INIT_SUFFIXES = (".json", ".npy")
@@ -84,42 +85,48 @@ def refine_file(image_path: Path, init_path: Path, out: Path, cfg: DictConfig, d
     return result
 
 
-def spline_refine(
-    arguments: Arguments,
-    init: Annotated[Optional[Path], typer.Option("--init", help="Init splines: a .json/.npy file, or a folder with <stem>.json per input (default: beside each input).")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="render (differentiable rendering, default) | active-contour (baseline).")] = None,
-    out: OutDir = Path("invrender-out"),
-    device: Device = "auto",
-    seed: Seed = 0,
-    quiet: Quiet = False,
-    config: ConfigName = "default",
-    resume: Resume = False,
-    threads: Threads = None,
-) -> None:
-    """Refine splines of slender bodies (e.g. C. elegans) to sub-pixel accuracy by rendering them."""
-    run = start_run("spline-refine", "spline_refine", arguments, config, device, seed, threads)
-    if method is not None:
-        run.cfg.method = method
-    if run.cfg.method not in METHODS:
-        raise ConfigError(f"--method {run.cfg.method!r}: expected one of {', '.join(METHODS)}")
+def check_config(cfg: DictConfig, device) -> None:
+    if cfg.method not in METHODS:
+        raise ConfigError(f"config method {cfg.method!r}: expected one of {', '.join(METHODS)}")
     try:
-        check_weights(run.cfg.loss)
+        check_weights(cfg.loss)
     except ValueError as err:
         raise ConfigError(f"config loss: {err}") from None
     try:
-        get_renderer(run.cfg.render.backend, run.device)
+        get_renderer(cfg.render.backend, device)
     except RendererUnavailable as err:
         raise ConfigError(f"config render.backend: {err}") from None
-    run.run_info["config"]["method"] = run.cfg.method
-    if init is not None and len(run.inputs) > 1 and not init.is_dir():
+
+
+def check_inputs(items: list[InputItem], options: dict) -> None:
+    init = options.get("init")
+    if init is not None and len(items) > 1 and not init.is_dir():
         raise ConfigError(f"--init {init}: with several inputs, --init must be a folder holding <stem>.json per input")
 
-    def make_job(image: Path) -> Job:
-        def work(on_step: StepCallback) -> dict:
-            return refine_file(image, find_init(image, init), out, run.cfg, run.device, seed, on_step)
 
-        # The splines JSON is written last, so its presence marks a complete output set.
-        return Job(str(image), [out / f"{image.stem}.splines.json"], work)
+def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
+    image = item.path
 
-    code = Runner(out, run.run_info, resume=resume, quiet=quiet).run([make_job(p) for p in run.inputs])
-    raise typer.Exit(code)
+    def work(on_step: StepCallback) -> dict:
+        init = find_init(image, context.options.get("init"))
+        return refine_file(image, init, context.out, cfg, context.device, context.seed, on_step)
+
+    # The splines JSON is written last, so its presence marks a complete output set.
+    return Job(str(image), [context.out / f"{image.stem}.splines.json"], work)
+
+
+SPEC = MethodSpec("spline-refine", "spline_refine", make_job, check_config, check_inputs, input_options={"init": Path})
+
+
+@with_shared_options
+def spline_refine(
+    arguments: Arguments,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Init splines: a .json/.npy file, or a folder with <stem>.json per input (default: beside each input; an `init` column of a CSV input list sets it per input).")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="render (differentiable rendering, default) | active-contour (baseline).")] = None,
+    shared: SharedOptions = SharedOptions(),
+) -> None:
+    """Refine splines of slender bodies (e.g. C. elegans) to sub-pixel accuracy by rendering them."""
+    if method is not None and method not in METHODS:
+        raise ConfigError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    overrides = [] if method is None else [f"method={method}"]
+    raise typer.Exit(run_method(SPEC, arguments, shared, overrides, {"init": init}))
