@@ -7,7 +7,9 @@ way a third-party plug-in would.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Optional
@@ -58,6 +60,22 @@ def synth_splines(
     typer.echo(f"wrote {frames} frame(s) of {bodies} bodies to {out}", err=True)
 
 
+@app.command("report")
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (the --out of a run or sweep).", show_default=False)],
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Where to write the CSV (default: RUN_DIR/report.csv).")] = None,
+) -> None:
+    """Print a run folder's manifest(s) as a table, one row per input, and write it as CSV."""
+    from rich.console import Console
+
+    from invrender.report import print_report, report_rows, write_report
+
+    rows = report_rows(run_dir)
+    print_report(rows, Console())
+    written = write_report(run_dir, rows, csv_path)
+    typer.echo(f"wrote {written}", err=True)
+
+
 _registered: list[bool] = []
 
 
@@ -69,9 +87,20 @@ def _register_methods() -> None:
         entry.load()(app)
 
 
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; usage, config and input errors become one line on stderr and exit code 2."""
     _register_methods()
+    # A scheduler stops a job with SIGTERM (SLURM on cancel or time-out, `kill`): treat it as Ctrl-C,
+    # so that the manifest records what finished and `--resume` goes on from there.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         # Without standalone mode, `typer.Exit(code)` raised by a command comes back as the
         # return value (the code) rather than as an exception.
@@ -86,12 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError) as err:
         print(f"invrender: error: {err}", file=sys.stderr)
         return 2
-    except Abort:
-        print("invrender: interrupted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
+    except Abort:  # end of input at a prompt
+        print("invrender: aborted", file=sys.stderr)
+        return INTERRUPTED
+    if code == INTERRUPTED:  # Typer turns Ctrl-C (and SIGTERM, above) into this code; no command returns it
         print("invrender: interrupted; finished inputs are kept, run again with --resume", file=sys.stderr)
-        return 130
     return code if isinstance(code, int) else 0
 
 

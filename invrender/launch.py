@@ -17,6 +17,7 @@ a usage error, not a failed job; the jobs only look up their configs. When the l
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 import threading
 import uuid
@@ -85,7 +86,7 @@ class SweepTask:
         info = {**self.run_info, "overrides": job.overrides, "config": to_plain(self.configs.get(tuple(job.overrides))),
                 "part": {"id": job.part, "of": job.num_parts}, "torch_threads": self.threads}
         folder = self.jobs_dir / job.folder_name
-        runner = Runner(folder / "manifest.json", info, resume=self.shared.resume, quiet=True, timeout=self.shared.timeout, log_dir=folder / "logs")
+        runner = Runner(folder / "manifest.json", info, resume=self.shared.resume, quiet=True, timeout=self.shared.timeout, log_dir=folder / "logs", always_record=True)
         return runner.run(jobs)
 
 
@@ -128,6 +129,7 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
         "run_id": run_id,
     }
     jobs_dir = out / "jobs"
+    jobs_dir_existed = jobs_dir.exists()
     sweep = {
         "kind": "sweep", **run_info, "launcher": launcher_name, "overrides": overrides, "command": sys.argv,
         "versions": package_versions(), "started": now(),
@@ -155,8 +157,10 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     sweep.update(updated=now(), summary=counts, jobs=entries)
-    if records and any(r["status"] != "bad-input" for r in records):
+    if any(r["status"] != "bad-input" for r in records):
         write_json(out / "manifest.json", sweep)
+    elif not jobs_dir_existed:  # every input was bad: leave nothing behind, as a single run does
+        shutil.rmtree(jobs_dir, ignore_errors=True)
     _print_summary(entries, counts, shared.quiet)
     if interrupted:
         raise KeyboardInterrupt

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import platform
 import signal
 import sys
@@ -120,13 +121,14 @@ class Runner:
     """Runs jobs, writing the manifest to `manifest_path` and one log per job into `log_dir`."""
 
     def __init__(self, manifest_path: Path, run_info: dict[str, Any], resume: bool = False, quiet: bool = False,
-                 timeout: float | None = None, log_dir: Path | None = None):
+                 timeout: float | None = None, log_dir: Path | None = None, always_record: bool = False):
         self.manifest_path = Path(manifest_path)
         self.log_dir = Path(log_dir) if log_dir is not None else self.manifest_path.parent / "logs"
         self.run_info = run_info
         self.resume = resume
         self.quiet = quiet
         self.timeout = timeout
+        self.always_record = always_record  # a sweep's job reports back through its manifest, even on bad inputs only
         self.console = Console(stderr=True)
         self.records: list[JobRecord] = []
         self.started = now()
@@ -173,17 +175,9 @@ class Runner:
             old = self.previous.get(job.name, {})
             return JobRecord(job.name, "skipped", outputs, old.get("seconds", 0.0), result=old.get("result", {}), log=old.get("log"), overrides=overrides)
         log_path = self.log_dir / f"{Path(job.name).name}.log"
-        start = time.perf_counter()
-        with _job_log(log_path), time_limit(self.timeout) as check_time:
+        with _job_log(log_path):
             log.info("start %s%s", job.name, f" with {' '.join(overrides)}" if overrides else "")
-
-            def on_step(phase: str, step: int, n_steps: int, loss: float) -> None:
-                check_time()
-                show_step(phase, step, n_steps, loss)
-                if step == 0 or step + 1 == n_steps or (step + 1) % max(1, n_steps // 10) == 0:
-                    log.info("%s step %d/%d loss %.6g", phase, step + 1, n_steps, loss)
-
-            record = self._attempt(job, on_step, start)
+            record = self._attempt(job, show_step)
             record.overrides = overrides
             log.info("%s after %.1f s%s", record.status, record.seconds, f": {record.error}" if record.error else "")
         if record.status == "bad-input":
@@ -195,9 +189,18 @@ class Runner:
             record.log = str(log_path)
         return record
 
-    def _attempt(self, job: Job, on_step: StepCallback, start: float) -> JobRecord:
+    def _attempt(self, job: Job, show_step: StepCallback) -> JobRecord:
+        start = time.perf_counter()
         try:
-            result = job.run(on_step)
+            with time_limit(self.timeout) as check_time:
+
+                def on_step(phase: str, step: int, n_steps: int, loss: float) -> None:
+                    check_time()
+                    show_step(phase, step, n_steps, loss)
+                    if step == 0 or step + 1 == n_steps or (step + 1) % max(1, n_steps // 10) == 0:
+                        log.info("%s step %d/%d loss %.6g", phase, step + 1, n_steps, loss)
+
+                result = job.run(on_step)
         except InputError as err:
             return JobRecord(job.name, "bad-input", [], time.perf_counter() - start, str(err))
         except JobTimeout:
@@ -224,7 +227,7 @@ class Runner:
             self.console.print(f"{record.status}: {record.input} ({record.seconds:.1f} s{loss_text})", markup=False, highlight=False, soft_wrap=True)
 
     def _write_manifest(self) -> None:
-        if all(r.status == "bad-input" for r in self.records):
+        if not self.always_record and all(r.status == "bad-input" for r in self.records):
             return  # nothing ran: leave no output at all
         counts: dict[str, int] = {}
         for r in self.records:
@@ -233,6 +236,8 @@ class Runner:
             "kind": "run",
             **self.run_info,
             "command": sys.argv,
+            "host": platform.node(),
+            "pid": os.getpid(),
             "versions": package_versions(),
             "started": self.started,
             "updated": now(),

@@ -1,0 +1,45 @@
+"""Shared by the CLI tests: small synthetic spline inputs, a short schedule, the bad-input check."""
+
+from pathlib import Path
+
+import numpy as np
+
+from invrender.core.geometry.spline_io import write_splines
+from invrender.core.io import write_tiff
+from invrender.core.synth.splines import make_frame
+
+SIZE = 48
+#: A schedule short enough for tests: a few steps per phase, two seeds in the multi-start phase.
+FAST = ["phases.0.steps=2", "phases.1.steps=3", "phases.1.seeds=2", "phases.2.steps=2"]
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def make_input(folder: Path, stem: str, seed: int = 0, bodies: int = 2) -> tuple[Path, list[dict]]:
+    """A synthetic frame `<stem>.tif` and its init records (every 9th label point, shifted 1 px)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image, labels = make_frame(np.random.default_rng(seed), bodies, size=SIZE)
+    write_tiff(folder / f"{stem}.tif", image)
+    records = [{"id": i, "points": b["points"][::9] + [1.0, -0.5], "widths": None} for i, b in enumerate(labels)]
+    return folder / f"{stem}.tif", records
+
+
+def write_init(path: Path, records: list[dict]) -> Path:
+    write_splines(path, [records], image="x.tif")
+    return path
+
+
+def assert_one_line_error(code: int, err: str, out: Path, *needles: str) -> str:
+    """Exit code 2, one line on stderr naming what is wrong, no traceback, nothing in `out`."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert "Traceback" not in err and 'File "' not in err
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
+    return line
+
+
