@@ -18,7 +18,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from helpers import FAST, assert_one_line_error, make_input, write_init
+from helpers import FAST, SIZE, assert_one_line_error, make_input, write_init
 from invrender.cli import main
 from invrender.core.geometry.spline_io import write_splines
 from invrender.core.io import write_tiff
