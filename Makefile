@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all bench bench-batch clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ test-all: install
 
 bench: install
 	$(BIN)/python bench/spline_refine.py
+
+bench-batch: install
+	$(BIN)/python bench/batch_throughput.py
 
 clean:
 	rm -rf demo-out .pytest_cache

@@ -35,7 +35,7 @@ from invrender.config import CONFIG_ROOT, ConfigError, to_plain
 from invrender.core.io import InputError, read_json, write_json
 from invrender.inputs import InputItem, select_part
 from invrender.method import ConfigCache, JobContext, MethodSpec, SharedOptions, check_distinct_outputs, cores, make_jobs
-from invrender.runner import Runner, exit_code, now, package_versions
+from invrender.runner import Runner, count_statuses, exit_code, now, package_versions
 
 #: Launcher name -> (the plugin's module, the invrender extra that installs it).
 LAUNCHER_PLUGINS = {
@@ -94,6 +94,7 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
     """Compose and check every job's config, launch the jobs, gather the manifest; the exit code."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.plugins import Plugins
 
     hydra_overrides = [o for o in overrides if _key(o).startswith("hydra")]
     task_overrides = [o for o in overrides if o not in hydra_overrides]
@@ -139,8 +140,6 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
         threads = shared.threads or threads_per_worker(hydra_cfg.hydra.launcher, len(jobs))
         sweep["torch_threads_per_job"] = threads
         task = SweepTask(spec, jobs, configs, jobs_dir, run_info, shared, options, threads)
-        from hydra.core.plugins import Plugins
-
         launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task, config=hydra_cfg)
         returns, error, interrupted = {}, None, False
         with _progress(jobs, jobs_dir, run_id, quiet=shared.quiet):
@@ -153,9 +152,7 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
                 error = f"{type(err).__name__}: {' '.join(str(err).split())}"
     entries = [_gather(job, jobs_dir, run_id, returns.get(job.num), error, interrupted) for job in jobs]
     records = [r for entry in entries for r in entry["inputs"]]
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    counts = count_statuses([r["status"] for r in records])
     sweep.update(updated=now(), summary=counts, jobs=entries)
     if any(r["status"] != "bad-input" for r in records):
         write_json(out / "manifest.json", sweep)

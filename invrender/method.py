@@ -146,6 +146,8 @@ def run_method(spec: MethodSpec, arguments: list[str], shared: SharedOptions, ov
         raise ConfigError(f"--timeout {shared.timeout:g}: must be positive")
     options = options or {}
     items = expand_inputs(inputs, spec.input_suffixes, spec.input_options)
+    if not items:
+        raise ConfigError(f"no input files in {' '.join(inputs)} (looked for {', '.join(spec.input_suffixes)})")
     if spec.check_inputs is not None:
         spec.check_inputs(items, options)
     all_overrides = [*user_overrides, *overrides]

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from invrender.core.io import InputError, atomic_path, read_json
+from invrender.runner import count_statuses
 
 COLUMNS = ("job", "overrides", "input", "status", "seconds", "loss", "outputs", "log", "error")
 
@@ -86,8 +87,6 @@ def print_report(rows: list[dict], console: Console) -> None:
     for row in table_rows:
         table.add_row(*(str(row[c]) for c in shown))
     console.print(table)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    counts = count_statuses([row["status"] for row in rows])
     busy = sum(r["seconds"] for r in rows if r["status"] == "done")
     console.print(f"{len(rows)} input(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {busy:.1f} s of work done", highlight=False)

@@ -70,6 +70,14 @@ def exit_code(statuses: set[str]) -> int:
     return 1 if statuses & (FAILED_STATUSES | {"interrupted"}) else 0
 
 
+def count_statuses(statuses: list[str]) -> dict[str, int]:
+    """How many of each status, e.g. {"done": 62, "failed": 2}."""
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
 def package_versions(names: tuple[str, ...] = ("invrender", "torch", "numpy", "scipy", "scikit-image", "tifffile", "hydra-core")) -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in names:
@@ -229,9 +237,6 @@ class Runner:
     def _write_manifest(self) -> None:
         if not self.always_record and all(r.status == "bad-input" for r in self.records):
             return  # nothing ran: leave no output at all
-        counts: dict[str, int] = {}
-        for r in self.records:
-            counts[r.status] = counts.get(r.status, 0) + 1
         manifest = {
             "kind": "run",
             **self.run_info,
@@ -241,7 +246,7 @@ class Runner:
             "versions": package_versions(),
             "started": self.started,
             "updated": now(),
-            "summary": counts,
+            "summary": count_statuses([r.status for r in self.records]),
             "inputs": [r.__dict__ for r in self.records],
         }
         write_json(self.manifest_path, manifest)

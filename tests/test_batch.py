@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +104,15 @@ def test_inputs_with_the_same_name_in_two_folders(tmp_path, capsys):
     assert_one_line_error(code, err, out, "f0.tif", "would both write")
 
 
+@pytest.mark.parametrize("pattern", ["empty", "nothing-*.tif"])
+def test_no_input_files_found(tmp_path, capsys, pattern):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.md").write_text("not an image")
+    out = tmp_path / "out"
+    code, err = run(capsys, tmp_path / pattern, "--out", out)
+    assert_one_line_error(code, err, out, str(tmp_path / pattern), "no input files")
+
+
 # ---------------------------------------------------------------- shards and the report
 
 
@@ -181,6 +191,26 @@ def test_timeout_stops_one_input_and_the_others_finish(tmp_path, capsys):
     assert not (out / "f0.splines.json").exists() and (out / "f1.splines.json").exists()
     assert "timeout" in Path(records["f0.tif"]["log"]).read_text()
     assert [line for line in err.splitlines() if line.startswith("timeout:")] == [f"timeout: {records['f0.tif']['input']}: stopped after 2 s (--timeout)"]
+
+
+def test_time_limit_outside_the_main_thread_stops_at_the_next_step(tmp_path):
+    """Where no timer signal can be used (a worker thread), the runner checks the limit at every step."""
+    from invrender.runner import Job, Runner
+
+    def endless(on_step):
+        step = 0
+        while True:
+            on_step("loop", step, 10**9, 1.0)
+            step += 1
+
+    runner = Runner(tmp_path / "manifest.json", {}, quiet=True, timeout=0.3)
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(runner.run([Job("endless.tif", [tmp_path / "x"], endless)])))
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and codes == [1]
+    [record] = manifest(tmp_path / "manifest.json")["inputs"]
+    assert record["status"] == "timeout" and 0.3 <= record["seconds"] < 5
 
 
 # ---------------------------------------------------------------- sweeps (-m) and launchers
