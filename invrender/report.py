@@ -1,7 +1,8 @@
 """`invrender report RUN_DIR`: the manifests of a run folder as one table, and as CSV.
 
 A run folder holds `manifest.json` (a run, or a sweep whose jobs each list their inputs) and/or
-`manifest.part-K-of-N.json` (shards run by separate processes). Every input becomes one row.
+`manifest.part-K-of-N.json` (shards run by separate processes); while a sweep runs, only its jobs'
+manifests `jobs/<num>/manifest.json` exist. Every input becomes one row.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ COLUMNS = ("job", "overrides", "input", "status", "seconds", "loss", "outputs", 
 
 
 def manifest_paths(run_dir: Path) -> list[Path]:
+    """The run's manifests; for a sweep still running (or killed), its jobs' own manifests."""
     if not run_dir.is_dir():
         raise InputError(run_dir, "not a folder")
     paths = sorted(run_dir.glob("manifest.json")) + sorted(run_dir.glob("manifest.part-*-of-*.json"), key=_part_number)
+    if not paths:
+        paths = sorted(run_dir.glob("jobs/*/manifest.json"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
     if not paths:
         raise InputError(run_dir, "no manifest.json or manifest.part-*.json: not an invrender run folder")
     return paths

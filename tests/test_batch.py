@@ -384,6 +384,11 @@ def test_killed_sweep_resumes(tmp_path):
     finished = sorted(p.name for p in out.glob("*.splines.json"))
     assert 2 <= len(finished) < 6 and not (out / "manifest.json").exists()
     stamps = {name: (out / name).stat().st_mtime_ns for name in finished}
+    assert main(["report", str(out)]) == 0  # from the jobs' own manifests
+    with open(out / "report.csv", newline="") as f:
+        reported = sorted(f"{Path(r['input']).stem}.splines.json" for r in csv.DictReader(f) if r["status"] == "done")
+    # An input killed between writing its outputs and its job's manifest is not reported yet.
+    assert reported and set(reported) <= set(finished)
 
     assert subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300).returncode == 0
     records = sweep_records(manifest(out / "manifest.json"))
