@@ -31,7 +31,7 @@ class RendererSpec:
 RENDERERS: dict[str, RendererSpec] = {}
 
 #: Modules whose import registers the built-in backends.
-BUILTIN_BACKENDS = ("invrender.core.render.splat2d",)
+BUILTIN_BACKENDS = ("invrender.core.render.splat2d", "invrender.core.render.microscope")
 
 
 def register_renderer(spec: RendererSpec) -> RendererSpec:
