@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-batch clean
+.PHONY: install demo test test-all bench bench-batch bench-meshft clean
 
 install: $(STAMP)
 
@@ -33,6 +33,9 @@ bench: install
 
 bench-batch: install
 	$(BIN)/python bench/batch_throughput.py
+
+bench-meshft: install
+	$(BIN)/python bench/meshft.py
 
 clean:
 	rm -rf demo-out .pytest_cache

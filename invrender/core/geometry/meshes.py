@@ -1,0 +1,124 @@
+"""Triangle meshes: reading, checking and writing, including multi-material `.rec` meshes.
+
+A `Mesh` holds vertices (V, 3) float64 in physical units (x, y, z), faces (F, 3) int64 and, for a
+multi-material mesh, the materials on the two sides of every face (F, 2), 0 being the exterior.
+`.obj`, `.ply`, `.off`, `.stl` are read with trimesh (duplicated seam vertices merged); `.rec` is
+the text format of deltaMic: the vertex count, `x y z` lines, the face count, `i j k m1 m2` lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from invrender.core.io import InputError, atomic_path
+
+MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".rec")
+
+
+@dataclass
+class Mesh:
+    vertices: np.ndarray  # (V, 3) float64, x y z
+    faces: np.ndarray  # (F, 3) int64
+    materials: np.ndarray | None = None  # (F, 2) int64: the cells on each side, 0 = exterior
+
+    @property
+    def face_weights(self) -> np.ndarray:
+        """Fluorophore weight per face: 2 on an interface between two cells (a double membrane)."""
+        if self.materials is None:
+            return np.ones(len(self.faces))
+        return np.where((self.materials > 0).all(axis=1), 2.0, 1.0)
+
+    @property
+    def n_cells(self) -> int:
+        return 1 if self.materials is None else int(self.materials.max())
+
+
+def read_mesh(path: str | Path) -> Mesh:
+    """Read and check a mesh; InputError (naming the file) if it is unreadable or unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "mesh file not found")
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise InputError(path, f"unknown mesh format {suffix!r}; expected one of {', '.join(MESH_SUFFIXES)}")
+    mesh = _read_rec(path) if suffix == ".rec" else _read_with_trimesh(path)
+    check_mesh(path, mesh)
+    return mesh
+
+
+def _read_with_trimesh(path: Path) -> Mesh:
+    import trimesh
+
+    try:
+        loaded = trimesh.load(path, force="mesh", process=False)
+    except Exception as err:  # trimesh raises many types for malformed files
+        raise InputError(path, f"not a readable mesh ({type(err).__name__}: {err})") from None
+    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
+        raise InputError(path, "the mesh is empty (no triangles)")
+    loaded.merge_vertices(merge_tex=True, merge_norm=True)  # texture seams duplicate vertices
+    return Mesh(np.asarray(loaded.vertices, dtype=np.float64), np.asarray(loaded.faces, dtype=np.int64))
+
+
+def _read_rec(path: Path) -> Mesh:
+    try:
+        tokens = path.read_text(encoding="utf-8").split()
+        n_vertices = int(tokens[0])
+        vertices = np.array(tokens[1 : 1 + 3 * n_vertices], dtype=np.float64).reshape(n_vertices, 3)
+        n_faces = int(tokens[1 + 3 * n_vertices])
+        rows = np.array(tokens[2 + 3 * n_vertices : 2 + 3 * n_vertices + 5 * n_faces], dtype=np.int64).reshape(n_faces, 5)
+    except (IndexError, ValueError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not a readable .rec mesh (vertex count, x y z lines, face count, i j k m1 m2 lines): {err}") from None
+    if n_faces == 0:
+        raise InputError(path, "the mesh is empty (no triangles)")
+    return Mesh(vertices, rows[:, :3], rows[:, 3:])
+
+
+def check_mesh(path: Path, mesh: Mesh) -> None:
+    """Finite vertices, faces that index existing vertices, some area, a closed surface
+    (every edge shared by an even number of faces: 2 on a manifold, 3 where cells meet)."""
+    if len(mesh.faces) == 0:
+        raise InputError(path, "the mesh is empty (no triangles)")
+    if not np.isfinite(mesh.vertices).all():
+        raise InputError(path, "vertex coordinates contain NaN or infinity")
+    if mesh.faces.min() < 0 or mesh.faces.max() >= len(mesh.vertices):
+        raise InputError(path, f"a face refers to vertex {int(mesh.faces.max())}, but there are {len(mesh.vertices)} vertices")
+    corners = mesh.vertices[mesh.faces]
+    areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    if (areas <= 0).all():  # a few degenerate faces (e.g. at cell junctions) render as nothing and are kept
+        raise InputError(path, "every face has zero area")
+    edges = np.sort(mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    if mesh.materials is None and (counts != 2).any():
+        raise InputError(path, f"the surface is not closed and manifold: {int((counts != 2).sum())} edge(s) are not shared by exactly 2 faces")
+    if mesh.materials is not None and (counts < 2).any():
+        raise InputError(path, f"the surface is not closed: {int((counts < 2).sum())} edge(s) belong to a single face")
+
+
+def check_inside(path: Path, mesh: Mesh, extent_xyz: np.ndarray) -> None:
+    """Every vertex within the image's box [0, extent] (physical units, x y z)."""
+    low, high = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
+    if (low < 0).any() or (high > extent_xyz).any():
+        raise InputError(path, f"the mesh ({_box(low, high)}) is outside the image ({_box(np.zeros(3), extent_xyz)}, physical units x y z)")
+
+
+def _box(low: np.ndarray, high: np.ndarray) -> str:
+    return " x ".join(f"{a:.3g}..{b:.3g}" for a, b in zip(low, high))
+
+
+def write_mesh(path: str | Path, mesh: Mesh) -> None:
+    """`.rec` for a multi-material mesh, else by suffix (`.ply`, `.obj`) through trimesh; atomic."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".rec":
+            materials = mesh.materials if mesh.materials is not None else np.tile([1, 0], (len(mesh.faces), 1))
+            lines = [str(len(mesh.vertices))] + [f"{x:.9g} {y:.9g} {z:.9g}" for x, y, z in mesh.vertices]
+            lines += [str(len(mesh.faces))] + [" ".join(map(str, (*f, *m))) for f, m in zip(mesh.faces, materials)]
+            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        else:
+            import trimesh
+
+            data = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).export(file_type=path.suffix.lower().lstrip("."))
+            tmp.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
