@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -129,15 +130,39 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a TIFF atomically (ImageJ-compatible float32 unless an integer dtype is given)."""
+def write_tiff(path: str | os.PathLike, array: np.ndarray, voxel_size: tuple[float, float, float] | None = None) -> None:
+    """Write a TIFF atomically (ImageJ-compatible float32 unless an integer dtype is given), with the
+    voxel size (z, y, x) as ImageJ metadata (z spacing) and resolution tags (y, x) when given."""
     import tifffile
 
     array = np.asarray(array)
     if array.dtype == np.float64:
         array = array.astype(np.float32)
+    options = {}
+    if voxel_size is not None:
+        dz, dy, dx = voxel_size
+        options = {"resolution": (1 / dx, 1 / dy), "metadata": {"spacing": dz, "axes": "ZYX"}}
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, imagej=array.ndim <= 3 and array.dtype != np.float64)
+        tifffile.imwrite(tmp, array, imagej=array.ndim <= 3 and array.dtype != np.float64, **options)
+
+
+def read_voxel_size(path: str | os.PathLike) -> tuple[float, float, float] | None:
+    """The voxel size (z, y, x) recorded in a 3D TIFF: OME PhysicalSize{Z,Y,X}, or ImageJ's z
+    `spacing` with the x and y resolution tags; None when the file records none."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if tif.ome_metadata:
+            sizes = {axis: re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', tif.ome_metadata) for axis in "ZYX"}
+            if all(sizes.values()):
+                return tuple(float(sizes[axis].group(1)) for axis in "ZYX")
+        spacing = (tif.imagej_metadata or {}).get("spacing")
+        tags = tif.pages[0].tags
+        if spacing is None or "XResolution" not in tags or "YResolution" not in tags:
+            return None
+        x_num, x_den = tags["XResolution"].value
+        y_num, y_den = tags["YResolution"].value
+        return float(spacing), y_den / y_num, x_den / x_num
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
