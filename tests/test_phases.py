@@ -277,3 +277,25 @@ def test_check_weights_rejects_non_numbers(weight):
 
 def test_every_registered_loss_is_known_to_check_weights():
     check_weights({name: 1.0 for name in LOSSES})
+
+
+def test_alternating_parts_train_their_own_groups_with_their_own_weights_and_options():
+    model = Toy()
+    calls = []
+
+    def objective(model, ctx):
+        calls.append((ctx.option("which"), ctx.step))
+        return toy_objective(model, ctx)
+
+    spec = phase(steps=10, alternate=[
+        {"name": "a-part", "train": ["a"], "lr": 0.1, "options": {"which": "a"}},
+        {"name": "b-part", "train": ["b"], "lr": 0.1, "every": 2, "optimizer": "adam_uniform", "loss": {"recon_mse": 2.0}, "options": {"which": "b"}},
+    ])
+    a_before, b_before = model.a.detach().clone(), model.b.detach().clone()
+    [record] = run_phases(model, objective, [spec], {"recon_mse": 1.0})
+    assert [c for c in calls if c[0] == "b"] == [("b", s) for s in range(0, 10, 2)]
+    assert len([c for c in calls if c[0] == "a"]) == 10 + 1  # every step, and the final evaluation
+    assert not torch.equal(model.a.detach(), a_before) and not torch.equal(model.b.detach(), b_before)
+    # AdamUniform moves b by about lr per step while its gradient keeps its sign: 5 steps of 0.1
+    assert 0.45 < b_before.item() - model.b.item() <= 0.5 + 1e-9
+    assert record.steps == 10 and record.final["total"] == pytest.approx(record.final["recon_mse"])

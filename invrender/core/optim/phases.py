@@ -10,6 +10,9 @@ A phase (one entry of the config's `phases` list) says
     steps:     the maximum number of steps
     stop:      {patience, rtol}: stop early once the best loss has not improved by a relative rtol
                for `patience` steps (patience 0 runs every step)
+    alternate: [part, ...]: instead of one optimisation, parts that run in turn at every step (or
+               every `every` steps), each with its own train, optimizer, lr, options and `loss`
+               weights; the first part's loss is the phase's (stop rule, progress, records)
     grad_noise: {eta, gamma}: Gaussian noise of variance eta / (1 + t)^gamma added to every
                gradient at step t (a simulated-annealing exploration; eta 0 disables it)
     seeds:     run this many starts at once (each with its own noise) and keep the one with the
@@ -33,10 +36,12 @@ from typing import Any, Callable, Mapping
 import torch
 
 from invrender.core.losses import weighted_losses
+from invrender.core.optim.largesteps import AdamUniform
 from invrender.core.optim.multistart import MultiStartModule
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
+    "adam_uniform": AdamUniform,
 }
 
 
@@ -108,6 +113,33 @@ def run_phases(
     return records
 
 
+@dataclass
+class _Part:
+    """One alternating part of a phase (a plain phase is one part): what it trains and how."""
+
+    spec: Mapping[str, Any]  # the phase's settings with the part's own on top
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    lr: float
+    weights: Mapping[str, float]
+    every: int
+
+
+def _make_part(model: MultiStartModule, spec: Mapping[str, Any], weights: Mapping[str, float]) -> _Part:
+    train_groups = list(spec["train"])
+    lr_scale = dict(spec.get("lr_scale") or {})
+    unknown = sorted(set(lr_scale) - set(train_groups))
+    if unknown:
+        raise ValueError(f"lr_scale names group(s) {unknown} that phase {spec.get('name', 'phase')!r} does not train")
+    optimizer_name = spec.get("optimizer", "adam")
+    if optimizer_name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer_name!r}; known: {', '.join(OPTIMIZERS)}")
+    lr = float(spec["lr"])
+    param_groups = [{"params": model.parameter_groups([g]), "lr_factor": float(lr_scale.get(g, 1.0))} for g in train_groups]
+    optimizer = OPTIMIZERS[optimizer_name]([g for g in param_groups if g["params"]], lr=lr)
+    return _Part(spec, model.parameter_groups(train_groups), optimizer, lr, dict(spec.get("loss") or weights), int(spec.get("every", 1)))
+
+
 def _run_phase(model, objective, phase, weights, generator, select_by, on_step) -> PhaseRecord:
     start_time = time.perf_counter()
     name = str(phase.get("name", "phase"))
@@ -115,55 +147,51 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
     n_seeds = int(phase.get("seeds", 1))
     if n_seeds > 1:
         model.expand_seeds(n_seeds)
-    train_groups = list(phase["train"])
-    trainable = model.parameter_groups(train_groups)
-    lr_scale = dict(phase.get("lr_scale") or {})
-    unknown = sorted(set(lr_scale) - set(train_groups))
-    if unknown:
-        raise ValueError(f"lr_scale names group(s) {unknown} that phase {phase.get('name', 'phase')!r} does not train")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in trainable:
-        p.requires_grad_(True)
-    optimizer_name = phase.get("optimizer", "adam")
-    if optimizer_name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer_name!r}; known: {', '.join(OPTIMIZERS)}")
-    lr = float(phase["lr"])
-    param_groups = [
-        {"params": model.parameter_groups([g]), "lr_factor": float(lr_scale.get(g, 1.0))} for g in train_groups
-    ]
-    optimizer = OPTIMIZERS[optimizer_name]([g for g in param_groups if g["params"]], lr=lr)
+    # `alternate: [part, ...]` runs each part in turn at every step (each with its own optimizer,
+    # trained groups, options and loss weights), e.g. shape and PSF steps staggered.
+    shared = {k: v for k, v in phase.items() if k != "alternate"}
+    parts = [_make_part(model, {**shared, **part}, weights) for part in (phase.get("alternate") or [shared])]
     noise = phase.get("grad_noise") or {}
     eta, gamma = float(noise.get("eta", 0.0)), float(noise.get("gamma", 0.55))
     stop = phase.get("stop") or {}
     patience, rtol = int(stop.get("patience", 0)), float(stop.get("rtol", 0.0))
     ramps = phase.get("ramps") or {}
 
-    def context(step: int) -> PhaseContext:
+    def context(step: int, part: _Part) -> PhaseContext:
         progress = step / max(n_steps, 1)
-        return PhaseContext(phase, step, n_steps, {k: ramp_value(v, progress) for k, v in ramps.items()})
+        return PhaseContext(part.spec, step, n_steps, {k: ramp_value(v, progress) for k, v in ramps.items()})
 
     best, since_best, diverged, step = math.inf, 0, False, 0
     last_good = [p.detach().clone() for p in model.parameters()]
     for step in range(n_steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_factor"] * _learning_rate_factor(phase, step, n_steps)
-        total, _ = weighted_losses(objective(model, context(step)), weights)
-        loss = total.sum()
-        if not torch.isfinite(loss):
-            diverged = True
+        value = None
+        for part in parts:
+            if step % part.every:
+                continue
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for p in part.params:
+                p.requires_grad_(True)
+            for group in part.optimizer.param_groups:
+                group["lr"] = part.lr * group["lr_factor"] * _learning_rate_factor(part.spec, step, n_steps)
+            total, _ = weighted_losses(objective(model, context(step, part)), part.weights)
+            loss = total.sum()
+            if not torch.isfinite(loss):
+                diverged = True
+                break
+            last_good = [p.detach().clone() for p in model.parameters()]
+            part.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if eta > 0:
+                sigma = math.sqrt(eta / (1.0 + step) ** gamma)
+                for p in part.params:
+                    if p.grad is None:  # a trained parameter the loss does not use (e.g. an empty group)
+                        continue
+                    p.grad.add_(torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype), alpha=sigma)
+            part.optimizer.step()
+            value = float(total.detach().min()) if value is None else value  # the first part's loss leads
+        if diverged:
             break
-        last_good = [p.detach().clone() for p in model.parameters()]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if eta > 0:
-            sigma = math.sqrt(eta / (1.0 + step) ** gamma)
-            for p in trainable:
-                if p.grad is None:  # a trained parameter the loss does not use (e.g. an empty group)
-                    continue
-                p.grad.add_(torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype), alpha=sigma)
-        optimizer.step()
-        value = float(total.detach().min())
         if on_step is not None:
             on_step(name, step, n_steps, value)
         if value < best * (1.0 - rtol):
@@ -178,7 +206,7 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
             for p, saved in zip(model.parameters(), last_good):
                 p.data = saved
     with torch.no_grad():
-        total, terms = weighted_losses(objective(model, context(n_steps)), weights)
+        total, terms = weighted_losses(objective(model, context(n_steps, parts[0])), parts[0].weights)
     select = terms.get(select_by, total)
     best_seed = int(torch.nan_to_num(select, nan=math.inf).argmin()) if n_seeds > 1 else 0
     record = PhaseRecord(
