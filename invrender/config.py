@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -64,6 +65,8 @@ def _check_types(default: object, value: object, key: str) -> None:
 
     A default of null accepts anything; list items are checked against the default's first item.
     """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"bad override: {key} must be a finite number, got {value!r}")
     if default is None:
         return
     if _kind(default) != _kind(value):

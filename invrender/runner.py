@@ -229,7 +229,9 @@ class Runner:
             # Escaped: messages and paths may hold brackets ("[x, y] pairs") that rich reads as markup.
             label = "timeout" if record.status == "timeout" else "error"
             self.console.print(f"[red]{label}[/red]: {escape(prefix + record.error)}", highlight=False, soft_wrap=True)
-        elif not self.quiet:
+        if record.result.get("warning"):  # finished, with something the user must know (e.g. a fit that diverged)
+            self.console.print(f"warning: {record.input}: {record.result['warning']}", markup=False, highlight=False, soft_wrap=True)
+        if record.status not in FAILED_STATUSES and not self.quiet:
             loss = record.result.get("loss")
             loss_text = f", loss {loss:.3g}" if isinstance(loss, float) else ""
             self.console.print(f"{record.status}: {record.input} ({record.seconds:.1f} s{loss_text})", markup=False, highlight=False, soft_wrap=True)

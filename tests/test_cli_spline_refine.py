@@ -161,7 +161,7 @@ def test_unknown_option(tmp_path, good, capsys):
     assert_one_line_error(code, err, out, "--frobnicate")
 
 
-@pytest.mark.parametrize(("override", "needle"), [("phases.0.lr=abc", "phases.0.lr"), ("nonexistent.key=1", "nonexistent.key")])
+@pytest.mark.parametrize(("override", "needle"), [("phases.0.lr=abc", "phases.0.lr"), ("nonexistent.key=1", "nonexistent.key"), ("phases.0.lr=nan", "finite"), ("prior.width=inf", "finite")])
 def test_bad_override(tmp_path, good, capsys, override, needle):
     image, init = good
     out = tmp_path / "out"

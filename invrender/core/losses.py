@@ -53,6 +53,15 @@ def recon_mse(q: Quantities) -> torch.Tensor:
     return diff.pow(2).flatten(1).mean(1)
 
 
+@register_loss("intensity_weighted_mse")
+def intensity_weighted_mse(q: Quantities) -> torch.Tensor:
+    """<(render - target)^2, target> / <target^2, target> (negative target clipped to 0): the squared
+    error where the target is bright, relative to the target's own weighted energy (deltaMic's
+    shape loss). `render` and `target` (S, ...)."""
+    weight = q["target"].clamp_min(0)
+    return ((q["render"] - q["target"]).pow(2) * weight).flatten(1).sum(1) / weight.pow(3).flatten(1).sum(1)
+
+
 # ---------------------------------------------------------------- shape priors
 
 

@@ -108,3 +108,25 @@ def matched_dtw(labels: list[np.ndarray], results: list[np.ndarray], n: int = 10
     rows, cols = linear_sum_assignment(matrix)
     per_label[rows] = matrix[rows, cols]
     return float(per_label.mean()), [float(v) for v in per_label]
+
+
+def surface_samples(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """(count, 3) points uniformly distributed over a triangle mesh's surface (area-weighted)."""
+    rng = np.random.default_rng(seed)
+    corners = np.asarray(vertices)[np.asarray(faces)]
+    areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    chosen = rng.choice(len(faces), size=count, p=areas / areas.sum())
+    r1, r2 = rng.random(count), rng.random(count)
+    s = np.sqrt(r1)  # uniform in the triangle: barycentric (1 - s, s (1 - r2), s r2)
+    c = corners[chosen]
+    return (1 - s)[:, None] * c[:, 0] + (s * (1 - r2))[:, None] * c[:, 1] + (s * r2)[:, None] * c[:, 2]
+
+
+def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> tuple[float, float, float]:
+    """Symmetric Chamfer distance: the mean of the two mean nearest-neighbour distances, and each
+    direction (a to b, b to a), in the points' units."""
+    from scipy.spatial import cKDTree
+
+    a_to_b = float(cKDTree(points_b).query(points_a)[0].mean())
+    b_to_a = float(cKDTree(points_a).query(points_b)[0].mean())
+    return (a_to_b + b_to_a) / 2, a_to_b, b_to_a

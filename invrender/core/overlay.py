@@ -28,3 +28,21 @@ def draw_curves(image: np.ndarray, curve_sets: list[tuple[list[np.ndarray], tupl
             xy = (np.asarray(curve, dtype=np.float64) + 0.5) * factor  # pixel centres sit at +0.5
             draw.line([tuple(p) for p in xy], fill=colour, width=max(1, factor // 2))
     return np.asarray(canvas)
+
+
+def plot_series(values: list[float], size: tuple[int, int] = (480, 240)) -> np.ndarray:
+    """(H, W, 3) uint8 line plot of positive values on a log scale (e.g. a loss curve), white
+    background, dark line, the first and last values written in the corners."""
+    width, height = size
+    canvas = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(canvas)
+    finite = [v for v in values if np.isfinite(v) and v > 0]
+    if len(finite) >= 2:
+        logs = np.log10(finite)
+        low, high = logs.min(), max(logs.max(), logs.min() + 1e-12)
+        xs = np.linspace(10, width - 10, len(logs))
+        ys = height - 20 - (logs - low) / (high - low) * (height - 40)
+        draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(30, 60, 140), width=2)
+        draw.text((10, 4), f"{finite[0]:.3g}", fill="black")
+        draw.text((width - 80, height - 16), f"{finite[-1]:.3g}", fill="black")
+    return np.asarray(canvas)

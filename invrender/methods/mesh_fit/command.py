@@ -1,0 +1,129 @@
+"""`invrender mesh-fit`: jobs, outputs and the command line of the method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from omegaconf import DictConfig
+
+from invrender.config import ConfigError
+from invrender.core.geometry.meshes import check_inside, read_mesh, write_mesh
+from invrender.core.io import InputError, read_image, read_voxel_size, write_json, write_png, write_tiff
+from invrender.core.losses import check_weights
+from invrender.core.overlay import plot_series
+from invrender.core.render.psf import principal_axes
+from invrender.core.render.registry import RendererUnavailable, get_renderer
+from invrender.inputs import InputItem
+from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.runner import Job, StepCallback
+
+
+def parse_voxel_size(text: str | None) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(np.isfinite(values)) or min(values) <= 0:
+        raise ConfigError(f"--voxel-size {text!r}: expected three positive numbers z,y,x")
+    return values
+
+
+def output_paths(out: Path, image: Path, multi_material: bool) -> dict[str, Path]:
+    stem = image.name.removesuffix(".tiff").removesuffix(".tif")
+    return {
+        "mesh": out / f"{stem}.mesh.{'rec' if multi_material else 'ply'}",
+        "psf": out / f"{stem}.psf.json",
+        "render": out / f"{stem}.render.tif",
+        "loss_curve": out / f"{stem}.loss.png",
+        "metrics": out / f"{stem}.metrics.json",  # written last: marks a complete output set
+    }
+
+
+def fit_file(image_path: Path, init_path: Path | None, voxel_size, out: Path, cfg: DictConfig, device, seed: int, on_step: StepCallback) -> dict:
+    from invrender.methods.mesh_fit.fit import bright_region_sphere, fit_stack, image_metrics
+
+    stack = read_image(image_path, ndims=(3,))
+    spacing = voxel_size or read_voxel_size(image_path) or (1.0, 1.0, 1.0)
+    if min(spacing) <= 0:
+        raise InputError(image_path, f"voxel size {spacing} in the file's metadata is not positive; give --voxel-size z,y,x")
+    extent = np.array([stack.shape[2] * spacing[2], stack.shape[1] * spacing[1], stack.shape[0] * spacing[0]])
+    if init_path is not None:
+        init = read_mesh(init_path)
+        check_inside(init_path, init, extent)
+    else:
+        try:
+            init = bright_region_sphere(stack, spacing, float(cfg.init.bright_fraction), int(cfg.init.subdivisions))
+        except ValueError as err:
+            raise InputError(image_path, f"cannot place the initial sphere: {err}") from None
+    fitted = fit_stack(stack, spacing, init, cfg, device, seed, on_step)
+
+    paths = output_paths(out, image_path, init.materials is not None)
+    write_mesh(paths["mesh"], fitted.mesh)
+    sigmas, axes = principal_axes(fitted.covariance)
+    write_json(paths["psf"], {"kind": "gaussian", "covariance_xyz": fitted.covariance, "sigmas": sigmas, "axes": axes,
+                              "units": "physical (voxel size z,y,x = " + ",".join(f"{s:g}" for s in spacing) + ")"})
+    write_tiff(paths["render"], fitted.render.astype(np.float32), voxel_size=spacing)
+    write_png(paths["loss_curve"], plot_series(fitted.losses))
+    final = fitted.phases[-1].final if fitted.phases else {}
+    metrics = {**image_metrics(fitted.render, stack), "final_losses": final, "steps": len(fitted.losses),
+               "voxel_size": spacing, "vertices": len(fitted.mesh.vertices), "faces": len(fitted.mesh.faces)}
+    if fitted.warning:
+        metrics["warning"] = fitted.warning
+    write_json(paths["metrics"], metrics)
+    result = {"outputs": [str(p) for p in paths.values()], "loss": final.get("intensity_weighted_mse"), "ssim": metrics["ssim"],
+              "psnr": metrics["psnr"], "psf_sigmas": sigmas, "phases": [p.__dict__ for p in fitted.phases]}
+    if fitted.warning:
+        result["warning"] = fitted.warning
+    return result
+
+
+def check_config(cfg: DictConfig, device) -> None:
+    if device.type != "cpu":
+        raise ConfigError(f"mesh-fit runs on the CPU for now (asked for {device})")
+    try:
+        check_weights(cfg.loss)
+        for phase in cfg.phases:
+            for part in phase.get("alternate") or []:
+                check_weights(part.get("loss") or {})
+    except ValueError as err:
+        raise ConfigError(f"config loss: {err}") from None
+    try:
+        get_renderer(cfg.render.backend, device)
+    except RendererUnavailable as err:
+        raise ConfigError(f"config render.backend: {err}") from None
+
+
+def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
+    image = item.path
+    init = context.options.get("init")
+    voxel_size = context.options.get("voxel_size")
+    multi = init is not None and init.suffix.lower() == ".rec"
+
+    def work(on_step: StepCallback) -> dict:
+        return fit_file(image, init, voxel_size, context.out, cfg, context.device, context.seed, on_step)
+
+    return Job(str(image), [output_paths(context.out, image, multi)["metrics"]], work)
+
+
+def check_inputs(items: list[InputItem], options: dict) -> None:
+    if options.get("init") is not None and len(items) > 1:
+        raise ConfigError("--init: with several inputs, give each its init in a CSV input list (column init)")
+
+
+SPEC = MethodSpec("mesh-fit", "mesh_fit", make_job, check_config, check_inputs, input_options={"init": Path})
+
+
+@with_shared_options
+def mesh_fit(
+    arguments: Arguments,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Initial mesh (.obj, .ply, .rec; default: a sphere fitted to the stack's bright region).")] = None,
+    voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="z,y,x in physical units (default: from the TIFF's metadata, else 1,1,1).")] = None,
+    shared: SharedOptions = SharedOptions(),
+) -> None:
+    """Infer a cell's surface mesh and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
+    raise typer.Exit(run_method(SPEC, arguments, shared, [], {"init": init, "voxel_size": parse_voxel_size(voxel_size)}))

@@ -1,0 +1,75 @@
+"""The scene of mesh-fit: a mesh (through its Laplacian parametrisation), a Gaussian PSF, and the
+intensity scale and offset that map the rendered density to the stack's grey values.
+
+Internally lengths are in units of the smallest voxel side (`unit`), so that learning rates and
+the PSF's initial sigmas are in voxels whatever the physical units; vertices and covariance are
+converted back to physical units on the way out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from invrender.core.optim.largesteps import LaplacianParametrisation
+from invrender.core.optim.multistart import MultiStartModule
+from invrender.core.render.microscope import render_stack, surface_spectrum
+from invrender.core.render.psf import cholesky_factor, gaussian_transfer
+from invrender.core.render.spectrum import Band, Grid
+
+
+class MeshScene(MultiStartModule):
+    """Parameters carry a leading start axis of 1 (the scheduler's convention)."""
+
+    groups = {"shape": ("u",), "psf": ("psf_log_diagonal", "psf_lower"), "intensity": ("log_scale", "offset")}
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, face_weights: np.ndarray, grid: Grid, unit: float,
+                 sigmas: tuple[float, float, float], lam: float, renderer, render_options: dict, band_threshold: float):
+        super().__init__()
+        self.grid, self.unit, self.renderer, self.render_options, self.band_threshold = grid, unit, renderer, render_options, band_threshold
+        self.internal_grid = Grid(grid.shape, tuple(s / unit for s in grid.spacing))
+        self.faces = torch.from_numpy(np.asarray(faces, dtype=np.int64))
+        self.face_weights = torch.from_numpy(np.asarray(face_weights, dtype=np.float64))
+        self.parametrisation = LaplacianParametrisation(len(vertices), np.asarray(faces), lam)
+        self.u = nn.Parameter(self.parametrisation.to_differential(torch.from_numpy(vertices / unit))[None])
+        self.psf_log_diagonal = nn.Parameter(torch.log(torch.tensor([sigmas], dtype=torch.float64)))
+        self.psf_lower = nn.Parameter(torch.zeros(1, 3, dtype=torch.float64))
+        self.log_scale = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+        self.offset = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+        self.full_band = Band.full(self.internal_grid)
+
+    def vertices(self) -> torch.Tensor:
+        """(V, 3) in internal units."""
+        return self.parametrisation.to_vertices(self.u[0])
+
+    def psf_factor(self) -> torch.Tensor:
+        return cholesky_factor(self.psf_log_diagonal[0], self.psf_lower[0])
+
+    def band(self) -> Band:
+        """The narrow band of the current PSF (h^ >= threshold)."""
+        transfer = gaussian_transfer(self.full_band.freqs, self.psf_factor().detach())
+        return Band.where(self.internal_grid, (transfer >= self.band_threshold).reshape(self.full_band_shape))
+
+    @property
+    def full_band_shape(self) -> tuple[int, int, int]:
+        nz, ny, nx = self.grid.shape
+        return nz, ny, nx // 2 + 1
+
+    def density(self, band: Band) -> torch.Tensor:
+        """(nz, ny, nx) rendered density (per internal unit volume) of the mesh through the PSF."""
+        spectrum = surface_spectrum(self.renderer, self.vertices(), self.faces, self.face_weights, band, **self.render_options)
+        return render_stack(spectrum, gaussian_transfer(band.freqs, self.psf_factor()), band)
+
+    def forward(self, band: Band) -> torch.Tensor:
+        """(nz, ny, nx) the modelled stack: scale * density + offset."""
+        return torch.exp(self.log_scale[0]) * self.density(band) + self.offset[0]
+
+    # ------------------------------------------------------------ outputs in physical units
+
+    def vertices_physical(self) -> np.ndarray:
+        return self.vertices().detach().numpy() * self.unit
+
+    def covariance_physical(self) -> np.ndarray:
+        factor = self.psf_factor().detach()
+        return (factor @ factor.T).numpy() * self.unit**2
