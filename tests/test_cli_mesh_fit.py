@@ -162,3 +162,18 @@ def test_exact_renderer_through_the_cli(tmp_path, blob, capsys):
     code, err = run(capsys, blob[0], "--out", out, "render.backend=exact", "phases.0.steps=3", "init.subdivisions=1")
     assert code == 0, err
     assert json.loads((out / "manifest.json").read_text())["config"]["render"]["backend"] == "exact"
+
+
+def test_foam_of_cells_is_written_as_a_multi_material_mesh(tmp_path, blob, capsys):
+    out = tmp_path / "out"
+    code, err = run(capsys, blob[0], "--cells", "2", "--out", out, "phases.0.steps=5")
+    assert code == 0, err
+    mesh = read_mesh(out / "ellipsoid.mesh.rec")
+    assert mesh.n_cells == 2 and mesh.materials is not None
+
+
+@pytest.mark.parametrize(("options", "needle"), [(["--cells", "0"], "--cells 0"), (["--cells", "2", "--init", "x.obj"], "--init and --cells")])
+def test_bad_cell_options(tmp_path, blob, capsys, options, needle):
+    out = tmp_path / "out"
+    code, err = run(capsys, blob[0], *options, "--out", out)
+    assert_one_line_error(code, err, out, needle)

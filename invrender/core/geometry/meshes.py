@@ -35,6 +35,12 @@ class Mesh:
     def n_cells(self) -> int:
         return 1 if self.materials is None else int(self.materials.max())
 
+    def cell_faces(self, cell: int) -> np.ndarray:
+        """(F_c, 3) the faces that bound cell `cell` (1..n_cells): its closed surface."""
+        if self.materials is None:
+            return self.faces
+        return self.faces[(self.materials == cell).any(axis=1)]
+
 
 def read_mesh(path: str | Path) -> Mesh:
     """Read and check a mesh; InputError (naming the file) if it is unreadable or unusable."""

@@ -44,7 +44,8 @@ def output_paths(out: Path, image: Path, multi_material: bool) -> dict[str, Path
     }
 
 
-def fit_file(image_path: Path, init_path: Path | None, voxel_size, out: Path, cfg: DictConfig, device, seed: int, on_step: StepCallback) -> dict:
+def fit_file(image_path: Path, init_path: Path | None, cells: int | None, voxel_size, out: Path, cfg: DictConfig, device, seed: int, on_step: StepCallback) -> dict:
+    from invrender.core.geometry.foam import foam_mesh
     from invrender.methods.mesh_fit.fit import bright_region_sphere, fit_stack, image_metrics
 
     stack = read_image(image_path, ndims=(3,))
@@ -55,6 +56,12 @@ def fit_file(image_path: Path, init_path: Path | None, voxel_size, out: Path, cf
     if init_path is not None:
         init = read_mesh(init_path)
         check_inside(init_path, init, extent)
+    elif cells is not None:
+        try:
+            foam = cfg.init.foam
+            init = foam_mesh(stack, spacing, cells, float(cfg.init.bright_fraction), int(foam.step), int(foam.smoothing), seed)
+        except ValueError as err:
+            raise InputError(image_path, f"cannot build a foam of {cells} cells: {err}") from None
     else:
         try:
             init = bright_region_sphere(stack, spacing, float(cfg.init.bright_fraction), int(cfg.init.subdivisions))
@@ -100,30 +107,36 @@ def check_config(cfg: DictConfig, device) -> None:
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     image = item.path
-    init = context.options.get("init")
+    init, cells = context.options.get("init"), context.options.get("cells")
     voxel_size = context.options.get("voxel_size")
-    multi = init is not None and init.suffix.lower() == ".rec"
+    multi = cells is not None or (init is not None and init.suffix.lower() == ".rec")
 
     def work(on_step: StepCallback) -> dict:
-        return fit_file(image, init, voxel_size, context.out, cfg, context.device, context.seed, on_step)
+        return fit_file(image, init, cells, voxel_size, context.out, cfg, context.device, context.seed, on_step)
 
     return Job(str(image), [output_paths(context.out, image, multi)["metrics"]], work)
 
 
 def check_inputs(items: list[InputItem], options: dict) -> None:
+    if options.get("init") is not None and options.get("cells") is not None:
+        raise ConfigError("--init and --cells: give one (a mesh to start from, or a foam of N cells)")
+    if options.get("cells") is not None and options["cells"] < 1:
+        raise ConfigError(f"--cells {options['cells']}: must be at least 1")
     if options.get("init") is not None and len(items) > 1:
         raise ConfigError("--init: with several inputs, give each its init in a CSV input list (column init)")
 
 
-SPEC = MethodSpec("mesh-fit", "mesh_fit", make_job, check_config, check_inputs, input_options={"init": Path})
+SPEC = MethodSpec("mesh-fit", "mesh_fit", make_job, check_config, check_inputs, input_options={"init": Path, "cells": int})
 
 
 @with_shared_options
 def mesh_fit(
     arguments: Arguments,
     init: Annotated[Optional[Path], typer.Option("--init", help="Initial mesh (.obj, .ply, .rec; default: a sphere fitted to the stack's bright region).")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells", help="Start from a foam of N cells (one multi-material mesh, written as .rec).")] = None,
     voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="z,y,x in physical units (default: from the TIFF's metadata, else 1,1,1).")] = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
-    """Infer a cell's surface mesh and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
-    raise typer.Exit(run_method(SPEC, arguments, shared, [], {"init": init, "voxel_size": parse_voxel_size(voxel_size)}))
+    """Infer cell surface meshes and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
+    options = {"init": init, "cells": cells, "voxel_size": parse_voxel_size(voxel_size)}
+    raise typer.Exit(run_method(SPEC, arguments, shared, [], options))
