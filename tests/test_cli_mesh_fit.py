@@ -177,3 +177,36 @@ def test_bad_cell_options(tmp_path, blob, capsys, options, needle):
     out = tmp_path / "out"
     code, err = run(capsys, blob[0], *options, "--out", out)
     assert_one_line_error(code, err, out, needle)
+
+
+def gaussian_bead(shape=(15, 15, 15), sigma=1.5) -> np.ndarray:
+    z, y, x = np.meshgrid(*(np.arange(n) - (n - 1) / 2 for n in shape), indexing="ij")
+    return np.exp(-(x**2 + y**2 + z**2) / (2 * sigma**2)).astype(np.float32)
+
+
+def test_measured_psf_replaces_the_gaussian(tmp_path, blob, capsys):
+    from invrender.core.io import write_tiff
+
+    bead = tmp_path / "bead.tif"
+    write_tiff(bead, gaussian_bead(), voxel_size=(1.0, 1.0, 1.0))
+    out = tmp_path / "out"
+    code, err = run(capsys, blob[0], "--psf", bead, "--out", out)
+    assert code == 0, err
+    psf = json.loads((out / "ellipsoid.psf.json").read_text())
+    assert psf["kind"] == "measured" and psf["file"] == str(bead)
+    assert json.loads((out / "ellipsoid.metrics.json").read_text())["ssim"] > 0
+
+
+@pytest.mark.parametrize(("bead", "voxel_size", "needle"), [
+    (np.ones((9, 9, 9), np.float32), (1.0, 1.0, 1.0), "no signal above its median"),
+    (gaussian_bead(), (2.0, 1.0, 1.0), "voxel size"),
+    (gaussian_bead()[0], None, "image is 2D"),
+])
+def test_bad_bead_stacks(tmp_path, blob, capsys, bead, voxel_size, needle):
+    from invrender.core.io import write_tiff
+
+    path = tmp_path / "bead.tif"
+    write_tiff(path, bead, voxel_size=voxel_size)
+    out = tmp_path / "out"
+    code, err = run(capsys, blob[0], "--psf", path, "--out", out)
+    assert_one_line_error(code, err, out, str(path), needle)

@@ -62,3 +62,29 @@ def principal_axes(covariance) -> tuple[list[float], list[list[float]]]:
 
     values, vectors = np.linalg.eigh(np.asarray(covariance, dtype=np.float64))
     return np.sqrt(np.clip(values, 0, None)).tolist(), vectors.T.tolist()
+
+
+def measured_transfer(bead, grid) -> torch.Tensor:
+    """The transfer function of a measured PSF on `grid`'s half spectrum, flat (K_half,) complex128.
+
+    `bead` is a stack (z, y, x) of one sub-resolution bead at the grid's voxel size: its background
+    (median) is removed, it is normalised to sum 1, cropped around its intensity-weighted centre if
+    larger than the grid, zero-padded to the grid, and its transform is phase-shifted so that the
+    centre sits at the origin (a PSF centred on the point it images).
+    """
+    import numpy as np
+
+    psf = np.clip(np.asarray(bead, dtype=np.float64) - np.median(bead), 0, None)
+    if psf.sum() <= 0:
+        raise ValueError("the bead stack has no signal above its median")
+    centre = np.array([(psf.sum(axis=tuple(a for a in range(3) if a != axis)) * np.arange(n)).sum() for axis, n in enumerate(psf.shape)]) / psf.sum()
+    starts = [int(np.clip(round(c - g / 2), 0, max(n - g, 0))) for c, g, n in zip(centre, grid.shape, psf.shape)]
+    psf = psf[tuple(slice(s, s + g) for s, g in zip(starts, grid.shape))]
+    centre = centre - np.array(starts)
+    psf = psf / psf.sum()
+    padded = np.zeros(grid.shape)
+    padded[tuple(slice(0, n) for n in psf.shape)] = psf
+    spectrum = torch.fft.rfftn(torch.from_numpy(padded))
+    shift = torch.from_numpy(centre[::-1] * np.array(grid.spacing[::-1]))  # x, y, z physical
+    phase = torch.exp(1j * (grid.half_spectrum_freqs() @ shift))
+    return (spectrum * phase).reshape(-1)

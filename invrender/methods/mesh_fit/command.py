@@ -44,7 +44,19 @@ def output_paths(out: Path, image: Path, multi_material: bool) -> dict[str, Path
     }
 
 
-def fit_file(image_path: Path, init_path: Path | None, cells: int | None, voxel_size, out: Path, cfg: DictConfig, device, seed: int, on_step: StepCallback) -> dict:
+def read_bead(path: Path, spacing: tuple[float, float, float]) -> np.ndarray:
+    """A measured PSF's bead stack, checked to have the image's voxel size when its file records one."""
+    bead = read_image(path, ndims=(3,))
+    recorded = read_voxel_size(path)
+    if recorded is not None and not np.allclose(recorded, spacing, rtol=1e-3):
+        raise InputError(path, f"bead stack voxel size {recorded} differs from the image's {spacing}; resample it first")
+    if np.clip(bead - np.median(bead), 0, None).sum() <= 0:
+        raise InputError(path, "the bead stack has no signal above its median")
+    return bead
+
+
+def fit_file(image_path: Path, init_path: Path | None, cells: int | None, psf_path: Path | None, voxel_size, out: Path, cfg: DictConfig, device, seed: int,
+             on_step: StepCallback) -> dict:
     from invrender.core.geometry.foam import foam_mesh
     from invrender.methods.mesh_fit.fit import bright_region_sphere, fit_stack, image_metrics
 
@@ -67,13 +79,18 @@ def fit_file(image_path: Path, init_path: Path | None, cells: int | None, voxel_
             init = bright_region_sphere(stack, spacing, float(cfg.init.bright_fraction), int(cfg.init.subdivisions))
         except ValueError as err:
             raise InputError(image_path, f"cannot place the initial sphere: {err}") from None
-    fitted = fit_stack(stack, spacing, init, cfg, device, seed, on_step)
+    bead = None if psf_path is None else read_bead(psf_path, spacing)
+    fitted = fit_stack(stack, spacing, init, cfg, device, seed, on_step, bead)
 
     paths = output_paths(out, image_path, init.materials is not None)
     write_mesh(paths["mesh"], fitted.mesh)
-    sigmas, axes = principal_axes(fitted.covariance)
-    write_json(paths["psf"], {"kind": "gaussian", "covariance_xyz": fitted.covariance, "sigmas": sigmas, "axes": axes,
-                              "units": "physical (voxel size z,y,x = " + ",".join(f"{s:g}" for s in spacing) + ")"})
+    units = "physical (voxel size z,y,x = " + ",".join(f"{s:g}" for s in spacing) + ")"
+    if fitted.covariance is None:
+        sigmas = None
+        write_json(paths["psf"], {"kind": "measured", "file": str(psf_path), "units": units})
+    else:
+        sigmas, axes = principal_axes(fitted.covariance)
+        write_json(paths["psf"], {"kind": "gaussian", "covariance_xyz": fitted.covariance, "sigmas": sigmas, "axes": axes, "units": units})
     write_tiff(paths["render"], fitted.render.astype(np.float32), voxel_size=spacing)
     write_png(paths["loss_curve"], plot_series(fitted.losses))
     final = fitted.phases[-1].final if fitted.phases else {}
@@ -107,12 +124,12 @@ def check_config(cfg: DictConfig, device) -> None:
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     image = item.path
-    init, cells = context.options.get("init"), context.options.get("cells")
+    init, cells, psf = context.options.get("init"), context.options.get("cells"), context.options.get("psf")
     voxel_size = context.options.get("voxel_size")
     multi = cells is not None or (init is not None and init.suffix.lower() == ".rec")
 
     def work(on_step: StepCallback) -> dict:
-        return fit_file(image, init, cells, voxel_size, context.out, cfg, context.device, context.seed, on_step)
+        return fit_file(image, init, cells, psf, voxel_size, context.out, cfg, context.device, context.seed, on_step)
 
     return Job(str(image), [output_paths(context.out, image, multi)["metrics"]], work)
 
@@ -126,7 +143,7 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
         raise ConfigError("--init: with several inputs, give each its init in a CSV input list (column init)")
 
 
-SPEC = MethodSpec("mesh-fit", "mesh_fit", make_job, check_config, check_inputs, input_options={"init": Path, "cells": int})
+SPEC = MethodSpec("mesh-fit", "mesh_fit", make_job, check_config, check_inputs, input_options={"init": Path, "cells": int, "psf": Path})
 
 
 @with_shared_options
@@ -134,9 +151,10 @@ def mesh_fit(
     arguments: Arguments,
     init: Annotated[Optional[Path], typer.Option("--init", help="Initial mesh (.obj, .ply, .rec; default: a sphere fitted to the stack's bright region).")] = None,
     cells: Annotated[Optional[int], typer.Option("--cells", help="Start from a foam of N cells (one multi-material mesh, written as .rec).")] = None,
+    psf: Annotated[Optional[Path], typer.Option("--psf", help="A measured PSF: a bead stack (TIFF) at the image's voxel size, used instead of fitting a Gaussian.")] = None,
     voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="z,y,x in physical units (default: from the TIFF's metadata, else 1,1,1).")] = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Infer cell surface meshes and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
-    options = {"init": init, "cells": cells, "voxel_size": parse_voxel_size(voxel_size)}
+    options = {"init": init, "cells": cells, "psf": psf, "voxel_size": parse_voxel_size(voxel_size)}
     raise typer.Exit(run_method(SPEC, arguments, shared, [], options))

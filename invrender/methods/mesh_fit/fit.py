@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from invrender.core.geometry.meshes import Mesh
 from invrender.core.optim.phases import OptimisationDiverged, PhaseRecord, run_phases
+from invrender.core.render.psf import measured_transfer
 from invrender.core.render.registry import get_renderer
 from invrender.core.render.spectrum import Grid
 from invrender.methods.mesh_fit.model import MeshScene
@@ -38,20 +39,24 @@ def bright_region_sphere(stack: np.ndarray, spacing: tuple[float, float, float],
 @dataclass
 class MeshFit:
     mesh: Mesh  # physical units
-    covariance: np.ndarray  # (3, 3) physical units squared, x y z
+    covariance: np.ndarray | None  # (3, 3) physical units squared, x y z; None with a measured PSF
     render: np.ndarray  # (nz, ny, nx) the modelled stack, in the input's grey values
     phases: list[PhaseRecord]
     losses: list[float] = field(default_factory=list)  # the shape loss at every step
     warning: str | None = None
 
 
-def fit_stack(stack: np.ndarray, spacing: tuple[float, float, float], init: Mesh, cfg: DictConfig, device: torch.device, seed: int, on_step=None) -> MeshFit:
-    """Fit `init` (physical units) and a Gaussian PSF to `stack` (z, y, x) with voxel `spacing`."""
+def fit_stack(stack: np.ndarray, spacing: tuple[float, float, float], init: Mesh, cfg: DictConfig, device: torch.device, seed: int,
+              on_step=None, bead: np.ndarray | None = None) -> MeshFit:
+    """Fit `init` (physical units) and a Gaussian PSF to `stack` (z, y, x) with voxel `spacing`; with
+    a `bead` stack (same voxel size), its measured PSF is used instead and only the shape and the
+    intensity are fitted."""
     torch.manual_seed(seed)
     unit = min(spacing)
     grid = Grid(stack.shape, spacing)
+    measured = None if bead is None else measured_transfer(bead, grid)
     scene = MeshScene(init.vertices, init.faces, init.face_weights, grid, unit, tuple(cfg.psf.sigma), float(cfg.shape["lambda"]),
-                      get_renderer(cfg.render.backend, device), _render_options(cfg), float(cfg.render.band_threshold))
+                      get_renderer(cfg.render.backend, device), _render_options(cfg), float(cfg.render.band_threshold), measured)
     target = torch.from_numpy(np.asarray(stack, dtype=np.float64))
     with torch.no_grad():  # the intensity scale and offset that best explain the stack with the initial mesh
         density = scene.density(scene.full_band)

@@ -25,8 +25,12 @@ class MeshScene(MultiStartModule):
     groups = {"shape": ("u",), "psf": ("psf_log_diagonal", "psf_lower"), "intensity": ("log_scale", "offset")}
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, face_weights: np.ndarray, grid: Grid, unit: float,
-                 sigmas: tuple[float, float, float], lam: float, renderer, render_options: dict, band_threshold: float):
+                 sigmas: tuple[float, float, float], lam: float, renderer, render_options: dict, band_threshold: float,
+                 measured_transfer: torch.Tensor | None = None):
+        """`measured_transfer` (flat half spectrum, complex): a measured PSF, which then replaces the
+        Gaussian (whose parameters are then unused)."""
         super().__init__()
+        self.measured_transfer = measured_transfer
         self.grid, self.unit, self.renderer, self.render_options, self.band_threshold = grid, unit, renderer, render_options, band_threshold
         self.internal_grid = Grid(grid.shape, tuple(s / unit for s in grid.spacing))
         self.faces = torch.from_numpy(np.asarray(faces, dtype=np.int64))
@@ -47,9 +51,16 @@ class MeshScene(MultiStartModule):
         return cholesky_factor(self.psf_log_diagonal[0], self.psf_lower[0])
 
     def band(self) -> Band:
-        """The narrow band of the current PSF (h^ >= threshold)."""
-        transfer = gaussian_transfer(self.full_band.freqs, self.psf_factor().detach())
+        """The narrow band of the current PSF (|h^| >= threshold; h^(0) = 1)."""
+        with torch.no_grad():
+            transfer = self.transfer(self.full_band).abs()
         return Band.where(self.internal_grid, (transfer >= self.band_threshold).reshape(self.full_band_shape))
+
+    def transfer(self, band: Band) -> torch.Tensor:
+        """h^ on the band: the measured PSF's, or the Gaussian's (differentiable in its parameters)."""
+        if self.measured_transfer is not None:
+            return self.measured_transfer[band.index]
+        return gaussian_transfer(band.freqs, self.psf_factor())
 
     @property
     def full_band_shape(self) -> tuple[int, int, int]:
@@ -59,7 +70,7 @@ class MeshScene(MultiStartModule):
     def density(self, band: Band) -> torch.Tensor:
         """(nz, ny, nx) rendered density (per internal unit volume) of the mesh through the PSF."""
         spectrum = surface_spectrum(self.renderer, self.vertices(), self.faces, self.face_weights, band, **self.render_options)
-        return render_stack(spectrum, gaussian_transfer(band.freqs, self.psf_factor()), band)
+        return render_stack(spectrum, self.transfer(band), band)
 
     def forward(self, band: Band) -> torch.Tensor:
         """(nz, ny, nx) the modelled stack: scale * density + offset."""
@@ -70,6 +81,9 @@ class MeshScene(MultiStartModule):
     def vertices_physical(self) -> np.ndarray:
         return self.vertices().detach().numpy() * self.unit
 
-    def covariance_physical(self) -> np.ndarray:
+    def covariance_physical(self) -> np.ndarray | None:
+        """The Gaussian PSF's covariance (x y z, physical units squared); None with a measured PSF."""
+        if self.measured_transfer is not None:
+            return None
         factor = self.psf_factor().detach()
         return (factor @ factor.T).numpy() * self.unit**2
