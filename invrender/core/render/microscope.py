@@ -24,8 +24,8 @@ def _exact(vertices, faces, face_weights, band: Band, **_: object) -> torch.Tens
     return mesh_ft(vertices, faces, face_weights, band.freqs.to(vertices.device))
 
 
-def _nufft(vertices, faces, face_weights, band: Band, degree: int = 5, subdivisions: int = 1) -> torch.Tensor:
-    return nufft_mesh_ft(vertices, faces, face_weights, band, degree, subdivisions)
+def _nufft(vertices, faces, face_weights, band: Band, degree: int = 5, subdivisions: int = 1, max_phase: float | None = 5.0) -> torch.Tensor:
+    return nufft_mesh_ft(vertices, faces, face_weights, band, degree, subdivisions, max_phase)
 
 
 register_renderer(RendererSpec("exact", _exact, ("cpu", "cuda"), cost="faces x band frequencies, float64, chunked"))

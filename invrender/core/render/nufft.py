@@ -122,7 +122,17 @@ def _box_index(band: Band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def nufft_mesh_ft(vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, band: Band,
-                  degree: int = 5, subdivisions: int = 1) -> torch.Tensor:
-    """S on the band (K,) complex128, as `meshft.mesh_ft` but by quadrature and a NUFFT."""
+                  degree: int = 5, subdivisions: int = 1, max_phase: float | None = None) -> torch.Tensor:
+    """S on the band (K,) complex128, as `meshft.mesh_ft` but by quadrature and a NUFFT.
+
+    The rule's error grows with the phase a triangle spans at the band's highest frequency; with
+    `max_phase` (radians), triangles are subdivided (at least `subdivisions` times) until their
+    longest edge spans at most that much.
+    """
+    if max_phase is not None:
+        corners = vertices.detach()[faces]
+        longest = (corners - corners.roll(1, dims=1)).norm(dim=-1).max().item()
+        highest = band.freqs.norm(dim=-1).max().item()
+        subdivisions = max(subdivisions, math.ceil(longest * highest / max_phase))
     points, weights = quadrature_points(vertices, faces, face_weights, degree, subdivisions)
     return _NonUniformFT.apply(points, weights, band)

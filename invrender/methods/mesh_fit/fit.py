@@ -89,7 +89,8 @@ def fit_stack(stack: np.ndarray, spacing: tuple[float, float, float], init: Mesh
 
 def _render_options(cfg: DictConfig) -> dict:
     if cfg.render.backend == "nufft":
-        return {"degree": int(cfg.render.quadrature.degree), "subdivisions": int(cfg.render.quadrature.subdivisions)}
+        quadrature = cfg.render.quadrature
+        return {"degree": int(quadrature.degree), "subdivisions": int(quadrature.subdivisions), "max_phase": float(quadrature.max_phase)}
     return {}
 
 
