@@ -178,6 +178,25 @@ def run_method(spec: MethodSpec, arguments: list[str], shared: SharedOptions, ov
     return runner.run(jobs)
 
 
+def check_losses_and_renderer(cfg: DictConfig, device: torch.device) -> None:
+    """The checks every method's config needs: known losses with numeric weights (the run's and
+    each alternating phase part's) and a renderer backend that runs here. ConfigError otherwise."""
+    from invrender.core.losses import check_weights
+    from invrender.core.render.registry import RendererUnavailable, get_renderer
+
+    try:
+        check_weights(cfg.loss)
+        for phase in cfg.get("phases") or []:
+            for part in phase.get("alternate") or []:
+                check_weights(part.get("loss") or {})
+    except ValueError as err:
+        raise ConfigError(f"config loss: {err}") from None
+    try:
+        get_renderer(cfg.render.backend, device)
+    except RendererUnavailable as err:
+        raise ConfigError(f"config render.backend: {err}") from None
+
+
 def make_jobs(spec: MethodSpec, items: list[InputItem], overrides: list[str], configs: ConfigCache, context: JobContext) -> list[Job]:
     """One job per input, each with its config (the run's overrides, then the input's own)."""
     jobs = []

@@ -12,12 +12,10 @@ from omegaconf import DictConfig
 from invrender.config import ConfigError
 from invrender.core.geometry.meshes import check_inside, read_mesh, write_mesh
 from invrender.core.io import InputError, read_image, read_voxel_size, write_json, write_png, write_tiff
-from invrender.core.losses import check_weights
 from invrender.core.overlay import plot_series
 from invrender.core.render.psf import principal_axes
-from invrender.core.render.registry import RendererUnavailable, get_renderer
 from invrender.inputs import InputItem
-from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, check_losses_and_renderer, run_method, with_shared_options
 from invrender.runner import Job, StepCallback
 
 
@@ -109,17 +107,7 @@ def fit_file(image_path: Path, init_path: Path | None, cells: int | None, psf_pa
 def check_config(cfg: DictConfig, device) -> None:
     if device.type != "cpu":
         raise ConfigError(f"mesh-fit runs on the CPU for now (asked for {device})")
-    try:
-        check_weights(cfg.loss)
-        for phase in cfg.phases:
-            for part in phase.get("alternate") or []:
-                check_weights(part.get("loss") or {})
-    except ValueError as err:
-        raise ConfigError(f"config loss: {err}") from None
-    try:
-        get_renderer(cfg.render.backend, device)
-    except RendererUnavailable as err:
-        raise ConfigError(f"config render.backend: {err}") from None
+    check_losses_and_renderer(cfg, device)
 
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:

@@ -12,11 +12,9 @@ from omegaconf import DictConfig
 from invrender.config import ConfigError
 from invrender.core.geometry.spline_io import read_splines, validate_splines, write_splines
 from invrender.core.io import InputError, read_image, write_png, write_tiff
-from invrender.core.losses import check_weights
 from invrender.core.overlay import INIT_COLOUR, RESULT_COLOUR, draw_curves
-from invrender.core.render.registry import RendererUnavailable, get_renderer
 from invrender.inputs import InputItem
-from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, check_losses_and_renderer, run_method, with_shared_options
 from invrender.runner import Job, StepCallback
 
 METHODS = ("render", "active-contour")
@@ -88,14 +86,7 @@ def refine_file(image_path: Path, init_path: Path, out: Path, cfg: DictConfig, d
 def check_config(cfg: DictConfig, device) -> None:
     if cfg.method not in METHODS:
         raise ConfigError(f"config method {cfg.method!r}: expected one of {', '.join(METHODS)}")
-    try:
-        check_weights(cfg.loss)
-    except ValueError as err:
-        raise ConfigError(f"config loss: {err}") from None
-    try:
-        get_renderer(cfg.render.backend, device)
-    except RendererUnavailable as err:
-        raise ConfigError(f"config render.backend: {err}") from None
+    check_losses_and_renderer(cfg, device)
 
 
 def check_inputs(items: list[InputItem], options: dict) -> None:
