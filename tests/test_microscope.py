@@ -120,3 +120,17 @@ def test_measured_psf_of_a_gaussian_bead_matches_the_gaussian_transfer():
     keep = expected > 0.05
     assert torch.allclose(transfer[keep].real, expected[keep], atol=0.03) and transfer[keep].imag.abs().max() < 0.03
     assert transfer[0, 0, 0].real.item() == pytest.approx(1.0) and abs(transfer[0, 0, 0].imag.item()) < 1e-12
+
+
+def test_nufft_subdivides_each_triangle_by_its_own_size():
+    """A large and a small triangle at high frequency: the large one is subdivided, the result stays accurate."""
+    vertices = torch.tensor([[0.0, 0, 0], [9.0, 0.5, 0.2], [1.0, 8.0, 0.4], [20.0, 20, 5], [20.6, 20.1, 5], [20.2, 20.7, 5.1]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    weights = torch.ones(2, dtype=torch.float64)
+    grid = Grid((32, 32, 32), (1.0, 1.0, 1.0))
+    band = narrow_band(grid, GaussianPSF((1.0, 1.0, 1.0)))
+    exact = mesh_ft(vertices, faces, weights, band.freqs)
+    plain = nufft_mesh_ft(vertices, faces, weights, band, degree=5)
+    adaptive = nufft_mesh_ft(vertices, faces, weights, band, degree=5, max_phase=5.0)
+    error = lambda s: ((s - exact).abs().norm() / exact.abs().norm()).item()  # noqa: E731
+    assert error(adaptive) < 1e-5 < error(plain)

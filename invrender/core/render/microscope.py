@@ -20,12 +20,13 @@ from invrender.core.render.registry import RendererSpec, register_renderer
 from invrender.core.render.spectrum import Band
 
 
-def _exact(vertices, faces, face_weights, band: Band, **_: object) -> torch.Tensor:
+def _exact(vertices, faces, face_weights, band: Band, **_: object) -> torch.Tensor:  # exact: no quadrature options
     return mesh_ft(vertices, faces, face_weights, band.freqs.to(vertices.device))
 
 
-def _nufft(vertices, faces, face_weights, band: Band, degree: int = 5, subdivisions: int = 1, max_phase: float | None = 5.0) -> torch.Tensor:
-    return nufft_mesh_ft(vertices, faces, face_weights, band, degree, subdivisions, max_phase)
+def _nufft(vertices, faces, face_weights, band: Band, degree: int = 5, subdivisions: int = 1, max_phase: float | None = 5.0,
+           accurate_up_to: float | None = None) -> torch.Tensor:
+    return nufft_mesh_ft(vertices, faces, face_weights, band, degree, subdivisions, max_phase, accurate_up_to)
 
 
 register_renderer(RendererSpec("exact", _exact, ("cpu", "cuda"), cost="faces x band frequencies, float64, chunked"))

@@ -122,17 +122,21 @@ def _box_index(band: Band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def nufft_mesh_ft(vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, band: Band,
-                  degree: int = 5, subdivisions: int = 1, max_phase: float | None = None) -> torch.Tensor:
+                  degree: int = 5, subdivisions: int = 1, max_phase: float | None = None, accurate_up_to: float | None = None) -> torch.Tensor:
     """S on the band (K,) complex128, as `meshft.mesh_ft` but by quadrature and a NUFFT.
 
-    The rule's error grows with the phase a triangle spans at the band's highest frequency; with
-    `max_phase` (radians), triangles are subdivided (at least `subdivisions` times) until their
-    longest edge spans at most that much.
+    The rule's error grows with the phase a triangle spans at the highest frequency that matters
+    (`accurate_up_to`, rad per unit; default the band's highest, but a caller that multiplies S by
+    a PSF's transfer function may pass where that becomes negligible); with `max_phase` (radians),
+    triangles are subdivided (at least `subdivisions` times) until their longest edge spans at most
+    that much, each triangle by its own edges.
     """
-    if max_phase is not None:
+    per_face = torch.full((len(faces),), subdivisions, dtype=torch.long)
+    if max_phase is not None:  # each triangle as finely as its own longest edge needs
         corners = vertices.detach()[faces]
-        longest = (corners - corners.roll(1, dims=1)).norm(dim=-1).max().item()
-        highest = band.freqs.norm(dim=-1).max().item()
-        subdivisions = max(subdivisions, math.ceil(longest * highest / max_phase))
-    points, weights = quadrature_points(vertices, faces, face_weights, degree, subdivisions)
+        longest = (corners - corners.roll(1, dims=1)).norm(dim=-1).amax(dim=1)
+        highest = accurate_up_to if accurate_up_to is not None else band.freqs.norm(dim=-1).max().item()
+        per_face = torch.clamp(torch.ceil(longest * highest / max_phase).long(), min=subdivisions)
+    groups = [quadrature_points(vertices, faces[per_face == n], face_weights[per_face == n], degree, int(n)) for n in per_face.unique()]
+    points, weights = torch.cat([g[0] for g in groups]), torch.cat([g[1] for g in groups])
     return _NonUniformFT.apply(points, weights, band)

@@ -19,6 +19,9 @@ from invrender.core.render.psf import cholesky_factor, gaussian_transfer
 from invrender.core.render.spectrum import Band, Grid
 
 
+NEGLIGIBLE_TRANSFER = 1e-6  # frequencies where |h^| is below this add less than it to the image
+
+
 class MeshScene(MultiStartModule):
     """Parameters carry a leading start axis of 1 (the scheduler's convention)."""
 
@@ -69,8 +72,13 @@ class MeshScene(MultiStartModule):
 
     def density(self, band: Band) -> torch.Tensor:
         """(nz, ny, nx) rendered density (per internal unit volume) of the mesh through the PSF."""
-        spectrum = surface_spectrum(self.renderer, self.vertices(), self.faces, self.face_weights, band, **self.render_options)
-        return render_stack(spectrum, self.transfer(band), band)
+        transfer = self.transfer(band)
+        options = dict(self.render_options)
+        if "max_phase" in options:  # the quadrature need only be accurate where the PSF lets frequencies through
+            visible = transfer.detach().abs() >= NEGLIGIBLE_TRANSFER
+            options["accurate_up_to"] = band.freqs[visible].norm(dim=-1).max().item() if visible.any() else 0.0
+        spectrum = surface_spectrum(self.renderer, self.vertices(), self.faces, self.face_weights, band, **options)
+        return render_stack(spectrum, transfer, band)
 
     def forward(self, band: Band) -> torch.Tensor:
         """(nz, ny, nx) the modelled stack: scale * density + offset."""
