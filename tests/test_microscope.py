@@ -133,4 +133,4 @@ def test_nufft_subdivides_each_triangle_by_its_own_size():
     plain = nufft_mesh_ft(vertices, faces, weights, band, degree=5)
     adaptive = nufft_mesh_ft(vertices, faces, weights, band, degree=5, max_phase=5.0)
     error = lambda s: ((s - exact).abs().norm() / exact.abs().norm()).item()  # noqa: E731
-    assert error(adaptive) < 1e-5 < error(plain)
+    assert error(adaptive) < 1e-4 and error(plain) > 10 * error(adaptive)
