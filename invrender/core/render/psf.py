@@ -8,8 +8,7 @@ PSF integrates to 1. Coordinates are (x, y, z) like the vertices.
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,20 +45,9 @@ class GaussianPSF(nn.Module):
 
     forward = transfer  # so that torch.func.functional_call can evaluate it with other parameters
 
-    def axes(self) -> tuple[list[float], list[list[float]]]:
-        return principal_axes(self.covariance().detach().numpy())
-
-    def band_limit(self, threshold: float) -> torch.Tensor:
-        """(3,) the largest |xi| along x, y, z at which h^ still reaches `threshold`: the band
-        {xi : xi^T Sigma xi <= 2 ln(1/threshold)} is an ellipsoid with these half-extents."""
-        inverse = torch.linalg.inv(self.covariance().detach())
-        return torch.sqrt(2 * math.log(1 / threshold) * torch.diagonal(inverse))
-
 
 def principal_axes(covariance) -> tuple[list[float], list[list[float]]]:
     """The sigmas along a covariance's principal axes (ascending) and the axes (unit vectors, x y z)."""
-    import numpy as np
-
     values, vectors = np.linalg.eigh(np.asarray(covariance, dtype=np.float64))
     return np.sqrt(np.clip(values, 0, None)).tolist(), vectors.T.tolist()
 
@@ -72,8 +60,6 @@ def measured_transfer(bead, grid) -> torch.Tensor:
     larger than the grid, zero-padded to the grid, and its transform is phase-shifted so that the
     centre sits at the origin (a PSF centred on the point it images).
     """
-    import numpy as np
-
     psf = np.clip(np.asarray(bead, dtype=np.float64) - np.median(bead), 0, None)
     if psf.sum() <= 0:
         raise ValueError("the bead stack has no signal above its median")
