@@ -48,7 +48,7 @@ def run_one(backend: str, size: int, faces: int, full: bool, threads: int) -> di
     if full:
         band = Band.full(grid)
     else:
-        transfer = psf.transfer(grid.half_spectrum_freqs().reshape(-1, 3)).reshape(size, size, size // 2 + 1)
+        transfer = psf.transfer(grid.half_spectrum_freqs.reshape(-1, 3)).reshape(size, size, size // 2 + 1)
         band = Band.where(grid, transfer >= 0.01)
     renderer = get_renderer(backend, torch.device("cpu"))
     target = torch.from_numpy(np.random.default_rng(0).random((size, size, size))) * 1e-5

@@ -37,7 +37,7 @@ def sphere(radius: float, centre, subdivisions: int = 3):
 
 def narrow_band(grid: Grid, psf: GaussianPSF, threshold: float = 0.01) -> Band:
     nz, ny, nx = grid.shape
-    transfer = psf.transfer(grid.half_spectrum_freqs().reshape(-1, 3)).reshape(nz, ny, nx // 2 + 1)
+    transfer = psf.transfer(grid.half_spectrum_freqs.reshape(-1, 3)).reshape(nz, ny, nx // 2 + 1)
     return Band.where(grid, transfer >= threshold * transfer.max())
 
 
@@ -106,7 +106,7 @@ def test_measured_psf_of_a_gaussian_bead_matches_the_gaussian_transfer():
     centre = np.array([12.3, 11.6, 20.4])  # x, y, z physical
     bead = np.exp(-0.5 * (((x - centre[0]) / sigma[0]) ** 2 + ((y - centre[1]) / sigma[1]) ** 2 + ((z - centre[2]) / sigma[2]) ** 2)) + 0.001
     transfer = measured_transfer(bead, grid).reshape(32, 32, 17)
-    freqs = grid.half_spectrum_freqs()
+    freqs = grid.half_spectrum_freqs
     expected = torch.exp(-0.5 * ((freqs * torch.tensor(sigma)) ** 2).sum(-1))
     # compare where the Gaussian is not negligible; sampling (z at 2 units for sigma 2.2) limits the match
     keep = expected > 0.05

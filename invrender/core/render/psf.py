@@ -72,5 +72,5 @@ def measured_transfer(bead, grid) -> torch.Tensor:
     padded[tuple(slice(0, n) for n in psf.shape)] = psf
     spectrum = torch.fft.rfftn(torch.from_numpy(padded))
     shift = torch.from_numpy(centre[::-1] * np.array(grid.spacing[::-1]))  # x, y, z physical
-    phase = torch.exp(1j * (grid.half_spectrum_freqs() @ shift))
+    phase = torch.exp(1j * (grid.half_spectrum_freqs @ shift))
     return (spectrum * phase).reshape(-1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -30,6 +31,13 @@ class Grid:
     def voxel_volume(self) -> float:
         return math.prod(self.spacing)
 
+    @property
+    def half_shape(self) -> tuple[int, int, int]:
+        """(nz, ny, nx // 2 + 1): the shape of the half spectrum."""
+        nz, ny, nx = self.shape
+        return nz, ny, nx // 2 + 1
+
+    @cached_property  # computed once per grid: bands are rebuilt from it at every shape step
     def half_spectrum_freqs(self) -> torch.Tensor:
         """(nz, ny, nx // 2 + 1, 3) float64: xi = (xi_x, xi_y, xi_z) of every half-grid entry."""
         (nz, ny, nx), (dz, dy, dx) = self.shape, self.spacing
@@ -39,6 +47,7 @@ class Grid:
         z, y, x = torch.meshgrid(kz, ky, kx, indexing="ij")
         return torch.stack([x, y, z], dim=-1)
 
+    @cached_property
     def half_spectrum_modes(self) -> torch.Tensor:
         """(nz, ny, nx // 2 + 1, 3) long: the signed integer mode numbers (mx, my, mz) of each entry."""
         nz, ny, nx = self.shape
@@ -62,19 +71,17 @@ class Band:
     def where(cls, grid: Grid, keep: torch.Tensor) -> "Band":
         """The entries where `keep` (a boolean half grid) is true."""
         index = torch.nonzero(keep.reshape(-1)).squeeze(1)
-        return cls(grid, index, grid.half_spectrum_freqs().reshape(-1, 3)[index], grid.half_spectrum_modes().reshape(-1, 3)[index])
+        return cls(grid, index, grid.half_spectrum_freqs.reshape(-1, 3)[index], grid.half_spectrum_modes.reshape(-1, 3)[index])
 
     @classmethod
     def full(cls, grid: Grid) -> "Band":
-        nz, ny, nx = grid.shape
-        return cls.where(grid, torch.ones(nz, ny, nx // 2 + 1, dtype=torch.bool))
+        return cls.where(grid, torch.ones(grid.half_shape, dtype=torch.bool))
 
     def to_image(self, spectrum: torch.Tensor) -> torch.Tensor:
         """(nz, ny, nx) float64 image from the spectrum (K,) complex on this band (zero elsewhere)."""
-        nz, ny, nx = self.grid.shape
-        half = torch.zeros(nz * ny * (nx // 2 + 1), dtype=spectrum.dtype, device=spectrum.device)
+        half = torch.zeros(math.prod(self.grid.half_shape), dtype=spectrum.dtype, device=spectrum.device)
         half = half.index_put((self.index.to(spectrum.device),), spectrum)
-        return torch.fft.irfftn(half.reshape(nz, ny, nx // 2 + 1), s=(nz, ny, nx)) / self.grid.voxel_volume
+        return torch.fft.irfftn(half.reshape(self.grid.half_shape), s=self.grid.shape) / self.grid.voxel_volume
 
     @property
     def max_modes(self) -> tuple[int, int, int]:

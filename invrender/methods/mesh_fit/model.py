@@ -57,18 +57,13 @@ class MeshScene(MultiStartModule):
         """The narrow band of the current PSF (|h^| >= threshold; h^(0) = 1)."""
         with torch.no_grad():
             transfer = self.transfer(self.full_band).abs()
-        return Band.where(self.internal_grid, (transfer >= self.band_threshold).reshape(self.full_band_shape))
+        return Band.where(self.internal_grid, (transfer >= self.band_threshold).reshape(self.internal_grid.half_shape))
 
     def transfer(self, band: Band) -> torch.Tensor:
         """h^ on the band: the measured PSF's, or the Gaussian's (differentiable in its parameters)."""
         if self.measured_transfer is not None:
             return self.measured_transfer[band.index]
         return gaussian_transfer(band.freqs, self.psf_factor())
-
-    @property
-    def full_band_shape(self) -> tuple[int, int, int]:
-        nz, ny, nx = self.grid.shape
-        return nz, ny, nx // 2 + 1
 
     def density(self, band: Band) -> torch.Tensor:
         """(nz, ny, nx) rendered density (per internal unit volume) of the mesh through the PSF."""
