@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from invrender.config import CONFIG_ROOT, ConfigError, to_plain
 from invrender.core.io import InputError, read_json, write_json
 from invrender.inputs import InputItem, select_part
-from invrender.method import ConfigCache, JobContext, MethodSpec, SharedOptions, check_distinct_outputs, cores, make_jobs
+from invrender.method import ConfigCache, JobContext, MethodSpec, SharedOptions, check_distinct_outputs, cores, make_jobs, override_key
 from invrender.runner import Runner, count_statuses, exit_code, now, package_versions
 
 #: Launcher name -> (the plugin's module, the invrender extra that installs it).
@@ -96,7 +96,7 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.plugins import Plugins
 
-    hydra_overrides = [o for o in overrides if _key(o).startswith("hydra")]
+    hydra_overrides = [o for o in overrides if override_key(o).startswith("hydra")]
     task_overrides = [o for o in overrides if o not in hydra_overrides]
     try:
         parsed = OverridesParser.create().parse_overrides(task_overrides)
@@ -107,7 +107,7 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
     num_parts = min(shared.num_parts or len(items), len(items)) or 1
     out = shared.out.resolve()
     jobs: list[SweepJob] = []
-    out_dirs = [out / ",".join(o for o in point if _key(o) in swept).replace("/", "_") if len(points) > 1 else out for point in points]
+    out_dirs = [out / ",".join(o for o in point if override_key(o) in swept).replace("/", "_") if len(points) > 1 else out for point in points]
     for point, point_out in zip(points, out_dirs):
         for part in range(num_parts):
             part_items = [replace(item, path=item.path.resolve()) for item in select_part(items, num_parts, part)]
@@ -119,7 +119,7 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
         context = JobContext(point_out, configs.device, shared.seed, options)
         check_distinct_outputs([j for job in point_jobs for j in make_jobs(spec, job.items, job.overrides, configs, context)])
 
-    launcher_name = next((o.split("=", 1)[1] for o in hydra_overrides if _key(o) == "hydra/launcher"), "basic")
+    launcher_name = next((o.split("=", 1)[1] for o in hydra_overrides if override_key(o) == "hydra/launcher"), "basic")
     _check_plugin(launcher_name)
     run_id = uuid.uuid4().hex
     run_info = {
@@ -176,10 +176,6 @@ def threads_per_worker(launcher_cfg: DictConfig, n_jobs: int) -> int:
     if "ray" in target:
         return int(launcher_cfg.ray.remote.get("num_cpus") or 1)
     return cores()  # the basic launcher runs one job at a time, here
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _check_plugin(name: str) -> None:

@@ -226,11 +226,15 @@ def check_shard_options(shared: SharedOptions) -> None:
 def refuse_sweep_overrides(overrides: list[str]) -> None:
     """Without -m, a sweep (`a=1,2`) or a launcher setting (`hydra/...`) is a usage error."""
     for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key.startswith("hydra"):
+        if override_key(override).startswith("hydra"):
             raise ConfigError(f"{override}: Hydra launcher settings need -m (--multirun)")
         if is_sweep(override):
             raise ConfigError(f"{override} is a sweep: add -m (--multirun) to run one job per value")
+
+
+def override_key(override: str) -> str:
+    """The key of a `key=value` override, without Hydra's `+` / `~` prefixes."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def is_sweep(override: str) -> bool:

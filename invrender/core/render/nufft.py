@@ -78,7 +78,7 @@ class _NonUniformFT(torch.autograd.Function):
     def forward(ctx, points, weights, band: Band):
         import finufft
 
-        angles, box = _angles(points, band), _box(band)
+        angles, box = _angles(points, band), band.max_modes
         strengths = weights.detach().cpu().numpy().astype(np.complex128)
         modes = finufft.nufft3d1(*angles, strengths, n_modes=tuple(2 * m + 1 for m in box), isign=-1, eps=NUFFT_TOLERANCE)
         ctx.save_for_backward(points, weights)
@@ -91,7 +91,7 @@ class _NonUniformFT(torch.autograd.Function):
 
         points, weights = ctx.saved_tensors
         band = ctx.band
-        box = _box(band)
+        box = band.max_modes
         g = grad_out.detach().cpu().numpy()
         fields = np.zeros((4, *(2 * m + 1 for m in box)), dtype=np.complex128)
         freqs = band.freqs.numpy()
@@ -110,13 +110,9 @@ def _angles(points: torch.Tensor, band: Band) -> tuple[np.ndarray, np.ndarray, n
     return tuple(np.ascontiguousarray(2 * math.pi * p[:, d] / length) for d, length in enumerate((nx * dx, ny * dy, nz * dz)))
 
 
-def _box(band: Band) -> tuple[int, int, int]:
-    return band.max_modes
-
-
 def _box_index(band: Band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each band entry sits in the (2M+1)^3 box of modes that finufft returns (x, y, z order)."""
-    box = _box(band)
+    box = band.max_modes
     modes = band.modes.numpy()
     return tuple(modes[:, d] + box[d] for d in range(3))
 

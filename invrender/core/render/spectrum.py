@@ -83,7 +83,7 @@ class Band:
         half = half.index_put((self.index.to(spectrum.device),), spectrum)
         return torch.fft.irfftn(half.reshape(self.grid.half_shape), s=self.grid.shape) / self.grid.voxel_volume
 
-    @property
+    @cached_property  # read by every NUFFT forward and backward on this band
     def max_modes(self) -> tuple[int, int, int]:
         """The largest |mode number| along x, y, z: the box a non-uniform FFT must cover."""
         return tuple(int(m) for m in self.modes.abs().amax(dim=0))
