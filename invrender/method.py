@@ -59,6 +59,12 @@ _SHARED_HELP = {
 }
 
 
+def shared_option(name: str) -> Any:
+    """The typer.Option of one shared option, for commands that take only some of them."""
+    flags, help_text = _SHARED_HELP[name]
+    return typer.Option(*flags, help=help_text)
+
+
 def with_shared_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give a method command the shared options: Typer sees them in the signature, the command
     receives them as one `shared: SharedOptions` argument."""
@@ -68,7 +74,7 @@ def with_shared_options(command: Callable[..., Any]) -> Callable[..., Any]:
     shared_params = [
         inspect.Parameter(
             f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, f.name),
-            annotation=Annotated[types[f.name], typer.Option(*_SHARED_HELP[f.name][0], help=_SHARED_HELP[f.name][1])],
+            annotation=Annotated[types[f.name], shared_option(f.name)],
         )
         for f in fields(SharedOptions)
     ]

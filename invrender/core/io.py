@@ -61,6 +61,55 @@ def read_image(path: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.n
     return array
 
 
+PICTURE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def read_picture(path: str | os.PathLike) -> np.ndarray:
+    """Read a 2D grey or colour picture (PNG, JPEG or TIFF) as float32 `(channels, y, x)`.
+
+    Grey images give one channel, RGB(A) three (alpha is dropped). Raises InputError on a missing
+    or unreadable file, another dimensionality, an empty image, or NaN/infinite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            array = np.asarray(tifffile.imread(path))
+        else:
+            from PIL import Image
+
+            with Image.open(path) as picture:
+                array = np.asarray(picture.convert("RGB") if picture.mode in ("P", "CMYK", "YCbCr") else picture)
+    except Exception as err:  # PIL and tifffile raise many types for corrupt files
+        raise InputError(path, f"not a readable image ({type(err).__name__}: {err})") from None
+    array = np.squeeze(array)
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] not in (3, 4):
+        array = np.moveaxis(array[..., :3], -1, 0)
+    elif array.ndim == 3 and array.shape[0] in (3, 4):
+        array = array[:3]
+    elif array.ndim == 2:
+        array = array[None]
+    else:
+        raise InputError(path, f"image of shape {array.shape} is not a 2D grey or RGB picture")
+    if min(array.shape[1:]) < 2:
+        raise InputError(path, f"image of shape {array.shape} is too small")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
+        raise InputError(path, f"unsupported pixel type {array.dtype}")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise InputError(path, "image contains NaN or infinite values")
+    return array
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a binary mask (0/1, 0/255, or labels: anything above 0 is the object) as bool `(y, x)`."""
+    array = read_picture(path)
+    return array.max(axis=0) > 0
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file; InputError when missing, empty or malformed (with the line of the error)."""
     path = Path(path)
@@ -166,7 +215,7 @@ def read_voxel_size(path: str | os.PathLike) -> tuple[float, float, float] | Non
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write an 8-bit RGB image `(y, x, 3)` as PNG atomically."""
+    """Write an 8-bit RGB image `(y, x, 3)`, or a grey one `(y, x)`, as PNG atomically."""
     from PIL import Image
 
     with atomic_path(path) as tmp:

@@ -105,3 +105,29 @@ def min_width_prior(q: Quantities) -> torch.Tensor:
 def width_prior(q: Quantities) -> torch.Tensor:
     """(global width - its prior)^2; `width` (S,), `width_prior` scalar; both in normalised units."""
     return (q["width"] - q["width_prior"]).pow(2)
+
+
+# ---------------------------------------------------------------- masks and polygons
+
+
+@register_loss("balloon")
+def balloon(q: Quantities) -> torch.Tensor:
+    """mean(1 - render): the balloon force of classical active contours as a loss, pushing a
+    rendered mask `render` (S, H, W) in [0, 1] to grow (ACDRNet's L_B)."""
+    return (1.0 - q["render"]).flatten(1).mean(1)
+
+
+@register_loss("polygon_curvature")
+def polygon_curvature(q: Quantities) -> torch.Tensor:
+    """sum_j |p_{j-1} - 2 p_j + p_{j+1}|^2 over the vertices of `polygon` (S, K, 2), closed
+    (ACDRNet's L_K); the polygon in the units its weight is meant for."""
+    from invrender.core.geometry.polygons import second_differences
+
+    return second_differences(q["polygon"]).pow(2).sum((-2, -1))
+
+
+@register_loss("mask_bce")
+def mask_bce(q: Quantities) -> torch.Tensor:
+    """Binary cross-entropy of `logits` (S, H, W) against the mask `target` (S, H, W) in [0, 1],
+    mean per image: the plain pixel classifier's loss."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(q["logits"], q["target"], reduction="none").flatten(1).mean(1)

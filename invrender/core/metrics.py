@@ -130,3 +130,64 @@ def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> tuple[float,
     a_to_b = float(cKDTree(points_b).query(points_a)[0].mean())
     b_to_a = float(cKDTree(points_a).query(points_b)[0].mean())
     return (a_to_b + b_to_a) / 2, a_to_b, b_to_a
+
+
+# ---------------------------------------------------------------- masks
+
+#: Tolerances (px) of the boundary F-score, averaged as by Cheng et al. (DARNet) and Gur et al.
+BOUNDARY_TOLERANCES = (1, 2, 3, 4, 5)
+
+
+def mask_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """F1, IoU, weighted coverage and boundary F-score of one binary mask against its ground truth.
+
+    - `f1` (Dice) = 2 |P and T| / (|P| + |T|); `iou` = |P and T| / |P or T|; both 1 when both are empty.
+    - `wcov`, weighted coverage (Arbelaez et al.; DARNet): over the ground truth's regions R (the
+      object and the background), sum |R| / N * max over the predicted regions S of IoU(R, S).
+      (ACDRNet's released code computes min(|P|, |T|) / max(|P|, |T|) instead; not used here.)
+    - `boundf`: the F-score of boundary pixels (mask pixels with a 4-neighbour outside the mask;
+      the image border is not a boundary), a pixel matching when the other mask's boundary lies within
+      d px (Euclidean), averaged over d = 1..5 (DAVIS' measure, as in DARNet and ACDRNet).
+    """
+    p = np.asarray(predicted, dtype=bool)
+    t = np.asarray(truth, dtype=bool)
+    if p.shape != t.shape:
+        raise ValueError(f"masks of different shapes {p.shape} and {t.shape}")
+    intersection, union = float((p & t).sum()), float((p | t).sum())
+    total = float(p.sum() + t.sum())
+    f1 = 2 * intersection / total if total else 1.0
+    iou = intersection / union if union else 1.0
+    return {"f1": f1, "iou": iou, "wcov": weighted_coverage(p, t), "boundf": boundary_f_score(p, t)}
+
+
+def weighted_coverage(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Weighted coverage of the ground truth's two regions (object, background); see mask_scores."""
+    score = 0.0
+    for region in (truth, ~truth):
+        if region.any():
+            best = max(float((region & s).sum()) / float((region | s).sum()) for s in (predicted, ~predicted))
+            score += region.sum() / region.size * best
+    return float(score)
+
+
+def mask_boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of `mask` with a 4-neighbour outside it (the image border counts as inside)."""
+    from scipy.ndimage import binary_erosion
+
+    return mask & ~binary_erosion(mask, border_value=1)
+
+
+def boundary_f_score(predicted: np.ndarray, truth: np.ndarray, tolerances: tuple[int, ...] = BOUNDARY_TOLERANCES) -> float:
+    """Mean over `tolerances` (px) of the boundary F-score; see mask_scores."""
+    from scipy.ndimage import distance_transform_edt
+
+    bp, bt = mask_boundary(predicted), mask_boundary(truth)
+    if not bp.any() or not bt.any():
+        return 1.0 if bp.any() == bt.any() else 0.0
+    to_truth = distance_transform_edt(~bt)[bp]  # each predicted boundary pixel's distance to the truth's
+    to_predicted = distance_transform_edt(~bp)[bt]
+    scores = []
+    for d in tolerances:
+        precision, recall = float((to_truth <= d).mean()), float((to_predicted <= d).mean())
+        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return float(np.mean(scores))

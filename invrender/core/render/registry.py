@@ -31,7 +31,12 @@ class RendererSpec:
 RENDERERS: dict[str, RendererSpec] = {}
 
 #: Modules whose import registers the built-in backends.
-BUILTIN_BACKENDS = ("invrender.core.render.splat2d", "invrender.core.render.microscope")
+BUILTIN_BACKENDS = (
+    "invrender.core.render.splat2d",
+    "invrender.core.render.microscope",
+    "invrender.core.render.polygon2d",
+    "invrender.core.render.polygon_nvdiffrast",
+)
 
 
 def register_renderer(spec: RendererSpec) -> RendererSpec:

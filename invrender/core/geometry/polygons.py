@@ -1,0 +1,47 @@
+"""Closed polygons: `(..., K, 2)` tensors or arrays of `[x, y]` vertices in pixels, the edge from the
+last vertex back to the first closing them; and the `invrender.polygons` JSON format.
+
+A file holds `{"format": "invrender.polygons", "version": 1, "image": NAME, "polygons": [{"id": 0,
+"points": [[x, y], ...]}, ...]}`, the same conventions as the splines format.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from invrender.core.io import write_json
+
+FORMAT = "invrender.polygons"
+VERSION = 1
+
+
+def circle(centre: torch.Tensor, radius: float | torch.Tensor, k: int) -> torch.Tensor:
+    """`k` vertices evenly spaced on circles: centre (..., 2) -> (..., k, 2), starting at angle 0
+    and turning from +x towards +y."""
+    angle = torch.arange(k, dtype=centre.dtype, device=centre.device) * (2 * math.pi / k)
+    offsets = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)  # (k, 2)
+    radius = torch.as_tensor(radius, dtype=centre.dtype, device=centre.device)
+    return centre[..., None, :] + radius[..., None, None] * offsets
+
+
+def shoelace_area(vertices: torch.Tensor) -> torch.Tensor:
+    """Signed area (..., K, 2) -> (...): positive when the vertices turn from +x towards +y."""
+    x, y = vertices[..., 0], vertices[..., 1]
+    return 0.5 * (x * torch.roll(y, -1, dims=-1) - torch.roll(x, -1, dims=-1) * y).sum(-1)
+
+
+def second_differences(vertices: torch.Tensor) -> torch.Tensor:
+    """p_{j-1} - 2 p_j + p_{j+1} around the polygon: (..., K, 2) -> (..., K, 2)."""
+    return torch.roll(vertices, 1, dims=-2) - 2 * vertices + torch.roll(vertices, -1, dims=-2)
+
+
+def write_polygons(path: str | os.PathLike, polygons: list[np.ndarray], image: str, extra: dict[str, Any] | None = None) -> None:
+    """Write polygons `(k, 2)` of one image atomically."""
+    data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "image": image, **(extra or {})}
+    data["polygons"] = [{"id": i, "points": np.asarray(p, dtype=np.float64).tolist()} for i, p in enumerate(polygons)]
+    write_json(path, data)

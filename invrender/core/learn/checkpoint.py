@@ -1,0 +1,55 @@
+"""Checkpoints of trained segmentation networks: what the model is, its weights, and where training stands.
+
+A checkpoint is a dict saved with `torch.save`: `format`, `version`, `kind` (contour | pixel),
+`channels_in`, `size` (the network's input size), `model` (the config section it was built from),
+`state_dict`, `optimizer`, `epoch`, `elapsed` (training seconds), `best` ({epoch, miou}),
+`history` (one row per epoch) and `config` (the whole resolved config). It holds tensors and plain
+Python values only, so it loads with `weights_only=True` (no code is run on loading).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from invrender.core.io import InputError, atomic_path
+from invrender.core.learn.models import MODEL_KINDS, build_model
+
+FORMAT = "invrender.segmentation-net"
+VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **checkpoint}, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and check a checkpoint; InputError (one line) when it is missing, corrupt or not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated files, pickles of other objects, not a torch file at all
+        raise InputError(path, f"not a readable checkpoint ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise InputError(path, f"not an invrender segmentation checkpoint (expected format {FORMAT!r}; written by acdr-train)")
+    if checkpoint.get("version") != VERSION or checkpoint.get("kind") not in MODEL_KINDS:
+        raise InputError(path, f"checkpoint version {checkpoint.get('version')!r} of kind {checkpoint.get('kind')!r} is not supported")
+    return checkpoint
+
+
+def model_from_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> nn.Module:
+    """The network a checkpoint describes, with its weights; InputError when they do not fit."""
+    try:
+        model = build_model(checkpoint["kind"], int(checkpoint["channels_in"]), checkpoint["model"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = " ".join(str(err).split())[:200]
+        raise InputError(path, f"the weights do not fit the model the checkpoint describes ({type(err).__name__}: {first})") from None
+    return model.eval()

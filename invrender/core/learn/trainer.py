@@ -1,0 +1,212 @@
+"""Training a segmentation network on a data set: epochs of augmented batches, validation,
+checkpoints, a time budget, resume, and a record of it all in the output folder.
+
+Writes into `out`: `checkpoints/last.pt` (after every epoch) and `checkpoints/best.pt` (the epoch
+with the best validation mIoU), `log.csv` (one row per epoch), `curves.png` (training loss and
+validation scores), `examples.png` (validation images with the ground truth in green, the initial
+polygon in blue and the result in yellow) and `manifest.json` (config, versions, device, status).
+Every file is written atomically. An epoch's shuffling, augmentation and dropout come from
+`seed` and the epoch number, so a resumed run goes on as the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+from invrender.core.io import atomic_path, write_json, write_png
+from invrender.core.learn.augment import rescale_and_rotate
+from invrender.core.learn.checkpoint import read_checkpoint, save_checkpoint
+from invrender.core.learn.datasets import SegmentationSet
+from invrender.core.learn.evaluate import predict_set, score_set
+from invrender.core.overlay import example_sheet, plot_panels
+
+
+@dataclass
+class TrainSettings:
+    """The `train` section of a config, with the loss weights and augmentation."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    max_minutes: float | None
+    eval_batch: int
+    loss: Mapping[str, float]
+    scales: list[float]
+    angles: list[float]
+    examples: int = 8
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "TrainSettings":
+        train, augment = cfg["train"], cfg["data"]["augment"]
+        budget = train.get("max_minutes")
+        return cls(int(train["epochs"]), int(train["batch_size"]), float(train["lr"]), None if budget is None else float(budget),
+                   int(train["eval_batch"]), dict(cfg["loss"]), [float(s) for s in augment["scales"]], [float(a) for a in augment["angles"]],
+                   int(train["examples"]))
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    elapsed: float = 0.0  # seconds of training and validation so far
+    best_epoch: int = 0
+    best_miou: float = -1.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, checkpoint_info: dict[str, Any], settings: TrainSettings, train_set: SegmentationSet,
+                 val_set: SegmentationSet, out: Path, device: torch.device, seed: int, render: Callable, run_info: dict[str, Any],
+                 quiet: bool = False):
+        self.model = model.to(device)
+        self.info = checkpoint_info  # kind, channels_in, size, model, config: what a checkpoint says of the model
+        self.settings = settings
+        self.train_set, self.val_set = train_set, val_set
+        self.out, self.device, self.seed, self.render = Path(out), device, seed, render
+        self.run_info = run_info
+        self.quiet = quiet
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
+        self.state = TrainState()
+        self.console = Console(stderr=True)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+    def resume(self) -> bool:
+        """Continue from `checkpoints/last.pt` when it exists; True if it did."""
+        path = self.checkpoints / "last.pt"
+        if not path.is_file():
+            return False
+        saved = read_checkpoint(path)
+        self.model.load_state_dict(saved["state_dict"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        best = saved["best"]
+        self.state = TrainState(int(saved["epoch"]), float(saved["elapsed"]), int(best["epoch"]), float(best["miou"]), list(saved["history"]))
+        return True
+
+    def run(self) -> TrainState:
+        """Train until the epochs or the time budget are used up; Ctrl-C keeps the last epoch's checkpoint."""
+        self._write_manifest("running")
+        show = not self.quiet and self.console.is_terminal
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=self.console, disable=not show, transient=True)
+        try:
+            with progress:
+                task = progress.add_task("epochs", total=self.settings.epochs, completed=self.state.epoch)
+                while self.state.epoch < self.settings.epochs and not self._out_of_time():
+                    row = self._epoch()
+                    progress.update(task, advance=1, description=f"epoch {row['epoch']} loss {row['loss']:.4f} val mIoU {row['val_miou']:.3f}")
+                    if not self.quiet:
+                        self.console.print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, val F1 {row['val_f1']:.3f}, mIoU {row['val_miou']:.3f} ({row['seconds']:.0f} s)",
+                                           markup=False, highlight=False)
+        except KeyboardInterrupt:
+            self._write_manifest("interrupted")
+            raise
+        self._write_manifest("done")
+        return self.state
+
+    # ---------------------------------------------------------------- one epoch
+
+    def _out_of_time(self) -> bool:
+        budget = self.settings.max_minutes
+        return budget is not None and self.state.elapsed >= budget * 60
+
+    def _epoch(self) -> dict[str, float]:
+        settings, state = self.settings, self.state
+        epoch = state.epoch + 1
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        torch.manual_seed(self.seed * 100_003 + epoch)  # dropout
+        order = torch.randperm(len(self.train_set), generator=generator)
+        budget = None if settings.max_minutes is None else settings.max_minutes * 60
+        validation_seconds = state.history[-1]["validation_seconds"] if state.history else 0.0
+        start = time.perf_counter()
+        self.model.train()
+        losses, terms_sum, batches = [], {}, 0
+        for first in range(0, len(order), settings.batch_size):
+            index = order[first : first + settings.batch_size]
+            images, masks = rescale_and_rotate(self.train_set.images[index], self.train_set.masks[index], settings.scales, settings.angles, generator)
+            loss, terms = self.model.loss(images.to(self.device), masks.to(self.device), settings.loss)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+            for name, value in terms.items():
+                terms_sum[name] = terms_sum.get(name, 0.0) + value
+            batches += 1
+            # Stop inside the epoch when the budget would be exceeded by what is left of it.
+            if budget is not None and state.elapsed + time.perf_counter() - start + validation_seconds >= budget:
+                break
+        trained = time.perf_counter() - start
+        _, scores = score_set(self.model, self.val_set, settings.eval_batch, self.device, self.render, full_size=False)
+        validated = time.perf_counter() - start - trained
+        state.epoch, state.elapsed = epoch, state.elapsed + trained + validated
+        row = {"epoch": epoch, "seconds": state.elapsed, "loss": float(np.mean(losses)), "batches": batches,
+               **{name: value / batches for name, value in terms_sum.items()}, **{f"val_{k}": v for k, v in scores.items()},
+               "validation_seconds": validated}
+        state.history.append(row)
+        improved = scores["miou"] > state.best_miou
+        if improved:
+            state.best_epoch, state.best_miou = epoch, scores["miou"]
+        self._save(improved)
+        return row
+
+    # ---------------------------------------------------------------- records
+
+    def _checkpoint(self) -> dict[str, Any]:
+        state = self.state
+        return {**self.info, "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": state.epoch,
+                "elapsed": state.elapsed, "best": {"epoch": state.best_epoch, "miou": state.best_miou}, "history": state.history}
+
+    def _save(self, improved: bool) -> None:
+        checkpoint = self._checkpoint()
+        if improved:
+            save_checkpoint(self.checkpoints / "best.pt", checkpoint)
+            write_png(self.out / "examples.png", self._examples())
+        save_checkpoint(self.checkpoints / "last.pt", checkpoint)
+        self._write_log()
+        self._write_manifest("running")
+
+    def _write_log(self) -> None:
+        history = self.state.history
+        columns = list(dict.fromkeys(key for row in history for key in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+        with atomic_path(self.out / "log.csv") as tmp:
+            tmp.write_text(text.getvalue(), encoding="utf-8")
+        scores = {key: [row[f"val_{key}"] for row in history] for key in ("f1", "miou", "wcov", "boundf")}
+        write_png(self.out / "curves.png", plot_panels([("training loss", {"loss": [row["loss"] for row in history]}, True),
+                                                        ("validation", scores, False)]))
+
+    def _examples(self) -> np.ndarray:
+        count = min(self.settings.examples, len(self.val_set))
+        images, masks = self.val_set.images[:count], self.val_set.masks[:count]
+        prediction = predict_set(self.model, images, self.settings.eval_batch, self.device)
+        polygons = prediction.get("polygons")
+        return example_sheet(images.mean(1).numpy(), masks.numpy() > 0.5, prediction["masks"].numpy() > 0.5,
+                             None if polygons is None else polygons.numpy())
+
+    def _write_manifest(self, status: str) -> None:
+        from invrender.runner import now, package_versions
+
+        state = self.state
+        write_json(self.out / "manifest.json", {
+            "kind": "train", **self.run_info, "status": status, "host": platform.node(), "versions": package_versions(),
+            "updated": now(), "epochs_done": state.epoch, "seconds": state.elapsed,
+            "best": {"epoch": state.best_epoch, "val_miou": state.best_miou if state.best_epoch else None},
+            "train_images": len(self.train_set), "val_images": len(self.val_set),
+            "outputs": {"last": str(self.checkpoints / "last.pt"), "best": str(self.checkpoints / "best.pt"), "log": str(self.out / "log.csv")},
+        })

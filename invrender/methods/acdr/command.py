@@ -1,0 +1,238 @@
+"""`invrender acdr-train`, `acdr-eval`, `acdr-predict`: ACDRNet's command lines.
+
+Training and evaluation run on a data set (a preset's layout or `--data DIR`); prediction is a
+batch command like the other methods (files, folders, globs, lists, shards, resume, manifest).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import torch
+import typer
+from omegaconf import DictConfig
+
+from invrender.config import ConfigError, compose_config, resolve_device, to_plain
+from invrender.core.geometry.polygons import write_polygons
+from invrender.core.io import PICTURE_SUFFIXES, InputError, read_picture, write_json, write_png
+from invrender.core.learn.checkpoint import model_from_checkpoint, read_checkpoint
+from invrender.core.learn.datasets import LAYOUT_HELP, load_splits, prepare, resize_picture
+from invrender.core.learn.evaluate import full_size_mask, predict_set, score_set, to_image_size
+from invrender.core.learn.models import MODEL_KINDS, build_model
+from invrender.core.learn.trainer import Trainer, TrainSettings
+from invrender.core.losses import check_weights
+from invrender.core.overlay import FINAL_COLOUR, draw_curves, mask_outlines
+from invrender.core.render.polygon2d import polygon_renderer
+from invrender.core.render.registry import RendererUnavailable
+from invrender.inputs import InputItem
+from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, shared_option, with_shared_options
+from invrender.runner import Job, StepCallback
+
+CONFIG_DIR = "acdr"
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value config overrides, e.g. data.root=DIR.", show_default=False)]
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="A checkpoint written by acdr-train (checkpoints/best.pt).", show_default=False)]
+
+
+def renderer_for(cfg: DictConfig, device: torch.device):
+    try:
+        return polygon_renderer(cfg.render.backend, device)
+    except RendererUnavailable as err:
+        raise ConfigError(f"config render.backend: {err}") from None
+
+
+def check_config(cfg: DictConfig, device: torch.device) -> None:
+    try:
+        check_weights(cfg.loss)
+        check_weights(cfg.pixel_loss)
+    except ValueError as err:
+        raise ConfigError(f"config loss: {err}") from None
+    if cfg.data.layout not in LAYOUT_HELP:
+        raise ConfigError(f"config data.layout {cfg.data.layout!r}: expected one of {', '.join(LAYOUT_HELP)}")
+    depth = len(cfg.model.widths)
+    if depth < 1 or cfg.data.size < 2**depth:
+        raise ConfigError(f"config data.size {cfg.data.size}: must be at least 2^{depth} for {depth} encoder blocks")
+    renderer_for(cfg, device)
+
+
+def start(config: str, overrides: list[str] | None, device: str, threads: int | None) -> tuple[DictConfig, torch.device]:
+    """Compose and check the config, choose the device and the threads."""
+    dev = resolve_device(device)
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads {threads}: must be at least 1")
+        torch.set_num_threads(threads)
+    cfg = compose_config(CONFIG_DIR, config, list(overrides or []))
+    check_config(cfg, dev)
+    return cfg, dev
+
+
+def model_info(kind: str, channels_in: int, cfg: DictConfig, config_name: str, overrides: list[str]) -> dict:
+    """What a checkpoint records about its model besides the weights (and how its config was made)."""
+    return {"kind": kind, "channels_in": channels_in, "size": int(cfg.data.size), "model": to_plain(cfg.model), "config": to_plain(cfg),
+            "config_name": config_name, "overrides": overrides}
+
+
+def loaded_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    checkpoint = read_checkpoint(path)
+    return model_from_checkpoint(path, checkpoint).to(device), checkpoint
+
+
+# ---------------------------------------------------------------- acdr-train
+
+
+def acdr_train(
+    overrides: Overrides = None,
+    model: Annotated[str, typer.Option("--model", help="contour (ACDRNet) | pixel (the same U-Net as a pixel classifier, the baseline).")] = "contour",
+    out: Annotated[Path, shared_option("out")] = Path("acdr-out"),
+    config: Annotated[str, shared_option("config")] = "default",
+    device: Annotated[str, shared_option("device")] = "auto",
+    seed: Annotated[int, shared_option("seed")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.pt.")] = False,
+    threads: Annotated[Optional[int], shared_option("threads")] = None,
+    quiet: Annotated[bool, shared_option("quiet")] = False,
+) -> None:
+    """Train ACDRNet (or the pixel baseline) on a data set; checkpoints in OUT/checkpoints/."""
+    if model not in MODEL_KINDS:
+        raise ConfigError(f"--model {model!r}: expected one of {', '.join(MODEL_KINDS)}")
+    cfg, dev = start(config, overrides, device, threads)
+    if model == "pixel":
+        cfg.loss = cfg.pixel_loss
+    last = out / "checkpoints" / "last.pt"
+    if last.exists() and not resume:
+        raise ConfigError(f"{out} already holds a training run ({last}): add --resume to continue it, or choose another --out")
+    if resume and last.exists() and read_checkpoint(last)["kind"] != model:
+        raise ConfigError(f"--resume: {last} is a {read_checkpoint(last)['kind']} model, not {model} (--model)")
+    splits = load_splits(cfg.data, ("train", "val"))
+    size = int(cfg.data.size)
+    train_set, val_set = prepare(splits["train"], size), prepare(splits["val"], size)
+    for name, part in (("training", train_set), ("validation", val_set)):
+        if len(part) == 0:
+            raise InputError(cfg.data.root, f"no {name} images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]})")
+    if train_set.images.shape[1] != val_set.images.shape[1]:
+        raise InputError(cfg.data.root, "training and validation images have different channel counts")
+    torch.manual_seed(seed)
+    channels = int(train_set.images.shape[1])
+    network = build_model(model, channels, cfg.model)
+    render = renderer_for(cfg, dev)
+    if model == "contour":
+        network.render = render
+    run_info = {"method": "acdr-train", "model": model, "config_name": config, "overrides": list(overrides or []), "config": to_plain(cfg),
+                "device": str(dev), "seed": seed, "torch_threads": torch.get_num_threads()}
+    trainer = Trainer(network, model_info(model, channels, cfg, config, list(overrides or [])), TrainSettings.from_config(cfg), train_set, val_set, out, dev, seed, render,
+                      run_info, quiet)
+    if resume and trainer.resume() and not quiet:
+        typer.echo(f"resuming after epoch {trainer.state.epoch} ({trainer.state.elapsed:.0f} s)", err=True)
+    state = trainer.run()
+    typer.echo(f"trained {state.epoch} epochs in {state.elapsed:.0f} s; best validation mIoU {state.best_miou:.3f} at epoch {state.best_epoch}; "
+               f"checkpoints in {out / 'checkpoints'}", err=True)
+
+
+# ---------------------------------------------------------------- acdr-eval
+
+
+def acdr_eval(
+    checkpoint: Checkpoint,
+    overrides: Overrides = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Evaluate on this folder (generic layout: images/ and masks/; its split.json's test list if any, else every image).")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="A preset whose test split to evaluate on (default: the data the checkpoint was trained on).")] = None,
+    out: Annotated[Path, shared_option("out")] = Path("acdr-eval"),
+    device: Annotated[str, shared_option("device")] = "auto",
+    threads: Annotated[Optional[int], shared_option("threads")] = None,
+    quiet: Annotated[bool, shared_option("quiet")] = False,
+) -> None:
+    """Score a checkpoint on a test set: F1, mIoU, WCov, BoundF per image and their means, in OUT/metrics.json."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if data is not None and config is not None:
+        raise ConfigError("--data and --config: give one (a folder in the generic layout, or a preset's test split)")
+    network, saved = loaded_model(checkpoint, resolve_device(device))
+    # Without --config, the test split of the data the checkpoint was trained on.
+    name, base = (config, []) if config is not None else (saved["config_name"], list(saved["overrides"]))
+    cfg, dev = start(name, base + list(overrides or []), device, threads)
+    if data is not None:
+        cfg.data.layout, cfg.data.root = "generic", str(data)
+    network = network.to(dev)
+    cfg.data.size = int(saved["size"])
+    samples = load_splits(cfg.data, ("test",))["test"]
+    if not samples:
+        raise InputError(cfg.data.root, f"no test images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]})")
+    test_set = prepare(samples, cfg.data.size)
+    if test_set.images.shape[1] != saved["channels_in"]:
+        raise InputError(cfg.data.root, f"images have {test_set.images.shape[1]} channel(s) but the checkpoint's model takes {saved['channels_in']}")
+    render = renderer_for(cfg, dev)
+    if saved["kind"] == "contour":
+        network.render = render
+    rows, means = score_set(network, test_set, int(cfg.train.eval_batch), dev, render, full_size=True)
+    result = {"checkpoint": str(checkpoint), "model": saved["kind"], "epoch": saved["epoch"], "data": to_plain(cfg.data), "images": len(rows),
+              **means, "rows": rows}
+    write_json(out / "metrics.json", result)
+    table = Table(title=f"{checkpoint} ({saved['kind']}) on {len(rows)} test images")
+    for key in means:
+        table.add_column(key, justify="right")
+    table.add_row(*(f"{value:.4f}" for value in means.values()))
+    if not quiet:
+        Console().print(table)
+    typer.echo(f"wrote {out / 'metrics.json'}", err=True)
+
+
+# ---------------------------------------------------------------- acdr-predict
+
+
+def output_paths(out: Path, image: Path) -> dict[str, Path]:
+    return {
+        "mask": out / f"{image.stem}.mask.png",
+        "overlay": out / f"{image.stem}.overlay.png",
+        "polygon": out / f"{image.stem}.polygon.json",  # written last: marks a complete output set
+    }
+
+
+def predict_file(image_path: Path, network: torch.nn.Module, saved: dict, render, out: Path, device: torch.device) -> dict:
+    picture = read_picture(image_path)
+    if picture.shape[0] != saved["channels_in"]:
+        raise InputError(image_path, f"image has {picture.shape[0]} channel(s) but the checkpoint's model takes {saved['channels_in']}")
+    height, width = picture.shape[1:]
+    size = int(saved["size"])
+    prediction = predict_set(network, resize_picture(picture, size)[None], 1, device)
+    mask = full_size_mask(prediction, 0, (height, width), render)
+    if "polygons" in prediction:
+        polygons = [to_image_size(prediction["polygons"][0, -1].double(), size, height, width).numpy()]
+    else:  # the pixel model: the longest outline of its mask
+        outlines = mask_outlines(mask)
+        polygons = [max(outlines, key=len)] if outlines else []
+    paths = output_paths(out, image_path)
+    write_png(paths["mask"], mask.astype(np.uint8) * 255)
+    closed = [np.concatenate([p, p[:1]]) for p in polygons]
+    write_png(paths["overlay"], draw_curves(picture.mean(0), [(closed, FINAL_COLOUR)]))
+    write_polygons(paths["polygon"], polygons, image=image_path.name, extra={"method": f"acdr ({saved['kind']})"})
+    return {"outputs": [str(p) for p in paths.values()], "area": int(mask.sum())}
+
+
+def check_predict_config(cfg: DictConfig, device: torch.device) -> None:
+    renderer_for(cfg, device)
+
+
+@with_shared_options
+def acdr_predict(
+    arguments: Arguments,
+    checkpoint: Checkpoint,
+    shared: SharedOptions = SharedOptions(),
+) -> None:
+    """Segment images with a trained checkpoint: <stem>.mask.png, <stem>.polygon.json, <stem>.overlay.png."""
+    device = resolve_device(shared.device)
+    network, saved = loaded_model(checkpoint, device)
+
+    def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
+        render = renderer_for(cfg, context.device)
+        if saved["kind"] == "contour":
+            network.render = render
+
+        def work(on_step: StepCallback) -> dict:
+            return predict_file(item.path, network, saved, render, context.out, context.device)
+
+        return Job(str(item.path), [output_paths(context.out, item.path)["polygon"]], work)
+
+    spec = MethodSpec("acdr-predict", CONFIG_DIR, make_job, check_predict_config, input_suffixes=PICTURE_SUFFIXES)
+    raise typer.Exit(run_method(spec, arguments, shared, [], {"checkpoint": checkpoint}))
