@@ -33,6 +33,10 @@ class ContourNet(nn.Module):
                  iterations: int = 3, init_diameter: float = 0.25, max_shift: float = 0.5):
         super().__init__()
         self.unet = UNet(channels_in, 2, widths, convs, dropout)
+        # J = 0 at the start: the polygon begins as the circle rather than jumping at random, and
+        # the network learns to move it (faster to train; the paper does not say how it initialises).
+        nn.init.zeros_(self.unet.head.weight)
+        nn.init.zeros_(self.unet.head.bias)
         self.vertices, self.iterations = vertices, iterations
         self.init_diameter, self.max_shift = init_diameter, max_shift
         self.render: PolygonRenderer | None = None  # set by the caller: a renderer is not a parameter

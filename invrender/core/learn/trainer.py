@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class TrainSettings:
     max_minutes: float | None
     eval_batch: int
     loss: Mapping[str, float]
+    schedule: str  # constant | cosine (to 0 over the epochs or the time budget, whichever ends first)
     scales: list[float]
     angles: list[float]
     examples: int = 8
@@ -52,7 +54,7 @@ class TrainSettings:
         train, augment = cfg["train"], cfg["data"]["augment"]
         budget = train.get("max_minutes")
         return cls(int(train["epochs"]), int(train["batch_size"]), float(train["lr"]), None if budget is None else float(budget),
-                   int(train["eval_batch"]), dict(cfg["loss"]), [float(s) for s in augment["scales"]], [float(a) for a in augment["angles"]],
+                   int(train["eval_batch"]), dict(cfg["loss"]), str(train["schedule"]), [float(s) for s in augment["scales"]], [float(a) for a in augment["angles"]],
                    int(train["examples"]))
 
 
@@ -135,6 +137,7 @@ class Trainer:
         self.model.train()
         losses, terms_sum, batches = [], {}, 0
         for first in range(0, len(order), settings.batch_size):
+            self._set_learning_rate(epoch - 1 + first / len(order), state.elapsed + time.perf_counter() - start)
             index = order[first : first + settings.batch_size]
             images, masks = rescale_and_rotate(self.train_set.images[index], self.train_set.masks[index], settings.scales, settings.angles, generator)
             loss, terms = self.model.loss(images.to(self.device), masks.to(self.device), settings.loss)
@@ -161,6 +164,16 @@ class Trainer:
             state.best_epoch, state.best_miou = epoch, scores["miou"]
         self._save(improved)
         return row
+
+    def _set_learning_rate(self, epochs_done: float, seconds: float) -> None:
+        settings = self.settings
+        if settings.schedule == "constant":
+            return
+        progress = epochs_done / settings.epochs
+        if settings.max_minutes is not None:
+            progress = max(progress, seconds / (settings.max_minutes * 60))
+        for group in self.optimizer.param_groups:
+            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     # ---------------------------------------------------------------- records
 

@@ -50,6 +50,8 @@ def check_config(cfg: DictConfig, device: torch.device) -> None:
         raise ConfigError(f"config loss: {err}") from None
     if cfg.data.layout not in LAYOUT_HELP:
         raise ConfigError(f"config data.layout {cfg.data.layout!r}: expected one of {', '.join(LAYOUT_HELP)}")
+    if cfg.train.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"config train.schedule {cfg.train.schedule!r}: expected constant or cosine")
     depth = len(cfg.model.widths)
     if depth < 1 or cfg.data.size < 2**depth:
         raise ConfigError(f"config data.size {cfg.data.size}: must be at least 2^{depth} for {depth} encoder blocks")

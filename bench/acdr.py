@@ -1,0 +1,95 @@
+"""ACDRNet on the `nuclei` preset against the same U-Net as a pixel classifier, same budget; and the
+training throughput of both at 64 x 64.
+
+Each model is trained by `invrender acdr-train --config nuclei` (a time budget of `train.max_minutes`,
+14.5 by default, training and validation together, 2 torch threads), its best checkpoint (by
+validation mIoU) is scored by `invrender acdr-eval` on the preset's test split (the nuclei in the
+bottom quarter of the image, none of them seen in training), through the command line. Throughput:
+images per second of one training step (forward, loss, backward, Adam) on random 64 x 64 images,
+median of 5 timed steps after 2 warm-up steps, for each batch size.
+
+    python bench/acdr.py [--skip-training] [--batches 16 100] [overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from invrender.config import compose_config
+from invrender.core.learn.models import build_model
+from invrender.core.render.polygon2d import render_polygons
+
+OUT = Path(__file__).parent / "out" / "acdr"
+KINDS = ("contour", "pixel")
+
+
+def train_and_evaluate(kind: str, overrides: list[str]) -> dict:
+    invrender = [sys.executable, "-m", "invrender.cli"]
+    run, evaluation = OUT / kind, OUT / f"{kind}-eval"
+    shutil.rmtree(run, ignore_errors=True)
+    subprocess.run([*invrender, "acdr-train", "--config", "nuclei", "--model", kind, "--out", str(run), "--threads", "2", "--device", "cpu", "-q", *overrides], check=True)
+    subprocess.run([*invrender, "acdr-eval", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--out", str(evaluation), "--threads", "2", "--device", "cpu", "-q"], check=True)
+    manifest = json.loads((run / "manifest.json").read_text())
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    return {**{k: metrics[k] for k in ("f1", "miou", "wcov", "boundf", "images")}, "seconds": manifest["seconds"],
+            "epochs": manifest["epochs_done"], "best_epoch": manifest["best"]["epoch"], "train_images": manifest["train_images"]}
+
+
+def throughput(kind: str, batch: int) -> float:
+    cfg = compose_config("acdr", "nuclei", [])
+    model = build_model(kind, 1, cfg.model)
+    if kind == "contour":
+        model.render = render_polygons
+    weights = OmegaConf.to_container(cfg.loss if kind == "contour" else cfg.pixel_loss)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images, masks = torch.rand(batch, 1, 64, 64), (torch.rand(batch, 64, 64) > 0.5).float()
+    times = []
+    for i in range(7):
+        start = time.perf_counter()
+        loss, _ = model.loss(images, masks, weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-training", action="store_true", help="only the throughput table")
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 100])
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if not args.skip_training:
+        results = {kind: train_and_evaluate(kind, args.overrides) for kind in KINDS}
+        first = results["contour"]
+        print(f"nuclei preset: {first['train_images']} training crops, {first['images']} test nuclei; 2 CPU threads {' '.join(args.overrides)}")
+        print()
+        print("| model | F1 | mIoU | WCov | BoundF | training s | epochs (best) |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for kind, r in results.items():
+            name = "ACDRNet (polygon, rendered)" if kind == "contour" else "pixel classifier (same U-Net, BCE)"
+            print(f"| {name} | {r['f1']:.4f} | {r['miou']:.4f} | {r['wcov']:.4f} | {r['boundf']:.4f} | {r['seconds']:.0f} | {r['epochs']} ({r['best_epoch']}) |")
+        print()
+    print("training throughput at 64 x 64, images/s (forward + loss + backward + Adam step), 2 threads")
+    print()
+    print("| model | " + " | ".join(f"batch {b}" for b in args.batches) + " |")
+    print("| --- | " + " | ".join("---" for _ in args.batches) + " |")
+    for kind in KINDS:
+        print(f"| {kind} | " + " | ".join(f"{throughput(kind, b):.1f}" for b in args.batches) + " |")
+
+
+if __name__ == "__main__":
+    main()
