@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-batch bench-meshft clean
+.PHONY: install demo test test-all bench bench-batch bench-meshft bench-acdr clean
 
 install: $(STAMP)
 
@@ -36,6 +36,9 @@ bench-batch: install
 
 bench-meshft: install
 	$(BIN)/python bench/meshft.py
+
+bench-acdr: install
+	$(BIN)/python bench/acdr.py
 
 clean:
 	rm -rf demo-out .pytest_cache

@@ -78,6 +78,21 @@ def synth_mesh(
     typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}", err=True)
 
 
+@synth_app.command("shapes")
+def synth_shapes(
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of images.")] = 200,
+    size: Annotated[int, typer.Option("--size", min=16, help="Image size in pixels (square).")] = 64,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-shapes"),
+) -> None:
+    """Images of one star-shaped (often concave) object each, with a distractor, uneven background,
+    blur and noise, and the object's mask: images/ and masks/ (the generic layout of acdr-train)."""
+    from invrender.core.synth.shapes import write_shape_dataset
+
+    write_shape_dataset(out, count, size, seed)
+    typer.echo(f"wrote {count} image(s) and mask(s) to {out}", err=True)
+
+
 @app.command("report")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (the --out of a run or sweep).", show_default=False)],

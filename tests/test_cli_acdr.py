@@ -80,19 +80,19 @@ def test_eval_writes_the_four_metrics_and_per_image_rows(trained, shapes, tmp_pa
         assert metrics[key] == pytest.approx(np.mean([r["iou" if key == "miou" else key] for r in metrics["rows"]]))
 
 
-def test_resume_goes_on_from_the_last_epoch(shapes, tmp_path):
+def test_resume_goes_on_from_the_last_epoch(shapes, tmp_path, capsys):
     out = tmp_path / "run"
     common = ["acdr-train", f"data.root={shapes}", *TINY, "--out", str(out), "-q"]
     assert main([*common, "train.epochs=2"]) in (0, None)
     first = epochs_logged(out)
-    code = main([*common, "train.epochs=3"])
-    err_line = "already holds a training run"
-    assert code == 2  # no silent overwrite of a finished run
+    capsys.readouterr()
+    assert main([*common, "train.epochs=3"]) == 2  # no silent overwrite of a finished run
+    assert "already holds a training run" in capsys.readouterr().err
+    assert epochs_logged(out) == first
     assert main([*common, "train.epochs=3", "--resume"]) in (0, None)
     rows = epochs_logged(out)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert rows[:2] == first
-    assert err_line
 
 
 def test_the_pixel_baseline_trains_and_evaluates(shapes, tmp_path):

@@ -53,6 +53,11 @@ def read_image(path: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.n
         raise InputError(path, f"image is {array.ndim}D with shape {array.shape}, expected {want}")
     if array.size == 0 or min(array.shape) < 2:
         raise InputError(path, f"image of shape {array.shape} is too small")
+    return _finite_float32(path, array)
+
+
+def _finite_float32(path: Path, array: np.ndarray) -> np.ndarray:
+    """A numeric image as float32; InputError for other pixel types and for NaN or infinite values."""
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
         raise InputError(path, f"unsupported pixel type {array.dtype}")
     array = array.astype(np.float32)
@@ -96,12 +101,7 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
         raise InputError(path, f"image of shape {array.shape} is not a 2D grey or RGB picture")
     if min(array.shape[1:]) < 2:
         raise InputError(path, f"image of shape {array.shape} is too small")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
-        raise InputError(path, f"unsupported pixel type {array.dtype}")
-    array = array.astype(np.float32)
-    if not np.all(np.isfinite(array)):
-        raise InputError(path, "image contains NaN or infinite values")
-    return array
+    return _finite_float32(path, array)
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

@@ -29,10 +29,10 @@ PolygonRenderer = Callable[[torch.Tensor, int, int], torch.Tensor]
 class ContourNet(nn.Module):
     kind = "contour"
 
-    def __init__(self, channels_in: int, widths: list[int], convs: int = 3, dropout: float = 0.2, vertices: int = 32,
+    def __init__(self, channels_in: int, widths: list[int], convs: int = 3, dropout: float = 0.2, relu_each: bool = False, vertices: int = 32,
                  iterations: int = 3, init_diameter: float = 0.25, max_shift: float = 0.5):
         super().__init__()
-        self.unet = UNet(channels_in, 2, widths, convs, dropout)
+        self.unet = UNet(channels_in, 2, widths, convs, dropout, relu_each)
         # J = 0 at the start: the polygon begins as the circle rather than jumping at random, and
         # the network learns to move it (faster to train; the paper does not say how it initialises).
         nn.init.zeros_(self.unet.head.weight)
@@ -97,9 +97,9 @@ class PixelNet(nn.Module):
 
     kind = "pixel"
 
-    def __init__(self, channels_in: int, widths: list[int], convs: int = 3, dropout: float = 0.2):
+    def __init__(self, channels_in: int, widths: list[int], convs: int = 3, dropout: float = 0.2, relu_each: bool = False):
         super().__init__()
-        self.unet = UNet(channels_in, 1, widths, convs, dropout)
+        self.unet = UNet(channels_in, 1, widths, convs, dropout, relu_each)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.unet(images)[:, 0]
@@ -115,7 +115,8 @@ class PixelNet(nn.Module):
 
 def build_model(kind: str, channels_in: int, model_cfg: Mapping) -> nn.Module:
     """A ContourNet (`contour`) or PixelNet (`pixel`) from the `model` section of a config."""
-    common = {"channels_in": channels_in, "widths": list(model_cfg["widths"]), "convs": int(model_cfg["convs"]), "dropout": float(model_cfg["dropout"])}
+    common = {"channels_in": channels_in, "widths": list(model_cfg["widths"]), "convs": int(model_cfg["convs"]), "dropout": float(model_cfg["dropout"]),
+              "relu_each": bool(model_cfg.get("relu_each", False))}
     if kind == "contour":
         return ContourNet(**common, vertices=int(model_cfg["vertices"]), iterations=int(model_cfg["iterations"]),
                           init_diameter=float(model_cfg["init_diameter"]), max_shift=float(model_cfg["max_shift"]))

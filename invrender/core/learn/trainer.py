@@ -1,8 +1,8 @@
 """Training a segmentation network on a data set: epochs of augmented batches, validation,
 checkpoints, a time budget, resume, and a record of it all in the output folder.
 
-Writes into `out`: `checkpoints/last.pt` (after every epoch) and `checkpoints/best.pt` (the epoch
-with the best validation mIoU), `log.csv` (one row per epoch), `curves.png` (training loss and
+Writes into `out`: `checkpoints/last.pt` (after every validation, every `val_every` epochs) and
+`checkpoints/best.pt` (the best validation mIoU), `log.csv` (one row per validation), `curves.png` (training loss and
 validation scores), `examples.png` (validation images with the ground truth in green, the initial
 polygon in blue and the result in yellow) and `manifest.json` (config, versions, device, status).
 Every file is written atomically. An epoch's shuffling, augmentation and dropout come from
@@ -42,6 +42,7 @@ class TrainSettings:
     batch_size: int
     lr: float
     max_minutes: float | None
+    val_every: int  # epochs between validations (and checkpoints)
     eval_batch: int
     loss: Mapping[str, float]
     schedule: str  # constant | cosine (to 0 over the epochs or the time budget, whichever ends first)
@@ -54,7 +55,7 @@ class TrainSettings:
         train, augment = cfg["train"], cfg["data"]["augment"]
         budget = train.get("max_minutes")
         return cls(int(train["epochs"]), int(train["batch_size"]), float(train["lr"]), None if budget is None else float(budget),
-                   int(train["eval_batch"]), dict(cfg["loss"]), str(train["schedule"]), [float(s) for s in augment["scales"]], [float(a) for a in augment["angles"]],
+                   int(train["val_every"]), int(train["eval_batch"]), dict(cfg["loss"]), str(train["schedule"]), [float(s) for s in augment["scales"]], [float(a) for a in augment["angles"]],
                    int(train["examples"]))
 
 
@@ -65,6 +66,19 @@ class TrainState:
     best_epoch: int = 0
     best_miou: float = -1.0
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    """Training losses since the last validation."""
+
+    losses: list[float] = field(default_factory=list)
+    terms: dict[str, float] = field(default_factory=dict)
+
+    def add(self, loss: float, terms: Mapping[str, float]) -> None:
+        self.losses.append(loss)
+        for name, value in terms.items():
+            self.terms[name] = self.terms.get(name, 0.0) + value
 
 
 class Trainer:
@@ -80,6 +94,7 @@ class Trainer:
         self.quiet = quiet
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
         self.state = TrainState()
+        self._reserve = 0.0  # seconds the last validation and saving took
         self.console = Console(stderr=True)
 
     @property
@@ -99,7 +114,7 @@ class Trainer:
         return True
 
     def run(self) -> TrainState:
-        """Train until the epochs or the time budget are used up; Ctrl-C keeps the last epoch's checkpoint."""
+        """Train until the epochs or the time budget are used up; Ctrl-C keeps the last checkpoint."""
         self._write_manifest("running")
         show = not self.quiet and self.console.is_terminal
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -107,9 +122,15 @@ class Trainer:
         try:
             with progress:
                 task = progress.add_task("epochs", total=self.settings.epochs, completed=self.state.epoch)
+                pending = _Pending()
                 while self.state.epoch < self.settings.epochs and not self._out_of_time():
-                    row = self._epoch()
-                    progress.update(task, advance=1, description=f"epoch {row['epoch']} loss {row['loss']:.4f} val mIoU {row['val_miou']:.3f}")
+                    self._train_epoch(pending)
+                    progress.update(task, completed=self.state.epoch)
+                    if self.state.epoch % self.settings.val_every and self.state.epoch < self.settings.epochs and not self._out_of_time():
+                        continue
+                    row = self._validate(pending)
+                    pending = _Pending()
+                    progress.update(task, description=f"epoch {row['epoch']} loss {row['loss']:.4f} val mIoU {row['val_miou']:.3f}")
                     if not self.quiet:
                         self.console.print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, val F1 {row['val_f1']:.3f}, mIoU {row['val_miou']:.3f} ({row['seconds']:.0f} s)",
                                            markup=False, highlight=False)
@@ -125,17 +146,15 @@ class Trainer:
         budget = self.settings.max_minutes
         return budget is not None and self.state.elapsed >= budget * 60
 
-    def _epoch(self) -> dict[str, float]:
+    def _train_epoch(self, pending: "_Pending") -> None:
         settings, state = self.settings, self.state
         epoch = state.epoch + 1
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         torch.manual_seed(self.seed * 100_003 + epoch)  # dropout
         order = torch.randperm(len(self.train_set), generator=generator)
         budget = None if settings.max_minutes is None else settings.max_minutes * 60
-        validation_seconds = state.history[-1]["validation_seconds"] if state.history else 0.0
         start = time.perf_counter()
         self.model.train()
-        losses, terms_sum, batches = [], {}, 0
         for first in range(0, len(order), settings.batch_size):
             self._set_learning_rate(epoch - 1 + first / len(order), state.elapsed + time.perf_counter() - start)
             index = order[first : first + settings.batch_size]
@@ -144,25 +163,30 @@ class Trainer:
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
-            losses.append(float(loss.detach()))
-            for name, value in terms.items():
-                terms_sum[name] = terms_sum.get(name, 0.0) + value
-            batches += 1
-            # Stop inside the epoch when the budget would be exceeded by what is left of it.
-            if budget is not None and state.elapsed + time.perf_counter() - start + validation_seconds >= budget:
+            pending.add(float(loss.detach()), terms)
+            # What validating and saving took last time is kept free at the end of the budget.
+            if budget is not None and state.elapsed + time.perf_counter() - start + self._reserve >= budget:
                 break
-        trained = time.perf_counter() - start
-        _, scores = score_set(self.model, self.val_set, settings.eval_batch, self.device, self.render, full_size=False)
-        validated = time.perf_counter() - start - trained
-        state.epoch, state.elapsed = epoch, state.elapsed + trained + validated
-        row = {"epoch": epoch, "seconds": state.elapsed, "loss": float(np.mean(losses)), "batches": batches,
-               **{name: value / batches for name, value in terms_sum.items()}, **{f"val_{k}": v for k, v in scores.items()},
-               "validation_seconds": validated}
+        state.epoch, state.elapsed = epoch, state.elapsed + time.perf_counter() - start
+
+    def _validate(self, pending: "_Pending") -> dict[str, float]:
+        """Score the validation set, record the epochs trained since the last validation, save."""
+        state = self.state
+        start = time.perf_counter()
+        _, scores = score_set(self.model, self.val_set, self.settings.eval_batch, self.device, self.render, full_size=False)
+        row = {"epoch": state.epoch, "seconds": state.elapsed, "loss": float(np.mean(pending.losses)), "batches": len(pending.losses),
+               **{name: value / len(pending.losses) for name, value in pending.terms.items()}, **{f"val_{k}": v for k, v in scores.items()}}
         state.history.append(row)
         improved = scores["miou"] > state.best_miou
         if improved:
-            state.best_epoch, state.best_miou = epoch, scores["miou"]
+            state.best_epoch, state.best_miou = state.epoch, scores["miou"]
+        row["validation_seconds"] = time.perf_counter() - start
+        state.elapsed += row["validation_seconds"]
+        row["seconds"] = state.elapsed
+        saving = time.perf_counter()
         self._save(improved)
+        state.elapsed += time.perf_counter() - saving
+        self._reserve = time.perf_counter() - start
         return row
 
     def _set_learning_rate(self, epochs_done: float, seconds: float) -> None:

@@ -14,19 +14,21 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _convolutions(channels_in: int, channels_out: int, count: int, dropout: float) -> nn.Sequential:
+def _convolutions(channels_in: int, channels_out: int, count: int, dropout: float, relu_each: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(count):
         layers.append(nn.Conv2d(channels_in if i == 0 else channels_out, channels_out, 3, padding=1))
         if dropout > 0:
             layers.append(nn.Dropout2d(dropout))
+        if relu_each:
+            layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, channels_in: int, channels_out: int, convs: int, dropout: float):
+    def __init__(self, channels_in: int, channels_out: int, convs: int, dropout: float, relu_each: bool):
         super().__init__()
-        self.convs = _convolutions(channels_in, channels_out, convs, dropout)
+        self.convs = _convolutions(channels_in, channels_out, convs, dropout, relu_each)
         self.norm = nn.BatchNorm2d(channels_out)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,10 +37,10 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, channels_in: int, channels_skip: int, channels_out: int, convs: int, dropout: float):
+    def __init__(self, channels_in: int, channels_skip: int, channels_out: int, convs: int, dropout: float, relu_each: bool):
         super().__init__()
         self.norm = nn.BatchNorm2d(channels_in)
-        self.convs = _convolutions(channels_in + channels_skip, channels_out, convs, dropout)
+        self.convs = _convolutions(channels_in + channels_skip, channels_out, convs, dropout, relu_each)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(F.relu(self.norm(x)), size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -49,15 +51,17 @@ class UNet(nn.Module):
     """(B, channels_in, H, W) -> (B, channels_out, H, W); H and W need not be powers of two.
 
     widths: the channels of the encoder blocks, from the finest level down (their count is the depth).
+    relu_each: a ReLU after every convolution, not only once per block (the paper's blocks stack
+    their three convolutions without one in between).
     """
 
-    def __init__(self, channels_in: int, channels_out: int, widths: list[int], convs: int = 3, dropout: float = 0.2):
+    def __init__(self, channels_in: int, channels_out: int, widths: list[int], convs: int = 3, dropout: float = 0.2, relu_each: bool = False):
         super().__init__()
         self.encoder = nn.ModuleList(
-            EncoderBlock(c_in, c_out, convs, dropout) for c_in, c_out in zip([channels_in, *widths[:-1]], widths)
+            EncoderBlock(c_in, c_out, convs, dropout, relu_each) for c_in, c_out in zip([channels_in, *widths[:-1]], widths)
         )
         self.decoder = nn.ModuleList(
-            DecoderBlock(widths[i + 1] if i + 1 < len(widths) else widths[-1], widths[i], widths[i], convs, dropout if i > 0 else 0.0)
+            DecoderBlock(widths[i + 1] if i + 1 < len(widths) else widths[-1], widths[i], widths[i], convs, dropout if i > 0 else 0.0, relu_each)
             for i in reversed(range(len(widths)))
         )
         self.head = nn.Conv2d(widths[0], channels_out, 1)

@@ -104,14 +104,15 @@ def acdr_train(
     last = out / "checkpoints" / "last.pt"
     if last.exists() and not resume:
         raise ConfigError(f"{out} already holds a training run ({last}): add --resume to continue it, or choose another --out")
-    if resume and last.exists() and read_checkpoint(last)["kind"] != model:
-        raise ConfigError(f"--resume: {last} is a {read_checkpoint(last)['kind']} model, not {model} (--model)")
+    if resume and last.exists() and (previous := read_checkpoint(last)["kind"]) != model:
+        raise ConfigError(f"--resume: {last} is a {previous} model, not {model} (--model)")
     splits = load_splits(cfg.data, ("train", "val"))
     size = int(cfg.data.size)
     train_set, val_set = prepare(splits["train"], size), prepare(splits["val"], size)
     for name, part in (("training", train_set), ("validation", val_set)):
         if len(part) == 0:
-            raise InputError(cfg.data.root, f"no {name} images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]})")
+            raise InputError(cfg.data.root, f"no {name} images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]}; "
+                                            "a split.json or a smaller data.val_every sets the validation images)")
     if train_set.images.shape[1] != val_set.images.shape[1]:
         raise InputError(cfg.data.root, "training and validation images have different channel counts")
     torch.manual_seed(seed)

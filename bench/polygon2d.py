@@ -1,0 +1,91 @@
+"""Cost model of the polygon renderer (invrender.core.render.polygon2d.render_polygons).
+
+Forward and forward+backward seconds and peak memory as the image, the number of polygons and their
+vertices grow. The work is polygons x edges x R x width, R the rows spanned by the tallest edge, so
+the polygons' size enters through R. Each case runs in a fresh process so that its peak resident
+memory (ru_maxrss, minus the process's footprint after imports) is its own. The sum of each mask is
+checked against the polygon's shoelace area (the largest relative difference is printed).
+
+    python bench/polygon2d.py [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CASES = [  # (image side px, polygons, vertices, radius as a fraction of the side)
+    (64, 16, 32, 0.2),
+    (64, 100, 32, 0.2),
+    (64, 100, 128, 0.2),
+    (128, 50, 32, 0.2),
+    (256, 16, 64, 0.3),
+    (512, 8, 128, 0.3),
+    (512, 200, 32, 0.03),
+    (1024, 400, 32, 0.015),
+]
+
+
+def run_case(side: int, polygons: int, vertices: int, radius: float, threads: int) -> dict:
+    import math
+    import resource
+    import time
+
+    import torch
+
+    from invrender.core.geometry.polygons import shoelace_area
+    from invrender.core.render.polygon2d import render_polygons
+
+    torch.set_num_threads(threads)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    g = torch.Generator().manual_seed(0)
+    angle = torch.arange(vertices) * (2 * math.pi / vertices)
+    r = side * radius * (1 + 0.3 * torch.rand(polygons, vertices, generator=g) - 0.15)
+    centre = side * (0.1 + 0.8 * torch.rand(polygons, 1, 2, generator=g)).clamp(radius * 1.3, 1 - radius * 1.3)
+    points = (centre + r[..., None] * torch.stack([torch.cos(angle), torch.sin(angle)], -1)).requires_grad_(True)
+
+    def forward():
+        return render_polygons(points, side, side)
+
+    for _ in range(2):  # warm-up: the allocator and thread pool settle
+        forward().square().sum().backward()
+    repeats = 5
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        with torch.no_grad():
+            masks = forward()
+    t_forward = (time.perf_counter() - t0) / repeats
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        forward().square().sum().backward()
+    t_both = (time.perf_counter() - t0) / repeats
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+    area = shoelace_area(points.detach()).abs()
+    error = float(((masks.sum((-2, -1)) - area).abs() / area).max())
+    return {"forward_s": t_forward, "forward_backward_s": t_both, "peak_mb": peak / 1024, "area_error": error}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--case", type=str, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(*json.loads(args.case), args.threads)))
+        return
+    print(f"polygon2d render_polygons, {args.threads} thread(s), float32, CPU; mean of 5 runs after 2 warm-up runs\n")
+    print("| image | polygons | vertices | radius px | forward ms | forward+backward ms | peak MB | max area error |")
+    print("|---|---|---|---|---|---|---|---|")
+    for case in CASES:
+        out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--case", json.dumps(case)],
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout)
+        side, polygons, vertices, radius = case
+        print(f"| {side}x{side} | {polygons} | {vertices} | {radius * side:.0f} | {1000 * r['forward_s']:.1f} | "
+              f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} | {r['area_error']:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
