@@ -18,7 +18,7 @@ from invrender.core.learn.checkpoint import read_checkpoint, save_checkpoint
 from invrender.core.synth.shapes import write_shape_dataset
 
 #: A small, fast network and schedule on 32 x 32 synthetic shapes.
-TINY = ["data.size=32", "model.widths=[8,16]", "model.convs=2", "model.vertices=16", "train.batch_size=8", "train.eval_batch=16"]
+TINY = ["data.size=32", "model.widths=[8,16]", "model.convs=2", "model.dropout=0", "model.vertices=16", "train.batch_size=8", "train.eval_batch=16"]
 
 
 def epochs_logged(out) -> list[dict]:
