@@ -36,22 +36,26 @@ def shapes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shapes):
     out = tmp_path_factory.mktemp("run") / "run"
-    code = main(["acdr-train", f"data.root={shapes}", *TINY, "train.epochs=8", "train.lr=0.003", "--out", str(out), "--seed", "1", "-q"])
+    # Without augmentation the loss of a few epochs is not drowned in the noise of random zooms.
+    code = main(["acdr-train", f"data.root={shapes}", *TINY, "train.epochs=16", "train.lr=0.003", "data.augment.scales=[1.0]",
+                 "data.augment.angles=[0]", "--out", str(out), "--seed", "1", "-q"])
     assert code in (0, None)
     return out
 
 
 def test_a_tiny_training_run_lowers_the_loss_and_writes_its_record(trained):
     rows = epochs_logged(trained)
-    assert len(rows) == 8
+    assert len(rows) == 16
     losses = [float(r["loss"]) for r in rows]
-    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+    assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:2]), losses
+    scores = [float(r["val_miou"]) for r in rows]
+    assert max(scores) > scores[0] + 0.15, scores
     for name in ("checkpoints/last.pt", "checkpoints/best.pt", "curves.png", "examples.png", "manifest.json"):
         assert (trained / name).is_file(), name
     manifest = json.loads((trained / "manifest.json").read_text())
-    assert manifest["status"] == "done" and manifest["epochs_done"] == 8 and manifest["model"] == "contour"
+    assert manifest["status"] == "done" and manifest["epochs_done"] == 16 and manifest["model"] == "contour"
     best = read_checkpoint(trained / "checkpoints" / "best.pt")
-    assert best["epoch"] == max(range(1, 9), key=lambda e: (float(rows[e - 1]["val_miou"]), -e))
+    assert best["epoch"] == max(range(1, 17), key=lambda e: (scores[e - 1], -e))
 
 
 def test_predict_writes_mask_polygon_and_overlay_named_after_each_input(trained, shapes, tmp_path):

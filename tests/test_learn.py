@@ -125,6 +125,29 @@ def test_generic_layout_errors_name_the_file(tmp_path):
         load_splits({**GENERIC, "root": str(tmp_path / "nowhere")})
 
 
+@pytest.mark.parametrize("layout, suffix", [("vaihingen", ".tif"), ("bing", ".png")])
+def test_numbered_building_layouts_split_by_number(tmp_path, layout, suffix):
+    for n in (1, 2, 3, 10, 11, 12, 20):  # sorted by number, not by name
+        image = np.full((8, 8, 3), n, np.uint8)
+        mask = np.zeros((8, 8), np.uint8)
+        mask[2:5, 2:6] = 255
+        if suffix == ".tif":
+            write_tiff(tmp_path / f"building_{n}{suffix}", image)
+            write_tiff(tmp_path / f"building_mask_{n}{suffix}", mask)
+        else:
+            write_png(tmp_path / f"building_{n}{suffix}", image)
+            write_png(tmp_path / f"building_mask_{n}{suffix}", mask)
+    splits = load_splits({"layout": layout, "root": str(tmp_path), "train_count": 4, "val_every": 2})
+    names = {k: [s.name for s in v] for k, v in splits.items()}
+    assert names["train"] == [f"building_1{suffix}", f"building_3{suffix}"]
+    assert names["val"] == [f"building_2{suffix}", f"building_10{suffix}"]
+    assert names["test"] == [f"building_11{suffix}", f"building_12{suffix}", f"building_20{suffix}"]
+    assert splits["test"][0].image.shape == (3, 8, 8) and splits["test"][0].mask.sum() == 12
+    (tmp_path / f"building_mask_20{suffix}").unlink()
+    with pytest.raises(InputError, match="no mask for this image: expected building_mask_20"):
+        load_splits({"layout": layout, "root": str(tmp_path), "train_count": 4, "val_every": 2})
+
+
 def test_instance_crops_keep_test_objects_out_of_training_crops(tmp_path):
     labels = np.zeros((96, 40), np.uint16)
     centres = {1: (10, 10), 2: (30, 25), 3: (50, 12), 4: (80, 20), 5: (70, 30)}
