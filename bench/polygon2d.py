@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+
+from fresh_process import results_in_fresh_processes, time_forward_backward
 
 CASES = [  # (image side px, polygons, vertices, radius as a fraction of the side)
     (64, 16, 32, 0.2),
@@ -31,7 +31,6 @@ CASES = [  # (image side px, polygons, vertices, radius as a fraction of the sid
 def run_case(side: int, polygons: int, vertices: int, radius: float, threads: int) -> dict:
     import math
     import resource
-    import time
 
     import torch
 
@@ -49,19 +48,10 @@ def run_case(side: int, polygons: int, vertices: int, radius: float, threads: in
     def forward():
         return render_polygons(points, side, side)
 
-    for _ in range(2):  # warm-up: the allocator and thread pool settle
-        forward().square().sum().backward()
-    repeats = 5
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        with torch.no_grad():
-            masks = forward()
-    t_forward = (time.perf_counter() - t0) / repeats
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        forward().square().sum().backward()
-    t_both = (time.perf_counter() - t0) / repeats
+    t_forward, t_both = time_forward_backward(forward)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+    with torch.no_grad():
+        masks = forward()
     area = shoelace_area(points.detach()).abs()
     error = float(((masks.sum((-2, -1)) - area).abs() / area).max())
     return {"forward_s": t_forward, "forward_backward_s": t_both, "peak_mb": peak / 1024, "area_error": error}
@@ -78,10 +68,7 @@ def main() -> None:
     print(f"polygon2d render_polygons, {args.threads} thread(s), float32, CPU; mean of 5 runs after 2 warm-up runs\n")
     print("| image | polygons | vertices | radius px | forward ms | forward+backward ms | peak MB | max area error |")
     print("|---|---|---|---|---|---|---|---|")
-    for case in CASES:
-        out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--case", json.dumps(case)],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout)
+    for case, r in results_in_fresh_processes(__file__, CASES, args.threads):
         side, polygons, vertices, radius = case
         print(f"| {side}x{side} | {polygons} | {vertices} | {radius * side:.0f} | {1000 * r['forward_s']:.1f} | "
               f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} | {r['area_error']:.1e} |", flush=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+
+from fresh_process import results_in_fresh_processes, time_forward_backward
 
 CASES = [  # (image side px, curves, points per curve, seeds, blob radius px)
     (128, 3, 128, 1, 3.0),
@@ -27,7 +27,6 @@ CASES = [  # (image side px, curves, points per curve, seeds, blob radius px)
 
 def run_case(side: int, curves: int, points: int, seeds: int, radius: float, threads: int) -> dict:
     import resource
-    import time
 
     import torch
 
@@ -48,18 +47,7 @@ def run_case(side: int, curves: int, points: int, seeds: int, radius: float, thr
     def forward():
         return render_curves(centers, radii, weights, profile, (side, side))
 
-    for _ in range(2):  # warm-up: the allocator and thread pool settle
-        forward().square().sum().backward()
-    repeats = 5
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        with torch.no_grad():
-            forward()
-    t_forward = (time.perf_counter() - t0) / repeats
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        forward().square().sum().backward()
-    t_both = (time.perf_counter() - t0) / repeats
+    t_forward, t_both = time_forward_backward(forward)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
     return {"forward_s": t_forward, "forward_backward_s": t_both, "peak_mb": peak / 1024}
 
@@ -75,10 +63,7 @@ def main() -> None:
     print(f"splat2d render_curves, {args.threads} thread(s), float32, CPU; mean of 5 runs after 2 warm-up runs\n")
     print("| image | curves | points/curve | seeds | radius px | forward ms | forward+backward ms | peak MB |")
     print("|---|---|---|---|---|---|---|---|")
-    for case in CASES:
-        out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--case", json.dumps(case)],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout)
+    for case, r in results_in_fresh_processes(__file__, CASES, args.threads):
         side, curves, points, seeds, radius = case
         print(f"| {side}x{side} | {curves} | {points} | {seeds} | {radius:g} | {1000 * r['forward_s']:.1f} | "
               f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} |", flush=True)
