@@ -93,6 +93,32 @@ def synth_shapes(
     typer.echo(f"wrote {count} image(s) and mask(s) to {out}", err=True)
 
 
+@synth_app.command("cells")
+def synth_cells(
+    frames: Annotated[int, typer.Option("--frames", "-f", min=1, help="Number of frames.")] = 20,
+    size: Annotated[int, typer.Option("--size", min=32, help="Frame size in pixels (square).")] = 256,
+    cells: Annotated[int, typer.Option("--cells", "-n", min=1, help="Nuclei in the first frame.")] = 12,
+    divisions: Annotated[int, typer.Option("--divisions", min=0, help="How many of them divide (each at its own frame).")] = 4,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-cells"),
+) -> None:
+    """A fluorescence time-lapse of moving, dividing nuclei with perfect segmentation and tracking
+    ground truth, in the Cell Tracking Challenge layout: 01/, 01_GT/SEG/, 01_GT/TRA/."""
+    from invrender.core.synth.cells import write_cell_dataset
+
+    # Each division ends a mother's track in a frame of its own, neither the first nor the last,
+    # and each mother is a different nucleus of the first frame.
+    if divisions and divisions >= frames - 1:
+        raise typer.BadParameter(f"must be < frames - 1 = {frames - 1} (divisions happen at distinct frames, not the first or last), got {divisions}", param_hint="--divisions")
+    if divisions > cells:
+        raise typer.BadParameter(f"must be <= --cells = {cells}, got {divisions}", param_hint="--divisions")
+    try:
+        summary = write_cell_dataset(out, frames=frames, size=size, cells=cells, divisions=divisions, seed=seed)
+    except ValueError as err:  # the nuclei do not fit into the frame
+        raise typer.BadParameter(str(err), param_hint="--cells") from None
+    typer.echo(f"wrote {frames} frame(s) of {len(summary['tracks'])} tracks ({divisions} division(s), SNR {summary['snr']:.1f}) to {out}", err=True)
+
+
 @app.command("report")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (the --out of a run or sweep).", show_default=False)],

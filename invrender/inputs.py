@@ -38,8 +38,10 @@ def split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
     return [a for a in arguments if a not in overrides], overrides
 
 
-def expand_inputs(arguments: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES, option_types: dict[str, type] | None = None) -> list[InputItem]:
+def expand_inputs(arguments: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES, option_types: dict[str, type] | None = None,
+                  keep_folders: bool = False) -> list[InputItem]:
     """Files as given, folders expanded to their inputs (sorted), globs expanded, input lists read.
+    With `keep_folders`, a folder is one input (e.g. a time-lapse sequence).
 
     A path that does not exist is kept, so that its job reports it as a bad input. An input named
     twice runs once (the first mention wins).
@@ -47,7 +49,9 @@ def expand_inputs(arguments: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIX
     items: list[InputItem] = []
     for arg in arguments:
         path = Path(arg)
-        if path.is_dir():
+        if path.is_dir() and keep_folders:
+            items.append(InputItem(path))
+        elif path.is_dir():
             items += [InputItem(p) for p in sorted(path.iterdir()) if p.is_file() and _has_suffix(p, suffixes)]
         elif any(ch in arg for ch in "*?[") and not path.exists():
             items += [InputItem(Path(p)) for p in sorted(glob.glob(arg)) if _has_suffix(Path(p), suffixes)]

@@ -110,6 +110,7 @@ class MethodSpec:
     check_inputs: Callable[[list[InputItem], dict[str, Any]], None] | None = None  # raises ConfigError
     input_suffixes: tuple[str, ...] = IMAGE_SUFFIXES
     input_options: dict[str, type] = field(default_factory=dict)  # options a CSV input list may set per input
+    keep_folders: bool = False  # a folder is one input (a time-lapse), not a list of files
 
 
 @dataclass
@@ -151,7 +152,7 @@ def run_method(spec: MethodSpec, arguments: list[str], shared: SharedOptions, ov
     if shared.timeout is not None and shared.timeout <= 0:
         raise ConfigError(f"--timeout {shared.timeout:g}: must be positive")
     options = options or {}
-    items = expand_inputs(inputs, spec.input_suffixes, spec.input_options)
+    items = expand_inputs(inputs, spec.input_suffixes, spec.input_options, spec.keep_folders)
     if not items:
         raise ConfigError(f"no input files in {' '.join(inputs)} (looked for {', '.join(spec.input_suffixes)})")
     if spec.check_inputs is not None:

@@ -191,3 +191,75 @@ def boundary_f_score(predicted: np.ndarray, truth: np.ndarray, tolerances: tuple
         precision, recall = float((to_truth <= d).mean()), float((to_predicted <= d).mean())
         scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
     return float(np.mean(scores))
+
+
+# ---------------------------------------------------------------- Cell Tracking Challenge SEG
+
+
+def _as_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    """A label image as int64; ValueError for values that are not whole numbers."""
+    labels = np.asarray(labels)
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError(f"{name} labels must be whole numbers")
+    return labels.astype(np.int64, copy=False)
+
+
+def seg_jaccards(result: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The Cell Tracking Challenge's SEG score of every reference object of one frame.
+
+    `result` and `reference` are label images of one shape (2D `(H, W)` or 3D); label 0 (or less) is
+    the background, every positive label an object. A reference object R is matched by the result
+    object S with |R and S| > 0.5 |R| (strictly more than half of R, so at most one S qualifies) and
+    scores the Jaccard index |R and S| / |R or S|; unmatched, it scores 0. Result objects that match
+    nothing are not penalised (the CTC's ground truth may annotate only some cells).
+
+    Returns float64 `(n_reference_objects,)`, ordered by reference label.
+    """
+    result, reference = _as_labels(result, "result"), _as_labels(reference, "reference")
+    if result.shape != reference.shape:
+        raise ValueError(f"label images of different shapes {result.shape} (result) and {reference.shape} (reference)")
+    ref, res = reference.ravel(), result.ravel()
+    ref_labels, ref_index = np.unique(ref[ref > 0], return_inverse=True)
+    if len(ref_labels) == 0:
+        return np.zeros(0)
+    ref_sizes = np.bincount(ref_index, minlength=len(ref_labels))
+    res_labels, res_index = np.unique(res[res > 0], return_inverse=True)
+    res_sizes = np.bincount(res_index, minlength=len(res_labels))
+    # Overlaps of every (reference, result) pair that meets: one int64 key per overlapping pixel,
+    # counted by np.unique (a dense bincount of n_ref * n_res cells could be far too large).
+    both = (ref > 0) & (res > 0)
+    pair_ref = np.searchsorted(ref_labels, ref[both])
+    pair_res = np.searchsorted(res_labels, res[both])
+    keys, overlaps = np.unique(pair_ref * len(res_labels) + pair_res, return_counts=True)
+    pair_ref, pair_res = keys // len(res_labels), keys % len(res_labels)
+    # 2 |R and S| > |R| in integers: the strict half-rule without rounding.
+    match = 2 * overlaps > ref_sizes[pair_ref]
+    pair_ref, pair_res, overlaps = pair_ref[match], pair_res[match], overlaps[match]
+    jaccards = np.zeros(len(ref_labels))
+    jaccards[pair_ref] = overlaps / (ref_sizes[pair_ref] + res_sizes[pair_res] - overlaps)
+    return jaccards
+
+
+def seg_measure(results: dict[int, np.ndarray], references: dict[int, np.ndarray]) -> dict:
+    """The CTC SEG measure over frames: the mean of `seg_jaccards` pooled over every reference object
+    of every reference frame (not a mean of per-frame means).
+
+    `results` and `references` map frame numbers to label images; frames of `results` without a
+    reference are ignored. Returns `{"seg", "objects", "matched", "frames", "per_frame"}`: "seg" is
+    NaN when there is no reference object; "per_frame" is a list of `{"frame", "objects",
+    "matched", "seg"}` in frame order. ValueError if a reference frame has no result.
+    """
+    missing = sorted(set(references) - set(results))
+    if missing:
+        raise ValueError(f"no result for reference frame(s) {', '.join(map(str, missing))}")
+    pooled, per_frame = [], []
+    for frame in sorted(references):
+        jaccards = seg_jaccards(results[frame], references[frame])
+        pooled.append(jaccards)
+        per_frame.append({"frame": int(frame), "objects": len(jaccards), "matched": int(np.count_nonzero(jaccards)),
+                          "seg": float(jaccards.mean()) if len(jaccards) else float("nan")})
+    everything = np.concatenate(pooled) if pooled else np.zeros(0)
+    # A match overlaps its reference, so its Jaccard is > 0: nonzero scores count the matches.
+    return {"seg": float(everything.mean()) if len(everything) else float("nan"), "objects": len(everything),
+            "matched": int(np.count_nonzero(everything)), "frames": len(per_frame), "per_frame": per_frame}

@@ -108,3 +108,10 @@ def example_sheet(images: np.ndarray, truths: np.ndarray, predictions: np.ndarra
         panels = [draw_curves(images[i], [], min_size=tile), draw_curves(images[i], curves, min_size=tile)]
         rows.append(np.concatenate(panels, axis=1))
     return np.concatenate(rows, axis=0) if rows else np.full((tile, 2 * tile, 3), 255, np.uint8)
+
+
+def label_colours(labels: list[int]) -> list[tuple[int, int, int]]:
+    """A bright colour per label, the same for a label in every frame (hues by the golden ratio)."""
+    import colorsys
+
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((label * 0.618034) % 1.0, 0.8, 1.0)) for label in labels]

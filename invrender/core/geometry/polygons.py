@@ -29,6 +29,14 @@ def circle(centre: torch.Tensor, radius: float | torch.Tensor, k: int) -> torch.
     return centre[..., None, :] + radius[..., None, None] * offsets
 
 
+def star_polygon(centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """Star-convex contours: a centre (..., 2) and R radii (..., R) at evenly spaced angles (the
+    first along +x, turning towards +y) -> vertices (..., R, 2) in the centre's units."""
+    angle = torch.arange(radii.shape[-1], dtype=radii.dtype, device=radii.device) * (2 * math.pi / radii.shape[-1])
+    directions = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)  # (R, 2)
+    return centres[..., None, :] + radii[..., None] * directions
+
+
 def shoelace_area(vertices: torch.Tensor) -> torch.Tensor:
     """Signed area (..., K, 2) -> (...): positive when the vertices turn from +x towards +y."""
     x, y = vertices[..., 0], vertices[..., 1]

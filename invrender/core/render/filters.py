@@ -8,14 +8,17 @@ import torch
 import torch.nn.functional as F
 
 
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur of images (..., H, W) with standard deviation `sigma` pixels.
 
     Borders are replicated so that a blurred constant stays constant. sigma <= 0 returns the input.
+    A tensor `sigma` (a learned PSF) gets its gradient through the kernel's values; the kernel's
+    support (3 sigma) follows its current value.
     """
-    if sigma <= 0:
+    value = float(sigma.detach()) if isinstance(sigma, torch.Tensor) else float(sigma)
+    if value <= 0:
         return images
-    radius = max(1, math.ceil(3.0 * sigma))
+    radius = max(1, math.ceil(3.0 * value))
     x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = kernel / kernel.sum()

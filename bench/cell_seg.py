@@ -1,0 +1,146 @@
+"""Segmentation and tracking quality of `invrender cell-seg` (stage 1, no training).
+
+1. The real nuclei image (../shared/data/nuclei, 512 x 256, 72 annotated nuclei): `cell-seg` with
+   the default config through the command line, scored by `cell-eval` (the Cell Tracking Challenge
+   SEG measure). In the same run, the classical baseline: Otsu's threshold of the (optionally
+   Gaussian-smoothed) image, its distance transform, markers at the distance transform's peaks
+   (`peak_local_max` with `min_distance`) and a watershed, from scikit-image. The baseline is run
+   for every smoothing in {0, 1} px and min_distance in {3, 5, 7, 9} px and its best SEG is reported
+   (a tuned baseline, which favours it).
+2. A synthetic time-lapse (`invrender synth cells`, 20 frames, 256 x 256, 12 cells, 4 divisions):
+   SEG over all 20 frames, and the divisions found: a true division (mother ending at frame t - 1,
+   daughters starting at t) is found when the result objects matched to both daughters at frame t
+   (the CTC rule: covering more than half of them) are two tracks with one and the same parent
+   that begin at frame t.
+
+    python bench/cell_seg.py [overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from invrender.core.ctc import read_label_frames, read_label_image, read_tracks
+from invrender.core.metrics import seg_jaccards, seg_measure
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei"
+OUT = Path(__file__).parent / "out" / "cell_seg"
+INVRENDER = [sys.executable, "-m", "invrender.cli"]
+
+
+def otsu_watershed(image: np.ndarray, smooth: float, min_distance: int) -> np.ndarray:
+    """The classical baseline: Otsu threshold, distance transform, peaks as markers, watershed."""
+    from scipy import ndimage
+    from skimage.feature import peak_local_max
+    from skimage.filters import gaussian, threshold_otsu
+    from skimage.measure import label
+    from skimage.segmentation import watershed
+
+    smoothed = gaussian(image, smooth) if smooth > 0 else image
+    foreground = smoothed > threshold_otsu(smoothed)
+    distance = ndimage.distance_transform_edt(foreground)
+    peaks = peak_local_max(distance, min_distance=min_distance, labels=label(foreground), exclude_border=False)
+    markers = np.zeros(image.shape, dtype=np.int64)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return watershed(-distance, markers, mask=foreground)
+
+
+def run(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
+def nuclei(overrides: list[str]) -> None:
+    from invrender.core.io import read_image
+
+    image, truth = read_image(SHARED / "img2d_left.tif"), read_label_image(SHARED / "mask2d_left.tif")
+    seconds = run([*INVRENDER, "cell-seg", str(SHARED / "img2d_left.tif"), "--out", str(OUT / "nuclei"), "--device", "cpu", "-q", *overrides])
+    result = read_label_image(OUT / "nuclei" / "img2d_left.labels.tif")
+    scores = seg_jaccards(result, truth)
+    print(f"nuclei image (512 x 256, {len(scores)} annotated nuclei), stage 1, default config {' '.join(overrides)}")
+    print()
+    print("| method | SEG | matched | objects found | seconds per frame |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| cell-seg (rendered star-convex contours) | {scores.mean():.3f} | {(scores > 0).sum()}/{len(scores)} | {len(np.unique(result)) - 1} | {seconds:.1f} |")
+    best = None
+    for smooth in (0.0, 1.0):
+        for min_distance in (3, 5, 7, 9):
+            start = time.perf_counter()
+            labels = otsu_watershed(image, smooth, min_distance)
+            elapsed = time.perf_counter() - start
+            score = seg_jaccards(labels, truth)
+            if best is None or score.mean() > best[0].mean():
+                best = (score, labels, smooth, min_distance, elapsed)
+    score, labels, smooth, min_distance, elapsed = best
+    print(f"| Otsu + distance transform + watershed (best of 8: smooth {smooth:g}, min_distance {min_distance}) | {score.mean():.3f} | "
+          f"{(score > 0).sum()}/{len(score)} | {len(np.unique(labels)) - 1} | {elapsed:.2f} |")
+    print()
+
+
+def divisions_found(result: Path, truth: Path) -> tuple[int, int]:
+    """(found, total) true divisions, by the rule in the module's docstring."""
+    true_tracks = read_tracks(truth / "TRA" / "man_track.txt")
+    tracks = {label: (begin, end, parent) for label, begin, end, parent in read_tracks(result / "res_track.txt")}
+    masks = read_label_frames(result, "mask")
+    references = read_label_frames(truth / "SEG", "man_seg")
+    daughters: dict[int, list[tuple[int, int]]] = {}
+    for label, begin, _, parent in true_tracks:
+        if parent:
+            daughters.setdefault(parent, []).append((label, begin))
+    found = 0
+    for pair in daughters.values():
+        frame = pair[0][1]
+        matched = [matched_label(masks[frame], references[frame] == label) for label, _ in pair]
+        if all(m in tracks for m in matched) and len(set(matched)) == 2:
+            parents = {tracks[m][2] for m in matched}
+            if len(parents) == 1 and 0 not in parents and all(tracks[m][0] == frame for m in matched):
+                found += 1
+    return found, len(daughters)
+
+
+def matched_label(result: np.ndarray, reference: np.ndarray) -> int:
+    """The result label covering more than half of the reference object, else 0."""
+    values, counts = np.unique(result[reference], return_counts=True)
+    best = counts.argmax()
+    return int(values[best]) if values[best] > 0 and 2 * counts[best] > reference.sum() else 0
+
+
+def time_lapse(overrides: list[str], frames: int) -> None:
+    data = OUT / "synth"
+    subprocess.run([*INVRENDER, "synth", "cells", "--frames", str(frames), "--out", str(data)], check=True)
+    seconds = run([*INVRENDER, "cell-seg", str(data / "01"), "--out", str(data / "01_RES"), "--device", "cpu", "-q", *overrides])
+    measure = seg_measure(read_label_frames(data / "01_RES", "mask"), read_label_frames(data / "01_GT" / "SEG", "man_seg"))
+    found, total = divisions_found(data / "01_RES", data / "01_GT")
+    cells = json.loads((data / "01_RES" / "01.cells.json").read_text())
+    print(f"synthetic time-lapse ({frames} frames, 256 x 256, `invrender synth cells` defaults), default config {' '.join(overrides)}")
+    print()
+    print("| SEG | objects matched | divisions found | divisions reported | seconds per frame |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| {measure['seg']:.3f} | {measure['matched']}/{measure['objects']} | {found}/{total} | {len(cells['divisions'])} | {seconds / frames:.1f} |")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--only", choices=("nuclei", "synth"))
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    shutil.rmtree(OUT, ignore_errors=True)
+    if args.only in (None, "nuclei"):
+        nuclei(args.overrides)
+    if args.only in (None, "synth"):
+        time_lapse(args.overrides, args.frames)
+
+
+if __name__ == "__main__":
+    main()

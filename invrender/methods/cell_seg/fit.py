@@ -1,0 +1,225 @@
+"""Fitting the cells of one frame: seeds from the image, then rounds of rendering-based fitting in
+which cells that explain no signal are dropped and signal that no cell explains becomes new cells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from scipy import ndimage
+
+from invrender.core.optim.phases import PhaseRecord, run_phases
+from invrender.core.render.windows import PolygonRenderer
+from invrender.methods.cell_seg.model import CellScene, Cells
+
+LabelSource = Callable[[int], np.ndarray]  # n -> n fresh track labels
+
+
+@dataclass
+class Seeds:
+    """Candidate cells: centres (M, 2) `[x, y]` px and their outlines' radii (M, R) px."""
+
+    centres: np.ndarray
+    radii: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.radii)
+
+
+def seed_threshold(image: np.ndarray, cfg: DictConfig) -> float:
+    """The foreground level of a normalised frame: Otsu's or Li's threshold of the smoothed frame,
+    or the number the config gives."""
+    from skimage import filters
+
+    rule = cfg.threshold
+    if not isinstance(rule, str):
+        return float(rule)
+    smooth = ndimage.gaussian_filter(image, float(cfg.smooth))
+    if rule == "otsu":
+        return float(filters.threshold_otsu(smooth))
+    if rule == "li":
+        return float(filters.threshold_li(smooth))
+    raise ValueError(f"seeds.threshold {rule!r}: expected otsu, li or a number")
+
+
+def detect_seeds(image: np.ndarray, level: float, cfg: DictConfig, n_radii: int) -> Seeds:
+    """Cells as the h-maxima of the distance transform of `image` (smoothed) above `level`: one seed
+    per maximum that rises `h` px above the saddle to any other, so that touching round cells get a
+    seed each and an elongated cell gets one. Each seed's outline starts as its region of the
+    watershed of the distance transform."""
+    from skimage.measure import label, regionprops
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    foreground = ndimage.gaussian_filter(image, float(cfg.smooth)) > level
+    distance = ndimage.distance_transform_edt(foreground)
+    peaks = label(h_maxima(distance, float(cfg.h)) & (distance >= float(cfg.min_radius)))
+    regions = regionprops(peaks, intensity_image=distance)
+    centres = np.array([r.centroid[::-1] for r in regions], dtype=np.float64).reshape(-1, 2)
+    basins = watershed(-distance, peaks, mask=foreground)
+    radii = star_radii(basins, np.array([r.label for r in regions]), centres, n_radii)
+    return Seeds(centres, radii)
+
+
+def star_radii(labels: np.ndarray, which: np.ndarray, centres: np.ndarray, n_radii: int, step: float = 0.5) -> np.ndarray:
+    """(N, R) radii of star-convex outlines of the regions `which` (N,) of a label image (H, W), seen
+    from `centres` (N, 2) `[x, y]`: along each of R rays, the distance to the first pixel outside."""
+    if len(which) == 0:
+        return np.zeros((0, n_radii))
+    angle = np.arange(n_radii) * (2 * np.pi / n_radii)
+    steps = np.arange(1, int(np.hypot(*labels.shape) / step) + 1) * step
+    radii = np.empty((len(which), n_radii))
+    for i, (label, centre) in enumerate(zip(which, centres)):  # a pass per region, rays vectorised
+        xs = np.rint(centre[0] + np.cos(angle)[:, None] * steps).astype(int)
+        ys = np.rint(centre[1] + np.sin(angle)[:, None] * steps).astype(int)
+        inside = (xs >= 0) & (xs < labels.shape[1]) & (ys >= 0) & (ys < labels.shape[0])
+        own = inside & (labels[ys.clip(0, labels.shape[0] - 1), xs.clip(0, labels.shape[1] - 1)] == label)
+        first_out = np.argmin(own, axis=1)  # the first step outside (own is True before it)
+        radii[i] = np.maximum(steps[first_out] - 0.5 * step, 0.5 * step)
+    return radii
+
+
+def cells_from_seeds(seeds: Seeds, image: np.ndarray, background: np.ndarray, labels: np.ndarray, cfg: DictConfig) -> Cells:
+    """Cells at the seeds, as bright as the smoothed frame at their centres above `background`."""
+    smooth = ndimage.gaussian_filter(image, float(cfg.seeds.smooth))
+    rows = np.clip(np.round(seeds.centres[:, 1]).astype(int), 0, image.shape[0] - 1)
+    cols = np.clip(np.round(seeds.centres[:, 0]).astype(int), 0, image.shape[1] - 1)
+    brightness = np.maximum(smooth[rows, cols] - float(np.median(background)), 0.05)
+    return Cells(labels, seeds.centres.copy(), seeds.radii.copy(), brightness, background, float(cfg.appearance.sigma))
+
+
+def initial_background(image: np.ndarray, level: float, grid: int) -> np.ndarray:
+    """A flat background grid (grid, grid) at the median of the pixels below the seed level."""
+    below = image[image <= level]
+    return np.full((grid, grid), float(np.median(below)) if below.size else 0.0)
+
+
+@dataclass
+class FrameFit:
+    cells: Cells
+    labels: np.ndarray  # (H, W) int64 instance labels (the cells' track labels)
+    render: np.ndarray  # (H, W) the model of the normalised frame
+    phases: list[PhaseRecord] = field(default_factory=list)
+    dropped: int = 0  # cells removed for explaining no signal
+    merged: int = 0  # pairs of cells joined for lack of a boundary between them
+    added: int = 0  # cells added where signal was unexplained
+
+
+def scaled_phases(phases, factor: float) -> list[dict]:
+    """The config's phases with their step counts scaled (frames after the first need fewer)."""
+    from invrender.config import to_plain
+
+    return [{**p, "steps": max(1, int(round(int(p["steps"]) * factor)))} for p in to_plain(phases)]
+
+
+def fit_frame(image: np.ndarray, cells: Cells, cfg: DictConfig, render: PolygonRenderer, new_labels: LabelSource, seed: int = 0,
+              steps_factor: float = 1.0, on_step=None) -> FrameFit:
+    """Fit `cells` to a normalised frame (H, W) in up to `cfg.rounds` rounds; between rounds, drop
+    the cells that explain no signal, join cells with no boundary between them and add cells where
+    the residual shows unexplained signal."""
+    target = torch.from_numpy(image.astype(np.float64))[None]
+    level = seed_threshold(image, cfg.seeds)
+    phases = scaled_phases(cfg.phases, steps_factor)
+    result = FrameFit(cells, np.zeros(image.shape, dtype=np.int64), image * 0)
+
+    def objective(model: CellScene, context) -> dict:
+        return {**model(), "target": target}
+
+    for round_index in range(int(cfg.rounds)):
+        torch.manual_seed(seed + round_index)
+        scene = CellScene(cells, image.shape, render, int(cfg.contour.harmonics))
+        result.phases += run_phases(scene, objective, phases, dict(cfg.loss), seed=seed + round_index, select_by="recon_mse", on_step=on_step)
+        cells, labels = scene.cells(), scene.label_image()
+        with torch.no_grad():
+            rendered = scene()["render"][0].numpy()
+        revised = revise_cells(cells, labels, image, image - rendered, level, cfg, new_labels, final=round_index == int(cfg.rounds) - 1)
+        result.dropped += revised.dropped
+        result.merged += revised.merged
+        result.added += revised.added
+        if revised.cells is cells or round_index == int(cfg.rounds) - 1:
+            kept = revised.cells.labels
+            result.cells, result.labels, result.render = revised.cells, np.where(np.isin(labels, kept), labels, 0), rendered
+            break
+        cells = revised.cells
+    return result
+
+
+def revise_cells(cells: Cells, labels: np.ndarray, image: np.ndarray, residual: np.ndarray, level: float, cfg: DictConfig, new_labels: LabelSource,
+                 final: bool) -> FrameFit:
+    """The cells for the next round: without those that explain no signal and, unless `final`, with
+    touching cells that have no boundary between them joined and new cells where the residual shows
+    signal that no cell explains. Returns `cells` itself when nothing changed."""
+    keep = explains_signal(cells, labels, cfg.prune)
+    revised = cells.subset(keep)
+    labels = np.where(np.isin(labels, revised.labels), labels, 0)
+    merged, found = 0, Seeds(np.zeros((0, 2)), np.zeros((0, cells.radii.shape[1])))
+    if not final:  # a join or a new cell needs another round of fitting
+        revised, merged = merge_touching(revised, labels, image, cfg)
+        found = detect_seeds(np.where(labels > 0, 0.0, residual), float(cfg.residual.level) * level, cfg.seeds, cells.radii.shape[1])
+    if keep.all() and merged == 0 and len(found) == 0:
+        return FrameFit(cells, labels, residual)
+    fresh = cells_from_seeds(found, residual, np.zeros(1), new_labels(len(found)), cfg)
+    joined = Cells(np.concatenate([revised.labels, fresh.labels]), np.concatenate([revised.centres, fresh.centres]),
+                   np.concatenate([revised.radii, fresh.radii]), np.concatenate([revised.brightness, fresh.brightness]), cells.background, cells.sigma)
+    return FrameFit(joined, labels, residual, dropped=int((~keep).sum()), merged=merged, added=len(found))
+
+
+def merge_touching(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: DictConfig) -> tuple[Cells, int]:
+    """Join pairs of touching cells whose shared boundary is nearly as bright as the dimmer of the
+    two (above the background): two cells of one brightness with no dark line between them render
+    exactly as one, so the image gives no reason to split them. Each cell joins at most once per
+    call; the joined outline is the union seen from its centroid. Returns the cells and the number
+    of joins."""
+    if len(cells) < 2:
+        return cells, 0
+    smooth = ndimage.gaussian_filter(image, float(cfg.seeds.smooth))
+    background = float(np.median(smooth[labels == 0])) if (labels == 0).any() else 0.0
+    size = int(labels.max()) + 1
+    interior = ndimage.median(smooth, labels, index=np.arange(size))
+    # Neighbouring pixels (right and down) with two different cell labels: the shared boundaries.
+    pairs, values = [], []
+    for a, b, va, vb in ((labels[:, :-1], labels[:, 1:], smooth[:, :-1], smooth[:, 1:]), (labels[:-1], labels[1:], smooth[:-1], smooth[1:])):
+        touching = (a != b) & (a > 0) & (b > 0)
+        low, high = np.minimum(a, b)[touching], np.maximum(a, b)[touching]
+        pairs.append(low * size + high)
+        values.append(0.5 * (va + vb)[touching])
+    pairs, values = np.concatenate(pairs), np.concatenate(values)
+    if pairs.size == 0:
+        return cells, 0
+    keys, inverse, counts = np.unique(pairs, return_inverse=True, return_counts=True)
+    boundary = np.bincount(inverse, weights=values) / counts
+    first, second = keys // size, keys % size
+    contrast = (boundary - background) / np.maximum(np.minimum(interior[first], interior[second]) - background, 1e-6)
+    joined, used = labels.copy(), set()
+    for k in np.argsort(-contrast):
+        if contrast[k] < float(cfg.merge.contrast) or counts[k] < float(cfg.merge.min_boundary):
+            break
+        a, b = int(first[k]), int(second[k])
+        if a in used or b in used:
+            continue
+        used |= {a, b}
+        joined[joined == b] = a
+    if not used:
+        return cells, 0
+    gone = np.array([label in used and not (joined == label).any() for label in cells.labels])
+    kept = cells.subset(~gone)
+    grown = np.isin(kept.labels, list(used))
+    for i in np.flatnonzero(grown):
+        ys, xs = np.nonzero(joined == kept.labels[i])
+        kept.centres[i] = [xs.mean(), ys.mean()]
+    kept.radii[grown] = star_radii(joined, kept.labels[grown], kept.centres[grown], cells.radii.shape[1])
+    return kept, int(gone.sum())
+
+
+def explains_signal(cells: Cells, labels: np.ndarray, cfg: DictConfig) -> np.ndarray:
+    """(N,) bool: the cells worth keeping. A cell goes when it is tiny, much dimmer than the median
+    cell, or when other cells (or the image border) take most of its area in the label image."""
+    if len(cells) == 0:
+        return np.zeros(0, dtype=bool)
+    areas = cells.areas()
+    owned = np.bincount(labels.ravel(), minlength=int(cells.labels.max()) + 1)[cells.labels]
+    bright = cells.brightness >= float(cfg.min_brightness) * np.median(cells.brightness)
+    return (areas >= float(cfg.min_area)) & bright & (owned >= (1.0 - float(cfg.max_overlap)) * areas)

@@ -1,0 +1,131 @@
+"""The scene of one frame: star-convex cells with their own brightness over a smooth background,
+blurred by a Gaussian PSF; and `Cells`, the fitted state carried from frame to frame.
+
+    image(p) = background(p) + (G_sigma * sum_i b_i m_i)(p)
+
+m_i is the exact pixel coverage of cell i's contour (a centre and R radii), b_i its brightness,
+G_sigma the PSF and the background a coarse grid upsampled bilinearly (uneven illumination).
+The log radii are a Fourier series of the angle with a few harmonics: a smooth outline by
+construction (free radii grow thin spikes that cost almost no coverage, so the image does not
+stop them). Intensities are those of the frame normalised to 0..1 (`normalise_intensity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from invrender.core.geometry.polygons import star_polygon
+from invrender.core.optim.multistart import MultiStartModule
+from invrender.core.render.filters import gaussian_blur
+from invrender.core.render.windows import PolygonRenderer, paste_windows, render_in_windows, windows_to_labels
+
+#: Smallest radius a contour may shrink to, pixels: keeps every contour a valid star polygon.
+MIN_RADIUS = 0.5
+
+
+@dataclass
+class Cells:
+    """Cells of one frame and the frame's appearance, in numpy (what is carried between frames).
+
+    labels (N,) int track labels; centres (N, 2) `[x, y]` px; radii (N, R) px; brightness (N,)
+    above the background; background (gh, gw) coarse grid; sigma the PSF's standard deviation, px.
+    """
+
+    labels: np.ndarray
+    centres: np.ndarray
+    radii: np.ndarray
+    brightness: np.ndarray
+    background: np.ndarray
+    sigma: float
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: np.ndarray) -> "Cells":
+        return replace(self, labels=self.labels[keep], centres=self.centres[keep], radii=self.radii[keep], brightness=self.brightness[keep])
+
+    def polygons(self) -> np.ndarray:
+        """(N, R, 2) contour vertices `[x, y]` px."""
+        return star_polygon(torch.from_numpy(self.centres), torch.from_numpy(self.radii)).numpy()
+
+    def areas(self) -> np.ndarray:
+        """(N,) the contours' areas, px^2."""
+        angle = 2 * np.pi / self.radii.shape[1]
+        return 0.5 * np.sin(angle) * (self.radii * np.roll(self.radii, -1, axis=1)).sum(1)
+
+
+def fourier_basis(n_radii: int, harmonics: int) -> np.ndarray:
+    """(2 harmonics + 1, R): 1, cos k theta, sin k theta (k = 1..harmonics) at the R contour angles."""
+    angle = np.arange(n_radii) * (2 * np.pi / n_radii)
+    rows = [np.ones(n_radii)] + [f(k * angle) for k in range(1, harmonics + 1) for f in (np.cos, np.sin)]
+    return np.stack(rows)
+
+
+class CellScene(MultiStartModule):
+    """The differentiable frame model; parameters carry a leading seed axis S."""
+
+    groups = {
+        "centres": ("centres",),
+        "radii": ("shape_coefficients",),
+        "brightness": ("log_brightness",),
+        "background": ("background",),
+        "psf": ("log_sigma",),
+    }
+
+    def __init__(self, cells: Cells, shape: tuple[int, int], render: PolygonRenderer, harmonics: int):
+        super().__init__()
+        as_param = lambda a: torch.nn.Parameter(torch.as_tensor(np.asarray(a), dtype=torch.float64)[None].clone())  # noqa: E731
+        self.centres = as_param(cells.centres)
+        basis = fourier_basis(cells.radii.shape[1], harmonics)
+        self.register_buffer("basis", torch.from_numpy(basis))
+        log_radii = np.log(np.maximum(cells.radii - MIN_RADIUS, 1e-3))
+        self.shape_coefficients = as_param(np.linalg.lstsq(basis.T, log_radii.T, rcond=None)[0].T.reshape(len(cells), -1))
+        self.log_brightness = as_param(np.log(np.maximum(cells.brightness, 1e-3)))
+        self.background = as_param(cells.background)
+        self.log_sigma = as_param(np.log([cells.sigma]))
+        self.labels = cells.labels
+        self.shape = shape
+        self.render = render
+
+    def log_radii(self) -> torch.Tensor:
+        """(S, N, R) log(radius - MIN_RADIUS)."""
+        return self.shape_coefficients @ self.basis
+
+    def radii(self) -> torch.Tensor:
+        return MIN_RADIUS + self.log_radii().exp()
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        """The rendered frames (S, H, W) and what the priors read."""
+        height, width = self.shape
+        renders, coverages = [], []
+        polygons = star_polygon(self.centres, self.radii())  # (S, N, R, 2)
+        for s in range(self.n_seeds):
+            background = F.interpolate(self.background[s][None, None], size=(height, width), mode="bilinear", align_corners=True)[0, 0]
+            if len(self.labels) == 0:
+                renders.append(background)
+                coverages.append(torch.zeros_like(background))
+                continue
+            windows, origins = render_in_windows(self.render, polygons[s])
+            cells = paste_windows(windows * self.log_brightness[s].exp()[:, None, None], origins, height, width)
+            renders.append(background + gaussian_blur(cells, self.log_sigma[s].exp().squeeze()))
+            coverages.append(paste_windows(windows, origins, height, width))
+        return {"render": torch.stack(renders), "coverage": torch.stack(coverages), "log_radii": self.log_radii()}
+
+    @torch.no_grad()
+    def cells(self) -> Cells:
+        """The current state (seed 0) as numpy."""
+        return Cells(self.labels.copy(), self.centres[0].numpy().copy(), self.radii()[0].numpy().copy(), self.log_brightness[0].exp().numpy().copy(),
+                     self.background[0].numpy().copy(), float(self.log_sigma[0].exp()))
+
+    @torch.no_grad()
+    def label_image(self) -> np.ndarray:
+        """(H, W) int64: each pixel labelled by the cell covering most of it (at least half)."""
+        if len(self.labels) == 0:
+            return np.zeros(self.shape, dtype=np.int64)
+        polygons = star_polygon(self.centres[0], self.radii()[0])
+        windows, origins = render_in_windows(self.render, polygons)
+        return windows_to_labels(windows, origins, torch.from_numpy(self.labels), *self.shape).numpy()
