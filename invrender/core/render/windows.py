@@ -45,6 +45,15 @@ def paste_windows(windows: torch.Tensor, origins: torch.Tensor, height: int, wid
     return image.index_add(0, index.reshape(-1), values.reshape(-1)).reshape(height, width)
 
 
+def areas_inside(windows: torch.Tensor, origins: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N,) each window's summed coverage over the pixels inside the (height, width) image."""
+    n, h, w = windows.shape
+    ys = origins[:, 1, None] + torch.arange(h, device=windows.device)
+    xs = origins[:, 0, None] + torch.arange(w, device=windows.device)
+    inside = ((ys >= 0) & (ys < height))[:, :, None] & ((xs >= 0) & (xs < width))[:, None, :]
+    return (windows * inside).sum((1, 2))
+
+
 def windows_to_labels(windows: torch.Tensor, origins: torch.Tensor, labels: torch.Tensor, height: int, width: int, threshold: float = 0.5) -> torch.Tensor:
     """An instance label image (height, width) int64: each pixel takes the label (N,) of the polygon
     covering most of it, where that coverage is at least `threshold`; 0 elsewhere."""

@@ -3,7 +3,7 @@ which cells that explain no signal are dropped and signal that no cell explains 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -45,23 +45,33 @@ def seed_threshold(image: np.ndarray, cfg: DictConfig) -> float:
     raise ValueError(f"seeds.threshold {rule!r}: expected otsu, li or a number")
 
 
-def detect_seeds(image: np.ndarray, level: float, cfg: DictConfig, n_radii: int) -> Seeds:
-    """Cells as the h-maxima of the distance transform of `image` (smoothed) above `level`: one seed
-    per maximum that rises `h` px above the saddle to any other, so that touching round cells get a
-    seed each and an elongated cell gets one. Each seed's outline starts as its region of the
-    watershed of the distance transform."""
+def detect_seeds(image: np.ndarray, level: float, cfg: DictConfig, n_radii: int, strictness: float = 1.0) -> Seeds:
+    """Where cells start, by `cfg.method` (`strictness` scales the blob threshold or the level):
+
+    log: blobs of the Laplacian of Gaussian over scales min_sigma..max_sigma px (scikit-image's
+        blob_log; `blob_threshold` the smallest response, in normalised intensity), each a circle of
+        radius sqrt(2) sigma. Finds dim cells next to bright ones, since it needs no global level.
+    distance: the h-maxima of the distance transform of the smoothed image above `level`: one seed
+        per maximum that rises `h` px above the saddle to any other; each seed's outline starts as
+        its region of the watershed of the distance transform.
+    """
+    from skimage.feature import blob_log
     from skimage.measure import label, regionprops
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    foreground = ndimage.gaussian_filter(image, float(cfg.smooth)) > level
+    if cfg.method == "log":
+        blobs = blob_log(image, min_sigma=float(cfg.min_sigma), max_sigma=float(cfg.max_sigma), num_sigma=int(cfg.num_sigma),
+                         threshold=float(cfg.blob_threshold) * strictness, overlap=float(cfg.overlap), exclude_border=False).reshape(-1, 3)
+        radii = np.repeat(np.sqrt(2) * blobs[:, 2:3], n_radii, axis=1)
+        return Seeds(blobs[:, [1, 0]].astype(np.float64), radii)
+    foreground = ndimage.gaussian_filter(image, float(cfg.smooth)) > level * strictness
     distance = ndimage.distance_transform_edt(foreground)
     peaks = label(h_maxima(distance, float(cfg.h)) & (distance >= float(cfg.min_radius)))
     regions = regionprops(peaks, intensity_image=distance)
     centres = np.array([r.centroid[::-1] for r in regions], dtype=np.float64).reshape(-1, 2)
     basins = watershed(-distance, peaks, mask=foreground)
-    radii = star_radii(basins, np.array([r.label for r in regions]), centres, n_radii)
-    return Seeds(centres, radii)
+    return Seeds(centres, star_radii(basins, np.array([r.label for r in regions]), centres, n_radii))
 
 
 def star_radii(labels: np.ndarray, which: np.ndarray, centres: np.ndarray, n_radii: int, step: float = 0.5) -> np.ndarray:
@@ -88,7 +98,8 @@ def cells_from_seeds(seeds: Seeds, image: np.ndarray, background: np.ndarray, la
     rows = np.clip(np.round(seeds.centres[:, 1]).astype(int), 0, image.shape[0] - 1)
     cols = np.clip(np.round(seeds.centres[:, 0]).astype(int), 0, image.shape[1] - 1)
     brightness = np.maximum(smooth[rows, cols] - float(np.median(background)), 0.05)
-    return Cells(labels, seeds.centres.copy(), seeds.radii.copy(), brightness, background, float(cfg.appearance.sigma))
+    halo = cfg.appearance.halo
+    return Cells(labels, seeds.centres.copy(), seeds.radii.copy(), brightness, background, float(cfg.appearance.sigma), float(halo.sigma), float(halo.weight))
 
 
 def initial_background(image: np.ndarray, level: float, grid: int) -> np.ndarray:
@@ -106,6 +117,7 @@ class FrameFit:
     dropped: int = 0  # cells removed for explaining no signal
     merged: int = 0  # pairs of cells joined for lack of a boundary between them
     added: int = 0  # cells added where signal was unexplained
+    splits: dict[int, tuple[int, int]] = field(default_factory=dict)  # cell label -> the labels of its two parts
 
 
 def scaled_phases(phases, factor: float) -> list[dict]:
@@ -130,15 +142,16 @@ def fit_frame(image: np.ndarray, cells: Cells, cfg: DictConfig, render: PolygonR
 
     for round_index in range(int(cfg.rounds)):
         torch.manual_seed(seed + round_index)
-        scene = CellScene(cells, image.shape, render, int(cfg.contour.harmonics))
+        scene = CellScene(cells, image.shape, render, int(cfg.contour.harmonics), float(cfg.contour.max_radius))
         result.phases += run_phases(scene, objective, phases, dict(cfg.loss), seed=seed + round_index, select_by="recon_mse", on_step=on_step)
-        cells, labels = scene.cells(), scene.label_image()
+        cells, (labels, areas) = scene.cells(), scene.labels_and_areas()
         with torch.no_grad():
             rendered = scene()["render"][0].numpy()
-        revised = revise_cells(cells, labels, image, image - rendered, level, cfg, new_labels, final=round_index == int(cfg.rounds) - 1)
+        revised = revise_cells(cells, labels, areas, image, image - rendered, level, cfg, new_labels, final=round_index == int(cfg.rounds) - 1)
         result.dropped += revised.dropped
         result.merged += revised.merged
         result.added += revised.added
+        result.splits.update(revised.splits)
         if revised.cells is cells or round_index == int(cfg.rounds) - 1:
             kept = revised.cells.labels
             result.cells, result.labels, result.render = revised.cells, np.where(np.isin(labels, kept), labels, 0), rendered
@@ -147,24 +160,63 @@ def fit_frame(image: np.ndarray, cells: Cells, cfg: DictConfig, render: PolygonR
     return result
 
 
-def revise_cells(cells: Cells, labels: np.ndarray, image: np.ndarray, residual: np.ndarray, level: float, cfg: DictConfig, new_labels: LabelSource,
+def revise_cells(cells: Cells, labels: np.ndarray, areas: np.ndarray, image: np.ndarray, residual: np.ndarray, level: float, cfg: DictConfig, new_labels: LabelSource,
                  final: bool) -> FrameFit:
     """The cells for the next round: without those that explain no signal and, unless `final`, with
-    touching cells that have no boundary between them joined and new cells where the residual shows
-    signal that no cell explains. Returns `cells` itself when nothing changed."""
-    keep = explains_signal(cells, labels, cfg.prune)
+    touching cells that have no boundary between them joined, cells with a neck split in two, and new
+    cells where the residual shows signal that no cell explains. Returns `cells` itself when nothing
+    changed."""
+    keep = explains_signal(cells, labels, areas, cfg.prune)
     revised = cells.subset(keep)
     labels = np.where(np.isin(labels, revised.labels), labels, 0)
-    merged, found = 0, Seeds(np.zeros((0, 2)), np.zeros((0, cells.radii.shape[1])))
-    if not final:  # a join or a new cell needs another round of fitting
-        revised, merged = merge_touching(revised, labels, image, cfg)
-        found = detect_seeds(np.where(labels > 0, 0.0, residual), float(cfg.residual.level) * level, cfg.seeds, cells.radii.shape[1])
-    if keep.all() and merged == 0 and len(found) == 0:
+    merged, splits, found = 0, {}, Seeds(np.zeros((0, 2)), np.zeros((0, cells.radii.shape[1])))
+    if not final:  # a join, a split or a new cell needs another round of fitting
+        if cfg.merge.contrast is not None:
+            revised, merged = merge_touching(revised, labels, image, cfg)
+        if cfg.split.h is not None:
+            revised, splits = split_necked(revised, labels, cfg.split, new_labels)
+        found = detect_seeds(np.where(labels > 0, 0.0, residual), level, cfg.seeds, cells.radii.shape[1], float(cfg.residual.level))
+    if keep.all() and merged == 0 and not splits and len(found) == 0:
         return FrameFit(cells, labels, residual)
     fresh = cells_from_seeds(found, residual, np.zeros(1), new_labels(len(found)), cfg)
-    joined = Cells(np.concatenate([revised.labels, fresh.labels]), np.concatenate([revised.centres, fresh.centres]),
-                   np.concatenate([revised.radii, fresh.radii]), np.concatenate([revised.brightness, fresh.brightness]), cells.background, cells.sigma)
-    return FrameFit(joined, labels, residual, dropped=int((~keep).sum()), merged=merged, added=len(found))
+    return FrameFit(revised.joined(fresh), labels, residual, dropped=int((~keep).sum()), merged=merged, added=len(found), splits=splits)
+
+
+def split_necked(cells: Cells, labels: np.ndarray, cfg: DictConfig, new_labels: LabelSource) -> tuple[Cells, dict[int, tuple[int, int]]]:
+    """Split every cell whose region in the label image has a neck: two maxima of its distance
+    transform that rise `h` px above the saddle between them (two touching cells that one contour
+    took, or a cell dividing). The parts start as the watershed basins of the two highest maxima.
+    Returns the cells and {old label: (new label, new label)}."""
+    from skimage.measure import label, regionprops
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    keep = np.ones(len(cells), dtype=bool)
+    parts: list[Cells] = []
+    splits: dict[int, tuple[int, int]] = {}
+    for i, box in enumerate(ndimage.find_objects(labels, max_label=int(cells.labels.max(initial=0)))):
+        if box is None:
+            continue
+        index = np.flatnonzero(cells.labels == i + 1)
+        if len(index) == 0:
+            continue
+        region = np.pad(labels[box] == i + 1, 1)
+        distance = ndimage.distance_transform_edt(region)
+        peaks = label(h_maxima(distance, float(cfg.h)) & (distance >= float(cfg.min_radius)))
+        if peaks.max() < 2:
+            continue
+        highest = np.argsort([-r.intensity_max for r in regionprops(peaks, intensity_image=distance)])[:2] + 1
+        markers = np.where(np.isin(peaks, highest), peaks, 0)
+        basins = watershed(-distance, markers, mask=region)
+        offset = np.array([box[1].start - 1, box[0].start - 1], dtype=np.float64)
+        centres = np.array([np.argwhere(basins == b).mean(0)[::-1] for b in highest]) + offset
+        radii = star_radii(basins, highest, centres - offset, cells.radii.shape[1])
+        k = index[0]
+        two = replace(cells.subset(np.array([k, k])), labels=new_labels(2), centres=centres, radii=radii)
+        parts.append(two)
+        splits[int(cells.labels[k])] = (int(two.labels[0]), int(two.labels[1]))
+        keep[k] = False
+    return cells.subset(keep).joined(*parts), splits
 
 
 def merge_touching(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: DictConfig) -> tuple[Cells, int]:
@@ -214,12 +266,12 @@ def merge_touching(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: Dic
     return kept, int(gone.sum())
 
 
-def explains_signal(cells: Cells, labels: np.ndarray, cfg: DictConfig) -> np.ndarray:
-    """(N,) bool: the cells worth keeping. A cell goes when it is tiny, much dimmer than the median
-    cell, or when other cells (or the image border) take most of its area in the label image."""
+def explains_signal(cells: Cells, labels: np.ndarray, areas: np.ndarray, cfg: DictConfig) -> np.ndarray:
+    """(N,) bool: the cells worth keeping, given the label image and their `areas` (N,) inside the
+    image. A cell goes when it is tiny, much dimmer than the median cell, or when other cells take
+    most of its area in the label image."""
     if len(cells) == 0:
         return np.zeros(0, dtype=bool)
-    areas = cells.areas()
     owned = np.bincount(labels.ravel(), minlength=int(cells.labels.max()) + 1)[cells.labels]
     bright = cells.brightness >= float(cfg.min_brightness) * np.median(cells.brightness)
     return (areas >= float(cfg.min_area)) & bright & (owned >= (1.0 - float(cfg.max_overlap)) * areas)

@@ -1,10 +1,12 @@
 """The scene of one frame: star-convex cells with their own brightness over a smooth background,
 blurred by a Gaussian PSF; and `Cells`, the fitted state carried from frame to frame.
 
-    image(p) = background(p) + (G_sigma * sum_i b_i m_i)(p)
+    image(p) = background(p) + (PSF * sum_i b_i m_i)(p),   PSF = (1 - w) G_sigma + w G_halo
 
 m_i is the exact pixel coverage of cell i's contour (a centre and R radii), b_i its brightness,
-G_sigma the PSF and the background a coarse grid upsampled bilinearly (uneven illumination).
+the PSF a sharp Gaussian plus a wide one of weight w (the glow of out-of-focus light around bright
+nuclei, which a single Gaussian would fit by blurring every edge), and the background a coarse
+grid upsampled bilinearly (uneven illumination).
 The log radii are a Fourier series of the angle with a few harmonics: a smooth outline by
 construction (free radii grow thin spikes that cost almost no coverage, so the image does not
 stop them). Intensities are those of the frame normalised to 0..1 (`normalise_intensity`).
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from invrender.core.geometry.polygons import star_polygon
 from invrender.core.optim.multistart import MultiStartModule
 from invrender.core.render.filters import gaussian_blur
-from invrender.core.render.windows import PolygonRenderer, paste_windows, render_in_windows, windows_to_labels
+from invrender.core.render.windows import PolygonRenderer, areas_inside, paste_windows, render_in_windows, windows_to_labels
 
 #: Smallest radius a contour may shrink to, pixels: keeps every contour a valid star polygon.
 MIN_RADIUS = 0.5
@@ -32,7 +34,8 @@ class Cells:
     """Cells of one frame and the frame's appearance, in numpy (what is carried between frames).
 
     labels (N,) int track labels; centres (N, 2) `[x, y]` px; radii (N, R) px; brightness (N,)
-    above the background; background (gh, gw) coarse grid; sigma the PSF's standard deviation, px.
+    above the background; background (gh, gw) coarse grid; the PSF: sigma, halo_sigma (standard
+    deviations, px) and halo_weight.
     """
 
     labels: np.ndarray
@@ -41,12 +44,19 @@ class Cells:
     brightness: np.ndarray
     background: np.ndarray
     sigma: float
+    halo_sigma: float
+    halo_weight: float
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, keep: np.ndarray) -> "Cells":
         return replace(self, labels=self.labels[keep], centres=self.centres[keep], radii=self.radii[keep], brightness=self.brightness[keep])
+
+    def joined(self, *others: "Cells") -> "Cells":
+        """These cells and those of `others`, with this frame's appearance."""
+        parts = (self, *others)
+        return replace(self, **{name: np.concatenate([getattr(p, name) for p in parts]) for name in ("labels", "centres", "radii", "brightness")})
 
     def polygons(self) -> np.ndarray:
         """(N, R, 2) contour vertices `[x, y]` px."""
@@ -73,30 +83,33 @@ class CellScene(MultiStartModule):
         "radii": ("shape_coefficients",),
         "brightness": ("log_brightness",),
         "background": ("background",),
-        "psf": ("log_sigma",),
+        "psf": ("log_sigma", "log_halo_sigma", "halo_logit"),
     }
 
-    def __init__(self, cells: Cells, shape: tuple[int, int], render: PolygonRenderer, harmonics: int):
+    def __init__(self, cells: Cells, shape: tuple[int, int], render: PolygonRenderer, harmonics: int, max_radius: float):
         super().__init__()
         as_param = lambda a: torch.nn.Parameter(torch.as_tensor(np.asarray(a), dtype=torch.float64)[None].clone())  # noqa: E731
         self.centres = as_param(cells.centres)
         basis = fourier_basis(cells.radii.shape[1], harmonics)
         self.register_buffer("basis", torch.from_numpy(basis))
-        log_radii = np.log(np.maximum(cells.radii - MIN_RADIUS, 1e-3))
+        log_radii = np.log(np.clip(cells.radii, MIN_RADIUS + 1e-3, max_radius) - MIN_RADIUS)
         self.shape_coefficients = as_param(np.linalg.lstsq(basis.T, log_radii.T, rcond=None)[0].T.reshape(len(cells), -1))
         self.log_brightness = as_param(np.log(np.maximum(cells.brightness, 1e-3)))
         self.background = as_param(cells.background)
         self.log_sigma = as_param(np.log([cells.sigma]))
+        self.log_halo_sigma = as_param(np.log([cells.halo_sigma]))
+        self.halo_logit = as_param(np.log([cells.halo_weight / (1.0 - cells.halo_weight)]))
         self.labels = cells.labels
         self.shape = shape
         self.render = render
+        self.max_radius = max_radius
 
     def log_radii(self) -> torch.Tensor:
         """(S, N, R) log(radius - MIN_RADIUS)."""
         return self.shape_coefficients @ self.basis
 
     def radii(self) -> torch.Tensor:
-        return MIN_RADIUS + self.log_radii().exp()
+        return (MIN_RADIUS + self.log_radii().exp()).clamp_max(self.max_radius)
 
     def forward(self) -> dict[str, torch.Tensor]:
         """The rendered frames (S, H, W) and what the priors read."""
@@ -111,7 +124,9 @@ class CellScene(MultiStartModule):
                 continue
             windows, origins = render_in_windows(self.render, polygons[s])
             cells = paste_windows(windows * self.log_brightness[s].exp()[:, None, None], origins, height, width)
-            renders.append(background + gaussian_blur(cells, self.log_sigma[s].exp().squeeze()))
+            halo = torch.sigmoid(self.halo_logit[s]).squeeze()
+            psf_image = (1 - halo) * gaussian_blur(cells, self.log_sigma[s].exp().squeeze()) + halo * gaussian_blur(cells, self.log_halo_sigma[s].exp().squeeze())
+            renders.append(background + psf_image)
             coverages.append(paste_windows(windows, origins, height, width))
         return {"render": torch.stack(renders), "coverage": torch.stack(coverages), "log_radii": self.log_radii()}
 
@@ -119,13 +134,16 @@ class CellScene(MultiStartModule):
     def cells(self) -> Cells:
         """The current state (seed 0) as numpy."""
         return Cells(self.labels.copy(), self.centres[0].numpy().copy(), self.radii()[0].numpy().copy(), self.log_brightness[0].exp().numpy().copy(),
-                     self.background[0].numpy().copy(), float(self.log_sigma[0].exp()))
+                     self.background[0].numpy().copy(), float(self.log_sigma[0].exp()), float(self.log_halo_sigma[0].exp()),
+                     float(torch.sigmoid(self.halo_logit[0])))
 
     @torch.no_grad()
-    def label_image(self) -> np.ndarray:
-        """(H, W) int64: each pixel labelled by the cell covering most of it (at least half)."""
+    def labels_and_areas(self) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W) int64: each pixel labelled by the cell covering most of it (at least half); and (N,)
+        the cells' areas inside the image, px^2."""
         if len(self.labels) == 0:
-            return np.zeros(self.shape, dtype=np.int64)
+            return np.zeros(self.shape, dtype=np.int64), np.zeros(0)
         polygons = star_polygon(self.centres[0], self.radii()[0])
         windows, origins = render_in_windows(self.render, polygons)
-        return windows_to_labels(windows, origins, torch.from_numpy(self.labels), *self.shape).numpy()
+        labels = windows_to_labels(windows, origins, torch.from_numpy(self.labels), *self.shape).numpy()
+        return labels, areas_inside(windows, origins, *self.shape).numpy()

@@ -56,6 +56,8 @@ class Tracker:
             start, parents = self._carry_over(self.previous, seeds, image)
             factor = float(cfg.tracking.steps_factor)
         fit = fit_frame(image, start, cfg, self.render, self.new_labels, self.seed + frame_index, factor, on_step)
+        # A tracked cell that the fit split at a neck divided; in the first frame it is just two cells.
+        parents.update({part: mother for mother, pair in fit.splits.items() if mother in self.tracks for part in pair})
         self._record(fit, frame_index, parents)
         self.previous = fit
         return fit
@@ -90,9 +92,7 @@ class Tracker:
         if len(newcomers):
             extra.append(cells_from_seeds(newcomers, image, cells.background, self.new_labels(len(newcomers)), self.cfg))
         kept = cells.subset(keep)
-        parts = [kept, *extra]
-        merged = Cells(np.concatenate([p.labels for p in parts]), np.concatenate([p.centres for p in parts]), np.concatenate([p.radii for p in parts]),
-                       np.concatenate([p.brightness for p in parts]), cells.background, cells.sigma)
+        merged = kept.joined(*extra)
         return merged, parents
 
     def _owners(self, previous: FrameFit, seeds: Seeds) -> np.ndarray:
