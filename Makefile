@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-batch bench-meshft bench-acdr clean
+.PHONY: install demo test test-all bench bench-batch bench-meshft bench-acdr bench-cell-seg clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ bench-meshft: install
 
 bench-acdr: install
 	$(BIN)/python bench/acdr.py
+
+bench-cell-seg: install
+	$(BIN)/python bench/cell_seg.py
 
 clean:
 	rm -rf demo-out .pytest_cache

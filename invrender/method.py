@@ -204,6 +204,18 @@ def check_losses_and_renderer(cfg: DictConfig, device: torch.device) -> None:
         raise ConfigError(f"config render.backend: {err}") from None
 
 
+def config_polygon_renderer(cfg: DictConfig, device: torch.device):
+    """The polygon renderer that `cfg.render.backend` names (auto | torch | nvdiffrast) on `device`;
+    ConfigError when it cannot run here."""
+    from invrender.core.render.polygon2d import polygon_renderer
+    from invrender.core.render.registry import RendererUnavailable
+
+    try:
+        return polygon_renderer(cfg.render.backend, device)
+    except RendererUnavailable as err:
+        raise ConfigError(f"config render.backend: {err}") from None
+
+
 def make_jobs(spec: MethodSpec, items: list[InputItem], overrides: list[str], configs: ConfigCache, context: JobContext) -> list[Job]:
     """One job per input, each with its config (the run's overrides, then the input's own)."""
     jobs = []

@@ -126,3 +126,10 @@ def test_two_time_lapses_into_one_out_folder(movie, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["cell-seg", str(data / "01"), str(data / "01" / "t000.tif"), "--out", str(out), "-q"])
     assert_one_line_error(code, capsys.readouterr().err, out, "one time-lapse per --out")
+
+
+def test_an_unknown_seed_threshold_is_refused_in_one_line(movie, tmp_path, capsys):
+    data, _ = movie
+    out = tmp_path / "out"
+    code = main(["cell-seg", str(data / "01"), "--out", str(out), "--device", "cpu", "-q", "seeds.threshold=median"])
+    assert_one_line_error(code, capsys.readouterr().err, out, "seeds.threshold")

@@ -24,22 +24,13 @@ from invrender.core.learn.models import MODEL_KINDS, build_model
 from invrender.core.learn.trainer import Trainer, TrainSettings
 from invrender.core.losses import check_weights
 from invrender.core.overlay import FINAL_COLOUR, draw_curves, mask_outlines
-from invrender.core.render.polygon2d import polygon_renderer
-from invrender.core.render.registry import RendererUnavailable
 from invrender.inputs import InputItem
-from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, shared_option, with_shared_options
+from invrender.method import config_polygon_renderer, Arguments, JobContext, MethodSpec, SharedOptions, run_method, shared_option, with_shared_options
 from invrender.runner import Job, StepCallback
 
 CONFIG_DIR = "acdr"
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value config overrides, e.g. data.root=DIR.", show_default=False)]
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="A checkpoint written by acdr-train (checkpoints/best.pt).", show_default=False)]
-
-
-def renderer_for(cfg: DictConfig, device: torch.device):
-    try:
-        return polygon_renderer(cfg.render.backend, device)
-    except RendererUnavailable as err:
-        raise ConfigError(f"config render.backend: {err}") from None
 
 
 def check_config(cfg: DictConfig, device: torch.device) -> None:
@@ -55,7 +46,7 @@ def check_config(cfg: DictConfig, device: torch.device) -> None:
     depth = len(cfg.model.widths)
     if depth < 1 or cfg.data.size < 2**depth:
         raise ConfigError(f"config data.size {cfg.data.size}: must be at least 2^{depth} for {depth} encoder blocks")
-    renderer_for(cfg, device)
+    config_polygon_renderer(cfg, device)
 
 
 def start(config: str, overrides: list[str] | None, device: str, threads: int | None) -> tuple[DictConfig, torch.device]:
@@ -118,7 +109,7 @@ def acdr_train(
     torch.manual_seed(seed)
     channels = int(train_set.images.shape[1])
     network = build_model(model, channels, cfg.model)
-    render = renderer_for(cfg, dev)
+    render = config_polygon_renderer(cfg, dev)
     if model == "contour":
         network.render = render
     run_info = {"method": "acdr-train", "model": model, "config_name": config, "overrides": list(overrides or []), "config": to_plain(cfg),
@@ -165,7 +156,7 @@ def acdr_eval(
     test_set = prepare(samples, cfg.data.size)
     if test_set.images.shape[1] != saved["channels_in"]:
         raise InputError(cfg.data.root, f"images have {test_set.images.shape[1]} channel(s) but the checkpoint's model takes {saved['channels_in']}")
-    render = renderer_for(cfg, dev)
+    render = config_polygon_renderer(cfg, dev)
     if saved["kind"] == "contour":
         network.render = render
     rows, means = score_set(network, test_set, int(cfg.train.eval_batch), dev, render, full_size=True)
@@ -214,7 +205,7 @@ def predict_file(image_path: Path, network: torch.nn.Module, saved: dict, render
 
 
 def check_predict_config(cfg: DictConfig, device: torch.device) -> None:
-    renderer_for(cfg, device)
+    config_polygon_renderer(cfg, device)
 
 
 @with_shared_options
@@ -228,7 +219,7 @@ def acdr_predict(
     network, saved = loaded_model(checkpoint, device)
 
     def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
-        render = renderer_for(cfg, context.device)
+        render = config_polygon_renderer(cfg, context.device)
         if saved["kind"] == "contour":
             network.render = render
 

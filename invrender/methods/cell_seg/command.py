@@ -21,10 +21,8 @@ from invrender.core.ctc import read_frames, write_label_frames, write_tracks
 from invrender.core.io import normalise_intensity, write_json, write_png, write_tiff
 from invrender.core.losses import check_weights
 from invrender.core.overlay import draw_curves, label_colours
-from invrender.core.render.polygon2d import polygon_renderer
-from invrender.core.render.registry import RendererUnavailable
 from invrender.inputs import InputItem
-from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.method import config_polygon_renderer, Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
 from invrender.methods.cell_seg.track import Tracker
 from invrender.runner import Job, StepCallback
 
@@ -41,18 +39,11 @@ def output_paths(out: Path, path: Path, kind: str) -> dict[str, Path]:
     return {"overlays": out / "overlays", "tracks": out / "res_track.txt", "cells": out / f"{name}.cells.json"}
 
 
-def renderer_for(cfg: DictConfig, device: torch.device):
-    try:
-        return polygon_renderer(cfg.render.backend, device)
-    except RendererUnavailable as err:
-        raise ConfigError(f"config render.backend: {err}") from None
-
-
 def segment_file(path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback) -> dict:
     frames = read_frames(path)
     kind = "image" if frames.kind == "image" else "sequence"
     paths = output_paths(out, path, kind)
-    tracker = Tracker(cfg, renderer_for(cfg, device), seed)
+    tracker = Tracker(cfg, config_polygon_renderer(cfg, device), seed)
     label_frames, records = [], []
     for index, (time, image) in enumerate(zip(frames.times, frames.images)):
         normalised, _, _ = normalise_intensity(image)
@@ -99,6 +90,8 @@ def contour_overlay(image: np.ndarray, record: dict) -> np.ndarray:
 
 
 def check_config(cfg: DictConfig, device: torch.device) -> None:
+    if device.type != "cpu":
+        raise ConfigError(f"cell-seg runs on the CPU for now (asked for {device})")
     try:
         check_weights(cfg.loss)
     except ValueError as err:
@@ -107,7 +100,7 @@ def check_config(cfg: DictConfig, device: torch.device) -> None:
         raise ConfigError(f"config seeds.threshold {cfg.seeds.threshold!r}: expected otsu, li or a number")
     if int(cfg.contour.radii) < 3 or not 0 <= int(cfg.contour.harmonics) <= int(cfg.contour.radii) // 2:
         raise ConfigError(f"config contour: radii must be at least 3 and harmonics at most radii / 2 (got {cfg.contour.radii}, {cfg.contour.harmonics})")
-    renderer_for(cfg, device)
+    config_polygon_renderer(cfg, device)
 
 
 def is_time_lapse(path: Path) -> bool:
