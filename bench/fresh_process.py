@@ -3,6 +3,7 @@ running each case in a fresh process so that its peak resident memory is its own
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -34,3 +35,17 @@ def results_in_fresh_processes(script: str, cases: list, threads: int) -> Iterat
         out = subprocess.run([sys.executable, script, "--threads", str(threads), "--case", json.dumps(case)],
                              capture_output=True, text=True, check=True)
         yield case, json.loads(out.stdout)
+
+
+def threads_or_run_case(doc: str, run_case: Callable[..., dict]) -> int | None:
+    """Parse a cost-model benchmark's command line. Run as a case (`--case JSON`, from
+    `results_in_fresh_processes`): print `run_case(*case, threads)` as JSON and return None;
+    otherwise return the thread count for the table."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--case", type=str, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(*json.loads(args.case), args.threads)))
+        return None
+    return args.threads

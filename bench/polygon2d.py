@@ -11,10 +11,8 @@ checked against the polygon's shoelace area (the largest relative difference is 
 
 from __future__ import annotations
 
-import argparse
-import json
 
-from fresh_process import results_in_fresh_processes, time_forward_backward
+from fresh_process import results_in_fresh_processes, threads_or_run_case, time_forward_backward
 
 CASES = [  # (image side px, polygons, vertices, radius as a fraction of the side)
     (64, 16, 32, 0.2),
@@ -58,17 +56,13 @@ def run_case(side: int, polygons: int, vertices: int, radius: float, threads: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--case", type=str, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(*json.loads(args.case), args.threads)))
+    threads = threads_or_run_case(__doc__, run_case)
+    if threads is None:
         return
-    print(f"polygon2d render_polygons, {args.threads} thread(s), float32, CPU; mean of 5 runs after 2 warm-up runs\n")
+    print(f"polygon2d render_polygons, {threads} thread(s), float32, CPU; mean of 5 runs after 2 warm-up runs\n")
     print("| image | polygons | vertices | radius px | forward ms | forward+backward ms | peak MB | max area error |")
     print("|---|---|---|---|---|---|---|---|")
-    for case, r in results_in_fresh_processes(__file__, CASES, args.threads):
+    for case, r in results_in_fresh_processes(__file__, CASES, threads):
         side, polygons, vertices, radius = case
         print(f"| {side}x{side} | {polygons} | {vertices} | {radius * side:.0f} | {1000 * r['forward_s']:.1f} | "
               f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} | {r['area_error']:.1e} |", flush=True)

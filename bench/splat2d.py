@@ -9,10 +9,8 @@ number of starts (seeds) grow. Each case runs in a fresh process so that its pea
 
 from __future__ import annotations
 
-import argparse
-import json
 
-from fresh_process import results_in_fresh_processes, time_forward_backward
+from fresh_process import results_in_fresh_processes, threads_or_run_case, time_forward_backward
 
 CASES = [  # (image side px, curves, points per curve, seeds, blob radius px)
     (128, 3, 128, 1, 3.0),
@@ -53,17 +51,13 @@ def run_case(side: int, curves: int, points: int, seeds: int, radius: float, thr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--case", type=str, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(*json.loads(args.case), args.threads)))
+    threads = threads_or_run_case(__doc__, run_case)
+    if threads is None:
         return
-    print(f"splat2d render_curves, {args.threads} thread(s), float32, CPU; mean of 5 runs after 2 warm-up runs\n")
+    print(f"splat2d render_curves, {threads} thread(s), float32, CPU; mean of 5 runs after 2 warm-up runs\n")
     print("| image | curves | points/curve | seeds | radius px | forward ms | forward+backward ms | peak MB |")
     print("|---|---|---|---|---|---|---|---|")
-    for case, r in results_in_fresh_processes(__file__, CASES, args.threads):
+    for case, r in results_in_fresh_processes(__file__, CASES, threads):
         side, curves, points, seeds, radius = case
         print(f"| {side}x{side} | {curves} | {points} | {seeds} | {radius:g} | {1000 * r['forward_s']:.1f} | "
               f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} |", flush=True)
