@@ -127,13 +127,12 @@ def scaled_phases(phases, factor: float) -> list[dict]:
     return [{**p, "steps": max(1, int(round(int(p["steps"]) * factor)))} for p in to_plain(phases)]
 
 
-def fit_frame(image: np.ndarray, cells: Cells, cfg: DictConfig, render: PolygonRenderer, new_labels: LabelSource, seed: int = 0,
+def fit_frame(image: np.ndarray, level: float, cells: Cells, cfg: DictConfig, render: PolygonRenderer, new_labels: LabelSource, seed: int = 0,
               steps_factor: float = 1.0, on_step=None) -> FrameFit:
-    """Fit `cells` to a normalised frame (H, W) in up to `cfg.rounds` rounds; between rounds, drop
-    the cells that explain no signal, join cells with no boundary between them and add cells where
-    the residual shows unexplained signal."""
+    """Fit `cells` to a normalised frame (H, W) with foreground `level` (`seed_threshold`) in up to
+    `cfg.rounds` rounds; between rounds, drop the cells that explain no signal, join cells with no
+    boundary between them, split cells at a neck and add cells where the residual shows signal."""
     target = torch.from_numpy(image.astype(np.float64))[None]
-    level = seed_threshold(image, cfg.seeds)
     phases = scaled_phases(cfg.phases, steps_factor)
     result = FrameFit(cells, np.zeros(image.shape, dtype=np.int64), image * 0)
 

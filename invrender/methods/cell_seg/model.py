@@ -62,11 +62,6 @@ class Cells:
         """(N, R, 2) contour vertices `[x, y]` px."""
         return star_polygon(torch.from_numpy(self.centres), torch.from_numpy(self.radii)).numpy()
 
-    def areas(self) -> np.ndarray:
-        """(N,) the contours' areas, px^2."""
-        angle = 2 * np.pi / self.radii.shape[1]
-        return 0.5 * np.sin(angle) * (self.radii * np.roll(self.radii, -1, axis=1)).sum(1)
-
 
 def fourier_basis(n_radii: int, harmonics: int) -> np.ndarray:
     """(2 harmonics + 1, R): 1, cos k theta, sin k theta (k = 1..harmonics) at the R contour angles."""

@@ -55,7 +55,7 @@ class Tracker:
         else:
             start, parents = self._carry_over(self.previous, seeds, image)
             factor = float(cfg.tracking.steps_factor)
-        fit = fit_frame(image, start, cfg, self.render, self.new_labels, self.seed + frame_index, factor, on_step)
+        fit = fit_frame(image, level, start, cfg, self.render, self.new_labels, self.seed + frame_index, factor, on_step)
         # A tracked cell that the fit split at a neck divided; in the first frame it is just two cells.
         parents.update({part: mother for mother, pair in fit.splits.items() if mother in self.tracks for part in pair})
         self._record(fit, frame_index, parents)
