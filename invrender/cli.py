@@ -119,6 +119,35 @@ def synth_cells(
     typer.echo(f"wrote {frames} frame(s) of {len(summary['tracks'])} tracks ({divisions} division(s), SNR {summary['snr']:.1f}) to {out}", err=True)
 
 
+@synth_app.command("ct")
+def synth_ct(
+    labels: Annotated[Path, typer.Option("--labels", help="Vertebra label mask (NIfTI, VerSe labels).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-ct"),
+    centroids: Annotated[Optional[Path], typer.Option("--centroids", help="VerSe centroid JSON of the mask (moved with it); default: the deformed labels' centroids.")] = None,
+    levels: Annotated[Optional[str], typer.Option("--levels", help="Field of view: the labels A-B (inclusive) plus 20 mm, e.g. 20-24; default all.")] = None,
+    spacing: Annotated[float, typer.Option("--spacing", min=0.25, help="Isotropic voxel size of the output, mm.")] = 1.0,
+    deform: Annotated[float, typer.Option("--deform", min=0.0, max=10.0, help="Largest displacement of the smooth deformation, mm (0: none, no rigid motion either).")] = 4.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """A CT-like volume (HU) of the vertebrae in a label mask, through a random smooth deformation,
+    with the deformed labels and their centroids: <name>_ct.nii.gz, <name>_msk.nii.gz, <name>_ctd.json."""
+    from invrender.core.synth.ct import write_ct_dataset
+
+    bounds = None
+    if levels is not None:
+        parts = levels.split("-")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or int(parts[0]) > int(parts[1]):
+            raise typer.BadParameter(f"expected A-B with labels A <= B, e.g. 20-24, got {levels!r}", param_hint="--levels")
+        bounds = (int(parts[0]), int(parts[1]))
+    try:
+        summary = write_ct_dataset(labels, out, centroids, levels=bounds, spacing=spacing, deform=deform, seed=seed)
+    except ValueError as err:  # no label in the mask, or none in --levels
+        raise typer.BadParameter(str(err), param_hint="--levels" if bounds else "--labels") from None
+    shape = "x".join(map(str, summary["shape"]))
+    typer.echo(f"wrote {summary['name']}_ct/_msk/_ctd ({shape} at {spacing:g} mm, labels {summary['labels']}, "
+               f"{len(summary['centroids'])} centroid(s), max displacement {summary['max_displacement']:.1f} mm) to {out}", err=True)
+
+
 @app.command("report")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (the --out of a run or sweep).", show_default=False)],

@@ -148,3 +148,44 @@ def mask_overlap(q: Quantities) -> torch.Tensor:
     """mean over pixels of max(coverage - 1, 0), `coverage` (S, H, W) the summed coverage of all
     cells: the area where cells overlap, per pixel (cells are disjoint in a 2D section)."""
     return (q["coverage"] - 1.0).clamp_min(0.0).flatten(1).mean(1)
+
+
+# ---------------------------------------------------------------- meshes in a volume (spine-seg)
+
+
+@register_loss("appearance_l1")
+def appearance_l1(q: Quantities) -> torch.Tensor:
+    """Mean |predicted - sampled| over points: the appearance model's intensity at each point's
+    signed distance against the image sampled there, `predicted` and `sampled` (S, N)."""
+    return (q["predicted"] - q["sampled"]).abs().mean(-1)
+
+
+@register_loss("edge_length")
+def edge_length(q: Quantities) -> torch.Tensor:
+    """Mean squared edge length of `shape` (S, M, V, 3) (M meshes of one connectivity) over its
+    `edges` (E, 2), in the shape's units."""
+    shape, edges = q["shape"], q["edges"]
+    return (shape[..., edges[:, 0], :] - shape[..., edges[:, 1], :]).pow(2).sum(-1).flatten(1).mean(1)
+
+
+@register_loss("normal_alignment")
+def normal_alignment(q: Quantities) -> torch.Tensor:
+    """mean exp(-|n . grad I|) over vertices: unit vertex `normals` (S, M, V, 3) against the image
+    gradient `image_gradient` (S, M, V, 3) at the vertices (per mm): low where surfaces cross edges."""
+    return torch.exp(-(q["normals"] * q["image_gradient"]).sum(-1).abs()).flatten(1).mean(1)
+
+
+@register_loss("mesh_overlap")
+def mesh_overlap(q: Quantities) -> torch.Tensor:
+    """Mean over points of sum over neighbouring pairs relu(-d_a) relu(-d_b): depth inside two
+    meshes at once, `overlap` (S, N) that sum per point (mm^2)."""
+    return q["overlap"].mean(-1)
+
+
+@register_loss("spectral_variance")
+def spectral_variance(q: Quantities) -> torch.Tensor:
+    """sum over neighbours m, m+1 of |Lambda^0.5 (U_m - U_{m+1})|^2: spectral coefficients
+    `coefficients` (S, M, k, 3) of neighbouring meshes in a chain kept alike, weighted by the modes'
+    `eigenvalues` (k,) so that fine detail differs less than coarse shape."""
+    difference = q["coefficients"][:, 1:] - q["coefficients"][:, :-1]
+    return (q["eigenvalues"][:, None] * difference.pow(2)).sum((1, 2, 3))

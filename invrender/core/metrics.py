@@ -263,3 +263,14 @@ def seg_measure(results: dict[int, np.ndarray], references: dict[int, np.ndarray
     # A match overlaps its reference, so its Jaccard is > 0: nonzero scores count the matches.
     return {"seg": float(everything.mean()) if len(everything) else float("nan"), "objects": len(everything),
             "matched": int(np.count_nonzero(everything)), "frames": len(per_frame), "per_frame": per_frame}
+
+
+def dice_per_label(result: np.ndarray, reference: np.ndarray, labels: list[int]) -> dict[int, float]:
+    """Dice 2|A and B| / (|A| + |B|) of each label in two label volumes of one grid (the VerSe
+    evaluation's definition); a label absent from both counts 1, from one only 0."""
+    scores = {}
+    for label in labels:
+        a, b = result == label, reference == label
+        total = int(a.sum()) + int(b.sum())
+        scores[int(label)] = 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+    return scores

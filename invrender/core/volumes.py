@@ -1,21 +1,33 @@
-"""3D volumes on a world grid (CT, label masks): reading, grids, atomic writing.
+"""3D volumes on a world grid (CT, label masks): reading, grids, vertebra centroids, atomic writing.
 
 A `Volume` keeps the array in the file's own voxel order `(i, j, k)` with the 4x4 affine that maps
 a voxel index `(i, j, k, 1)` to world millimetres `(x, y, z, 1)` (NIfTI's convention, RAS+), so any
 orientation is handled by the affine and meshes live in world millimetres.
+
+Readable volumes: NIfTI (`.nii`, `.nii.gz`), a folder holding one DICOM series, and a 3D TIFF.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from invrender.core.io import InputError, atomic_path
+from invrender.core.io import InputError, atomic_path, read_image, read_json, read_voxel_size
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+TIFF_SUFFIXES = (".tif", ".tiff")
+SUPPORTED = "NIfTI (.nii, .nii.gz), a DICOM series folder, or a 3D TIFF (.tif, .tiff)"
+
+#: DICOM's patient frame is LPS+, NIfTI's is RAS+: the same point with x and y negated.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: Slices whose spacing differs from the mean step by more than this fraction mean missing slices.
+SLICE_STEP_TOLERANCE = 0.01
+#: Two grids are the same when their voxel centres agree to this many mm.
+GRID_TOLERANCE_MM = 1e-3
 
 
 @dataclass
@@ -58,27 +70,372 @@ def is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a 3D NIfTI volume as float32 with its affine; InputError (naming the file) when it is
-    missing, unreadable, not 3D, empty or not finite."""
-    import nibabel
+# ---------------------------------------------------------------- reading volumes
 
-    path = Path(path)
-    if not path.is_file():
+
+def read_volume(path: str | os.PathLike, voxel_size: tuple[float, float, float] | None = None) -> Volume:
+    """Read a 3D volume as float32 `(I, J, K)` with its affine (voxel index -> world mm, RAS+).
+
+    `path` is a NIfTI file, a folder holding one DICOM series (values rescaled to e.g. Hounsfield
+    units), or a 3D TIFF `(z, y, x)` whose data become `(x, y, z)`. `voxel_size` `(vz, vy, vx)` mm
+    is for TIFF only (NIfTI and DICOM record their own geometry). InputError (naming the file) when
+    the input is missing, unreadable, not 3D, empty or not finite.
+    """
+    return _load(Path(path), voxel_size, np.float32)
+
+
+def read_label_volume(path: str | os.PathLike, voxel_size: tuple[float, float, float] | None = None) -> Volume:
+    """Read a label mask (any format of `read_volume`) as int32 `(I, J, K)`, 0 = background.
+
+    InputError (naming the file) for non-integer values or negative labels.
+    """
+    volume = _load(Path(path), voxel_size, None)  # the file's own dtype, so no rounding hides fractions
+    data = volume.data
+    if not np.issubdtype(data.dtype, np.integer) and not np.all(data == np.round(data)):
+        raise InputError(path, "not a label mask: non-integer values")
+    if data.min() < 0:
+        raise InputError(path, f"not a label mask: negative label {data.min():g}")
+    if data.max() > np.iinfo(np.int32).max:
+        raise InputError(path, f"not a label mask: label {data.max():g} is too large")
+    return Volume(data.astype(np.int32), volume.affine, volume.path)
+
+
+def _load(path: Path, voxel_size: tuple[float, float, float] | None, dtype: type | None) -> Volume:
+    """Dispatch on the format, then check what every format must satisfy. `dtype` None keeps the
+    file's own value type."""
+    if voxel_size is not None and (path.is_dir() or is_nifti(path)):
+        raise InputError(path, "--voxel-size applies to TIFF only; NIfTI and DICOM record their own voxel size")
+    if path.is_dir():
+        data, affine = _read_dicom_series(path)
+    elif not path.is_file():
         raise InputError(path, "file not found")
-    if not is_nifti(path):
-        raise InputError(path, f"not a NIfTI volume (expected {' or '.join(NIFTI_SUFFIXES)})")
-    try:
-        image = nibabel.load(path)
-        data = np.asarray(image.dataobj, dtype=np.float32)
-    except Exception as err:  # nibabel raises many types for damaged files
-        raise InputError(path, f"not a readable NIfTI volume ({type(err).__name__}: {err})") from None
-    data = np.squeeze(data, axis=tuple(range(3, data.ndim))) if data.ndim > 3 else data
+    elif is_nifti(path):
+        data, affine = _read_nifti(path, dtype)
+    elif path.suffix.lower() in TIFF_SUFFIXES:
+        data, affine = _read_tiff(path, voxel_size)
+    elif path.suffix.lower() == ".dcm":
+        raise InputError(path, "a single DICOM file; pass the folder that holds the whole series")
+    else:
+        raise InputError(path, f"unsupported volume format; expected {SUPPORTED}")
     if data.ndim != 3 or min(data.shape) < 2:
         raise InputError(path, f"volume of shape {data.shape} is not 3D (a 2D image or a single slice?)")
     if not np.isfinite(data).all():
         raise InputError(path, "the volume contains NaN or infinite values")
-    return Volume(data, np.asarray(image.affine, dtype=np.float64), path)
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise InputError(path, "degenerate voxel-to-world affine (zero voxel size?)")
+    data = data if dtype is None else data.astype(dtype, copy=False)
+    return Volume(data, affine, path)
+
+
+def _read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]:
+    """NIfTI data `(I, J, K)` (trailing singleton axes dropped) and its affine."""
+    import nibabel
+
+    try:
+        image = nibabel.load(path)
+        data = np.asarray(image.dataobj, dtype=dtype)
+    except Exception as err:  # nibabel raises many types for damaged files
+        raise InputError(path, f"not a readable NIfTI volume ({type(err).__name__}: {err})") from None
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    return data, np.asarray(image.affine, dtype=np.float64)
+
+
+def _read_tiff(path: Path, voxel_size: tuple[float, float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D TIFF `(z, y, x)` as `(x, y, z)` with affine diag(vx, vy, vz, 1), so world = voxel size * index."""
+    image = read_image(path, ndims=(2, 3))
+    if image.ndim == 2:
+        raise InputError(path, f"image of shape {image.shape} is 2D; spine-seg needs a 3D volume")
+    if voxel_size is None:
+        voxel_size = read_voxel_size(path)
+    if voxel_size is None:
+        raise InputError(path, "the TIFF records no voxel size; pass --voxel-size Z Y X (mm)")
+    sizes = np.asarray(voxel_size, dtype=np.float64)
+    if sizes.shape != (3,) or not np.all(np.isfinite(sizes) & (sizes > 0)):
+        raise InputError(path, f"voxel size {tuple(voxel_size)} is not three positive numbers (z, y, x)")
+    vz, vy, vx = sizes
+    return image.transpose(2, 1, 0), np.diag([vx, vy, vz, 1.0])
+
+
+# ---------------------------------------------------------------- DICOM series
+
+
+def _read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The one DICOM series in `folder` (files directly inside it) as float32 `(columns, rows, slices)`
+    rescaled by RescaleSlope/Intercept, with its affine converted from LPS to RAS."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if not files:
+        raise InputError(folder, "the folder is empty; expected a DICOM series")
+    slices = _dicom_image_slices(files)
+    if not slices:
+        raise InputError(folder, f"no DICOM image files among its {len(files)} files")
+    series = {getattr(ds, "SeriesInstanceUID", None) for ds in slices}
+    if len(series) > 1:
+        raise InputError(folder, f"holds {len(series)} DICOM series (SeriesInstanceUID); put one series per folder")
+    if len(slices) == 1:
+        raise InputError(folder, "the DICOM series has a single slice; spine-seg needs a 3D volume")
+    row_dir, col_dir, pixel_spacing = _slice_geometry(folder, slices)
+    normal = np.cross(row_dir, col_dir)
+    positions = np.array([_numbers(folder, ds, "ImagePositionPatient", 3) for ds in slices])
+    order = np.argsort(positions @ normal)
+    slices, positions = [slices[i] for i in order], positions[order]
+    step = _slice_step(folder, positions)
+    data = np.stack([_slice_pixels(folder, ds) for ds in slices], axis=-1)
+    affine = np.eye(4)
+    # A row runs along increasing column index i; PixelSpacing is (between rows, between columns).
+    affine[:3, 0] = row_dir * pixel_spacing[1]
+    affine[:3, 1] = col_dir * pixel_spacing[0]
+    affine[:3, 2] = step
+    affine[:3, 3] = positions[0]
+    return data, LPS_TO_RAS @ affine
+
+
+def _dicom_image_slices(files: list[Path]) -> list:
+    """The datasets of `files` that are DICOM images; other files (notes, DICOMDIR, reports) are skipped."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    slices = []
+    for file in files:
+        try:
+            dataset = pydicom.dcmread(file)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+        if "PixelData" in dataset:
+            slices.append(dataset)
+    return slices
+
+
+def _slice_geometry(folder: Path, slices: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The series' row direction (3,), column direction (3,) and PixelSpacing (row, column) mm,
+    which must be the same in every slice."""
+    for name in ("ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"):
+        values = {tuple(np.round(np.atleast_1d(_numbers(folder, ds, name)), 4)) for ds in slices}
+        if len(values) > 1:
+            raise InputError(folder, f"inconsistent {name} across slices: {sorted(values)}")
+    orientation = _numbers(folder, slices[0], "ImageOrientationPatient", 6)
+    pixel_spacing = _numbers(folder, slices[0], "PixelSpacing", 2)
+    if np.any(pixel_spacing <= 0):
+        raise InputError(folder, f"PixelSpacing {pixel_spacing.tolist()} is not positive")
+    return orientation[:3], orientation[3:], pixel_spacing
+
+
+def _slice_step(folder: Path, positions: np.ndarray) -> np.ndarray:
+    """(3,) LPS mm from one slice to the next; InputError when slices overlap or are unevenly spaced
+    (duplicates or missing slices would make any single affine wrong)."""
+    steps = np.diff(positions, axis=0)
+    step = (positions[-1] - positions[0]) / (len(positions) - 1)
+    length = np.linalg.norm(step)
+    if length < 1e-6 or np.linalg.norm(steps, axis=1).min() < 1e-6:
+        raise InputError(folder, "two slices of the series are at the same position")
+    deviation = np.linalg.norm(steps - step, axis=1).max()
+    if deviation > SLICE_STEP_TOLERANCE * length:
+        raise InputError(folder, f"unevenly spaced slices (steps vary by {deviation:.3g} mm around "
+                                 f"{length:.3g} mm): missing slices?")
+    return step
+
+
+def _slice_pixels(folder: Path, dataset) -> np.ndarray:
+    """One slice as float32 `(columns, rows)`, rescaled by RescaleSlope and RescaleIntercept."""
+    try:
+        pixels = dataset.pixel_array
+    except Exception as err:  # pydicom raises many types for unsupported or damaged pixel data
+        raise InputError(folder, f"cannot decode DICOM pixel data ({type(err).__name__}: {err})") from None
+    if pixels.ndim != 2:
+        raise InputError(folder, f"pixel data of shape {pixels.shape}: only single-frame grey slices are supported")
+    slope = float(getattr(dataset, "RescaleSlope", 1.0))
+    intercept = float(getattr(dataset, "RescaleIntercept", 0.0))
+    return (pixels.T * slope + intercept).astype(np.float32)
+
+
+def _numbers(folder: Path, dataset, name: str, count: int | None = None) -> np.ndarray:
+    """A numeric DICOM attribute as a float64 array; InputError when missing or of the wrong length."""
+    value = getattr(dataset, name, None)
+    if value is None:
+        raise InputError(folder, f"DICOM slice {dataset.filename} has no {name}")
+    numbers = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if count is not None and numbers.shape != (count,):
+        raise InputError(folder, f"DICOM slice {dataset.filename}: {name} has {numbers.size} values, expected {count}")
+    return numbers
+
+
+# ---------------------------------------------------------------- grids
+
+
+def check_same_grid(volume: Volume, other: Volume, other_path: str | os.PathLike) -> None:
+    """InputError naming `other_path` unless `other` has `volume`'s shape and its voxel centres lie
+    within GRID_TOLERANCE_MM of `volume`'s (compared at the grid's corners)."""
+    if other.shape == volume.shape:
+        corners = np.array(np.meshgrid(*[[0, n - 1] for n in volume.shape], indexing="ij")).reshape(3, -1).T
+        offset = np.linalg.norm(index_to_world(volume.affine, corners) - index_to_world(other.affine, corners), axis=1)
+        if offset.max() <= GRID_TOLERANCE_MM:
+            return
+        detail = f"; voxel centres differ by up to {offset.max():.3g} mm"
+    else:
+        detail = ""
+    raise InputError(other_path, f"grid {other.shape} with spacing {_mm(other.spacing)} mm does not match "
+                                 f"{volume.path or 'the image'}'s grid {volume.shape} with spacing "
+                                 f"{_mm(volume.spacing)} mm{detail}")
+
+
+def _mm(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+
+
+# ---------------------------------------------------------------- vertebrae
+
+
+#: VerSe label codes: 1-7 cervical, 8-19 thoracic, 20-25 lumbar (L6 is a transitional vertebra),
+#: 26 sacrum, 28 an extra thoracic vertebra T13.
+VERTEBRA_NAMES: dict[int, str] = {
+    **{code: f"C{code}" for code in range(1, 8)},
+    **{code: f"T{code - 7}" for code in range(8, 20)},
+    **{code: f"L{code - 19}" for code in range(20, 26)},
+    26: "S1",
+    28: "T13",
+}
+VALID_CODES = "1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 26 S1, 28 T13"
+
+
+def vertebra_name(label: int) -> str:
+    """The vertebra of a VerSe label code, e.g. 20 -> "L1"; ValueError for other codes."""
+    if label not in VERTEBRA_NAMES:
+        raise ValueError(f"{label} is not a VerSe vertebra code ({VALID_CODES})")
+    return VERTEBRA_NAMES[label]
+
+
+# ---------------------------------------------------------------- centroids
+
+
+CENTROID_SPACES = ("auto", "voxel", "world")
+LIST_SUFFIXES = (".csv", ".txt")
+
+
+def read_centroids(path: str | os.PathLike, volume: Volume, space: str = "auto") -> dict[int, np.ndarray]:
+    """Vertebra centroids `{VerSe label: (3,) world mm}`, sorted by label.
+
+    A `.json` file is VerSe's: `[{"direction": ["P", "I", "R"]}, {"label": 16, "X":, "Y":, "Z":}, ...]`
+    with X, Y, Z voxel coordinates of `volume` reoriented to the axis codes of "direction".
+    A `.csv`/`.txt` file has lines `label, x, y, z` (commas or spaces, optional header
+    `label,x,y,z`) in `space` "voxel" (indices of `volume`) or "world" (mm, RAS+); "auto" means
+    voxel for VerSe JSON and must be made explicit for a list.
+    InputError (naming the file) for a missing or malformed file, no centroids, an unknown or
+    duplicated label, a non-numeric coordinate, or a centroid outside the volume.
+    """
+    path = Path(path)
+    if space not in CENTROID_SPACES:
+        raise InputError(path, f"unknown centroid space {space!r}; use voxel or world")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        if space == "world":
+            raise InputError(path, "VerSe centroid JSON is in voxel coordinates; --centroid-space world does not apply")
+        points = _read_verse_json(path, volume)
+    elif suffix in LIST_SUFFIXES:
+        if space == "auto":
+            raise InputError(path, "a centroid list needs its coordinate space: pass --centroid-space voxel|world")
+        points = _read_centroid_list(path)
+        if space == "voxel":
+            points = {label: index_to_world(volume.affine, p) for label, p in points.items()}
+    else:
+        raise InputError(path, "unsupported centroid file; expected VerSe .json, or a .csv/.txt list")
+    if not points:
+        raise InputError(path, "no centroids in the file")
+    for label, point in points.items():
+        _check_inside(path, volume, label, point)
+    return dict(sorted(points.items()))
+
+
+def _read_verse_json(path: Path, volume: Volume) -> dict[int, np.ndarray]:
+    """World mm of VerSe JSON centroids, whose voxel axes are those of "direction"."""
+    content = read_json(path)
+    header = content[0] if isinstance(content, list) and content else None
+    if not isinstance(header, dict) or "direction" not in header:
+        raise InputError(path, 'not a VerSe centroid file: expected a list starting with {"direction": [...]}')
+    to_file_index = _verse_to_file_index(path, header["direction"], volume)
+    points: dict[int, np.ndarray] = {}
+    for number, entry in enumerate(content[1:], start=1):
+        where = f"entry {number}"
+        if not isinstance(entry, dict) or not {"label", "X", "Y", "Z"} <= entry.keys():
+            raise InputError(path, f'{where} is not {{"label", "X", "Y", "Z"}}')
+        label = _label(path, entry["label"], where)
+        voxel = [_coordinate(path, entry[axis], where) for axis in "XYZ"]
+        _add(path, points, label, index_to_world(volume.affine @ to_file_index, voxel), where)
+    return points
+
+
+def _verse_to_file_index(path: Path, direction, volume: Volume) -> np.ndarray:
+    """(4, 4) voxel index of `volume` reoriented to the axis codes `direction` -> voxel index of `volume`."""
+    from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
+    try:
+        verse = axcodes2ornt(tuple(direction))
+    except (TypeError, ValueError):
+        verse = None
+    if verse is None or verse.shape != (3, 2) or sorted(verse[:, 0]) != [0, 1, 2]:
+        raise InputError(path, f"direction {direction!r} is not three axis codes of different axes (L/R, A/P, S/I)")
+    return inv_ornt_aff(ornt_transform(io_orientation(volume.affine), verse), volume.shape)
+
+
+def _read_centroid_list(path: Path) -> dict[int, np.ndarray]:
+    """`{label: (3,) coordinates}` from lines `label, x, y, z`, as written (voxel or world)."""
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    points: dict[int, np.ndarray] = {}
+    for number, line in enumerate(lines, start=1):
+        fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
+        if not fields or (not points and [f.lower() for f in fields] == ["label", "x", "y", "z"]):
+            continue  # blank lines and the header
+        where = f"line {number}"
+        if len(fields) != 4:
+            raise InputError(path, f"{where} has {len(fields)} fields, expected label, x, y, z")
+        label = _label(path, _number(path, fields[0], where), where)
+        _add(path, points, label, np.array([_number(path, f, where) for f in fields[1:]]), where)
+    return points
+
+
+def _number(path: Path, text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(path, f"{where}: {text!r} is not a number") from None
+    if not np.isfinite(value):
+        raise InputError(path, f"{where}: {text!r} is not a finite number")
+    return value
+
+
+def _coordinate(path: Path, value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(path, f"{where}: coordinate {value!r} is not a number")
+    return float(value)
+
+
+def _label(path: Path, value, where: str) -> int:
+    """A VerSe vertebra code from an int or an integral float (16.0, as some exporters write)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise InputError(path, f"{where}: label {value!r} is not an integer")
+    label = int(value)
+    if label not in VERTEBRA_NAMES:
+        raise InputError(path, f"{where}: label {label} is not a VerSe vertebra code (valid: {VALID_CODES})")
+    return label
+
+
+def _add(path: Path, points: dict[int, np.ndarray], label: int, point: np.ndarray, where: str) -> None:
+    if label in points:
+        raise InputError(path, f"{where}: label {label} ({VERTEBRA_NAMES[label]}) appears twice")
+    points[label] = np.asarray(point, dtype=np.float64).reshape(3)
+
+
+def _check_inside(path: Path, volume: Volume, label: int, point: np.ndarray) -> None:
+    """InputError unless the world point `point` (3,) lies within the volume's voxels (index -0.5..n-0.5)."""
+    index = world_to_index(volume.affine, point[None])[0]
+    shape = np.array(volume.shape)
+    if np.any(index < -0.5) or np.any(index > shape - 0.5):
+        raise InputError(path, f"centroid of label {label} ({VERTEBRA_NAMES[label]}) at voxel "
+                               f"{_mm(index)} is outside the volume of shape {volume.shape}")
+
+
+# ---------------------------------------------------------------- writing
 
 
 def write_nifti(path: str | os.PathLike, data: np.ndarray, like: Volume) -> None:

@@ -13,7 +13,8 @@ from torch import nn
 
 
 class MultiStartModule(nn.Module):
-    """Base class: subclasses set `groups`, mapping a group name to its parameter attribute names."""
+    """Base class: subclasses set `groups`, mapping a group name to the names of its attributes:
+    parameters, or sub-modules (all their parameters)."""
 
     groups: dict[str, tuple[str, ...]] = {}
 
@@ -26,7 +27,8 @@ class MultiStartModule(nn.Module):
         unknown = [n for n in names if n not in self.groups]
         if unknown:
             raise KeyError(f"unknown parameter group(s) {unknown}; known: {sorted(self.groups)}")
-        return [getattr(self, attr) for n in names for attr in self.groups[n]]
+        members = [getattr(self, attr) for n in names for attr in self.groups[n]]
+        return [p for m in members for p in (m.parameters() if isinstance(m, nn.Module) else [m])]
 
     @torch.no_grad()
     def expand_seeds(self, n_seeds: int) -> None:

@@ -5,8 +5,11 @@ A phase (one entry of the config's `phases` list) says
     name:      a label for logs and the manifest
     train:     parameter groups that are optimised; all others are frozen
     optimizer: a name in OPTIMIZERS (default adam)
+    group_optimizers: {group: name}: trained groups that use another optimizer than `optimizer`
+               (e.g. VectorAdam for vertices, Adam for a network), stepped together
     lr, schedule (constant | cosine), final_lr_factor (cosine ends at lr * factor)
     lr_scale:  {group: factor}: a trained group's learning rate is lr * factor (default 1)
+    optimizer_options: keyword arguments of the optimizer(s), e.g. {betas: [0.9, 0.9]}
     steps:     the maximum number of steps
     stop:      {patience, rtol}: stop early once the best loss has not improved by a relative rtol
                for `patience` steps (patience 0 runs every step)
@@ -38,10 +41,12 @@ import torch
 from invrender.core.losses import weighted_losses
 from invrender.core.optim.largesteps import AdamUniform
 from invrender.core.optim.multistart import MultiStartModule
+from invrender.core.optim.vectoradam import VectorAdam
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adam_uniform": AdamUniform,
+    "vector_adam": VectorAdam,
 }
 
 
@@ -119,7 +124,7 @@ class _Part:
 
     spec: Mapping[str, Any]  # the phase's settings with the part's own on top
     params: list[torch.nn.Parameter]
-    optimizer: torch.optim.Optimizer
+    optimizers: list[torch.optim.Optimizer]
     lr: float
     weights: Mapping[str, float]
     every: int
@@ -131,13 +136,23 @@ def _make_part(model: MultiStartModule, spec: Mapping[str, Any], weights: Mappin
     unknown = sorted(set(lr_scale) - set(train_groups))
     if unknown:
         raise ValueError(f"lr_scale names group(s) {unknown} that phase {spec.get('name', 'phase')!r} does not train")
-    optimizer_name = spec.get("optimizer", "adam")
-    if optimizer_name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer_name!r}; known: {', '.join(OPTIMIZERS)}")
+    group_optimizers = dict(spec.get("group_optimizers") or {})
+    unknown = sorted(set(group_optimizers) - set(train_groups))
+    if unknown:
+        raise ValueError(f"group_optimizers names group(s) {unknown} that phase {spec.get('name', 'phase')!r} does not train")
+    chosen = {g: group_optimizers.get(g, spec.get("optimizer", "adam")) for g in train_groups}
+    for name in chosen.values():
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     lr = float(spec["lr"])
-    param_groups = [{"params": model.parameter_groups([g]), "lr_factor": float(lr_scale.get(g, 1.0))} for g in train_groups]
-    optimizer = OPTIMIZERS[optimizer_name]([g for g in param_groups if g["params"]], lr=lr)
-    return _Part(spec, model.parameter_groups(train_groups), optimizer, lr, dict(spec.get("loss") or weights), int(spec.get("every", 1)))
+    options = {k: v if isinstance(v, (int, float, str)) else tuple(v) for k, v in (spec.get("optimizer_options") or {}).items()}
+    optimizers = []
+    for name in dict.fromkeys(chosen.values()):  # one optimizer per distinct name, in group order
+        param_groups = [{"params": model.parameter_groups([g]), "lr_factor": float(lr_scale.get(g, 1.0))} for g in train_groups if chosen[g] == name]
+        param_groups = [g for g in param_groups if g["params"]]
+        if param_groups:
+            optimizers.append(OPTIMIZERS[name](param_groups, lr=lr, **options))
+    return _Part(spec, model.parameter_groups(train_groups), optimizers, lr, dict(spec.get("loss") or weights), int(spec.get("every", 1)))
 
 
 def _run_phase(model, objective, phase, weights, generator, select_by, on_step) -> PhaseRecord:
@@ -172,15 +187,17 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
                 p.requires_grad_(False)
             for p in part.params:
                 p.requires_grad_(True)
-            for group in part.optimizer.param_groups:
-                group["lr"] = part.lr * group["lr_factor"] * _learning_rate_factor(part.spec, step, n_steps)
+            lr_factor = _learning_rate_factor(part.spec, step, n_steps)
+            for group in (g for optimizer in part.optimizers for g in optimizer.param_groups):
+                group["lr"] = part.lr * group["lr_factor"] * lr_factor
             total, _ = weighted_losses(objective(model, context(step, part)), part.weights)
             loss = total.sum()
             if not torch.isfinite(loss):
                 diverged = True
                 break
             last_good = [p.detach().clone() for p in model.parameters()]
-            part.optimizer.zero_grad(set_to_none=True)
+            for optimizer in part.optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if eta > 0:
                 sigma = math.sqrt(eta / (1.0 + step) ** gamma)
@@ -188,7 +205,8 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
                     if p.grad is None:  # a trained parameter the loss does not use (e.g. an empty group)
                         continue
                     p.grad.add_(torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype), alpha=sigma)
-            part.optimizer.step()
+            for optimizer in part.optimizers:
+                optimizer.step()
             value = float(total.detach().min()) if value is None else value  # the first part's loss leads
         if diverged:
             break

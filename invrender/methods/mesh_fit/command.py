@@ -14,21 +14,9 @@ from invrender.core.geometry.meshes import check_inside, read_mesh, write_mesh
 from invrender.core.io import InputError, read_image, read_voxel_size, write_json, write_png, write_tiff
 from invrender.core.overlay import plot_series
 from invrender.core.render.psf import principal_axes
-from invrender.inputs import InputItem
+from invrender.inputs import InputItem, parse_voxel_size
 from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, check_losses_and_renderer, run_method, with_shared_options
 from invrender.runner import Job, StepCallback
-
-
-def parse_voxel_size(text: str | None) -> tuple[float, float, float] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(np.isfinite(values)) or min(values) <= 0:
-        raise ConfigError(f"--voxel-size {text!r}: expected three positive numbers z,y,x")
-    return values
 
 
 def output_paths(out: Path, image: Path, multi_material: bool) -> dict[str, Path]:

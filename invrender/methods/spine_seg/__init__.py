@@ -1,0 +1,13 @@
+"""spine-seg / spine-template: vertebra segmentation of CT without training, by fitting a
+deformable spine template with a learned appearance (Kim and Park, SPIE Medical Imaging 2024)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Entry point of the `invrender.methods` group: add this method's commands to the CLI."""
+    from invrender.methods.spine_seg.command import spine_seg
+    from invrender.methods.spine_seg.template import spine_template
+
+    app.command("spine-seg")(spine_seg)
+    app.command("spine-template")(spine_template)

@@ -1,0 +1,136 @@
+"""`invrender spine-seg`: jobs, outputs and the command line of the method.
+
+An input is a CT: NIfTI (`.nii`, `.nii.gz`), a DICOM series folder, or a 3D TIFF with
+`--voxel-size`. Outputs in `--out`, named after the input's stem:
+`<stem>.labels.nii.gz` (on the input's grid and affine, VerSe codes), `<stem>.<C1..L6>.ply` (one
+mesh per vertebra, world mm, the template's vertex order), `<stem>.slices.png` (mid-sagittal and
+coronal slices with the contours) and `<stem>.metrics.json` (written last: it marks a complete set;
+Dice per label when `--gt` is given).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from omegaconf import DictConfig
+
+from invrender.config import ConfigError
+from invrender.core.geometry.meshes import Mesh, write_mesh
+from invrender.core.io import write_json, write_png
+from invrender.core.metrics import dice_per_label
+from invrender.core.volumes import NIFTI_SUFFIXES, check_same_grid, read_centroids, read_label_volume, read_volume, vertebra_name, write_nifti
+from invrender.inputs import InputItem, parse_voxel_size
+from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.methods.spine_seg.fit import fit_spine, label_volume
+from invrender.methods.spine_seg.slices import slice_sheet
+from invrender.methods.spine_seg.template import default_template_path, load_template
+from invrender.runner import Job, StepCallback
+
+CENTROID_SPACES = ("auto", "voxel", "world")
+
+
+def input_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (*NIFTI_SUFFIXES, ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def output_paths(out: Path, ct: Path, labels: list[int]) -> dict[str, Path]:
+    """What a job writes; the last entry is written last and marks a complete set."""
+    stem = input_stem(ct)
+    meshes = {f"mesh_{label}": out / f"{stem}.{vertebra_name(label)}.ply" for label in labels}
+    return {"labels": out / f"{stem}.labels.nii.gz", **meshes, "slices": out / f"{stem}.slices.png", "metrics": out / f"{stem}.metrics.json"}
+
+
+def segment_file(ct_path: Path, centroids_path: Path, space: str, gt_path: Path | None, voxel_size, out: Path, cfg: DictConfig, seed: int,
+                 on_step: StepCallback) -> dict:
+    volume = read_volume(ct_path, voxel_size)
+    centroids = read_centroids(centroids_path, volume, space)
+    truth = None
+    if gt_path is not None:
+        truth = read_label_volume(gt_path)
+        check_same_grid(volume, truth, gt_path)
+    template = load_template(Path(cfg.template) if cfg.template else default_template_path())
+    fit = fit_spine(volume, centroids, template, cfg, seed, on_step)
+    labels = label_volume(volume, fit)
+
+    paths = output_paths(out, ct_path, fit.labels)
+    write_nifti(paths["labels"], labels, volume)
+    for label, vertices in zip(fit.labels, fit.vertices):
+        write_mesh(paths[f"mesh_{label}"], Mesh(vertices, fit.faces))
+    write_png(paths["slices"], slice_sheet(volume, labels, np.stack([centroids[label] for label in fit.labels])))
+    final = fit.phases[-1].final if fit.phases else {}
+    metrics = {"vertebrae": {vertebra_name(label): label for label in fit.labels}, "final_losses": final, "steps": len(fit.losses),
+               "voxels": {vertebra_name(label): int((labels == label).sum()) for label in fit.labels}}
+    if truth is not None:
+        dice = dice_per_label(labels, truth.data, fit.labels)
+        metrics["dice"] = {vertebra_name(label): value for label, value in dice.items()}
+        metrics["mean_dice"] = float(np.mean(list(dice.values())))
+    if fit.warning:
+        metrics["warning"] = fit.warning
+    write_json(paths["metrics"], metrics)
+    result = {"outputs": [str(p) for p in paths.values()], "loss": final.get("appearance_l1"), "vertebrae": len(fit.labels),
+              "phases": [p.__dict__ for p in fit.phases]}
+    if truth is not None:
+        result["mean_dice"] = metrics["mean_dice"]
+    if fit.warning:
+        result["warning"] = fit.warning
+    return result
+
+
+def check_config(cfg: DictConfig, device) -> None:
+    from invrender.core.losses import check_weights
+
+    if device.type != "cpu":  # libigl's queries run on the CPU; the rest is small
+        raise ConfigError(f"spine-seg runs on the CPU (asked for {device})")
+    try:
+        check_weights(cfg.loss)
+    except ValueError as err:
+        raise ConfigError(f"config loss: {err}") from None
+    if cfg.template:
+        load_template(Path(cfg.template))  # an unusable template is bad input before any job starts
+
+
+def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
+    centroids = context.options.get("centroids")
+    if centroids is None:
+        raise ConfigError(f"{item.source}: no --centroids (give them, or a centroids column in a CSV input list)")
+    gt, space, voxel_size = context.options.get("gt"), context.options.get("centroid_space", "auto"), context.options.get("voxel_size")
+    def work(on_step: StepCallback) -> dict:
+        return segment_file(item.path, centroids, space, gt, voxel_size, context.out, cfg, context.seed, on_step)
+
+    paths = output_paths(context.out, item.path, [])  # the meshes' names depend on the centroids, read by the job
+    return Job(str(item.path), [paths["labels"], paths["slices"], paths["metrics"]], work)
+
+
+def check_inputs(items: list[InputItem], options: dict) -> None:
+    if options.get("centroid_space") not in CENTROID_SPACES:
+        raise ConfigError(f"--centroid-space {options.get('centroid_space')!r}: expected one of {', '.join(CENTROID_SPACES)}")
+    for key in ("centroids", "gt"):
+        if options.get(key) is not None and len(items) > 1:
+            raise ConfigError(f"--{key}: with several CTs, give each its own in a CSV input list (column {key})")
+
+
+SPEC = MethodSpec("spine-seg", "spine_seg", make_job, check_config, check_inputs, input_suffixes=(*NIFTI_SUFFIXES, ".tif", ".tiff"),
+                  input_options={"centroids": Path, "gt": Path}, keep_folders=True)
+
+
+@with_shared_options
+def spine_seg(
+    arguments: Arguments,
+    centroids: Annotated[Optional[Path], typer.Option("--centroids", help="Vertebral body centroids: VerSe JSON, or a CSV/text list 'label, x, y, z'.")] = None,
+    centroid_space: Annotated[str, typer.Option("--centroid-space", help="auto (VerSe JSON: voxels) | voxel | world (mm) for a plain list.")] = "auto",
+    gt: Annotated[Optional[Path], typer.Option("--gt", help="A vertebra label mask on the CT's grid: Dice per label in <stem>.metrics.json.")] = None,
+    voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="z,y,x in mm, for a 3D TIFF without it in its metadata.")] = None,
+    shared: SharedOptions = SharedOptions(),
+) -> None:
+    """Label every vertebra of a spine CT without training: fit a deformable template mesh per
+    vertebra with a learned appearance (Kim and Park). Folders are read as DICOM series."""
+    options = {"centroids": centroids, "centroid_space": centroid_space, "gt": gt, "voxel_size": parse_voxel_size(voxel_size)}
+    raise typer.Exit(run_method(SPEC, arguments, shared, [], options))
+

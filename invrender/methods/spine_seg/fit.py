@@ -1,0 +1,207 @@
+"""Fitting the deformable spine to a CT: the region and its coarse-to-fine copies, the points the
+image is compared at, the objective, and the label volume of the fitted meshes.
+
+Each step draws points on and around every vertebra's current surface (area-uniform on the faces,
+then Gaussian offsets of the configured widths, mm), takes their signed distance to the vertebra
+and its chain neighbours (libigl; the gradient reaches the vertices), and compares the appearance
+model's intensity at the union distance with the CT sampled there (L1). The CT is low-passed by a
+Gaussian whose width follows the phases' `blur` ramp (mm), precomputed at `coarse_to_fine.levels`
+widths.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from scipy.ndimage import gaussian_filter
+
+from invrender.core.io import normalise_intensity
+from invrender.core.optim.phases import OptimisationDiverged, PhaseContext, PhaseRecord, run_phases
+from invrender.core.render.sampling import VolumeSampler
+from invrender.core.render.sdf import mesh_to_mask, signed_distance
+from invrender.core.volumes import Volume, index_to_world, world_to_index
+from invrender.methods.spine_seg.model import Appearance, SpineModel, vertex_normals
+from invrender.methods.spine_seg.template import Template, vertebra_frames
+
+log = logging.getLogger("invrender")
+
+
+def crop_around(volume: Volume, points: np.ndarray, margin: float) -> Volume:
+    """The sub-volume covering `points` (N, 3) world mm plus `margin` mm, with its own affine."""
+    index = world_to_index(volume.affine, points)
+    reach = margin / volume.spacing
+    low = np.clip(np.floor(index.min(axis=0) - reach), 0, None).astype(int)
+    high = np.minimum(np.ceil(index.max(axis=0) + reach).astype(int) + 1, volume.shape)
+    data = volume.data[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
+    affine = volume.affine.copy()
+    affine[:3, 3] = index_to_world(volume.affine, low[None])[0]
+    return Volume(np.ascontiguousarray(data), affine, volume.path)
+
+
+def blurred_samplers(volume: Volume, sigmas: list[float]) -> list[VolumeSampler]:
+    """One sampler per blur width (mm) of the intensity and its world gradient (per mm):
+    channels (intensity, d/dx, d/dy, d/dz)."""
+    to_world = np.linalg.inv(volume.affine)[:3, :3].T  # d/dx = sum_i (d index_i / dx) d/d index_i
+    samplers = []
+    for sigma in sigmas:
+        blurred = gaussian_filter(volume.data, sigma / volume.spacing) if sigma > 0 else volume.data
+        index_gradient = np.stack(np.gradient(blurred), axis=-1)  # (I, J, K, 3) per voxel step
+        world_gradient = np.moveaxis(index_gradient @ to_world.T, -1, 0)
+        channels = np.concatenate([blurred[None], world_gradient]).astype(np.float32)
+        samplers.append(VolumeSampler(torch.from_numpy(channels), volume.affine))
+    return samplers
+
+
+def sample_around_surfaces(vertices: torch.Tensor, faces: torch.Tensor, count: int, sigmas: list[float], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, count, 3) points per mesh of (M, V, 3) vertices: uniform on the surface by area, then
+    offset by isotropic Gaussians, an equal share of the points for each width in `sigmas` (mm);
+    and (M, count) the length of each offset, a bound on the point's distance to its own surface."""
+    corners = vertices[:, faces]  # (M, F, 3, 3)
+    areas = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1).norm(dim=-1)
+    face = torch.multinomial(areas, count, replacement=True, generator=generator)  # (M, count)
+    u, v = torch.rand(2, *face.shape, 1, generator=generator)
+    flip = (u + v) > 1  # fold the unit square onto the triangle
+    u, v = torch.where(flip, 1 - u, u), torch.where(flip, 1 - v, v)
+    chosen = torch.gather(corners, 1, face[..., None, None].expand(-1, -1, 3, 3))
+    points = chosen[:, :, 0] + u * (chosen[:, :, 1] - chosen[:, :, 0]) + v * (chosen[:, :, 2] - chosen[:, :, 0])
+    widths = torch.tensor(sigmas, dtype=points.dtype)[torch.arange(count) % len(sigmas)]
+    offsets = torch.randn(points.shape, generator=generator, dtype=points.dtype) * widths[:, None]
+    return points + offsets, offsets.norm(dim=-1)
+
+
+def chain_distances(points: torch.Tensor, reach: torch.Tensor, vertices: torch.Tensor, faces: np.ndarray, sign: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The union signed distance (M, N) of each mesh's points `points` (M, N, 3) to the meshes of
+    a chain, (M, V, 3) vertices; and the overlap depth sum_j relu(-d_own) relu(-d_j) over the
+    chain neighbours j (M, N), mm^2.
+
+    A point of mesh m is within `reach` (M, N) of its own surface, so a neighbour changes its union
+    distance or overlap only if the point lies within `reach` of the neighbour's bounding box;
+    only those points are queried against the neighbour, and every mesh is queried once with all
+    the points it needs (libigl builds its search trees per call).
+    """
+    n_meshes = len(vertices)
+    low, high = vertices.detach().amin(1), vertices.detach().amax(1)  # (M, 3) bounding boxes
+    queries: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(n_meshes)]  # per mesh: (point set, which points)
+    for m in range(n_meshes):
+        queries[m].append((m, torch.ones(points.shape[1], dtype=torch.bool)))
+        for j in (m - 1, m + 1):
+            if 0 <= j < n_meshes:
+                gap = (torch.relu(low[j] - points[m]) + torch.relu(points[m] - high[j])).norm(dim=-1)
+                queries[j].append((m, gap <= reach[m]))
+    union = [None] * n_meshes
+    neighbour_min = [torch.full(points.shape[1:2], torch.inf, dtype=points.dtype) for _ in range(n_meshes)]
+    overlap_depth = [torch.zeros(points.shape[1], dtype=points.dtype) for _ in range(n_meshes)]
+    own_depth = {}
+    for j in range(n_meshes):
+        selected = torch.cat([points[m][mask] for m, mask in queries[j]])
+        distances = signed_distance(selected, vertices[j], faces, sign=sign).split([int(mask.sum()) for _, mask in queries[j]])
+        for (m, mask), d in zip(queries[j], distances):
+            if m == j:
+                union[m] = d
+                own_depth[m] = torch.relu(-d)
+            else:
+                neighbour_min[m] = neighbour_min[m].masked_scatter(mask, torch.minimum(neighbour_min[m][mask], d))
+                overlap_depth[m] = overlap_depth[m].masked_scatter(mask, overlap_depth[m][mask] + torch.relu(-d))
+    union = torch.stack([torch.minimum(union[m], neighbour_min[m]) for m in range(n_meshes)])
+    overlap = torch.stack([own_depth[m] * overlap_depth[m] for m in range(n_meshes)])
+    return union, overlap
+
+
+@dataclass
+class SpineFit:
+    labels: list[int]  # VerSe code of each vertebra, in chain order
+    vertices: np.ndarray  # (M, V, 3) world mm
+    faces: np.ndarray  # (F, 3)
+    phases: list[PhaseRecord]
+    losses: list[float] = field(default_factory=list)
+    warning: str | None = None
+
+
+def build_model(template: Template, centroids: dict[int, np.ndarray], cfg: DictConfig, seed: int) -> tuple[list[int], SpineModel]:
+    """The spine model placed on the centroids (chain order: cranial first), and its labels."""
+    labels = sorted(centroids)
+    frames = vertebra_frames(centroids)
+    k = min(int(cfg.shape.modes), template.eigenvectors.shape[1])
+    appearance_cfg = cfg.appearance
+    appearance = Appearance(int(appearance_cfg.frequencies), float(appearance_cfg.scale), float(appearance_cfg.max_frequency),
+                            int(appearance_cfg.hidden), seed)
+    model = SpineModel(template.vertices, template.faces, template.eigenvectors[:, :k], template.eigenvalues[:k], template.masses,
+                       template.reference_spacing, np.stack([centroids[label] for label in labels]),
+                       np.stack([frames[label][0] for label in labels]), np.array([frames[label][1] for label in labels]), appearance)
+    return labels, model
+
+
+def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Template, cfg: DictConfig, seed: int, on_step=None) -> SpineFit:
+    """Fit one template per centroid to `volume` (a CT in any units: it is normalised here)."""
+    torch.manual_seed(seed)
+    labels, model = build_model(template, centroids, cfg, seed)
+    with torch.no_grad():
+        extent = model.world()[0].reshape(-1, 3).numpy()
+    region = crop_around(volume, extent, float(cfg.region.margin))
+    region.data, _, _ = normalise_intensity(region.data, *cfg.region.percentiles)
+    widest = max([float(phase.ramps.blur.start) for phase in cfg.phases if "blur" in (phase.get("ramps") or {})], default=0.0)
+    widths = np.linspace(widest, 0.0, int(cfg.coarse_to_fine.levels)).tolist()
+    samplers = blurred_samplers(region, widths)
+    generator = torch.Generator().manual_seed(seed)
+    points_cfg = cfg.points
+    per_mesh = max(1, int(points_cfg.count) // model.n_vertebrae)
+    faces_np = template.faces
+
+    def objective(model: SpineModel, context: PhaseContext) -> dict:
+        model.set_spectral_step(context.ramps.get("alpha", 0.0))
+        sigma = context.ramps.get("blur", 0.0)
+        sampler = samplers[int(np.argmin([abs(w - sigma) for w in widths]))]
+        world = model.world()  # (1, M, V, 3)
+        with torch.no_grad():
+            points, reach = sample_around_surfaces(world[0], model.faces, per_mesh, list(points_cfg.sigmas), generator)
+        union, overlap = chain_distances(points, reach, world[0], faces_np, str(cfg.sdf.sign))
+        union, overlap = union.reshape(1, -1), overlap.reshape(1, -1)
+        sampled = sampler(points.reshape(-1, 3))[:, 0][None]
+        at_vertices = sampler(world.reshape(-1, 3))[:, 1:].reshape(world.shape)
+        return {"predicted": model.appearance(union), "sampled": sampled, "shape": model.canonical(), "edges": model.edges,
+                "normals": vertex_normals(world, model.faces), "image_gradient": at_vertices, "overlap": overlap,
+                "coefficients": model.coefficients, "eigenvalues": model.eigenvalues}
+
+    losses: list[float] = []
+
+    def record_step(phase: str, step: int, n_steps: int, loss: float) -> None:
+        losses.append(loss)
+        if on_step is not None:
+            on_step(phase, step, n_steps, loss)
+
+    warning = None
+    try:
+        phases = run_phases(model, objective, list(cfg.phases), dict(cfg.loss), seed=seed, select_by="appearance_l1", on_step=record_step)
+    except OptimisationDiverged as err:
+        warning, phases = str(err), []
+        log.warning("%s", warning)
+    with torch.no_grad():
+        vertices = model.world()[0].double().numpy()
+    return SpineFit(labels, vertices, np.asarray(template.faces), phases, losses, warning)
+
+
+def label_volume(volume: Volume, fit: SpineFit) -> np.ndarray:
+    """(I, J, K) int16 on the volume's grid: each voxel centre inside a fitted mesh takes its label;
+    where meshes overlap, the one the voxel is deeper inside wins."""
+    labels = np.zeros(volume.shape, dtype=np.int16)
+    owner = np.full(volume.shape, -1, dtype=np.int32)  # which mesh (chain index) holds the voxel
+    for m, (label, vertices) in enumerate(zip(fit.labels, fit.vertices)):
+        inside = mesh_to_mask(vertices, fit.faces, volume.affine, volume.shape)
+        contested = inside & (owner >= 0)
+        if contested.any():
+            index = np.argwhere(contested)
+            points = torch.from_numpy(index_to_world(volume.affine, index))
+            mine = signed_distance(points, torch.from_numpy(vertices), fit.faces).numpy()
+            theirs = np.empty(len(index))
+            previous = owner[contested]
+            for other in np.unique(previous):
+                rows = previous == other
+                theirs[rows] = signed_distance(points[rows], torch.from_numpy(fit.vertices[other]), fit.faces).numpy()
+            lost = index[mine >= theirs]
+            inside[lost[:, 0], lost[:, 1], lost[:, 2]] = False
+        labels[inside], owner[inside] = label, m
+    return labels
