@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-batch bench-meshft bench-acdr bench-cell-seg clean
+.PHONY: install demo test test-all bench bench-batch bench-meshft bench-acdr bench-cell-seg bench-spine-seg clean
 
 install: $(STAMP)
 
@@ -42,6 +42,9 @@ bench-acdr: install
 
 bench-cell-seg: install
 	$(BIN)/python bench/cell_seg.py
+
+bench-spine-seg: install
+	$(BIN)/python bench/spine_seg.py
 
 clean:
 	rm -rf demo-out .pytest_cache

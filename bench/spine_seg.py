@@ -2,11 +2,13 @@
 
 For each seed, `invrender synth ct` makes a 1 mm CT of the real VerSe mask (verse004, T9-L5) through
 a random smooth deformation (up to --deform mm, plus a small rigid motion), with the field of view
-of --levels (default L1-L5: 5 vertebrae; the neighbours' bone stays in the image). `spine-seg` then
-fits the shipped template (built from the same subject's mask: see the caveat in the README) from
-the moved body centroids of those levels only, through the command line, with the default config,
-and the Dice per level (VerSe's 2|A and B| / (|A| + |B|)) is read from its metrics.json. In the same
-run, the baseline without fitting: the template placed on the centroids (`phases.0.steps=0`).
+of --levels plus 20 mm (default L1-L5). As in VerSe, the centroids of every vertebra whose body
+centroid lies in the field of view are given (for L1-L5 also T12, most of which is in view: a
+vertebra left out would be taken for its neighbour's bone), and all of them are fitted and scored.
+`spine-seg` fits the shipped template (built from the same subject's mask: see the caveat in the
+README) through the command line with the default config, and the Dice per level (VerSe's
+2|A and B| / (|A| + |B|), on the CT's grid) is read from its metrics.json. In the same run, the
+baseline without fitting: the template placed on the centroids (`phases.0.steps=0`).
 
     python bench/spine_seg.py [--seeds 0 1] [--levels 20-24] [--deform 4] [overrides ...]
 """
@@ -35,14 +37,6 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def keep_levels(path: Path, levels: tuple[int, int], out: Path) -> Path:
-    """A copy of a VerSe centroid file with only the labels in `levels`."""
-    entries = json.loads(path.read_text())
-    kept = [e for e in entries if "label" not in e or levels[0] <= e["label"] <= levels[1]]
-    out.write_text(json.dumps(kept))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -50,7 +44,6 @@ def main() -> None:
     parser.add_argument("--deform", type=float, default=4.0)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    levels = tuple(int(v) for v in args.levels.split("-"))
     rows: dict[str, dict[int, float]] = {}
     seconds: dict[str, float] = {}
     for seed in args.seeds:
@@ -59,22 +52,21 @@ def main() -> None:
              "--deform", str(args.deform), "--seed", str(seed), "--out", str(data)])
         ct = next(data.glob("*_ct.nii.gz"))
         name = ct.name.removesuffix("_ct.nii.gz")
-        centroids = keep_levels(data / f"{name}_ctd.json", levels, data / f"{name}_ctd_levels.json")
-        common = [str(ct), "--centroids", str(centroids), "--gt", str(data / f"{name}_msk.nii.gz"), "--device", "cpu", "-q"]
+        common = [str(ct), "--centroids", str(data / f"{name}_ctd.json"), "--gt", str(data / f"{name}_msk.nii.gz"), "--device", "cpu", "-q"]
         for kind, extra in (("template on the centroids (no fit)", ["phases.0.steps=0"]), ("spine-seg fit", [])):
             out = OUT / f"{kind.split()[0]}-s{seed}"
             key = f"{kind}, seed {seed}"
             seconds[key] = run([*INVRENDER, "spine-seg", *common, "--out", str(out), *extra, *args.overrides])
             metrics = json.loads((out / f"{ct.name.removesuffix('.nii.gz')}.metrics.json").read_text())
             rows[key] = metrics["dice"]
-    names = list(next(iter(rows.values())))
+    names = sorted({n for dice in rows.values() for n in dice}, key=lambda n: ("CTLS".index(n[0]), int(n[1:])))
     print(f"synthetic CTs of verse004 at 1 mm, levels {args.levels}, deformation up to {args.deform:g} mm, 2 CPU threads; "
           f"overrides: {' '.join(args.overrides) or 'none'}")
     print()
     print("| run | " + " | ".join(names) + " | mean Dice | seconds |")
     print("| --- | " + " | ".join("---" for _ in names) + " | --- | --- |")
     for key, dice in rows.items():
-        print(f"| {key} | " + " | ".join(f"{dice[n]:.3f}" for n in names) + f" | {np.mean(list(dice.values())):.3f} | {seconds[key]:.0f} |")
+        print(f"| {key} | " + " | ".join(f"{dice[n]:.3f}" if n in dice else "-" for n in names) + f" | {np.mean(list(dice.values())):.3f} | {seconds[key]:.0f} |")
 
 
 if __name__ == "__main__":

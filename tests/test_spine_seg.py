@@ -96,8 +96,12 @@ def test_volume_sampler_matches_scipy_trilinear_on_an_oblique_grid():
     affine[:3, 3] = [10.0, -4.0, 3.0]
     index = rng.uniform([0, 0, 0], [6, 8, 4], size=(50, 3))
     points = index @ affine[:3, :3].T + affine[:3, 3]
-    sampled = VolumeSampler(torch.from_numpy(data), affine)(torch.from_numpy(points))[:, 0].numpy()
+    sampler = VolumeSampler(torch.from_numpy(data), affine)
+    sampled = sampler(torch.from_numpy(points))[:, 0].numpy()
     assert np.allclose(sampled, map_coordinates(data, index.T, order=1), atol=1e-12)
+    outside = np.array([[-0.1, 3, 3], [6.1, 3, 3], [3, 8.2, 2], [3, 3, 4.0]]) @ affine[:3, :3].T + affine[:3, 3]
+    assert sampler.inside(torch.from_numpy(points)).all()
+    assert sampler.inside(torch.from_numpy(outside)).tolist() == [False, False, False, True]
 
 
 def test_crop_keeps_world_positions():
@@ -167,6 +171,8 @@ def test_mesh_losses_by_hand():
     value = LOSSES["spectral_variance"]({"coefficients": coefficients, "eigenvalues": torch.tensor([0.0, 4.0])})
     assert value.item() == pytest.approx(8.0)  # |0.5 * 2|^2... twice: 4 * 1 for (0,1) and 4 * 1 for (1,2)
     assert LOSSES["appearance_l1"]({"predicted": torch.tensor([[1.0, 2.0]]), "sampled": torch.tensor([[0.0, 4.0]])}).item() == 1.5
+    known = torch.tensor([False, True])  # a point outside the image does not count
+    assert LOSSES["appearance_l1"]({"predicted": torch.tensor([[1.0, 2.0]]), "sampled": torch.tensor([[0.0, 4.0]]), "known": known}).item() == 2.0
 
 
 def test_vertex_normals_of_a_sphere_point_outwards():
@@ -221,14 +227,17 @@ def test_chain_distances_equal_querying_every_point_against_every_neighbour():
     faces = np.asarray(sphere.faces)
     vertices = torch.tensor(np.stack([np.asarray(sphere.vertices) * [1.0, 1.0, 0.8] + [0, 0, 10.0 * m] for m in range(4)]), requires_grad=True)
     points, reach = sample_around_surfaces(vertices.detach(), torch.tensor(faces), 500, [1.0, 4.0, 10.0], torch.Generator().manual_seed(1))
-    union, overlap = chain_distances(points, reach, vertices, faces, "fast_winding_number")
+    from invrender.core.render.sdf import DistancePool
+
+    with DistancePool(2) as pool:  # the queries in two worker processes give what one process gives
+        union, overlap = chain_distances(list(points), list(reach), vertices, faces, "fast_winding_number", pool)
     expected_union, expected_overlap = [], []
     for m in range(4):
         around = [j for j in (m - 1, m, m + 1) if 0 <= j < 4]
         d = {j: signed_distance(points[m], vertices[j], faces) for j in around}
         expected_union.append(torch.stack(list(d.values())).min(0).values)
         expected_overlap.append(sum(torch.relu(-d[m]) * torch.relu(-d[j]) for j in around if j != m))
-    expected_union, expected_overlap = torch.stack(expected_union), torch.stack(expected_overlap)
+    expected_union, expected_overlap = torch.cat(expected_union), torch.cat(expected_overlap)
     assert (expected_overlap > 0).sum() > 50  # the spheres do overlap
     assert torch.allclose(union, expected_union) and torch.allclose(overlap, expected_overlap)
     weights = torch.randn(union.shape, generator=torch.Generator().manual_seed(2), dtype=union.dtype)

@@ -155,9 +155,12 @@ def mask_overlap(q: Quantities) -> torch.Tensor:
 
 @register_loss("appearance_l1")
 def appearance_l1(q: Quantities) -> torch.Tensor:
-    """Mean |predicted - sampled| over points: the appearance model's intensity at each point's
-    signed distance against the image sampled there, `predicted` and `sampled` (S, N)."""
-    return (q["predicted"] - q["sampled"]).abs().mean(-1)
+    """Mean |predicted - sampled| over the points where the image is known (`known` (N,) bool, all
+    if absent): the appearance model's intensity at each point's signed distance against the image
+    sampled there, `predicted` and `sampled` (S, N)."""
+    error = (q["predicted"] - q["sampled"]).abs()
+    known = q.get("known")
+    return error.mean(-1) if known is None else error[:, known].mean(-1)
 
 
 @register_loss("edge_length")

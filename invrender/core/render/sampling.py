@@ -25,7 +25,14 @@ class VolumeSampler:
         self.offset = inverse[:3, 3] * (2.0 / (sizes - 1)) - 1.0
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
-        grid = points.to(self.volume.dtype) @ self.linear.T + self.offset  # (N, 3) normalised i, j, k
-        grid = grid.flip(-1)[None, None, None]  # grid_sample wants (x, y, z) = (K, J, I) order
+        grid = self.normalised(points).flip(-1)[None, None, None]  # grid_sample wants (x, y, z) = (K, J, I) order
         values = torch.nn.functional.grid_sample(self.volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
         return values[0, :, 0, 0].T  # (N, C)
+
+    def inside(self, points: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: the points within the volume (between its end voxels' centres)."""
+        return (self.normalised(points).abs() <= 1.0).all(-1)
+
+    def normalised(self, points: torch.Tensor) -> torch.Tensor:
+        """(N, 3) grid_sample's coordinates (-1 and 1 at the end voxels' centres) in i, j, k order."""
+        return points.to(self.volume.dtype) @ self.linear.T + self.offset

@@ -23,6 +23,9 @@ libigl's signed value is used for its sign only: for the winding-number sign typ
 (1 - 2 w) |p - c|, exact only where the winding number w is exactly 0 or 1, and the fast winding number
 is evaluated in single precision. The distance itself is |p - c| from libigl's closest point, in float64.
 
+`signed_distances` answers several (points, mesh) queries at once, optionally spread over worker
+processes (`DistancePool`): libigl's queries hold Python's lock, so threads would not overlap them.
+
 Shapes and units: points (N, 3) and vertices (V, 3) in the same units (world mm for CT); faces (F, 3)
 vertex indices; distances (N,) in those units. `mesh_to_mask` rasterises a mesh onto a voxel grid by
 the winding number at the voxel centres.
@@ -82,11 +85,44 @@ def _outward_normals(corners: np.ndarray, vertices: np.ndarray, faces: np.ndarra
     return orientation * n / np.where(length > 0, length, 1.0)
 
 
+def _query(P: np.ndarray, V: np.ndarray, F: np.ndarray, sign_type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """libigl's answer for points P against the mesh (V, F): signed value S (its sign is used),
+    closest face I, closest point C. A module-level function so that worker processes can run it."""
+    S, face, C, _ = igl.signed_distance(P, V, F, sign_type)
+    return S, face, C
+
+
+class DistancePool:
+    """Worker processes for libigl's queries (`workers` > 1), as a context manager; with one worker
+    the queries run here. The workers are started once (spawned: no fork of a threaded parent)."""
+
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+        self.executor = None
+
+    def __enter__(self) -> "DistancePool":
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+            self.executor = None
+
+    def map(self, jobs: list[tuple]) -> list[tuple]:
+        if self.executor is None or len(jobs) < 2:
+            return [_query(*job) for job in jobs]
+        return list(self.executor.map(_query, *zip(*jobs)))
+
+
 class _SignedDistance(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, points, vertices, faces, sign_type):
-        P, V = _numpy(points, np.float64), _numpy(vertices, np.float64)
-        S, face, C, _ = igl.signed_distance(P, V, faces, sign_type)
+    def forward(ctx, points, vertices, faces, query):
+        P, V, (S, face, C) = query  # float64 copies of points and vertices, and libigl's answer
         s = np.where(S < 0, -1.0, 1.0)
         r = P - C
         dist = np.linalg.norm(r, axis=1)
@@ -124,15 +160,26 @@ def signed_distance(points: torch.Tensor, vertices: torch.Tensor, faces, sign: s
     """Signed distance (N,) from `points` (N, 3) to the closed mesh (`vertices` (V, 3), `faces` (F, 3)
     int array or LongTensor): positive outside, negative inside. Differentiable in points and vertices;
     the result has the points' dtype and device. `sign`: "fast_winding_number" (robust to small holes,
-    fast), "winding_number" (exact) or "pseudonormal" (needs a watertight, manifold mesh)."""
+    fast), "winding_number" (exact) or "pseudonormal" (needs a watertight, manifold mesh that does not
+    intersect itself: a deforming mesh that folds gets wrong signs)."""
+    return signed_distances([(points, vertices)], faces, sign)[0]
+
+
+def signed_distances(queries: list[tuple[torch.Tensor, torch.Tensor]], faces, sign: str = "fast_winding_number",
+                     pool: DistancePool | None = None) -> list[torch.Tensor]:
+    """`signed_distance` for several (points (N_q, 3), vertices (V, 3)) queries against meshes of
+    one connectivity `faces`, the libigl queries run by `pool` (in parallel with several workers)."""
     if sign not in SIGN_TYPES:
         raise ValueError(f"unknown sign {sign!r}: expected one of {', '.join(SIGN_TYPES)}")
-    _rows(points, "points")
-    _rows(vertices, "vertices")
     faces = _rows(_numpy(faces, np.int64), "faces")
-    if faces.size and (faces.min() < 0 or faces.max() >= vertices.shape[0]):  # libigl would read out of bounds
-        raise ValueError(f"faces index vertices 0..{vertices.shape[0] - 1}, got {faces.min()}..{faces.max()}")
-    return _SignedDistance.apply(points, vertices, faces, SIGN_TYPES[sign])
+    for points, vertices in queries:
+        _rows(points, "points")
+        _rows(vertices, "vertices")
+        if faces.size and (faces.min() < 0 or faces.max() >= vertices.shape[0]):  # libigl would read out of bounds
+            raise ValueError(f"faces index vertices 0..{vertices.shape[0] - 1}, got {faces.min()}..{faces.max()}")
+    jobs = [(_numpy(points, np.float64), _numpy(vertices, np.float64), faces, SIGN_TYPES[sign]) for points, vertices in queries]
+    answers = (pool or DistancePool()).map(jobs)
+    return [_SignedDistance.apply(points, vertices, faces, (job[0], job[1], answer)) for (points, vertices), job, answer in zip(queries, jobs, answers)]
 
 
 def winding_inside(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter
 from invrender.core.io import normalise_intensity
 from invrender.core.optim.phases import OptimisationDiverged, PhaseContext, PhaseRecord, run_phases
 from invrender.core.render.sampling import VolumeSampler
-from invrender.core.render.sdf import mesh_to_mask, signed_distance
+from invrender.core.render.sdf import DistancePool, mesh_to_mask, signed_distance, signed_distances
 from invrender.core.volumes import Volume, index_to_world, world_to_index
 from invrender.methods.spine_seg.model import Appearance, SpineModel, vertex_normals
 from invrender.methods.spine_seg.template import Template, vertebra_frames
@@ -73,41 +73,56 @@ def sample_around_surfaces(vertices: torch.Tensor, faces: torch.Tensor, count: i
     return points + offsets, offsets.norm(dim=-1)
 
 
-def chain_distances(points: torch.Tensor, reach: torch.Tensor, vertices: torch.Tensor, faces: np.ndarray, sign: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The union signed distance (M, N) of each mesh's points `points` (M, N, 3) to the meshes of
-    a chain, (M, V, 3) vertices; and the overlap depth sum_j relu(-d_own) relu(-d_j) over the
-    chain neighbours j (M, N), mm^2.
+def sample_in_region(region: Volume, vertices: torch.Tensor, count: int, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`count` points uniform in the region's box, each given to the mesh with the nearest centroid:
+    per mesh of (M, V, 3) vertices, (N_m, 3) points and (N_m,) their distance to its nearest
+    vertex, a bound on their distance to its surface. A sampling measure that does not follow the
+    surfaces: without it, a surface gains by moving where the image is flat."""
+    sizes = torch.tensor(region.shape, dtype=vertices.dtype) - 1
+    index = torch.rand(count, 3, generator=generator, dtype=vertices.dtype) * sizes
+    affine = torch.as_tensor(region.affine, dtype=vertices.dtype)
+    points = index @ affine[:3, :3].T + affine[:3, 3]
+    owner = torch.cdist(points, vertices.mean(1)).argmin(1)
+    groups = []
+    for m in range(len(vertices)):
+        mine = points[owner == m]
+        groups.append((mine, torch.cdist(mine, vertices[m]).amin(1) if len(mine) else mine[:, 0]))
+    return groups
 
-    A point of mesh m is within `reach` (M, N) of its own surface, so a neighbour changes its union
-    distance or overlap only if the point lies within `reach` of the neighbour's bounding box;
-    only those points are queried against the neighbour, and every mesh is queried once with all
-    the points it needs (libigl builds its search trees per call).
+
+def chain_distances(points: list[torch.Tensor], reach: list[torch.Tensor], vertices: torch.Tensor, faces: np.ndarray, sign: str,
+                    pool: DistancePool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the points of each mesh of a chain, `points[m]` (N_m, 3), their union signed distance to
+    the mesh and its chain neighbours, and the overlap depth sum_j relu(-d_m) relu(-d_j) over the
+    neighbours j (mm^2); both concatenated over the meshes, (sum N_m,). `vertices` (M, V, 3).
+
+    A point of mesh m is within `reach[m]` (N_m,) of its own surface, so a neighbour changes its
+    union distance or overlap only if the point lies within that reach of the neighbour's bounding
+    box; only those points are queried against the neighbour, and every mesh is queried once with
+    all the points it needs (libigl builds its search trees per call), the meshes in parallel by `pool`.
     """
     n_meshes = len(vertices)
     low, high = vertices.detach().amin(1), vertices.detach().amax(1)  # (M, 3) bounding boxes
     queries: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(n_meshes)]  # per mesh: (point set, which points)
     for m in range(n_meshes):
-        queries[m].append((m, torch.ones(points.shape[1], dtype=torch.bool)))
+        queries[m].append((m, torch.ones(len(points[m]), dtype=torch.bool)))
         for j in (m - 1, m + 1):
             if 0 <= j < n_meshes:
                 gap = (torch.relu(low[j] - points[m]) + torch.relu(points[m] - high[j])).norm(dim=-1)
                 queries[j].append((m, gap <= reach[m]))
-    union = [None] * n_meshes
-    neighbour_min = [torch.full(points.shape[1:2], torch.inf, dtype=points.dtype) for _ in range(n_meshes)]
-    overlap_depth = [torch.zeros(points.shape[1], dtype=points.dtype) for _ in range(n_meshes)]
-    own_depth = {}
-    for j in range(n_meshes):
-        selected = torch.cat([points[m][mask] for m, mask in queries[j]])
-        distances = signed_distance(selected, vertices[j], faces, sign=sign).split([int(mask.sum()) for _, mask in queries[j]])
-        for (m, mask), d in zip(queries[j], distances):
+    own = [None] * n_meshes
+    neighbour_min = [torch.full((len(p),), torch.inf, dtype=p.dtype) for p in points]
+    neighbour_depth = [torch.zeros(len(p), dtype=p.dtype) for p in points]
+    selected = [(torch.cat([points[m][mask] for m, mask in queries[j]]), vertices[j]) for j in range(n_meshes)]
+    for j, distances in enumerate(signed_distances(selected, faces, sign, pool)):
+        for (m, mask), d in zip(queries[j], distances.split([int(mask.sum()) for _, mask in queries[j]])):
             if m == j:
-                union[m] = d
-                own_depth[m] = torch.relu(-d)
+                own[m] = d
             else:
                 neighbour_min[m] = neighbour_min[m].masked_scatter(mask, torch.minimum(neighbour_min[m][mask], d))
-                overlap_depth[m] = overlap_depth[m].masked_scatter(mask, overlap_depth[m][mask] + torch.relu(-d))
-    union = torch.stack([torch.minimum(union[m], neighbour_min[m]) for m in range(n_meshes)])
-    overlap = torch.stack([own_depth[m] * overlap_depth[m] for m in range(n_meshes)])
+                neighbour_depth[m] = neighbour_depth[m].masked_scatter(mask, neighbour_depth[m][mask] + torch.relu(-d))
+    union = torch.cat([torch.minimum(own[m], neighbour_min[m]) for m in range(n_meshes)])
+    overlap = torch.cat([torch.relu(-own[m]) * neighbour_depth[m] for m in range(n_meshes)])
     return union, overlap
 
 
@@ -148,7 +163,8 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
     samplers = blurred_samplers(region, widths)
     generator = torch.Generator().manual_seed(seed)
     points_cfg = cfg.points
-    per_mesh = max(1, int(points_cfg.count) // model.n_vertebrae)
+    n_uniform = int(round(int(points_cfg.count) * float(points_cfg.uniform_fraction)))
+    per_mesh = max(1, (int(points_cfg.count) - n_uniform) // model.n_vertebrae)
     faces_np = template.faces
 
     def objective(model: SpineModel, context: PhaseContext) -> dict:
@@ -157,12 +173,17 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
         sampler = samplers[int(np.argmin([abs(w - sigma) for w in widths]))]
         world = model.world()  # (1, M, V, 3)
         with torch.no_grad():
-            points, reach = sample_around_surfaces(world[0], model.faces, per_mesh, list(points_cfg.sigmas), generator)
-        union, overlap = chain_distances(points, reach, world[0], faces_np, str(cfg.sdf.sign))
-        union, overlap = union.reshape(1, -1), overlap.reshape(1, -1)
-        sampled = sampler(points.reshape(-1, 3))[:, 0][None]
+            near, reach = sample_around_surfaces(world[0], model.faces, per_mesh, list(points_cfg.sigmas), generator)
+            spread = sample_in_region(region, world[0], n_uniform, generator)
+        points = [torch.cat([near[m], spread[m][0]]) for m in range(model.n_vertebrae)]
+        reach = [torch.cat([reach[m], spread[m][1]]) for m in range(model.n_vertebrae)]
+        union, overlap = chain_distances(points, reach, world[0], faces_np, str(cfg.sdf.sign), pool)
+        union, overlap = union[None], overlap[None]
+        points = torch.cat(points)
+        sampled = sampler(points)[:, 0][None]
         at_vertices = sampler(world.reshape(-1, 3))[:, 1:].reshape(world.shape)
-        return {"predicted": model.appearance(union), "sampled": sampled, "shape": model.canonical(), "edges": model.edges,
+        # beyond the CT's field of view (or the region) nothing is known: no image term there
+        return {"predicted": model.appearance(union), "sampled": sampled, "known": sampler.inside(points), "shape": model.canonical(), "edges": model.edges,
                 "normals": vertex_normals(world, model.faces), "image_gradient": at_vertices, "overlap": overlap,
                 "coefficients": model.coefficients, "eigenvalues": model.eigenvalues}
 
@@ -174,11 +195,13 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
             on_step(phase, step, n_steps, loss)
 
     warning = None
-    try:
-        phases = run_phases(model, objective, list(cfg.phases), dict(cfg.loss), seed=seed, select_by="appearance_l1", on_step=record_step)
-    except OptimisationDiverged as err:
-        warning, phases = str(err), []
-        log.warning("%s", warning)
+    workers = int(cfg.sdf.workers) or torch.get_num_threads()
+    with DistancePool(min(workers, model.n_vertebrae)) as pool:
+        try:
+            phases = run_phases(model, objective, list(cfg.phases), dict(cfg.loss), seed=seed, select_by="appearance_l1", on_step=record_step)
+        except OptimisationDiverged as err:
+            warning, phases = str(err), []
+            log.warning("%s", warning)
     with torch.no_grad():
         vertices = model.world()[0].double().numpy()
     return SpineFit(labels, vertices, np.asarray(template.faces), phases, losses, warning)

@@ -1,5 +1,5 @@
 """The picture of a result: a mid-sagittal and a mid-coronal slice of the CT with the contours of
-every vertebra's label, superior up, at 1 mm per pixel whatever the CT's orientation and spacing."""
+every vertebra's label, superior up, at 0.5 mm per pixel whatever the CT's orientation and spacing."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from invrender.core.overlay import label_colours
 from invrender.core.volumes import Volume, world_to_index
 
 
-def _plane(volume: Volume, centre: np.ndarray, right: np.ndarray, up: np.ndarray, half_width: float, half_height: float) -> tuple[np.ndarray, np.ndarray]:
-    """World points (H, W, 3) of a plane through `centre` spanned by unit `right` and `up` (mm),
-    one per mm, top row the highest; and their voxel indices (3, H, W)."""
-    across = np.arange(-half_width, half_width + 1.0)
-    down = np.arange(half_height, -half_height - 1.0, -1.0)
+def _plane(volume: Volume, centre: np.ndarray, right: np.ndarray, up: np.ndarray, half_width: float, half_height: float, step: float) -> np.ndarray:
+    """Voxel indices (3, H, W) of a plane through `centre` spanned by unit `right` and `up`, one
+    sample per `step` mm, top row the highest."""
+    across = np.arange(-half_width, half_width + step / 2, step)
+    down = np.arange(half_height, -half_height - step / 2, -step)
     points = centre + down[:, None, None] * up + across[None, :, None] * right
-    return points, world_to_index(volume.affine, points.reshape(-1, 3)).T.reshape(3, *points.shape[:2])
+    return world_to_index(volume.affine, points.reshape(-1, 3)).T.reshape(3, *points.shape[:2])
 
 
-def slice_sheet(volume: Volume, labels: np.ndarray, centroids: np.ndarray, margin: float = 40.0) -> np.ndarray:
+def slice_sheet(volume: Volume, labels: np.ndarray, centroids: np.ndarray, margin: float = 40.0, step: float = 0.5) -> np.ndarray:
     """(H, W, 3) uint8: sagittal (anterior left) and coronal (patient's right on the left, as
     radiologists view it) slices through the centroids' mean, intensity windowed to the 1..99th
     percentiles, label contours coloured per label."""
@@ -30,7 +30,7 @@ def slice_sheet(volume: Volume, labels: np.ndarray, centroids: np.ndarray, margi
     screen_right = (np.array([0.0, -1.0, 0.0]), np.array([-1.0, 0.0, 0.0]))  # sagittal: posterior; coronal: patient's left
     panels = []
     for right in screen_right:
-        _, index = _plane(volume, centre, right, superior, 80.0, half_height)
+        index = _plane(volume, centre, right, superior, 80.0, half_height, step)
         image = map_coordinates(volume.data, index, order=1, mode="constant", cval=float(volume.data.min()))
         label = map_coordinates(labels, index, order=0, mode="constant", cval=0)
         low, high = np.percentile(volume.data, [1, 99])
