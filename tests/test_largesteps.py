@@ -4,7 +4,8 @@ import numpy as np
 import torch
 import trimesh
 
-from invrender.core.optim.largesteps import AdamUniform, LaplacianParametrisation, uniform_laplacian
+from invrender.core.optim.adam_variants import AdamUniform
+from invrender.core.optim.largesteps import LaplacianParametrisation, uniform_laplacian
 
 
 def icosphere():

@@ -16,7 +16,7 @@ from invrender.core.losses import LOSSES
 from invrender.core.metrics import dice_per_label
 from invrender.core.optim.multistart import MultiStartModule
 from invrender.core.optim.phases import run_phases
-from invrender.core.optim.vectoradam import VectorAdam
+from invrender.core.optim.adam_variants import VectorAdam
 from invrender.core.render.sampling import VolumeSampler
 from invrender.core.volumes import Volume
 from invrender.methods.spine_seg.fit import crop_around, label_volume, sample_around_surfaces, SpineFit

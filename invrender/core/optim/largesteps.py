@@ -7,8 +7,8 @@ by (I + lambda L)^-1 of it, so plain gradient descent on u is descent on v preco
 factored once per mesh connectivity with a sparse Cholesky factorisation (cholespy); the
 `largesteps` package builds its Laplacian on CUDA only, so it is built here with scipy.
 
-`AdamUniform` is Adam with one second-moment scale for the whole tensor (its maximum), so that the
-step keeps the preconditioned direction rather than rescaling every coordinate on its own.
+Optimise u with `AdamUniform` (`adam_variants.py`): one second-moment scale for the whole tensor,
+so that the step keeps the preconditioned direction.
 """
 
 from __future__ import annotations
@@ -60,29 +60,3 @@ class _Solve(torch.autograd.Function):
         out = torch.empty_like(grad, dtype=torch.float64).contiguous()
         ctx.solver.solve(grad.double().contiguous(), out)
         return out, None
-
-
-class AdamUniform(torch.optim.Optimizer):
-    """Adam whose second moment is reduced to its maximum over each parameter tensor."""
-
-    def __init__(self, params, lr: float = 1e-2, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
-                state["step"] += 1
-                state["m"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                m_hat = state["m"] / (1 - beta1 ** state["step"])
-                v_hat_max = (state["v"] / (1 - beta2 ** state["step"])).max()
-                p.sub_(group["lr"] * m_hat / (v_hat_max.sqrt() + group["eps"]))
-        return loss

@@ -31,6 +31,7 @@ that the loss registry's terms read. The model is a MultiStartModule.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,9 +40,8 @@ from typing import Any, Callable, Mapping
 import torch
 
 from invrender.core.losses import weighted_losses
-from invrender.core.optim.largesteps import AdamUniform
+from invrender.core.optim.adam_variants import AdamUniform, VectorAdam
 from invrender.core.optim.multistart import MultiStartModule
-from invrender.core.optim.vectoradam import VectorAdam
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -243,3 +243,30 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
     if diverged:
         raise OptimisationDiverged(f"loss became non-finite in phase {name!r} at step {step}; kept the last finite state")
     return record
+
+
+@dataclass
+class FitHistory:
+    """A whole fit: its phases, the leading loss at every step, and a warning if it diverged."""
+
+    phases: list[PhaseRecord]
+    losses: list[float]
+    warning: str | None = None
+
+
+def run_phases_recorded(model: MultiStartModule, objective, phases: list[Mapping[str, Any]], weights: Mapping[str, float], seed: int = 0,
+                        select_by: str = "recon_mse", on_step: Callable[[str, int, int, float], None] | None = None) -> FitHistory:
+    """`run_phases` keeping every step's loss; a divergence becomes a logged warning, the model
+    holding its last finite state (a method then writes what it has, flagged)."""
+    losses: list[float] = []
+
+    def record_step(phase: str, step: int, n_steps: int, loss: float) -> None:
+        losses.append(loss)
+        if on_step is not None:
+            on_step(phase, step, n_steps, loss)
+
+    try:
+        return FitHistory(run_phases(model, objective, phases, weights, seed, select_by, record_step), losses)
+    except OptimisationDiverged as err:
+        logging.getLogger("invrender").warning("%s", err)
+        return FitHistory([], losses, str(err))

@@ -3,7 +3,6 @@ and the quality of the result."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,13 +11,11 @@ import trimesh
 from omegaconf import DictConfig
 
 from invrender.core.geometry.meshes import Mesh
-from invrender.core.optim.phases import OptimisationDiverged, PhaseRecord, run_phases
+from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.core.render.psf import measured_transfer
 from invrender.core.render.registry import get_renderer
 from invrender.core.render.spectrum import Grid
 from invrender.methods.mesh_fit.model import MeshScene
-
-log = logging.getLogger("invrender")
 
 
 def bright_region_sphere(stack: np.ndarray, spacing: tuple[float, float, float], bright_fraction: float, subdivisions: int) -> Mesh:
@@ -69,22 +66,11 @@ def fit_stack(stack: np.ndarray, spacing: tuple[float, float, float], init: Mesh
         band = model.full_band if context.option("spectrum") == "full" else model.band()
         return {"render": model(band)[None], "target": target[None]}
 
-    losses: list[float] = []
-
-    def record_step(phase: str, step: int, n_steps: int, loss: float) -> None:
-        losses.append(loss)
-        if on_step is not None:
-            on_step(phase, step, n_steps, loss)
-
-    warning = None
-    try:
-        phases = run_phases(scene, objective, list(cfg.phases), dict(cfg.loss), seed=seed, select_by="intensity_weighted_mse", on_step=record_step)
-    except OptimisationDiverged as err:
-        warning, phases = str(err), []
-        log.warning("%s", warning)
+    history = run_phases_recorded(scene, objective, list(cfg.phases), dict(cfg.loss), seed, "intensity_weighted_mse", on_step)
     with torch.no_grad():
         render = scene(scene.full_band).numpy()
-    return MeshFit(Mesh(scene.vertices_physical(), init.faces, init.materials), scene.covariance_physical(), render, phases, losses, warning)
+    return MeshFit(Mesh(scene.vertices_physical(), init.faces, init.materials), scene.covariance_physical(), render, history.phases,
+                   history.losses, history.warning)
 
 
 def _render_options(cfg: DictConfig) -> dict:

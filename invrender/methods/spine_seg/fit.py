@@ -11,7 +11,6 @@ widths.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,14 +19,12 @@ from omegaconf import DictConfig
 from scipy.ndimage import gaussian_filter
 
 from invrender.core.io import normalise_intensity
-from invrender.core.optim.phases import OptimisationDiverged, PhaseContext, PhaseRecord, run_phases
+from invrender.core.optim.phases import PhaseContext, PhaseRecord, run_phases_recorded
 from invrender.core.render.sampling import VolumeSampler
 from invrender.core.render.sdf import DistancePool, mesh_to_mask, signed_distance, signed_distances
 from invrender.core.volumes import Volume, index_to_world, world_to_index
 from invrender.methods.spine_seg.model import Appearance, SpineModel, vertex_normals
 from invrender.methods.spine_seg.template import Template, vertebra_frames
-
-log = logging.getLogger("invrender")
 
 
 def crop_around(volume: Volume, points: np.ndarray, margin: float) -> Volume:
@@ -187,24 +184,12 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
                 "normals": vertex_normals(world, model.faces), "image_gradient": at_vertices, "overlap": overlap,
                 "coefficients": model.coefficients, "eigenvalues": model.eigenvalues}
 
-    losses: list[float] = []
-
-    def record_step(phase: str, step: int, n_steps: int, loss: float) -> None:
-        losses.append(loss)
-        if on_step is not None:
-            on_step(phase, step, n_steps, loss)
-
-    warning = None
     workers = int(cfg.sdf.workers) or torch.get_num_threads()
     with DistancePool(min(workers, model.n_vertebrae)) as pool:
-        try:
-            phases = run_phases(model, objective, list(cfg.phases), dict(cfg.loss), seed=seed, select_by="appearance_l1", on_step=record_step)
-        except OptimisationDiverged as err:
-            warning, phases = str(err), []
-            log.warning("%s", warning)
+        history = run_phases_recorded(model, objective, list(cfg.phases), dict(cfg.loss), seed, "appearance_l1", on_step)
     with torch.no_grad():
         vertices = model.world()[0].double().numpy()
-    return SpineFit(labels, vertices, np.asarray(template.faces), phases, losses, warning)
+    return SpineFit(labels, vertices, np.asarray(template.faces), history.phases, history.losses, history.warning)
 
 
 def label_volume(volume: Volume, fit: SpineFit) -> np.ndarray:
