@@ -111,6 +111,15 @@ class MethodSpec:
     input_suffixes: tuple[str, ...] = IMAGE_SUFFIXES
     input_options: dict[str, type] = field(default_factory=dict)  # options a CSV input list may set per input
     keep_folders: bool = False  # a folder is one input (a time-lapse), not a list of files
+    cpu_only: bool = False  # `--device auto` means the CPU (an explicit cuda is refused by check_config)
+
+
+def method_device(spec: MethodSpec, option: str) -> torch.device:
+    """The device of a run: `--device` resolved, `auto` staying on the CPU for a CPU-only method
+    (so that its default works on a GPU node too)."""
+    if spec.cpu_only and option.strip().lower() == "auto":
+        return torch.device("cpu")
+    return resolve_device(option)
 
 
 @dataclass
@@ -144,7 +153,7 @@ def run_method(spec: MethodSpec, arguments: list[str], shared: SharedOptions, ov
     if not inputs:
         raise ConfigError("no input given")
     check_shard_options(shared)
-    device = resolve_device(shared.device)
+    device = method_device(spec, shared.device)
     if shared.threads is not None:
         if shared.threads < 1:
             raise ConfigError(f"--threads {shared.threads}: must be at least 1")

@@ -244,3 +244,18 @@ def test_chain_distances_equal_querying_every_point_against_every_neighbour():
     gradient = torch.autograd.grad((weights * union).sum() + overlap.sum(), vertices)[0]
     expected = torch.autograd.grad((weights * expected_union).sum() + expected_overlap.sum(), vertices)[0]
     assert torch.allclose(gradient, expected)
+
+
+def test_auto_device_stays_on_the_cpu_for_cpu_only_methods(monkeypatch):
+    """On a GPU node, `--device auto` of a CPU-only method (spine-seg, cell-seg, mesh-fit) is the
+    CPU rather than a refusal; other methods take the GPU."""
+    from invrender.method import method_device
+    from invrender.methods.cell_seg.command import SPEC as CELL_SEG
+    from invrender.methods.mesh_fit.command import SPEC as MESH_FIT
+    from invrender.methods.spine_seg.command import SPEC as SPINE_SEG
+    from invrender.methods.spline_refine.command import SPEC as SPLINE_REFINE
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for spec in (SPINE_SEG, CELL_SEG, MESH_FIT):
+        assert method_device(spec, "auto").type == "cpu"
+    assert method_device(SPLINE_REFINE, "auto").type == "cuda"

@@ -133,7 +133,7 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     return Job(str(path), [list(output_paths(context.out, path, kind).values())[-1]], work)
 
 
-SPEC = MethodSpec("cell-seg", "cell_seg", make_job, check_config, check_inputs, keep_folders=True)
+SPEC = MethodSpec("cell-seg", "cell_seg", make_job, check_config, check_inputs, keep_folders=True, cpu_only=True)
 
 
 @with_shared_options

@@ -119,7 +119,8 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
         raise ConfigError("--init: with several inputs, give each its init in a CSV input list (column init)")
 
 
-SPEC = MethodSpec("mesh-fit", "mesh_fit", make_job, check_config, check_inputs, input_options={"init": Path, "cells": int, "psf": Path})
+SPEC = MethodSpec("mesh-fit", "mesh_fit", make_job, check_config, check_inputs, input_options={"init": Path, "cells": int, "psf": Path},
+                  cpu_only=True)
 
 
 @with_shared_options

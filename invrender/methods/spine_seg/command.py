@@ -117,7 +117,7 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
 
 
 SPEC = MethodSpec("spine-seg", "spine_seg", make_job, check_config, check_inputs, input_suffixes=(*NIFTI_SUFFIXES, ".tif", ".tiff"),
-                  input_options={"centroids": Path, "gt": Path}, keep_folders=True)
+                  input_options={"centroids": Path, "gt": Path}, keep_folders=True, cpu_only=True)
 
 
 @with_shared_options

@@ -66,8 +66,9 @@ class Template:
 
 
 def default_template_path() -> Path:
-    """The folder of the shipped template (built from VerSe verse004, see its ATTRIBUTION.md)."""
-    return Path(__file__).resolve().parents[3] / "data" / "spine_template"
+    """The folder of the shipped template (built from VerSe verse004, see its ATTRIBUTION.md),
+    package data so that a non-editable install finds it (`data/spine_template` links there)."""
+    return Path(__file__).resolve().parents[2] / "templates" / "spine"
 
 
 # ---------------------------------------------------------------- frames
