@@ -24,3 +24,17 @@ def test_spline_refine_config(name):
 
 def test_presets_exist():
     assert {"default", "synthetic", "real"} <= set(available_configs("spline_refine"))
+
+
+def test_spine_seg_config_has_the_papers_numbers():
+    """Kim and Park's settings: loss weights, VectorAdam + Adam at lr 0.01 with betas (0.9, 0.9),
+    alpha 1 -> 0.4, the CT low-passed by 2.56 mm falling to none at 80% of the steps."""
+    cfg = compose_config("spine_seg", "default", [])
+    check_weights(cfg.loss)
+    assert dict(cfg.loss) == {"appearance_l1": 1.0, "edge_length": 0.02, "normal_alignment": 0.1, "mesh_overlap": 1.0, "spectral_variance": 0.02}
+    (phase,) = cfg.phases
+    assert phase.optimizer == "vector_adam" and dict(phase.group_optimizers) == {"appearance": "adam"}
+    assert phase.lr == 0.01 and list(phase.optimizer_options.betas) == [0.9, 0.9]
+    assert dict(phase.ramps.alpha) == {"start": 1.0, "end": 0.4, "until": 1.0}
+    assert dict(phase.ramps.blur) == {"start": 2.56, "end": 0.0, "until": 0.8}
+    assert cfg.points.count == 10000
