@@ -74,7 +74,7 @@ def sample_in_region(region: Volume, vertices: torch.Tensor, count: int, generat
     """`count` points uniform in the region's box, each given to the mesh with the nearest centroid:
     per mesh of (M, V, 3) vertices, (N_m, 3) points and (N_m,) their distance to its nearest
     vertex, a bound on their distance to its surface. A sampling measure that does not follow the
-    surfaces: without it, a surface gains by moving where the image is flat."""
+    surfaces, so that the image is compared over the whole region too."""
     sizes = torch.tensor(region.shape, dtype=vertices.dtype) - 1
     index = torch.rand(count, 3, generator=generator, dtype=vertices.dtype) * sizes
     affine = torch.as_tensor(region.affine, dtype=vertices.dtype)
