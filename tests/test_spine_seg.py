@@ -166,6 +166,8 @@ def test_mesh_losses_by_hand():
     normals = torch.tensor([[[[0.0, 0, 1], [0, 0, 1]]]])
     gradient = torch.tensor([[[[0.0, 0, -2], [3, 0, 0]]]])
     assert LOSSES["normal_alignment"]({"normals": normals, "image_gradient": gradient}).item() == pytest.approx((math.exp(-2) + 1) / 2)
+    known = torch.tensor([[True, False]])  # a vertex beyond the image does not count
+    assert LOSSES["normal_alignment"]({"normals": normals, "image_gradient": gradient, "known_vertices": known}).item() == pytest.approx(math.exp(-2))
     coefficients = torch.zeros(1, 3, 2, 3)
     coefficients[0, 1, 1] = torch.tensor([1.0, 0, 0])
     value = LOSSES["spectral_variance"]({"coefficients": coefficients, "eigenvalues": torch.tensor([0.0, 4.0])})

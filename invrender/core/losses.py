@@ -173,9 +173,12 @@ def edge_length(q: Quantities) -> torch.Tensor:
 
 @register_loss("normal_alignment")
 def normal_alignment(q: Quantities) -> torch.Tensor:
-    """mean exp(-|n . grad I|) over vertices: unit vertex `normals` (S, M, V, 3) against the image
-    gradient `image_gradient` (S, M, V, 3) at the vertices (per mm): low where surfaces cross edges."""
-    return torch.exp(-(q["normals"] * q["image_gradient"]).sum(-1).abs()).flatten(1).mean(1)
+    """mean exp(-|n . grad I|) over the vertices where the image is known (`known_vertices` (M, V)
+    bool, all if absent): unit vertex `normals` (S, M, V, 3) against the image gradient
+    `image_gradient` (S, M, V, 3) at the vertices (per mm): low where surfaces cross edges."""
+    alignment = torch.exp(-(q["normals"] * q["image_gradient"]).sum(-1).abs())
+    known = q.get("known_vertices")
+    return alignment.flatten(1).mean(1) if known is None else alignment[:, known].mean(-1)
 
 
 @register_loss("mesh_overlap")

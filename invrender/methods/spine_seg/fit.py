@@ -179,9 +179,10 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
         points = torch.cat(points)
         sampled = sampler(points)[:, 0][None]
         at_vertices = sampler(world.reshape(-1, 3))[:, 1:].reshape(world.shape)
+        known_vertices = sampler.inside(world[0].reshape(-1, 3)).reshape(world.shape[1:3])
         # beyond the CT's field of view (or the region) nothing is known: no image term there
         return {"predicted": model.appearance(union), "sampled": sampled, "known": sampler.inside(points), "shape": model.canonical(), "edges": model.edges,
-                "normals": vertex_normals(world, model.faces), "image_gradient": at_vertices, "overlap": overlap,
+                "normals": vertex_normals(world, model.faces), "image_gradient": at_vertices, "known_vertices": known_vertices, "overlap": overlap,
                 "coefficients": model.coefficients, "eigenvalues": model.eigenvalues}
 
     workers = int(cfg.sdf.workers) or torch.get_num_threads()
