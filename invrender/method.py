@@ -111,15 +111,18 @@ class MethodSpec:
     input_suffixes: tuple[str, ...] = IMAGE_SUFFIXES
     input_options: dict[str, type] = field(default_factory=dict)  # options a CSV input list may set per input
     keep_folders: bool = False  # a folder is one input (a time-lapse), not a list of files
-    cpu_only: bool = False  # `--device auto` means the CPU (an explicit cuda is refused by check_config)
+    cpu_only: bool = False  # `--device auto` means the CPU, and an explicit cuda is refused
 
 
 def method_device(spec: MethodSpec, option: str) -> torch.device:
-    """The device of a run: `--device` resolved, `auto` staying on the CPU for a CPU-only method
-    (so that its default works on a GPU node too)."""
+    """The device of a run: `--device` resolved; a CPU-only method stays on the CPU with `auto` (so
+    that its default works on a GPU node too) and refuses cuda. ConfigError otherwise."""
     if spec.cpu_only and option.strip().lower() == "auto":
         return torch.device("cpu")
-    return resolve_device(option)
+    device = resolve_device(option)
+    if spec.cpu_only and device.type != "cpu":
+        raise ConfigError(f"{spec.name} runs on the CPU for now (asked for {device})")
+    return device
 
 
 @dataclass
@@ -194,11 +197,10 @@ def run_method(spec: MethodSpec, arguments: list[str], shared: SharedOptions, ov
     return runner.run(jobs)
 
 
-def check_losses_and_renderer(cfg: DictConfig, device: torch.device) -> None:
-    """The checks every method's config needs: known losses with numeric weights (the run's and
-    each alternating phase part's) and a renderer backend that runs here. ConfigError otherwise."""
+def check_losses(cfg: DictConfig) -> None:
+    """Known losses with numeric weights, the run's and each alternating phase part's; ConfigError
+    otherwise."""
     from invrender.core.losses import check_weights
-    from invrender.core.render.registry import RendererUnavailable, get_renderer
 
     try:
         check_weights(cfg.loss)
@@ -207,6 +209,14 @@ def check_losses_and_renderer(cfg: DictConfig, device: torch.device) -> None:
                 check_weights(part.get("loss") or {})
     except ValueError as err:
         raise ConfigError(f"config loss: {err}") from None
+
+
+def check_losses_and_renderer(cfg: DictConfig, device: torch.device) -> None:
+    """The checks every rendering method's config needs: `check_losses` and a renderer backend
+    that runs here. ConfigError otherwise."""
+    from invrender.core.render.registry import RendererUnavailable, get_renderer
+
+    check_losses(cfg)
     try:
         get_renderer(cfg.render.backend, device)
     except RendererUnavailable as err:

@@ -149,7 +149,7 @@ def _read_tiff(path: Path, voxel_size: tuple[float, float, float] | None) -> tup
     if voxel_size is None:
         voxel_size = read_voxel_size(path)
     if voxel_size is None:
-        raise InputError(path, "the TIFF records no voxel size; pass --voxel-size Z Y X (mm)")
+        raise InputError(path, "the TIFF records no voxel size; pass --voxel-size z,y,x (mm)")
     sizes = np.asarray(voxel_size, dtype=np.float64)
     if sizes.shape != (3,) or not np.all(np.isfinite(sizes) & (sizes > 0)):
         raise InputError(path, f"voxel size {tuple(voxel_size)} is not three positive numbers (z, y, x)")

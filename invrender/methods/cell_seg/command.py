@@ -19,10 +19,9 @@ from omegaconf import DictConfig
 from invrender.config import ConfigError
 from invrender.core.ctc import read_frames, write_label_frames, write_tracks
 from invrender.core.io import normalise_intensity, write_json, write_png, write_tiff
-from invrender.core.losses import check_weights
 from invrender.core.overlay import draw_curves, label_colours
 from invrender.inputs import InputItem
-from invrender.method import config_polygon_renderer, Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.method import check_losses, config_polygon_renderer, Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
 from invrender.methods.cell_seg.track import Tracker
 from invrender.runner import Job, StepCallback
 
@@ -90,12 +89,7 @@ def contour_overlay(image: np.ndarray, record: dict) -> np.ndarray:
 
 
 def check_config(cfg: DictConfig, device: torch.device) -> None:
-    if device.type != "cpu":
-        raise ConfigError(f"cell-seg runs on the CPU for now (asked for {device})")
-    try:
-        check_weights(cfg.loss)
-    except ValueError as err:
-        raise ConfigError(f"config loss: {err}") from None
+    check_losses(cfg)
     if cfg.seeds.threshold not in ("otsu", "li") and isinstance(cfg.seeds.threshold, str):
         raise ConfigError(f"config seeds.threshold {cfg.seeds.threshold!r}: expected otsu, li or a number")
     if int(cfg.contour.radii) < 3 or not 0 <= int(cfg.contour.harmonics) <= int(cfg.contour.radii) // 2:

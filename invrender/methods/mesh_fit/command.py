@@ -93,8 +93,6 @@ def fit_file(image_path: Path, init_path: Path | None, cells: int | None, psf_pa
 
 
 def check_config(cfg: DictConfig, device) -> None:
-    if device.type != "cpu":
-        raise ConfigError(f"mesh-fit runs on the CPU for now (asked for {device})")
     check_losses_and_renderer(cfg, device)
 
 

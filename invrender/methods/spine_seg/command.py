@@ -23,7 +23,7 @@ from invrender.core.io import write_json, write_png
 from invrender.core.metrics import dice_per_label
 from invrender.core.volumes import NIFTI_SUFFIXES, check_same_grid, read_centroids, read_label_volume, read_volume, vertebra_name, write_nifti
 from invrender.inputs import InputItem, parse_voxel_size
-from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, check_losses, run_method, with_shared_options
 from invrender.methods.spine_seg.fit import fit_spine, label_volume
 from invrender.methods.spine_seg.slices import slice_sheet
 from invrender.methods.spine_seg.template import default_template_path, load_template
@@ -84,14 +84,7 @@ def segment_file(ct_path: Path, centroids_path: Path, space: str, gt_path: Path 
 
 
 def check_config(cfg: DictConfig, device) -> None:
-    from invrender.core.losses import check_weights
-
-    if device.type != "cpu":  # libigl's queries run on the CPU; the rest is small
-        raise ConfigError(f"spine-seg runs on the CPU (asked for {device})")
-    try:
-        check_weights(cfg.loss)
-    except ValueError as err:
-        raise ConfigError(f"config loss: {err}") from None
+    check_losses(cfg)
     if cfg.template:
         load_template(Path(cfg.template))  # an unusable template is bad input before any job starts
 
@@ -101,6 +94,7 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     if centroids is None:
         raise ConfigError(f"{item.source}: no --centroids (give them, or a centroids column in a CSV input list)")
     gt, space, voxel_size = context.options.get("gt"), context.options.get("centroid_space", "auto"), context.options.get("voxel_size")
+
     def work(on_step: StepCallback) -> dict:
         return segment_file(item.path, centroids, space, gt, voxel_size, context.out, cfg, context.seed, on_step)
 
@@ -116,6 +110,7 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
             raise ConfigError(f"--{key}: with several CTs, give each its own in a CSV input list (column {key})")
 
 
+# CPU only: libigl's queries, the cost of a fit, run on the CPU.
 SPEC = MethodSpec("spine-seg", "spine_seg", make_job, check_config, check_inputs, input_suffixes=(*NIFTI_SUFFIXES, ".tif", ".tiff"),
                   input_options={"centroids": Path, "gt": Path}, keep_folders=True, cpu_only=True)
 
