@@ -172,6 +172,10 @@ def test_mesh_losses_by_hand():
     coefficients[0, 1, 1] = torch.tensor([1.0, 0, 0])
     value = LOSSES["spectral_variance"]({"coefficients": coefficients, "eigenvalues": torch.tensor([0.0, 4.0])})
     assert value.item() == pytest.approx(8.0)  # |0.5 * 2|^2... twice: 4 * 1 for (0,1) and 4 * 1 for (1,2)
+    coefficients[0, 2, 0] = torch.tensor([0.0, 5.0, 0])  # the constant mode (eigenvalue 0) costs nothing
+    coefficients[0, 2, 1] = torch.tensor([0.0, 0, -0.5])
+    value = LOSSES["spectral_energy"]({"coefficients": coefficients, "eigenvalues": torch.tensor([0.0, 4.0])})
+    assert value.item() == pytest.approx(4 * 1.0 + 4 * 0.25)
     assert LOSSES["appearance_l1"]({"predicted": torch.tensor([[1.0, 2.0]]), "sampled": torch.tensor([[0.0, 4.0]])}).item() == 1.5
     known = torch.tensor([False, True])  # a point outside the image does not count
     assert LOSSES["appearance_l1"]({"predicted": torch.tensor([[1.0, 2.0]]), "sampled": torch.tensor([[0.0, 4.0]]), "known": known}).item() == 2.0

@@ -188,6 +188,15 @@ def mesh_overlap(q: Quantities) -> torch.Tensor:
     return q["overlap"].mean(-1)
 
 
+@register_loss("spectral_energy")
+def spectral_energy(q: Quantities) -> torch.Tensor:
+    """sum over meshes m of |Lambda^0.5 U_m|^2: each mesh's spectral coefficients `coefficients`
+    (S, M, k, 3) kept near the template (U = 0), weighted by the modes' `eigenvalues` (k,); with
+    `eigenvalues` of a unit-area-mean basis this is the mean squared surface gradient of the
+    displacement. Where the image says nothing (a part beyond the field of view), the template holds."""
+    return (q["eigenvalues"][:, None] * q["coefficients"].pow(2)).sum((1, 2, 3))
+
+
 @register_loss("spectral_variance")
 def spectral_variance(q: Quantities) -> torch.Tensor:
     """sum over neighbours m, m+1 of |Lambda^0.5 (U_m - U_{m+1})|^2: spectral coefficients
