@@ -1,4 +1,4 @@
-"""Segmentation and tracking quality of `invrender cell-seg` (stage 1, no training).
+"""Segmentation and tracking quality of `invrender cell-seg`.
 
 1. The real nuclei image (../shared/data/nuclei, 512 x 256, 72 annotated nuclei): `cell-seg` with
    the default config through the command line, scored by `cell-eval` (the Cell Tracking Challenge
@@ -7,8 +7,9 @@
    (`peak_local_max` with `min_distance`) and a watershed, from scikit-image. The baseline is run
    for every smoothing in {0, 1} px and min_distance in {3, 5, 7, 9} px and its best SEG is reported
    (a tuned baseline, which favours it).
-2. A synthetic time-lapse (`invrender synth cells`, 20 frames, 256 x 256, 12 cells, 4 divisions):
-   SEG over all 20 frames, and the divisions found: a true division (mother ending at frame t - 1,
+2. A synthetic time-lapse (`invrender synth cells`, 20 frames, 256 x 256, 12 cells, 4 divisions),
+   with stage 1 (every frame fitted) and with `--stage both` (the U-Net of stage 2 trained on the
+   stage-1 masks of 5 frames): SEG over all 20 frames, and the divisions found: a true division (mother ending at frame t - 1,
    daughters starting at t) is found when the result objects matched to both daughters at frame t
    (the CTC rule: covering more than half of them) are two tracks with one and the same parent
    that begin at frame t.
@@ -117,15 +118,18 @@ def matched_label(result: np.ndarray, reference: np.ndarray) -> int:
 def time_lapse(overrides: list[str], frames: int) -> None:
     data = OUT / "synth"
     subprocess.run([*INVRENDER, "synth", "cells", "--frames", str(frames), "--out", str(data)], check=True)
-    seconds = run([*INVRENDER, "cell-seg", str(data / "01"), "--out", str(data / "01_RES"), "--device", "cpu", "-q", *overrides])
-    measure = seg_measure(read_label_frames(data / "01_RES", "mask"), read_label_frames(data / "01_GT" / "SEG", "man_seg"))
-    found, total = divisions_found(data / "01_RES", data / "01_GT")
-    cells = json.loads((data / "01_RES" / "01.cells.json").read_text())
+    truth = read_label_frames(data / "01_GT" / "SEG", "man_seg")
     print(f"synthetic time-lapse ({frames} frames, 256 x 256, `invrender synth cells` defaults), default config {' '.join(overrides)}")
     print()
-    print("| SEG | objects matched | divisions found | divisions reported | seconds per frame |")
-    print("| --- | --- | --- | --- | --- |")
-    print(f"| {measure['seg']:.3f} | {measure['matched']}/{measure['objects']} | {found}/{total} | {len(cells['divisions'])} | {seconds / frames:.1f} |")
+    print("| stage | SEG | objects matched | divisions found | divisions reported | seconds per frame |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for stage, label in (("1", "1: every frame fitted"), ("both", "both: 5 frames fitted, a U-Net trained on them segments all")):
+        result = data / f"01_RES_stage{stage}"
+        seconds = run([*INVRENDER, "cell-seg", str(data / "01"), "--out", str(result), "--stage", stage, "--device", "cpu", "-q", *overrides])
+        measure = seg_measure(read_label_frames(result, "mask"), truth)
+        found, total = divisions_found(result, data / "01_GT")
+        cells = json.loads((result / "01.cells.json").read_text())
+        print(f"| {label} | {measure['seg']:.3f} | {measure['matched']}/{measure['objects']} | {found}/{total} | {len(cells['divisions'])} | {seconds / frames:.1f} |")
     print()
 
 

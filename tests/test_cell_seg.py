@@ -18,6 +18,9 @@ from invrender.core.metrics import seg_measure
 from invrender.core.render.polygon2d import render_polygons
 from invrender.core.render.windows import paste_windows, render_in_windows, windows_to_labels
 from invrender.core.synth.cells import write_cell_dataset
+from invrender.config import compose_config
+from invrender.methods.cell_seg.fit import split_at_valley, two_means
+from invrender.methods.cell_seg.model import Cells
 
 #: A short schedule for tests.
 FAST = ["phases.0.steps=10", "phases.1.steps=40"]
@@ -51,6 +54,58 @@ def test_windows_paste_to_the_full_render_with_its_gradient():
     assert ((labels == 5).sum() - np.pi * 5.5**2).abs() < 12
 
 
+def test_two_means_separates_two_blobs_of_points():
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal([10, 10], 2, (50, 2)), rng.normal([30, 12], 2, (70, 2))])
+    halves = two_means(points)
+    assert len(set(halves[:50])) == 1 and len(set(halves[50:])) == 1 and halves[0] != halves[-1]
+
+
+def _one_cell_over(discs: list[tuple[float, float, float, float]]) -> tuple[np.ndarray, np.ndarray, Cells]:
+    """A frame of discs (x, y, radius, brightness) over a dark background; the label image of one
+    cell (label 1) covering all of them, plus four single cells of radius 8 along the bottom (so
+    that one cell over two discs of radius 7 is 1.5 times the median area: a candidate, below
+    max_area_ratio); and those cells."""
+    height, width = 64, 128
+    ys, xs = np.mgrid[:height, :width]
+    image = np.full((height, width), 0.05)
+    labels = np.zeros((height, width), dtype=np.int64)
+    for x, y, r, b in discs:
+        disc = (xs - x) ** 2 + (ys - y) ** 2 <= r**2
+        image[disc], labels[disc] = b, 1
+    for i in range(4):
+        disc = (xs - (12 + 30 * i)) ** 2 + (ys - 54) ** 2 <= 8**2
+        image[disc], labels[disc] = 0.5, i + 2
+    cells = Cells(np.arange(1, 6), np.zeros((5, 2)), np.full((5, 8), 7.0), np.ones(5), np.zeros((2, 2)), 1.5, 8.0, 0.2)
+    return image, labels, cells
+
+
+def _split(image, labels, cells):
+    cfg = compose_config("cell_seg", "default", [])
+    return split_at_valley(cells, labels, image, cfg, lambda n: np.arange(100, 100 + n))
+
+
+def test_a_cell_over_two_touching_nuclei_of_different_brightness_is_split():
+    image, labels, cells = _one_cell_over([(40, 22, 7, 0.9), (53, 22, 7, 0.4)])
+    revised, splits = _split(image, labels, cells)
+    assert splits == {1: (100, 101)} and len(revised) == len(cells) + 1
+    parts = revised.subset(np.isin(revised.labels, [100, 101]))
+    assert sorted(parts.centres[:, 0]) == pytest.approx([40, 53], abs=2)
+
+
+def test_a_cell_over_two_nuclei_with_a_dark_line_between_is_split():
+    image, labels, cells = _one_cell_over([(40, 22, 7, 0.6), (53, 22, 7, 0.6)])
+    image[:, 46:48] = np.where(labels[:, 46:48] == 1, 0.4, image[:, 46:48])  # the dimmer boundary between them
+    _, splits = _split(image, labels, cells)
+    assert list(splits) == [1]
+
+
+def test_one_uniform_nucleus_is_not_split():
+    image, labels, cells = _one_cell_over([(40, 22, 7, 0.6), (46, 22, 7, 0.6), (52, 22, 7, 0.6)])  # one elongated nucleus
+    revised, splits = _split(image, labels, cells)
+    assert splits == {} and len(revised) == len(cells)
+
+
 @pytest.fixture(scope="module")
 def movie(tmp_path_factory):
     out = tmp_path_factory.mktemp("movie")
@@ -78,6 +133,24 @@ def test_a_sequence_gives_ctc_masks_and_tracks(movie, tmp_path):
     # Resume: the finished sequence is skipped.
     assert main(["cell-seg", str(data / "01"), "--out", str(out), "-q", "--resume", *FAST]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "skipped"
+
+
+def test_tracks_use_frame_numbers_of_a_sequence_that_starts_later(movie, tmp_path):
+    """`res_track.txt` gives frames by their numbers (t005 is frame 5), not by their position."""
+    data, _ = movie
+    later = tmp_path / "02"
+    later.mkdir()
+    for t in (2, 3):
+        (later / f"t{t + 3:03d}.tif").write_bytes((data / "01" / f"t{t:03d}.tif").read_bytes())
+    out = tmp_path / "02_RES"
+    assert main(["cell-seg", str(later), "--out", str(out), "-q", *FAST]) == 0
+    masks = read_label_frames(out, "mask")
+    assert sorted(masks) == [5, 6]
+    tracks = read_tracks(out / "res_track.txt")
+    assert tracks and all(5 <= begin <= end <= 6 for _, begin, end, _ in tracks)
+    for time, mask in masks.items():
+        alive = {label for label, begin, end, _ in tracks if begin <= time <= end}
+        assert set(np.unique(mask)) - {0} <= alive
 
 
 def test_a_single_image_gives_a_label_image(movie, tmp_path):

@@ -174,6 +174,9 @@ def revise_cells(cells: Cells, labels: np.ndarray, areas: np.ndarray, image: np.
             revised, merged = merge_touching(revised, labels, image, cfg)
         if cfg.split.h is not None:
             revised, splits = split_necked(revised, labels, cfg.split, new_labels)
+        if cfg.split.valley is not None:
+            revised, more = split_at_valley(revised, labels, image, cfg, new_labels)
+            splits.update(more)
         found = detect_seeds(np.where(labels > 0, 0.0, residual), level, cfg.seeds, cells.radii.shape[1], float(cfg.residual.level))
     if keep.all() and merged == 0 and not splits and len(found) == 0:
         return FrameFit(cells, labels, residual)
@@ -216,6 +219,69 @@ def split_necked(cells: Cells, labels: np.ndarray, cfg: DictConfig, new_labels: 
         splits[int(cells.labels[k])] = (int(two.labels[0]), int(two.labels[1]))
         keep[k] = False
     return cells.subset(keep).joined(*parts), splits
+
+
+def split_at_valley(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: DictConfig, new_labels: LabelSource) -> tuple[Cells, dict[int, tuple[int, int]]]:
+    """Split every large cell whose region looks like two touching nuclei that one contour took (a
+    seed was missing), which a neck in the outline often does not show. Candidates are the cells of
+    at least `split.min_area_ratio` times the median area; their region's pixels are cut in two by
+    2-means (Lloyd's, from the ends of the major axis). The cell becomes two, each starting as its
+    half, when the smoothed intensity (above the background) shows either
+    - a valley: along the middle half of the segment between the halves' centres it falls below
+      `1 - split.valley` of the dimmer centre, or
+    - a step: the dimmer half's mean is below `1 - split.step` of the brighter's (one cell has
+      one brightness in the model, so two of different brightness are two), or when the cell is
+      `split.max_area_ratio` times the median area or larger.
+    Returns the cells and {old label: (new label, new label)}."""
+    smooth = ndimage.gaussian_filter(image, float(cfg.seeds.smooth))
+    background = float(np.median(smooth[labels == 0])) if (labels == 0).any() else 0.0
+    areas = np.bincount(labels.ravel(), minlength=int(cells.labels.max(initial=0)) + 1)[cells.labels]
+    if len(cells) == 0 or not (areas > 0).any():
+        return cells, {}
+    median = np.median(areas[areas > 0])
+    large = areas >= float(cfg.split.min_area_ratio) * median
+    keep = np.ones(len(cells), dtype=bool)
+    parts: list[Cells] = []
+    splits: dict[int, tuple[int, int]] = {}
+    for k in np.flatnonzero(large):
+        ys, xs = np.nonzero(labels == cells.labels[k])
+        points = np.stack([xs, ys], axis=1).astype(np.float64)
+        halves = two_means(points)
+        if halves.min() == halves.max():
+            continue
+        centres = np.array([points[halves == h].mean(0) for h in (0, 1)])
+        t = np.linspace(0.25, 0.75, 25)[:, None]
+        line = centres[0] + t * (centres[1] - centres[0])
+        middle = ndimage.map_coordinates(smooth, [line[:, 1], line[:, 0]], order=1) - background
+        ends = ndimage.map_coordinates(smooth, [centres[:, 1], centres[:, 0]], order=1) - background
+        means = np.array([smooth[ys[halves == h], xs[halves == h]].mean() for h in (0, 1)]) - background
+        valley = middle.min() < (1.0 - float(cfg.split.valley)) * ends.min()
+        step = means.min() < (1.0 - float(cfg.split.step)) * means.max()
+        if not (valley or step or areas[k] >= float(cfg.split.max_area_ratio) * median):
+            continue
+        halves_image = np.zeros(labels.shape, dtype=np.int64)
+        halves_image[ys, xs] = halves + 1
+        radii = star_radii(halves_image, np.array([1, 2]), centres, cells.radii.shape[1])
+        two = replace(cells.subset(np.array([k, k])), labels=new_labels(2), centres=centres, radii=radii)
+        parts.append(two)
+        splits[int(cells.labels[k])] = (int(two.labels[0]), int(two.labels[1]))
+        keep[k] = False
+    return cells.subset(keep).joined(*parts), splits
+
+
+def two_means(points: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """(N,) 0/1: the 2-means clustering of points (N, 2) by Lloyd's iterations, started from the two
+    extremes of the points along their principal axis."""
+    centred = points - points.mean(0)
+    axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+    along = centred @ axis
+    means = points[[along.argmin(), along.argmax()]]
+    for _ in range(iterations):
+        nearest = np.linalg.norm(points[:, None] - means[None], axis=-1).argmin(1)
+        if nearest.min() == nearest.max():
+            break
+        means = np.array([points[nearest == h].mean(0) for h in (0, 1)])
+    return nearest
 
 
 def merge_touching(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: DictConfig) -> tuple[Cells, int]:

@@ -43,8 +43,10 @@ class Tracker:
     def track_list(self) -> list[tuple[int, int, int, int]]:
         return [(label, begin, end, parent) for label, (begin, end, parent) in sorted(self.tracks.items())]
 
-    def step(self, frame_index: int, image: np.ndarray, on_step=None) -> FrameFit:
-        """Fit one normalised frame (H, W) and update the tracks; returns the frame's fit."""
+    def step(self, frame: int, image: np.ndarray, on_step=None) -> FrameFit:
+        """Fit one normalised frame (H, W), number `frame` (the CTC's TTT: tracks and divisions are
+        in these numbers, also for a sequence that does not start at 0), and update the tracks;
+        returns the frame's fit."""
         cfg = self.cfg
         level = seed_threshold(image, cfg.seeds)
         seeds = detect_seeds(image, level, cfg.seeds, int(cfg.contour.radii))
@@ -55,10 +57,10 @@ class Tracker:
         else:
             start, parents = self._carry_over(self.previous, seeds, image)
             factor = float(cfg.tracking.steps_factor)
-        fit = fit_frame(image, level, start, cfg, self.render, self.new_labels, self.seed + frame_index, factor, on_step)
+        fit = fit_frame(image, level, start, cfg, self.render, self.new_labels, self.seed + frame, factor, on_step)
         # A tracked cell that the fit split at a neck divided; in the first frame it is just two cells.
         parents.update({part: mother for mother, pair in fit.splits.items() if mother in self.tracks for part in pair})
-        self._record(fit, frame_index, parents)
+        self._record(fit, frame, parents)
         self.previous = fit
         return fit
 
@@ -111,7 +113,7 @@ class Tracker:
         close = distance[np.arange(len(seeds)), nearest] <= float(self.cfg.tracking.max_shift) * cells.radii.mean(1)[nearest]
         return np.where(under >= 0, under, np.where(close, nearest, -1))
 
-    def _record(self, fit: FrameFit, frame_index: int, parents: dict[int, int]) -> None:
+    def _record(self, fit: FrameFit, frame: int, parents: dict[int, int]) -> None:
         """Extend the tracks of the cells in `fit`; a division with only one daughter left after the
         fit is no division: that daughter continues its mother's track."""
         present = set(int(label) for label in fit.cells.labels)
@@ -126,9 +128,9 @@ class Tracker:
                 present = (present - {alive[0]}) | {mother}
                 parents.pop(alive[0])
             elif len(alive) == 2:
-                self.divisions.append(Division(mother, frame_index, (alive[0], alive[1])))
+                self.divisions.append(Division(mother, frame, (alive[0], alive[1])))
         for label in present:
             if label in self.tracks:
-                self.tracks[label][1] = frame_index
+                self.tracks[label][1] = frame
             else:
-                self.tracks[label] = [frame_index, frame_index, parents.get(label, 0)]
+                self.tracks[label] = [frame, frame, parents.get(label, 0)]
