@@ -285,8 +285,6 @@ def cell_seg(
 ) -> None:
     """Segment and track cells: every cell a star-convex contour fitted by differentiable rendering
     (CTC sequence folder -> maskTTT.tif + res_track.txt; single image -> <stem>.labels.tif)."""
-    if stage is not None and stage not in STAGES:
-        raise ConfigError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
-    # Quoted: the config's `stage` is a string, and Hydra would read a bare 2 as a number.
+    # Checked with the config (check_stage2). Quoted: the config's `stage` is a string, and Hydra would read a bare 2 as a number.
     overrides = [] if stage is None else [f"stage='{stage}'"]
     raise typer.Exit(run_method(SPEC, arguments, shared, overrides))

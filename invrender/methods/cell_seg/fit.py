@@ -193,9 +193,7 @@ def split_necked(cells: Cells, labels: np.ndarray, cfg: DictConfig, new_labels: 
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    keep = np.ones(len(cells), dtype=bool)
-    parts: list[Cells] = []
-    splits: dict[int, tuple[int, int]] = {}
+    halves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i, box in enumerate(ndimage.find_objects(labels, max_label=int(cells.labels.max(initial=0)))):
         if box is None:
             continue
@@ -212,13 +210,8 @@ def split_necked(cells: Cells, labels: np.ndarray, cfg: DictConfig, new_labels: 
         basins = watershed(-distance, markers, mask=region)
         offset = np.array([box[1].start - 1, box[0].start - 1], dtype=np.float64)
         centres = np.array([np.argwhere(basins == b).mean(0)[::-1] for b in highest]) + offset
-        radii = star_radii(basins, highest, centres - offset, cells.radii.shape[1])
-        k = index[0]
-        two = replace(cells.subset(np.array([k, k])), labels=new_labels(2), centres=centres, radii=radii)
-        parts.append(two)
-        splits[int(cells.labels[k])] = (int(two.labels[0]), int(two.labels[1]))
-        keep[k] = False
-    return cells.subset(keep).joined(*parts), splits
+        halves[index[0]] = centres, star_radii(basins, highest, centres - offset, cells.radii.shape[1])
+    return split_cells(cells, halves, new_labels)
 
 
 def split_at_valley(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: DictConfig, new_labels: LabelSource) -> tuple[Cells, dict[int, tuple[int, int]]]:
@@ -233,16 +226,13 @@ def split_at_valley(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: Di
       one brightness in the model, so two of different brightness are two), or when the cell is
       `split.max_area_ratio` times the median area or larger.
     Returns the cells and {old label: (new label, new label)}."""
-    smooth = ndimage.gaussian_filter(image, float(cfg.seeds.smooth))
-    background = float(np.median(smooth[labels == 0])) if (labels == 0).any() else 0.0
+    smooth, background = smoothed_and_background(image, labels, cfg)
     areas = np.bincount(labels.ravel(), minlength=int(cells.labels.max(initial=0)) + 1)[cells.labels]
     if len(cells) == 0 or not (areas > 0).any():
         return cells, {}
     median = np.median(areas[areas > 0])
     large = areas >= float(cfg.split.min_area_ratio) * median
-    keep = np.ones(len(cells), dtype=bool)
-    parts: list[Cells] = []
-    splits: dict[int, tuple[int, int]] = {}
+    split: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for k in np.flatnonzero(large):
         ys, xs = np.nonzero(labels == cells.labels[k])
         points = np.stack([xs, ys], axis=1).astype(np.float64)
@@ -261,12 +251,30 @@ def split_at_valley(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: Di
             continue
         halves_image = np.zeros(labels.shape, dtype=np.int64)
         halves_image[ys, xs] = halves + 1
-        radii = star_radii(halves_image, np.array([1, 2]), centres, cells.radii.shape[1])
+        split[k] = centres, star_radii(halves_image, np.array([1, 2]), centres, cells.radii.shape[1])
+    return split_cells(cells, split, new_labels)
+
+
+def split_cells(cells: Cells, halves: dict[int, tuple[np.ndarray, np.ndarray]], new_labels: LabelSource) -> tuple[Cells, dict[int, tuple[int, int]]]:
+    """Replace each cell k of `halves` by two cells with fresh labels (in the order of `halves`),
+    centres (2, 2) `[x, y]` and radii (2, R) px, its brightness and PSF kept. Returns the cells
+    (the unsplit ones first) and {old label: (new label, new label)}."""
+    keep = np.ones(len(cells), dtype=bool)
+    parts: list[Cells] = []
+    splits: dict[int, tuple[int, int]] = {}
+    for k, (centres, radii) in halves.items():
         two = replace(cells.subset(np.array([k, k])), labels=new_labels(2), centres=centres, radii=radii)
         parts.append(two)
         splits[int(cells.labels[k])] = (int(two.labels[0]), int(two.labels[1]))
         keep[k] = False
     return cells.subset(keep).joined(*parts), splits
+
+
+def smoothed_and_background(image: np.ndarray, labels: np.ndarray, cfg: DictConfig) -> tuple[np.ndarray, float]:
+    """The frame (H, W) smoothed as the seeds see it (`seeds.smooth` px) and the median of that
+    outside the cells of the label image (0 when the cells cover everything)."""
+    smooth = ndimage.gaussian_filter(image, float(cfg.seeds.smooth))
+    return smooth, float(np.median(smooth[labels == 0])) if (labels == 0).any() else 0.0
 
 
 def two_means(points: np.ndarray, iterations: int = 20) -> np.ndarray:
@@ -292,8 +300,7 @@ def merge_touching(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: Dic
     of joins."""
     if len(cells) < 2:
         return cells, 0
-    smooth = ndimage.gaussian_filter(image, float(cfg.seeds.smooth))
-    background = float(np.median(smooth[labels == 0])) if (labels == 0).any() else 0.0
+    smooth, background = smoothed_and_background(image, labels, cfg)
     size = int(labels.max()) + 1
     interior = ndimage.median(smooth, labels, index=np.arange(size))
     # Neighbouring pixels (right and down) with two different cell labels: the shared boundaries.
