@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 from invrender.core.geometry.spline_io import write_splines
 from invrender.core.io import write_tiff
@@ -43,3 +45,9 @@ def assert_one_line_error(code: int, err: str, out: Path, *needles: str) -> str:
     return line
 
 
+def central_gradient(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) -> (B, 2, S, S): (d/dx, d/dy) by central differences, zero outside."""
+    padded = F.pad(images, (1, 1, 1, 1))
+    dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) / 2
+    dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) / 2
+    return torch.cat([dx, dy], dim=1)

@@ -82,6 +82,17 @@ def test_eval_writes_the_four_metrics_and_per_image_rows(trained, shapes, tmp_pa
     for key in ("f1", "miou", "wcov", "boundf"):
         assert 0 <= metrics[key] <= 1
         assert metrics[key] == pytest.approx(np.mean([r["iou" if key == "miou" else key] for r in metrics["rows"]]))
+    assert metrics["tta"] is False
+
+
+def test_tta_averages_over_the_symmetries_in_eval_and_predict(trained, shapes, tmp_path):
+    checkpoint = str(trained / "checkpoints" / "best.pt")
+    assert main(["acdr-eval", "--checkpoint", checkpoint, "--data", str(shapes), "--out", str(tmp_path / "plain"), "-q"]) in (0, None)
+    assert main(["acdr-eval", "--checkpoint", checkpoint, "--data", str(shapes), "--out", str(tmp_path / "tta"), "--tta", "-q"]) in (0, None)
+    plain, tta = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("plain", "tta"))
+    assert tta["tta"] is True and plain["rows"] != tta["rows"]  # a network trained for 16 epochs is not symmetric
+    assert main(["acdr-predict", str(shapes / "images" / "shape_0000.png"), "--checkpoint", checkpoint, "--tta", "--out", str(tmp_path / "pred"), "-q"]) == 0
+    assert (tmp_path / "pred" / "shape_0000.polygon.json").is_file()
 
 
 def test_resume_goes_on_from_the_last_epoch(shapes, tmp_path, capsys):

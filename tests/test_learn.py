@@ -7,13 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
+from helpers import central_gradient
 from invrender.core.io import InputError, write_png, write_tiff
 from invrender.core.learn.augment import rescale_and_rotate
 from invrender.core.learn.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
-from invrender.core.learn.datasets import load_splits
+from invrender.core.learn.datasets import load_splits, prepare
+from invrender.core.learn.evaluate import full_size_mask, predict_set
 from invrender.core.learn.models import ContourNet, build_model
 from invrender.core.learn.unet import UNet
+from invrender.core.losses import LOSSES
 from invrender.core.render.polygon2d import render_polygons
 
 MODEL = {"widths": [4, 8], "convs": 2, "dropout": 0.0, "vertices": 16, "iterations": 2, "init_diameter": 0.25, "max_shift": 0.5}
@@ -33,14 +37,13 @@ def test_the_initial_polygon_is_a_16_px_circle_in_the_middle_at_64_px():
     torch.testing.assert_close((polygon - 31.5).norm(dim=-1), torch.full((3, 32), 8.0))
 
 
-def test_vertices_move_by_the_sampled_field_and_stay_in_the_image(monkeypatch):
+def test_vertices_move_by_the_sampled_field_and_stay_in_the_image():
     net = ContourNet(1, [4, 8], vertices=8, iterations=2)
     images = torch.zeros(1, 1, 32, 32)
     field = torch.zeros(1, 2, 32, 32)
     field[:, 0] = 3.0  # 3 px to the right everywhere
     field[:, 1, :, 16:] = 100.0  # far down on the right half
-    monkeypatch.setattr(net, "displacement", lambda _: field)
-    start, first, second = net.evolve(images)
+    start, first, second = net.evolve(images, field)
     left = start[0, :, 0] + 3.0 < 16 - 1e-6  # vertices that stay in the left half after the first step
     torch.testing.assert_close(first[0, :, 0], (start[0, :, 0] + 3.0))
     torch.testing.assert_close(first[0, left, 1], start[0, left, 1])
@@ -60,6 +63,25 @@ def test_the_loss_sums_the_steps_and_reaches_the_network():
     assert sum(float(p.grad.abs().sum()) for p in net.unet.head.parameters()) > 0
 
 
+def test_dihedral_averaging_changes_nothing_for_outputs_that_turn_with_the_image():
+    # Outputs that already commute with the symmetries are their own average, if the contour net
+    # turns its vectors back and the pixel net its map: the gradient field of the image, and the image.
+    images = F.avg_pool2d(torch.rand(2, 1, 24, 24), 3, 1, 1)
+    contour = build_model("contour", 1, {"widths": [4], "convs": 1, "dropout": 0.0, "vertices": 16, "iterations": 2, "init_diameter": 0.4, "max_shift": 0.5})
+    contour.render = render_polygons
+    contour.displacement = lambda x: 200 * central_gradient(x)
+    pixel = build_model("pixel", 1, {"widths": [4], "convs": 1, "dropout": 0.0})
+    pixel.unet.forward = lambda x: 20 * (x - 0.5)
+    for net in (contour, pixel):
+        net.dihedral_average = True
+        averaged = net.predict(images)
+        net.dihedral_average = False
+        plain = net.predict(images)
+        for key, value in plain.items():
+            torch.testing.assert_close(averaged[key], value, atol=1e-4, rtol=1e-4)
+    assert float((plain["masks"] - 0.5).abs().min()) < 0.4  # not saturated: the comparison means something
+
+
 def test_augmentation_identity_and_quarter_turn():
     images = torch.rand(1, 1, 16, 16)
     masks = torch.zeros(1, 16, 16)
@@ -73,6 +95,17 @@ def test_augmentation_identity_and_quarter_turn():
     assert torch.equal(turned[0], torch.rot90(masks[0], 1, (0, 1))) or torch.equal(turned[0], torch.rot90(masks[0], -1, (0, 1)))
     _, zoomed = rescale_and_rotate(images, masks, [1.5], [0.0], g)
     assert 1.8 * masks.sum() < zoomed.sum() < 2.7 * masks.sum()
+
+
+def test_soft_dice_by_hand():
+    target = torch.zeros(3, 4, 4)
+    target[:, :2, :2] = 1  # 4 pixels
+    render = torch.zeros(3, 4, 4)
+    render[0, :2, :2] = 1  # exact
+    render[1, :2, :] = 0.5  # half of 8 pixels: overlap 2, |render| 4
+    value = LOSSES["mask_dice"]({"render": render, "target": target})
+    torch.testing.assert_close(value, torch.tensor([0.0, 1 - 2 * 2 / 8, 1.0]))
+    assert float(LOSSES["mask_dice"]({"render": torch.zeros(1, 4, 4), "target": torch.zeros(1, 4, 4)})[0]) == 0.0
 
 
 # ---------------------------------------------------------------- data layouts
@@ -163,6 +196,45 @@ def test_instance_crops_keep_test_objects_out_of_training_crops(tmp_path):
     assert sorted(s.name for s in splits["train"] + splits["val"]) == ["img_object0001", "img_object0002", "img_object0003"]
     assert all(s.image.shape == (1, 16, 16) and s.mask.shape == (16, 16) for s in splits["test"])
     assert splits["test"][0].mask.sum() == (labels == 4).sum()
+
+
+def test_crops_past_the_image_border_know_which_part_shows_the_image(tmp_path):
+    from scipy import ndimage
+
+    labels = np.zeros((40, 30), np.uint16)
+    labels[0:4, 25:30] = 1  # in the top right corner
+    labels[20:25, 10:15] = 2  # well inside
+    write_tiff(tmp_path / "img.tif", labels.astype(np.float32) + 1)
+    write_tiff(tmp_path / "lab.tif", labels)
+    data = {"layout": "instances", "root": str(tmp_path), "image": "img.tif", "labels": "lab.tif", "size": 16, "test_from": 0.0, "val_every": 2}
+    samples = load_splits(data, ("test",))["test"]
+    prepared = prepare(samples, 16)
+    for sample, bounds in zip(samples, prepared.bounds):
+        r, c = (int(round(v)) for v in ndimage.center_of_mass(labels == int(sample.name[-4:])))
+        shown = np.pad(np.ones(labels.shape, bool), 8)[r : r + 16, c : c + 16]  # the crop's pixels that come from the image
+        y, x = np.mgrid[0:16, 0:16]
+        inside = (x > float(bounds[0])) & (x < float(bounds[2])) & (y > float(bounds[1])) & (y < float(bounds[3]))
+        assert np.array_equal(inside, shown)
+    assert prepared.bounds[0].tolist() == [-0.5, 5.5, 10.5, 15.5]  # the corner object (centre row 2, column 27): cut off above and to the right
+    assert prepared.bounds[1].tolist() == [-0.5, -0.5, 15.5, 15.5]
+
+
+def test_predicted_masks_are_cut_to_the_bounds_at_both_sizes():
+    bounds = torch.tensor([[-0.5, 3.5, 9.5, 15.5], [-0.5, -0.5, 15.5, 15.5]])
+    contour = ContourNet(1, [4], vertices=12, iterations=1, init_diameter=0.9)
+    contour.render = render_polygons
+    contour.displacement = lambda x: torch.zeros(len(x), 2, 16, 16)  # the circle, over most of the image
+    pixel = build_model("pixel", 1, {"widths": [4], "convs": 1, "dropout": 0.0})
+    pixel.unet.forward = lambda x: torch.full((len(x), 1, 16, 16), 5.0)  # everything
+    for net in (contour, pixel):
+        free = predict_set(net, torch.zeros(2, 1, 16, 16), 2, torch.device("cpu"))
+        cut = predict_set(net, torch.zeros(2, 1, 16, 16), 2, torch.device("cpu"), bounds)
+        torch.testing.assert_close(cut["masks"][1], free["masks"][1])
+        torch.testing.assert_close(cut["masks"][0][4:, :10], free["masks"][0][4:, :10])
+        assert float(cut["masks"][0][:4].abs().sum() + cut["masks"][0][:, 10:].abs().sum()) == 0
+        doubled = full_size_mask(cut, 0, (32, 32), render_polygons, bounds[0])  # the box on the 32 x 32 grid: x < 20, y >= 8
+        assert doubled[8:, :20].sum() == full_size_mask(free, 0, (32, 32), render_polygons)[8:, :20].sum() > 0
+        assert doubled[:8].sum() == doubled[:, 20:].sum() == 0
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -133,6 +133,17 @@ def mask_bce(q: Quantities) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(q["logits"], q["target"], reduction="none").flatten(1).mean(1)
 
 
+@register_loss("mask_dice")
+def mask_dice(q: Quantities) -> torch.Tensor:
+    """1 - 2 <render, target> / (|render| + |target|), per image: the soft Dice loss of a mask
+    `render` (S, H, W) in [0, 1] against `target`. Every image counts alike, however small its
+    object, as in a mean of per-image scores (where a mean squared error barely notices a small
+    object). An empty target and render give 0."""
+    overlap = (q["render"] * q["target"]).flatten(1).sum(1)
+    total = q["render"].flatten(1).sum(1) + q["target"].flatten(1).sum(1)
+    return 1.0 - 2.0 * overlap / total.clamp(min=1e-6) - (total <= 1e-6).to(total)
+
+
 @register_loss("star_smoothness")
 def star_smoothness(q: Quantities) -> torch.Tensor:
     """sum over cells of mean_j (rho_{j-1} - 2 rho_j + rho_{j+1})^2, rho = log radius, for star-convex

@@ -19,7 +19,9 @@ Layouts (`data.layout`), each reading `data.root`:
 
 Images are normalised per image and channel (the 0.5 and 99.5 percentiles to 0 and 1) and resized
 to `data.size` x `data.size` (bilinear) for the network; each sample keeps its mask at its own size,
-on which evaluation is done.
+on which evaluation is done. A crop that reaches past its image's border (`instances`) is padded
+there, and records which part of it shows the image (`bounds`): predictions stay inside that part,
+as they stay inside a whole image.
 """
 
 from __future__ import annotations
@@ -53,17 +55,20 @@ class Sample:
     name: str
     image: np.ndarray  # (C, H, W) float32, as read
     mask: np.ndarray  # (H, W) bool
+    bounds: tuple[float, float, float, float] | None = None  # (x_lo, y_lo, x_hi, y_hi): pixel edges of the part showing the image; None: all
 
 
 @dataclass
 class SegmentationSet:
     """Samples ready for the network: images (N, C, S, S) normalised, masks (N, S, S) 0/1 float,
-    and each sample's mask at its own size."""
+    each sample's mask at its own size, and bounds (N, 4): (x_lo, y_lo, x_hi, y_hi), the pixel
+    edges of the part of each image that shows the picture, on the network's grid."""
 
     names: list[str]
     images: torch.Tensor
     masks: torch.Tensor
     full_masks: list[np.ndarray]
+    bounds: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.names)
@@ -81,7 +86,7 @@ def resize_picture(image: np.ndarray, size: int) -> torch.Tensor:
 def prepare(samples: list[Sample], size: int) -> SegmentationSet:
     """Normalise and resize samples for the network; refuses samples of differing channel counts."""
     if not samples:
-        return SegmentationSet([], torch.zeros(0, 1, size, size), torch.zeros(0, size, size), [])
+        return SegmentationSet([], torch.zeros(0, 1, size, size), torch.zeros(0, size, size), [], torch.zeros(0, 4))
     channels = {s.image.shape[0] for s in samples}
     if len(channels) > 1:
         raise InputError(samples[0].name, f"images have different channel counts {sorted(channels)}; use all grey or all RGB")
@@ -89,7 +94,16 @@ def prepare(samples: list[Sample], size: int) -> SegmentationSet:
     masks = torch.stack([torch.from_numpy(s.mask.astype(np.float32)) for s in samples])[:, None]
     if masks.shape[-2:] != (size, size):
         masks = (F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False) > 0.5).float()
-    return SegmentationSet([s.name for s in samples], images, masks[:, 0], [s.mask for s in samples])
+    return SegmentationSet([s.name for s in samples], images, masks[:, 0], [s.mask for s in samples], torch.stack([_network_bounds(s, size) for s in samples]))
+
+
+def _network_bounds(sample: Sample, size: int) -> torch.Tensor:
+    height, width = sample.mask.shape
+    if sample.bounds is None:
+        return torch.tensor([-0.5, -0.5, size - 0.5, size - 0.5])
+    # Pixel edges scale about the image's corner (-0.5, -0.5).
+    factor = torch.tensor([size / width, size / height, size / width, size / height])
+    return (torch.tensor(sample.bounds, dtype=torch.float32) + 0.5) * factor - 0.5
 
 
 def resolve_root(root: str | None, layout: str) -> Path:
@@ -211,7 +225,9 @@ def _instances(root: Path, data: Mapping) -> dict[str, list[Sample]]:
     for label, (row, col) in zip(ids, ndimage.center_of_mass(labels > 0, labels, ids)):
         r, c = int(round(row)), int(round(col))
         window = (slice(r, r + size), slice(c, c + size))  # in padded coordinates: centred on (r, c)
-        sample = Sample(f"{image_path.stem}_object{label:04d}", padded_image[window][None].copy(), padded_labels[window] == label)
+        # The image's pixel edges in the crop's pixels, where the crop reaches past the image.
+        bounds = (max(half - c, 0) - 0.5, max(half - r, 0) - 0.5, min(half + image.shape[1] - c, size) - 0.5, min(half + image.shape[0] - r, size) - 0.5)
+        sample = Sample(f"{image_path.stem}_object{label:04d}", padded_image[window][None].copy(), padded_labels[window] == label, bounds)
         if row >= boundary:
             splits["test"].append(sample)
         elif r - half + size <= boundary:

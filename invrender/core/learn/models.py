@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from invrender.core.geometry.polygons import circle
+from invrender.core.learn.dihedral import dihedral_mean
 from invrender.core.learn.unet import UNet
 from invrender.core.losses import weighted_losses
 
@@ -39,6 +40,7 @@ class ContourNet(nn.Module):
         nn.init.zeros_(self.unet.head.bias)
         self.vertices, self.iterations = vertices, iterations
         self.init_diameter, self.max_shift = init_diameter, max_shift
+        self.dihedral_average = False  # set by the caller (acdr-eval / acdr-predict --tta)
         self.render: PolygonRenderer | None = None  # set by the caller: a renderer is not a parameter
 
     def displacement(self, images: torch.Tensor) -> torch.Tensor:
@@ -51,10 +53,9 @@ class ContourNet(nn.Module):
         centre = images.new_tensor([(width - 1) / 2, (height - 1) / 2]).expand(len(images), 2)
         return circle(centre, self.init_diameter * min(height, width) / 2, self.vertices)
 
-    def evolve(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The polygons P_0 .. P_T, each (B, K, 2) in pixels."""
+    def evolve(self, images: torch.Tensor, field: torch.Tensor) -> list[torch.Tensor]:
+        """The polygons P_0 .. P_T, each (B, K, 2) in pixels, moved by the field (B, 2, S, S)."""
         height, width = images.shape[-2:]
-        field = self.displacement(images)
         scale = images.new_tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)])
         low = images.new_tensor([-0.5, -0.5])
         high = images.new_tensor([width - 0.5, height - 0.5])
@@ -66,11 +67,12 @@ class ContourNet(nn.Module):
             polygons.append(torch.maximum(torch.minimum(p + shift.transpose(1, 2), high), low))
         return polygons
 
-    def forward(self, images: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+    def forward(self, images: torch.Tensor, field: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
+        """The polygons and their rendered masks; `field` replaces the network's displacement."""
         if self.render is None:
             raise RuntimeError("ContourNet.render is not set")
         height, width = images.shape[-2:]
-        polygons = self.evolve(images)
+        polygons = self.evolve(images, self.displacement(images) if field is None else field)
         return {"polygons": polygons, "masks": [self.render(p, height, width) for p in polygons[1:]]}
 
     def loss(self, images: torch.Tensor, masks: torch.Tensor, weights: Mapping[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -88,7 +90,7 @@ class ContourNet(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """masks (B, S, S) of the final polygon, and the polygons (T+1, B, K, 2) in pixels."""
-        out = self(images)
+        out = self(images, dihedral_mean(self.displacement, images, displacement=True) if self.dihedral_average else None)
         return {"masks": out["masks"][-1], "polygons": torch.stack(out["polygons"])}
 
 
@@ -100,6 +102,7 @@ class PixelNet(nn.Module):
     def __init__(self, channels_in: int, widths: list[int], convs: int = 3, dropout: float = 0.2, relu_each: bool = False):
         super().__init__()
         self.unet = UNet(channels_in, 1, widths, convs, dropout, relu_each)
+        self.dihedral_average = False  # set by the caller (acdr-eval / acdr-predict --tta)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.unet(images)[:, 0]
@@ -110,7 +113,10 @@ class PixelNet(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"masks": torch.sigmoid(self(images))}
+        def probability(x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self(x))[:, None]
+
+        return {"masks": (dihedral_mean(probability, images) if self.dihedral_average else probability(images))[:, 0]}
 
 
 def build_model(kind: str, channels_in: int, model_cfg: Mapping) -> nn.Module:

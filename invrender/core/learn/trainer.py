@@ -231,7 +231,7 @@ class Trainer:
     def _examples(self) -> np.ndarray:
         count = min(self.settings.examples, len(self.val_set))
         images, masks = self.val_set.images[:count], self.val_set.masks[:count]
-        prediction = predict_set(self.model, images, self.settings.eval_batch, self.device)
+        prediction = predict_set(self.model, images, self.settings.eval_batch, self.device, self.val_set.bounds[:count])
         polygons = prediction.get("polygons")
         return example_sheet(images.mean(1).numpy(), masks.numpy() > 0.5, prediction["masks"].numpy() > 0.5,
                              None if polygons is None else polygons.numpy())

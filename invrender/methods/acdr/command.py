@@ -31,6 +31,7 @@ from invrender.runner import Job, StepCallback
 CONFIG_DIR = "acdr"
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value config overrides, e.g. data.root=DIR.", show_default=False)]
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="A checkpoint written by acdr-train (checkpoints/best.pt).", show_default=False)]
+Tta = Annotated[bool, typer.Option("--tta", help="Average over the 8 rotations and mirror images of each image (test-time augmentation; 8x the time).")]
 
 
 def check_config(cfg: DictConfig, device: torch.device) -> None:
@@ -131,6 +132,7 @@ def acdr_eval(
     overrides: Overrides = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Evaluate on this folder (generic layout: images/ and masks/; its split.json's test list if any, else every image).")] = None,
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="A preset whose test split to evaluate on (default: the data the checkpoint was trained on).")] = None,
+    tta: Tta = False,
     out: Annotated[Path, shared_option("out")] = Path("acdr-eval"),
     device: Annotated[str, shared_option("device")] = "auto",
     threads: Annotated[Optional[int], shared_option("threads")] = None,
@@ -143,6 +145,7 @@ def acdr_eval(
     if data is not None and config is not None:
         raise ConfigError("--data and --config: give one (a folder in the generic layout, or a preset's test split)")
     network, saved = loaded_model(checkpoint, resolve_device(device))
+    network.dihedral_average = tta
     # Without --config, the test split of the data the checkpoint was trained on.
     name, base = (config, []) if config is not None else (saved["config_name"], list(saved["overrides"]))
     cfg, dev = start(name, base + list(overrides or []), device, threads)
@@ -160,7 +163,7 @@ def acdr_eval(
     if saved["kind"] == "contour":
         network.render = render
     rows, means = score_set(network, test_set, int(cfg.train.eval_batch), dev, render, full_size=True)
-    result = {"checkpoint": str(checkpoint), "model": saved["kind"], "epoch": saved["epoch"], "data": to_plain(cfg.data), "images": len(rows),
+    result = {"checkpoint": str(checkpoint), "model": saved["kind"], "epoch": saved["epoch"], "tta": tta, "data": to_plain(cfg.data), "images": len(rows),
               **means, "rows": rows}
     write_json(out / "metrics.json", result)
     table = Table(title=f"{checkpoint} ({saved['kind']}) on {len(rows)} test images")
@@ -212,11 +215,13 @@ def check_predict_config(cfg: DictConfig, device: torch.device) -> None:
 def acdr_predict(
     arguments: Arguments,
     checkpoint: Checkpoint,
+    tta: Tta = False,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Segment images with a trained checkpoint: <stem>.mask.png, <stem>.polygon.json, <stem>.overlay.png."""
     device = resolve_device(shared.device)
     network, saved = loaded_model(checkpoint, device)
+    network.dihedral_average = tta
 
     def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
         render = config_polygon_renderer(cfg, context.device)
