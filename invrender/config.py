@@ -41,7 +41,10 @@ def compose_config(method_dir: str, name: str, overrides: list[str]) -> DictConf
     finally:
         GlobalHydra.instance().clear()
     if overrides:
-        _check_types(to_plain(compose_config(method_dir, name, [])), to_plain(cfg), "")
+        as_text: list[tuple[str, str]] = []
+        _check_types(to_plain(compose_config(method_dir, name, [])), to_plain(cfg), "", as_text)
+        for key, text in as_text:
+            OmegaConf.update(cfg, key, text, merge=False)
     OmegaConf.set_struct(cfg, False)
     return cfg
 
@@ -60,24 +63,29 @@ def _kind(value: object) -> str:
     return "null"
 
 
-def _check_types(default: object, value: object, key: str) -> None:
+def _check_types(default: object, value: object, key: str, as_text: list[tuple[str, str]]) -> None:
     """Refuse an override that changes the kind of a default value (e.g. `lr=abc`).
 
     A default of null accepts anything; list items are checked against the default's first item.
+    A number where the default is a string (`stage=2`, a folder `data.root=2024`) is meant as its
+    text: (key, text) goes into `as_text`.
     """
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"bad override: {key} must be a finite number, got {value!r}")
     if default is None:
+        return
+    if isinstance(default, str) and _kind(value) == "a number":
+        as_text.append((key, str(value)))
         return
     if _kind(default) != _kind(value):
         raise ConfigError(f"bad override: {key} must be {_kind(default)}, got {value!r}")
     if isinstance(default, dict):
         for k, v in value.items():
             if k in default:
-                _check_types(default[k], v, f"{key}.{k}" if key else str(k))
+                _check_types(default[k], v, f"{key}.{k}" if key else str(k), as_text)
     elif isinstance(default, list) and default:
         for i, v in enumerate(value):
-            _check_types(default[min(i, len(default) - 1)], v, f"{key}.{i}")
+            _check_types(default[min(i, len(default) - 1)], v, f"{key}.{i}", as_text)
 
 
 def to_plain(cfg: DictConfig) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from invrender.config import available_configs, compose_config
+from invrender.config import ConfigError, available_configs, compose_config
 from invrender.core.losses import check_weights
 from invrender.core.render.registry import get_renderer
 
@@ -40,3 +40,10 @@ def test_spine_seg_config_has_the_papers_numbers():
     assert dict(phase.ramps.alpha) == {"start": 1.0, "end": 0.4, "until": 1.0}
     assert dict(phase.ramps.blur) == {"start": 2.56, "end": 0.0, "until": 0.8}
     assert cfg.points.count == 10000
+
+
+def test_a_number_where_the_config_has_text_is_read_as_text():
+    assert compose_config("cell_seg", "default", ["stage=2"]).stage == "2"
+    assert compose_config("acdr", "nuclei", ["data.root=2024"]).data.root == "2024"
+    with pytest.raises(ConfigError, match="train.lr must be a number"):
+        compose_config("acdr", "nuclei", ["train.lr=abc"])
