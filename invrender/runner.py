@@ -44,6 +44,7 @@ class Job:
     outputs: list[Path]
     run: Callable[[StepCallback], dict[str, Any]]  # returns what the manifest records (losses, ...)
     overrides: tuple[str, ...] = ()  # config overrides particular to this input (recorded in the manifest)
+    finished: Callable[[], bool] | None = None  # whether --resume may skip it (default: all outputs exist)
 
 
 @dataclass
@@ -179,7 +180,7 @@ class Runner:
     def _run_job(self, job: Job, show_step: StepCallback) -> JobRecord:
         outputs = [str(p) for p in job.outputs]
         overrides = list(job.overrides)
-        if self.resume and job.outputs and all(p.is_file() for p in job.outputs):
+        if self.resume and (job.finished() if job.finished is not None else bool(job.outputs) and all(p.is_file() for p in job.outputs)):
             old = self.previous.get(job.name, {})
             return JobRecord(job.name, "skipped", outputs, old.get("seconds", 0.0), result=old.get("result", {}), log=old.get("log"), overrides=overrides)
         log_path = self.log_dir / f"{Path(job.name).name}.log"

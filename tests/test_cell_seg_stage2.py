@@ -232,9 +232,12 @@ def test_stage_2_trains_again_on_the_masks_in_out_stage1(movie, both_run, tmp_pa
     record = json.loads((out / "01.cells.json").read_text())
     assert record["stage"] == "2" and record["stage2"]["train_frames"] == [0, 3]
     assert seg_measure(read_label_frames(out, "mask"), read_label_frames(movie / "01_GT" / "SEG", "man_seg"))["seg"] > SEG_BOUND
-    # Resume: the finished time-lapse is skipped.
+    # Resume: the finished time-lapse is skipped, unless another stage is asked for.
     assert main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "2", "-q", "--resume"]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "skipped"
+    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "1", "-q", "--resume", *FAST]) == 0
+    assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "done"
+    assert json.loads((out / "01.cells.json").read_text())["stage"] == "1"
 
 
 def test_an_unknown_stage_or_a_bad_stage2_setting(movie, tmp_path, capsys):

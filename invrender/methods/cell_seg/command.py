@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from invrender.config import ConfigError
 from invrender.core.ctc import Frames, read_frames, read_label_frames, write_label_frames, write_tracks
-from invrender.core.io import InputError, atomic_path, normalise_intensity, write_json, write_png, write_tiff
+from invrender.core.io import InputError, atomic_path, normalise_intensity, read_json, write_json, write_png, write_tiff
 from invrender.core.overlay import draw_curves, label_colours, mask_outlines
 from invrender.core.tracking import link_by_overlap
 from invrender.inputs import InputItem
@@ -76,7 +76,7 @@ def segment_file(path: Path, out: Path, cfg: DictConfig, device: torch.device, s
         write_png(paths["overlay"], contour_overlay(frames.images[0], records[0]))
     else:
         write_sequence(out, paths, frames, labels, records, tracker.track_list())
-    write_json(paths["cells"], {"format": "invrender.cells", "version": 1, "input": str(path), "frames": records,
+    write_json(paths["cells"], {"format": "invrender.cells", "version": 1, "input": str(path), "stage": "1", "frames": records,
                                 "divisions": [d.__dict__ for d in tracker.divisions]})
     return {"outputs": [str(p) for p in paths.values()], **summary}
 
@@ -271,7 +271,16 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     def work(on_step: StepCallback) -> dict:
         return segment(path, context.out, cfg, context.device, context.seed, on_step)
 
-    return Job(str(path), [list(output_paths(context.out, path, kind, stage).values())[-1]], work)
+    cells = output_paths(context.out, path, kind, stage)["cells"]  # written last
+
+    def finished() -> bool:
+        """A complete result of the stage asked for (records from before stages count as stage 1)."""
+        try:
+            return cells.is_file() and str(read_json(cells).get("stage", "1")) == stage
+        except (InputError, AttributeError):  # not our record: do it again
+            return False
+
+    return Job(str(path), [cells], work, finished=finished)
 
 
 SPEC = MethodSpec("cell-seg", "cell_seg", make_job, check_config, check_inputs, keep_folders=True, cpu_only=True)
