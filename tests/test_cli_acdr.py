@@ -54,8 +54,14 @@ def test_a_tiny_training_run_lowers_the_loss_and_writes_its_record(trained):
         assert (trained / name).is_file(), name
     manifest = json.loads((trained / "manifest.json").read_text())
     assert manifest["status"] == "done" and manifest["epochs_done"] == 16 and manifest["model"] == "contour"
+    # best.pt: the first maximum of the moving average (0.9 old + 0.1 new) of validation mIoU.
+    smoothed = [scores[0]]
+    for score in scores[1:]:
+        smoothed.append(0.9 * smoothed[-1] + 0.1 * score)
+    assert np.allclose([float(r["val_miou_smoothed"]) for r in rows], smoothed)
     best = read_checkpoint(trained / "checkpoints" / "best.pt")
-    assert best["epoch"] == max(range(1, 17), key=lambda e: (scores[e - 1], -e))
+    assert best["epoch"] == max(range(1, 17), key=lambda e: (smoothed[e - 1], -e))
+    assert manifest["best"] == pytest.approx({"epoch": best["epoch"], "val_miou": scores[best["epoch"] - 1], "val_miou_smoothed": smoothed[best["epoch"] - 1]})
 
 
 def test_predict_writes_mask_polygon_and_overlay_named_after_each_input(trained, shapes, tmp_path):
@@ -108,6 +114,8 @@ def test_resume_goes_on_from_the_last_epoch(shapes, tmp_path, capsys):
     rows = epochs_logged(out)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert rows[:2] == first
+    # The moving average that picks best.pt goes on from where it was.
+    assert float(rows[2]["val_miou_smoothed"]) == pytest.approx(0.9 * float(rows[1]["val_miou_smoothed"]) + 0.1 * float(rows[2]["val_miou"]))
 
 
 def test_the_pixel_baseline_trains_and_evaluates(shapes, tmp_path):

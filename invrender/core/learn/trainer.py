@@ -2,7 +2,8 @@
 checkpoints, a time budget, resume, and a record of it all in the output folder.
 
 Writes into `out`: `checkpoints/last.pt` (after every validation, every `val_every` epochs) and
-`checkpoints/best.pt` (the best validation mIoU), `log.csv` (one row per validation), `curves.png` (training loss and
+`checkpoints/best.pt` (the best validation mIoU, smoothed over validations by an exponential moving
+average as nnU-Net does, because a few validation images make single scores noisy), `log.csv` (one row per validation), `curves.png` (training loss and
 validation scores), `examples.png` (validation images with the ground truth in green, the initial
 polygon in blue and the result in yellow) and `manifest.json` (config, versions, device, status).
 Every file is written atomically. An epoch's shuffling, augmentation and dropout come from
@@ -48,6 +49,7 @@ class TrainSettings:
     schedule: str  # constant | cosine (to 0 over the epochs or the time budget, whichever ends first)
     scales: list[float]
     angles: list[float]
+    best_smoothing: float  # the weight of the past in the moving average of validation mIoU that picks best.pt (0: none)
     examples: int = 8
 
     @classmethod
@@ -56,7 +58,7 @@ class TrainSettings:
         budget = train.get("max_minutes")
         return cls(int(train["epochs"]), int(train["batch_size"]), float(train["lr"]), None if budget is None else float(budget),
                    int(train["val_every"]), int(train["eval_batch"]), dict(cfg["loss"]), str(train["schedule"]), [float(s) for s in augment["scales"]], [float(a) for a in augment["angles"]],
-                   int(train["examples"]))
+                   float(train["best_smoothing"]), int(train["examples"]))
 
 
 @dataclass
@@ -64,7 +66,8 @@ class TrainState:
     epoch: int = 0  # epochs completed
     elapsed: float = 0.0  # seconds of training and validation so far
     best_epoch: int = 0
-    best_miou: float = -1.0
+    best_miou: float = -1.0  # the best smoothed validation mIoU
+    smoothed_miou: float | None = None  # the moving average of validation mIoU so far
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -110,7 +113,9 @@ class Trainer:
         self.model.load_state_dict(saved["state_dict"])
         self.optimizer.load_state_dict(saved["optimizer"])
         best = saved["best"]
-        self.state = TrainState(int(saved["epoch"]), float(saved["elapsed"]), int(best["epoch"]), float(best["miou"]), list(saved["history"]))
+        history = list(saved["history"])
+        smoothed = history[-1].get("val_miou_smoothed") if history else None
+        self.state = TrainState(int(saved["epoch"]), float(saved["elapsed"]), int(best["epoch"]), float(best["miou"]), smoothed, history)
         return True
 
     def run(self) -> TrainState:
@@ -176,10 +181,13 @@ class Trainer:
         _, scores = score_set(self.model, self.val_set, self.settings.eval_batch, self.device, self.render, full_size=False)
         row = {"epoch": state.epoch, "seconds": state.elapsed, "loss": float(np.mean(pending.losses)), "batches": len(pending.losses),
                **{name: value / len(pending.losses) for name, value in pending.terms.items()}, **{f"val_{k}": v for k, v in scores.items()}}
+        weight = self.settings.best_smoothing
+        state.smoothed_miou = scores["miou"] if state.smoothed_miou is None else weight * state.smoothed_miou + (1 - weight) * scores["miou"]
+        row["val_miou_smoothed"] = state.smoothed_miou
         state.history.append(row)
-        improved = scores["miou"] > state.best_miou
+        improved = state.smoothed_miou > state.best_miou
         if improved:
-            state.best_epoch, state.best_miou = state.epoch, scores["miou"]
+            state.best_epoch, state.best_miou = state.epoch, state.smoothed_miou
         row["validation_seconds"] = time.perf_counter() - start
         state.elapsed += row["validation_seconds"]
         row["seconds"] = state.elapsed
@@ -224,7 +232,7 @@ class Trainer:
         writer.writerows(history)
         with atomic_path(self.out / "log.csv") as tmp:
             tmp.write_text(text.getvalue(), encoding="utf-8")
-        scores = {key: [row[f"val_{key}"] for row in history] for key in ("f1", "miou", "wcov", "boundf")}
+        scores = {key: [row[f"val_{key}"] for row in history] for key in ("f1", "miou", "miou_smoothed", "wcov", "boundf")}
         write_png(self.out / "curves.png", plot_panels([("training loss", {"loss": [row["loss"] for row in history]}, True),
                                                         ("validation", scores, False)]))
 
@@ -236,6 +244,10 @@ class Trainer:
         return example_sheet(images.mean(1).numpy(), masks.numpy() > 0.5, prediction["masks"].numpy() > 0.5,
                              None if polygons is None else polygons.numpy())
 
+    def _best_row(self) -> dict[str, float]:
+        """The log row of the validation that chose best.pt ({} before the first)."""
+        return next((row for row in self.state.history if row["epoch"] == self.state.best_epoch), {})
+
     def _write_manifest(self, status: str) -> None:
         from invrender.runner import now, package_versions
 
@@ -243,7 +255,7 @@ class Trainer:
         write_json(self.out / "manifest.json", {
             "kind": "train", **self.run_info, "status": status, "host": platform.node(), "versions": package_versions(),
             "updated": now(), "epochs_done": state.epoch, "seconds": state.elapsed,
-            "best": {"epoch": state.best_epoch, "val_miou": state.best_miou if state.best_epoch else None},
+            "best": {"epoch": state.best_epoch, "val_miou": self._best_row().get("val_miou"), "val_miou_smoothed": self._best_row().get("val_miou_smoothed")},
             "train_images": len(self.train_set), "val_images": len(self.val_set),
             "outputs": {"last": str(self.checkpoints / "last.pt"), "best": str(self.checkpoints / "best.pt"), "log": str(self.out / "log.csv")},
         })

@@ -120,7 +120,7 @@ def acdr_train(
     if resume and trainer.resume() and not quiet:
         typer.echo(f"resuming after epoch {trainer.state.epoch} ({trainer.state.elapsed:.0f} s)", err=True)
     state = trainer.run()
-    typer.echo(f"trained {state.epoch} epochs in {state.elapsed:.0f} s; best validation mIoU {state.best_miou:.3f} at epoch {state.best_epoch}; "
+    typer.echo(f"trained {state.epoch} epochs in {state.elapsed:.0f} s; best smoothed validation mIoU {state.best_miou:.3f} at epoch {state.best_epoch}; "
                f"checkpoints in {out / 'checkpoints'}", err=True)
 
 
