@@ -17,6 +17,7 @@ from invrender.cli import main
 from invrender.config import compose_config
 from invrender.core.ctc import read_label_frames, read_tracks
 from invrender.core.io import InputError
+from invrender.core.learn.checkpoint import save_checkpoint
 from invrender.core.metrics import seg_measure
 from invrender.core.synth.cells import write_cell_dataset
 from invrender.core.tracking import link_by_overlap
@@ -168,8 +169,14 @@ def test_a_saved_network_loads_with_its_config(tmp_path):
     image = np.random.default_rng(0).random((30, 34)).astype(np.float32)
     np.testing.assert_allclose(class_probabilities(loaded, image), class_probabilities(network, image))
     (tmp_path / "other.pt").write_bytes(b"not a network")
-    with pytest.raises(InputError, match="other.pt"):
+    with pytest.raises(InputError, match="other.pt.*not a readable checkpoint"):
         load_network(tmp_path / "other.pt")
+    save_checkpoint(tmp_path / "acdr.pt", {"kind": "pixel", "state_dict": network.state_dict()})
+    with pytest.raises(InputError, match="acdr.pt.*not a cell-seg stage-2 network"):
+        load_network(tmp_path / "acdr.pt")
+    save_network(tmp_path / "narrow.pt", build_network(compose_config("cell_seg", "default", ["stage2.widths=[2,4]"]).stage2), cfg, [0])
+    with pytest.raises(InputError, match="narrow.pt.*weights do not fit"):
+        load_network(tmp_path / "narrow.pt")
 
 
 # ---------------------------------------------------------------- the command

@@ -1,10 +1,14 @@
-"""Checkpoints of trained segmentation networks: what the model is, its weights, and where training stands.
+"""Files of trained networks, and the checkpoints of segmentation networks in particular.
 
-A checkpoint is a dict saved with `torch.save`: `format`, `version`, `kind` (contour | pixel),
-`channels_in`, `size` (the network's input size), `model` (the config section it was built from),
-`state_dict`, `optimizer`, `epoch`, `elapsed` (training seconds), `best` ({epoch, miou}),
-`history` (one row per epoch) and `config` (the whole resolved config). It holds tensors and plain
-Python values only, so it loads with `weights_only=True` (no code is run on loading).
+Every network file is a dict saved with `torch.save`, with a `format` name and a `version`, holding
+tensors and plain Python values only, so it loads with `weights_only=True` (no code is run on
+loading). `save_network_file` / `load_network_file` write and check any such file; cell-seg's
+stage-2 network is one.
+
+A segmentation checkpoint (acdr-train) has, besides: `kind` (contour | pixel), `channels_in`,
+`size` (the network's input size), `model` (the config section it was built from), `state_dict`,
+`optimizer`, `epoch`, `elapsed` (training seconds), `best` ({epoch, miou}), `history` (one row per
+validation) and `config` (the whole resolved config).
 """
 
 from __future__ import annotations
@@ -23,22 +27,35 @@ FORMAT = "invrender.segmentation-net"
 VERSION = 1
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+def save_network_file(path: str | os.PathLike, format_name: str, version: int, content: dict[str, Any]) -> None:
+    """Write `content` with its format name and version, atomically."""
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **checkpoint}, tmp)
+        torch.save({"format": format_name, "version": version, **content}, tmp)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and check a checkpoint; InputError (one line) when it is missing, corrupt or not ours."""
+def load_network_file(path: str | os.PathLike, format_name: str, what: str) -> dict[str, Any]:
+    """Load a file written by `save_network_file` in `format_name`; InputError (one line) when it is
+    missing, corrupt or another kind of file. what: how to name the file kind, e.g. "an invrender
+    segmentation checkpoint (written by acdr-train)"."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated files, pickles of other objects, not a torch file at all
         raise InputError(path, f"not a readable checkpoint ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise InputError(path, f"not an invrender segmentation checkpoint (expected format {FORMAT!r}; written by acdr-train)")
+    if not isinstance(content, dict) or content.get("format") != format_name:
+        raise InputError(path, f"not {what} (expected format {format_name!r})")
+    return content
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+    save_network_file(path, FORMAT, VERSION, checkpoint)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and check a segmentation checkpoint; InputError (one line) when it is missing, corrupt or not ours."""
+    checkpoint = load_network_file(path, FORMAT, "an invrender segmentation checkpoint (written by acdr-train)")
     if checkpoint.get("version") != VERSION or checkpoint.get("kind") not in MODEL_KINDS:
         raise InputError(path, f"checkpoint version {checkpoint.get('version')!r} of kind {checkpoint.get('kind')!r} is not supported")
     return checkpoint

@@ -11,7 +11,6 @@ pixels; `cfg` is the config's `stage2` section.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +20,8 @@ from skimage.morphology import disk
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 from torch.nn import functional as F
 
-from invrender.core.io import InputError, atomic_path
+from invrender.core.io import InputError
+from invrender.core.learn.checkpoint import load_network_file, save_network_file
 from invrender.core.learn.unet import UNet
 from invrender.runner import StepCallback
 
@@ -165,23 +165,18 @@ def segment_frame(network: UNet, image: np.ndarray, min_area: float) -> np.ndarr
 
 def save_network(path: str | os.PathLike, network: UNet, cfg: DictConfig, train_frames: list[int]) -> None:
     """Write the network atomically: its weights, the `stage2` config it was built and trained with,
-    and the frames that trained it (plain values and tensors: loads with weights_only=True)."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": NETWORK_FORMAT, "version": 1, "state_dict": network.state_dict(),
-                    "config": OmegaConf.to_container(cfg, resolve=True), "train_frames": list(train_frames)}, tmp)
+    and the frames that trained it."""
+    save_network_file(path, NETWORK_FORMAT, 1, {"state_dict": network.state_dict(), "config": OmegaConf.to_container(cfg, resolve=True),
+                                                "train_frames": list(train_frames)})
 
 
 def load_network(path: str | os.PathLike) -> tuple[UNet, dict]:
     """A network written by `save_network`, in eval mode, and its `stage2` config; InputError in one
-    line for a file that is missing, unreadable or another kind of file."""
-    path = Path(path)
+    line for a file that is missing, unreadable, another kind of file, or weights that do not fit."""
+    saved = load_network_file(path, NETWORK_FORMAT, "a cell-seg stage-2 network (written by cell-seg --stage 2)")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict) or saved.get("format") != NETWORK_FORMAT:
-            raise ValueError(f"not a {NETWORK_FORMAT} file")
-        cfg = OmegaConf.create(saved["config"])
-        network = build_network(cfg)
+        network = build_network(OmegaConf.create(saved["config"]))
         network.load_state_dict(saved["state_dict"])
-    except Exception as err:  # missing, truncated, another pickle, weights of another shape
-        raise InputError(path, f"not a cell-seg stage-2 network ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise InputError(path, f"the weights do not fit the network the file describes ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
     return network.eval(), saved["config"]
