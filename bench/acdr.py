@@ -32,8 +32,8 @@ from scipy import ndimage
 from invrender.config import compose_config
 from invrender.core.learn.datasets import load_splits, prepare
 from invrender.core.learn.evaluate import inside_bounds, mean_scores
-from invrender.core.metrics import mask_scores
 from invrender.core.learn.models import build_model
+from invrender.core.metrics import mask_scores
 from invrender.core.render.polygon2d import render_polygons
 
 OUT = Path(__file__).parent / "out" / "acdr"

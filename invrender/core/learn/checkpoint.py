@@ -7,8 +7,8 @@ stage-2 network is one.
 
 A segmentation checkpoint (acdr-train) has, besides: `kind` (contour | pixel), `channels_in`,
 `size` (the network's input size), `model` (the config section it was built from), `state_dict`,
-`optimizer`, `epoch`, `elapsed` (training seconds), `best` ({epoch, miou}), `history` (one row per
-validation) and `config` (the whole resolved config).
+`optimizer`, `epoch`, `elapsed` (training seconds), `best` ({epoch, miou}: the best moving average
+of validation mIoU), `history` (one row per validation) and `config` (the whole resolved config).
 """
 
 from __future__ import annotations

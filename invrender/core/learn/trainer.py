@@ -3,8 +3,8 @@ checkpoints, a time budget, resume, and a record of it all in the output folder.
 
 Writes into `out`: `checkpoints/last.pt` (after every validation, every `val_every` epochs) and
 `checkpoints/best.pt` (the best validation mIoU, smoothed over validations by an exponential moving
-average as nnU-Net does, because a few validation images make single scores noisy), `log.csv` (one row per validation), `curves.png` (training loss and
-validation scores), `examples.png` (validation images with the ground truth in green, the initial
+average as nnU-Net does, because a few validation images make single scores noisy), `log.csv` (one
+row per validation), `curves.png` (training loss and validation scores), `examples.png` (validation images with the ground truth in green, the initial
 polygon in blue and the result in yellow) and `manifest.json` (config, versions, device, status).
 Every file is written atomically. An epoch's shuffling, augmentation and dropout come from
 `seed` and the epoch number, so a resumed run goes on as the uninterrupted one would.
@@ -251,11 +251,11 @@ class Trainer:
     def _write_manifest(self, status: str) -> None:
         from invrender.runner import now, package_versions
 
-        state = self.state
+        state, best = self.state, self._best_row()
         write_json(self.out / "manifest.json", {
             "kind": "train", **self.run_info, "status": status, "host": platform.node(), "versions": package_versions(),
             "updated": now(), "epochs_done": state.epoch, "seconds": state.elapsed,
-            "best": {"epoch": state.best_epoch, "val_miou": self._best_row().get("val_miou"), "val_miou_smoothed": self._best_row().get("val_miou_smoothed")},
+            "best": {"epoch": state.best_epoch, "val_miou": best.get("val_miou"), "val_miou_smoothed": best.get("val_miou_smoothed")},
             "train_images": len(self.train_set), "val_images": len(self.val_set),
             "outputs": {"last": str(self.checkpoints / "last.pt"), "best": str(self.checkpoints / "best.pt"), "log": str(self.out / "log.csv")},
         })
