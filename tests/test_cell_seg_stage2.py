@@ -179,6 +179,29 @@ def test_a_saved_network_loads_with_its_config(tmp_path):
         load_network(tmp_path / "narrow.pt")
 
 
+def test_tiles_give_the_one_pass_probabilities():
+    # Random weights with batch-norm statistics taken from the image itself, so that the output
+    # varies with the input over the whole field of view (at most 49 px for 3 levels of 2
+    # convolutions, the default margin; 40 px suffice, 24 do not).
+    torch.manual_seed(0)
+    network = build_network(compose_config("cell_seg", "default", []).stage2)
+    image = np.random.default_rng(1).random((203, 150)).astype(np.float32)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average: after one pass, the statistics of that pass
+    with torch.no_grad():
+        network.train()(torch.from_numpy(image[:200, :144])[None, None])
+        network.head.weight *= 30
+    whole = class_probabilities(network, image)
+    assert whole.std(axis=(1, 2)).min() > 0.05
+    assert network.field_of_view == 49
+    for tile in (40, 64, 100):  # 100 rounds up to 104 (a multiple of 8); the tiles cut the frame unevenly
+        np.testing.assert_allclose(class_probabilities(network, image, tile), whole, atol=1e-4)
+    # Too small a margin changes the result: the test can tell tiles from one pass.
+    assert np.abs(class_probabilities(network, image, 40, margin=8) - whole).max() > 0.1
+
+
 # ---------------------------------------------------------------- the command
 
 #: A short stage-1 schedule and a small, briefly trained network, for tests.
@@ -255,6 +278,8 @@ def test_an_unknown_stage_or_a_bad_stage2_setting(movie, tmp_path, capsys):
     assert_one_line_error(code, capsys.readouterr().err, out, "config stage", "'fast'")
     code = main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "both", "-q", "stage2.crop=4"])
     assert_one_line_error(code, capsys.readouterr().err, out, "stage2.crop")
+    code = main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "both", "-q", "stage2.tile=-1"])
+    assert_one_line_error(code, capsys.readouterr().err, out, "stage2.tile")
 
 
 def test_stage_2_without_stage1_masks(movie, tmp_path, capsys):

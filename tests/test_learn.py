@@ -29,6 +29,20 @@ def test_unet_keeps_the_image_size(size):
     assert net(torch.rand(2, 3, size, size)).shape == (2, 2, size, size)
 
 
+@pytest.mark.parametrize("widths, convs", [([4, 8], 3), ([4, 8, 16], 2)])
+def test_the_field_of_view_bounds_how_far_one_pixel_reaches(widths, convs):
+    # Brute force: change one input pixel and see which outputs move.
+    torch.manual_seed(0)
+    net = UNet(1, 1, widths, convs=convs, dropout=0.0).eval()
+    image = torch.rand(1, 1, 160, 160)
+    moved = image.clone()
+    moved[0, 0, 80, 80] += 10.0
+    with torch.no_grad():
+        rows, cols = torch.nonzero((net(moved) - net(image))[0, 0].abs() > 0, as_tuple=True)
+    reach = int(torch.maximum((rows - 80).abs(), (cols - 80).abs()).max())
+    assert net.field_of_view / 2 < reach <= net.field_of_view
+
+
 def test_the_initial_polygon_is_a_16_px_circle_in_the_middle_at_64_px():
     net = ContourNet(1, [4, 8], vertices=32)
     polygon = net.initial_polygon(torch.zeros(3, 1, 64, 64))

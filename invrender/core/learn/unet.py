@@ -65,6 +65,15 @@ class UNet(nn.Module):
             for i in reversed(range(len(widths)))
         )
         self.head = nn.Conv2d(widths[0], channels_out, 1)
+        self.convs = convs
+
+    @property
+    def field_of_view(self) -> int:
+        """An upper bound, in px, on how far from an output pixel the input pixels lie that it
+        depends on: at level l (pixels of 2**l px) each 3x3 convolution and each 2x2 pooling reach
+        2**l px further, and each bilinear up-sampling from level l+1 reaches 2**(l+1) px; over the
+        encoder and decoder of depth d that sums to (2 convs + 3) (2**d - 1)."""
+        return (2 * self.convs + 3) * (2 ** len(self.encoder) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

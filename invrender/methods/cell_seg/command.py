@@ -111,7 +111,7 @@ def segment_with_network(path: Path, out: Path, cfg: DictConfig, device: torch.d
     stage2.save_network(paths["network"], network, settings, train_times)
     write_losses(paths["loss"], losses)
     trained = clock.perf_counter()
-    predicted = np.stack([stage2.segment_frame(network, image, float(settings.min_area)) for image in normalised])
+    predicted = np.stack([stage2.segment_frame(network, image, float(settings.min_area), int(settings.tile)) for image in normalised])
     labels, tracks = link_by_overlap(predicted, float(settings.min_iou), float(settings.division_cover))
     tracks = [(label, frames.times[begin], frames.times[end], parent) for label, begin, end, parent in tracks]  # indices -> frame numbers
     segmented = clock.perf_counter()
@@ -238,6 +238,8 @@ def check_stage2(cfg: DictConfig) -> None:
         raise ConfigError(f"config stage2: {', '.join(counts)} and widths must be positive (got {counts}, widths {list(settings.widths)})")
     if int(settings.crop) < 2 ** len(settings.widths):
         raise ConfigError(f"config stage2.crop {settings.crop}: at least 2**len(widths) = {2 ** len(settings.widths)} px, one pixel at the coarsest level")
+    if int(settings.tile) < 0:
+        raise ConfigError(f"config stage2.tile {settings.tile}: expected a size in px, or 0 for frames in one pass")
     if not (float(settings.lr) > 0 and 0 <= float(settings.dropout) < 1 and 0 < float(settings.min_iou) <= 1 and 0 < float(settings.division_cover) <= 1):
         raise ConfigError("config stage2: lr must be positive, dropout in [0, 1), min_iou and division_cover in (0, 1]")
 

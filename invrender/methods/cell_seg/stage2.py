@@ -121,12 +121,34 @@ def train_network(images: np.ndarray, targets: np.ndarray, cfg: DictConfig, seed
     return network.eval(), losses
 
 
-def class_probabilities(network: UNet, image: np.ndarray) -> np.ndarray:
+def class_probabilities(network: UNet, image: np.ndarray, tile: int = 0, margin: int | None = None) -> np.ndarray:
     """Per-pixel class probabilities (3, H, W) float32 of one normalised frame (H, W).
 
-    The frame is reflect-padded to a multiple of 2**depth px so that every pooling level halves it
-    exactly (no row or column is lost and re-interpolated at the borders).
+    tile: above 0, a frame larger than `tile` px is predicted in tiles of `tile` px, each seen with
+    `margin` px of its surroundings (by default the network's field of view; both rounded up to a
+    multiple of 2**depth, so that the tiles pool on the frame's own grid): the result is the
+    one-pass result, in a fraction of the memory.
     """
+    multiple = 2 ** len(network.encoder)
+    height, width = image.shape
+    if tile <= 0 or max(height, width) <= tile:
+        return _probabilities_in_one_pass(network, image)
+    margin = network.field_of_view if margin is None else margin
+    tile, margin = -(-tile // multiple) * multiple, -(-margin // multiple) * multiple
+    probabilities = np.empty((CLASSES, height, width), np.float32)
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            y0, x0 = max(0, top - margin), max(0, left - margin)
+            part = _probabilities_in_one_pass(network, image[y0 : top + tile + margin, x0 : left + tile + margin])
+            kept = probabilities[:, top : top + tile, left : left + tile]
+            kept[:] = part[:, top - y0 : top - y0 + kept.shape[1], left - x0 : left - x0 + kept.shape[2]]
+    return probabilities
+
+
+def _probabilities_in_one_pass(network: UNet, image: np.ndarray) -> np.ndarray:
+    """class_probabilities without tiles. The frame is reflect-padded to a multiple of 2**depth px
+    so that every pooling level halves it exactly (no row or column is lost and re-interpolated at
+    the borders)."""
     multiple = 2 ** len(network.encoder)
     height, width = image.shape
     padded = np.pad(image, ((0, -height % multiple), (0, -width % multiple)), mode="reflect")
@@ -158,9 +180,9 @@ def drop_small(labels: np.ndarray, min_area: float) -> np.ndarray:
     return np.where(small[labels], 0, labels)
 
 
-def segment_frame(network: UNet, image: np.ndarray, min_area: float) -> np.ndarray:
-    """Instance labels (H, W) uint16 of one normalised frame (H, W)."""
-    return instances_from_probabilities(class_probabilities(network, image), min_area)
+def segment_frame(network: UNet, image: np.ndarray, min_area: float, tile: int = 0) -> np.ndarray:
+    """Instance labels (H, W) uint16 of one normalised frame (H, W); tile as in class_probabilities."""
+    return instances_from_probabilities(class_probabilities(network, image, tile), min_area)
 
 
 def save_network(path: str | os.PathLike, network: UNet, cfg: DictConfig, train_frames: list[int]) -> None:
