@@ -35,6 +35,7 @@ def run_case(size: int, tile: int, threads: int) -> dict:
     assert probabilities.shape == (3, size, size)
     return {"seconds": seconds, "peak_mb": peak}
 
+
 def main() -> None:
     threads = threads_or_run_case(__doc__, run_case)
     if threads is None:
