@@ -158,6 +158,11 @@ def test_missing_data_names_the_folder_and_the_layout(tmp_path, capsys):
     assert_one_line_error(code, capsys.readouterr().err, tmp_path / "out", "buildings", "building_NNN.tif with building_mask_NNN.tif")
 
 
+def test_a_labelled_region_outside_the_label_image(tmp_path, capsys):
+    code = main(["acdr-train", "--config", "nuclei", "data.labelled_region=[0,600,0,256]", "--out", str(tmp_path / "out")])
+    assert_one_line_error(code, capsys.readouterr().err, tmp_path / "out", "mask2d_left.tif", "is not a part of this 256x512 label image")
+
+
 @pytest.mark.parametrize("command", ["predict", "eval"])
 @pytest.mark.parametrize("problem", ["corrupt", "another model", "weights that do not fit"])
 def test_bad_checkpoints(command, problem, trained, shapes, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -231,6 +232,37 @@ def test_crops_past_the_image_border_know_which_part_shows_the_image(tmp_path):
         assert np.array_equal(inside, shown)
     assert prepared.bounds[0].tolist() == [-0.5, 5.5, 10.5, 15.5]  # the corner object (centre row 2, column 27): cut off above and to the right
     assert prepared.bounds[1].tolist() == [-0.5, -0.5, 15.5, 15.5]
+
+
+def test_a_labelled_region_leaves_the_rest_of_the_image_beyond_the_border(tmp_path):
+    labels = np.zeros((40, 30), np.uint16)
+    labels[33:39, 10:15] = 1  # reaches the last labelled row, 38; row 39 is outside the labelled region
+    image = np.full(labels.shape, 5.0, np.float32)
+    image[labels > 0] = 100.0
+    image[39] = 100.0  # bright, but not labelled
+    write_tiff(tmp_path / "img.tif", image)
+    write_tiff(tmp_path / "lab.tif", labels)
+    data = {"layout": "instances", "root": str(tmp_path), "image": "img.tif", "labels": "lab.tif", "size": 16, "test_from": 0.0, "val_every": 2}
+    whole = load_splits(data, ("test",))["test"][0]
+    cut = load_splits({**data, "labelled_region": [0, 39, 0, 30]}, ("test",))["test"][0]
+    # The crop is centred on row 36 (crop row 8): the image ends after row 39 (crop row 11), or after row 38 with the region.
+    assert whole.bounds[3] == 11.5 and cut.bounds[3] == 10.5
+    assert whole.image[0, 11].max() == 100.0
+    assert cut.image[0, 11].max() == 5.0  # beyond the region: padding with the median of the region, as beyond the image
+    assert np.array_equal(cut.mask, whole.mask)
+
+
+@pytest.mark.parametrize("region, message", [([0, 39, 0], "expected [top, bottom, left, right]"), ("rows", "expected [top, bottom, left, right]"),
+                                             ([0, 41, 0, 30], "is not a part of this 30x40 label image"), ([5, 5, 0, 30], "is not a part")])
+def test_a_bad_labelled_region_is_refused_in_one_line(region, message, tmp_path):
+    labels = np.zeros((40, 30), np.uint16)
+    labels[20:25, 10:15] = 1
+    write_tiff(tmp_path / "img.tif", labels.astype(np.float32))
+    write_tiff(tmp_path / "lab.tif", labels)
+    data = {"layout": "instances", "root": str(tmp_path), "image": "img.tif", "labels": "lab.tif", "size": 16, "test_from": 0.0, "val_every": 2,
+            "labelled_region": region}
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_splits(data)
 
 
 def test_predicted_masks_are_cut_to_the_bounds_at_both_sizes():

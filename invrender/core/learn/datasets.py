@@ -13,7 +13,9 @@ Layouts (`data.layout`), each reading `data.root`:
   `data.size` pixels centred on every labelled object, whose mask is that object alone. Split by
   position, so that no test object is seen in training: objects whose centroid lies at or below row
   `data.test_from` (a fraction of the height) are the test set; the training objects are those whose
-  whole crop lies above that row, every `data.val_every`-th of them kept for validation.
+  whole crop lies above that row, every `data.val_every`-th of them kept for validation. Where the
+  labels cover only part of the image, `data.labelled_region` [top, bottom, left, right] names that
+  part, and the rest of the image is treated as lying beyond its border.
 - `shapes`: `data.count` synthetic images (core.synth.shapes), made from `data.seed`; 80% train, 10%
   val, 10% test.
 
@@ -213,6 +215,9 @@ def _instances(root: Path, data: Mapping) -> dict[str, list[Sample]]:
     labels = read_image(labels_path, ndims=(2,)).astype(np.int64)
     if labels.shape != image.shape:
         raise InputError(labels_path, f"label image is {labels.shape[1]}x{labels.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}")
+    if data.get("labelled_region") is not None:
+        top, bottom, left, right = _labelled_region(data["labelled_region"], labels_path, labels.shape)
+        image, labels = image[top:bottom, left:right], labels[top:bottom, left:right]
     ids = [int(i) for i in np.unique(labels) if i > 0]
     if not ids:
         raise InputError(labels_path, "no labelled objects")
@@ -235,6 +240,17 @@ def _instances(root: Path, data: Mapping) -> dict[str, list[Sample]]:
             splits["val" if train_index % every == every - 1 else "train"].append(sample)
             train_index += 1
     return splits
+
+
+def _labelled_region(region, labels_path: Path, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """`data.labelled_region` [top, bottom, left, right] (pixels, ends exclusive), checked against the label image's shape."""
+    try:
+        top, bottom, left, right = (int(v) for v in region)
+    except (TypeError, ValueError):
+        raise InputError(None, f"data.labelled_region {region!r}: expected [top, bottom, left, right] in pixels") from None
+    if not (0 <= top < bottom <= shape[0] and 0 <= left < right <= shape[1]):
+        raise InputError(labels_path, f"data.labelled_region {[top, bottom, left, right]} is not a part of this {shape[1]}x{shape[0]} label image")
+    return top, bottom, left, right
 
 
 def _shapes(data: Mapping) -> dict[str, list[Sample]]:
