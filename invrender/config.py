@@ -42,7 +42,8 @@ def compose_config(method_dir: str, name: str, overrides: list[str]) -> DictConf
         GlobalHydra.instance().clear()
     if overrides:
         as_text: list[tuple[str, str]] = []
-        _check_types(to_plain(compose_config(method_dir, name, [])), to_plain(cfg), "", as_text)
+        base = to_plain(compose_config(method_dir, "default", [])) if name != "default" and "default" in names else _MISSING
+        _check_types(to_plain(compose_config(method_dir, name, [])), to_plain(cfg), "", as_text, base)
         for key, text in as_text:
             OmegaConf.update(cfg, key, text, merge=False)
     OmegaConf.set_struct(cfg, False)
@@ -63,16 +64,20 @@ def _kind(value: object) -> str:
     return "null"
 
 
-def _check_types(default: object, value: object, key: str, as_text: list[tuple[str, str]]) -> None:
+_MISSING = object()
+
+
+def _check_types(default: object, value: object, key: str, as_text: list[tuple[str, str]], base: object = _MISSING) -> None:
     """Refuse an override that changes the kind of a default value (e.g. `lr=abc`).
 
     A default of null accepts anything; list items are checked against the default's first item.
-    A number where the default is a string (`stage=2`, a folder `data.root=2024`) is meant as its
-    text: (key, text) goes into `as_text`.
+    Null is accepted where the method's `default` config (`base`) has null: it unsets an optional
+    value that a preset sets (`train.max_minutes=null`). A number where the default is a string
+    (`stage=2`, a folder `data.root=2024`) is meant as its text: (key, text) goes into `as_text`.
     """
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"bad override: {key} must be a finite number, got {value!r}")
-    if default is None:
+    if default is None or (value is None and base is None):
         return
     if isinstance(default, str) and _kind(value) == "a number":
         as_text.append((key, str(value)))
@@ -82,7 +87,7 @@ def _check_types(default: object, value: object, key: str, as_text: list[tuple[s
     if isinstance(default, dict):
         for k, v in value.items():
             if k in default:
-                _check_types(default[k], v, f"{key}.{k}" if key else str(k), as_text)
+                _check_types(default[k], v, f"{key}.{k}" if key else str(k), as_text, base.get(k, _MISSING) if isinstance(base, dict) else _MISSING)
     elif isinstance(default, list) and default:
         for i, v in enumerate(value):
             _check_types(default[min(i, len(default) - 1)], v, f"{key}.{i}", as_text)

@@ -47,3 +47,10 @@ def test_a_number_where_the_config_has_text_is_read_as_text():
     assert compose_config("acdr", "nuclei", ["data.root=2024"]).data.root == "2024"
     with pytest.raises(ConfigError, match="train.lr must be a number"):
         compose_config("acdr", "nuclei", ["train.lr=abc"])
+
+
+def test_null_unsets_an_optional_value_that_a_preset_sets():
+    assert compose_config("acdr", "nuclei", ["data.labelled_region=null"]).data.labelled_region is None
+    assert compose_config("acdr", "nuclei", ["train.max_minutes=null"]).train.max_minutes is None
+    with pytest.raises(ConfigError, match="train.lr must be a number"):
+        compose_config("acdr", "nuclei", ["train.lr=null"])  # not optional: the default config sets it too
