@@ -252,7 +252,7 @@ def test_a_labelled_region_leaves_the_rest_of_the_image_beyond_the_border(tmp_pa
     assert np.array_equal(cut.mask, whole.mask)
 
 
-@pytest.mark.parametrize("region, message", [([0, 39, 0], "expected [top, bottom, left, right]"), ("rows", "expected [top, bottom, left, right]"),
+@pytest.mark.parametrize("region, message", [([0, 39, 0], "expected [top, bottom, left, right]"), ("0123", "expected [top, bottom, left, right]"),
                                              ([0, 41, 0, 30], "is not a part of this 30x40 label image"), ([5, 5, 0, 30], "is not a part")])
 def test_a_bad_labelled_region_is_refused_in_one_line(region, message, tmp_path):
     labels = np.zeros((40, 30), np.uint16)

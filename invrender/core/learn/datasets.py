@@ -245,6 +245,8 @@ def _instances(root: Path, data: Mapping) -> dict[str, list[Sample]]:
 def _labelled_region(region, labels_path: Path, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """`data.labelled_region` [top, bottom, left, right] (pixels, ends exclusive), checked against the label image's shape."""
     try:
+        if isinstance(region, str):
+            raise TypeError
         top, bottom, left, right = (int(v) for v in region)
     except (TypeError, ValueError):
         raise InputError(None, f"data.labelled_region {region!r}: expected [top, bottom, left, right] in pixels") from None
