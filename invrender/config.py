@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from functools import cache, partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -42,8 +44,7 @@ def compose_config(method_dir: str, name: str, overrides: list[str]) -> DictConf
         GlobalHydra.instance().clear()
     if overrides:
         as_text: list[tuple[str, str]] = []
-        base = to_plain(compose_config(method_dir, "default", [])) if name != "default" and "default" in names else _MISSING
-        _check_types(to_plain(compose_config(method_dir, name, [])), to_plain(cfg), "", as_text, base)
+        _check_types(to_plain(compose_config(method_dir, name, [])), to_plain(cfg), "", as_text, partial(_optional_in_default, method_dir))
         for key, text in as_text:
             OmegaConf.update(cfg, key, text, merge=False)
     OmegaConf.set_struct(cfg, False)
@@ -64,20 +65,29 @@ def _kind(value: object) -> str:
     return "null"
 
 
-_MISSING = object()
+@cache
+def _method_default(method_dir: str) -> DictConfig | None:
+    return compose_config(method_dir, "default", []) if "default" in available_configs(method_dir) else None
 
 
-def _check_types(default: object, value: object, key: str, as_text: list[tuple[str, str]], base: object = _MISSING) -> None:
+def _optional_in_default(method_dir: str, key: str) -> bool:
+    """Whether `key` is null in the method's `default` config (an optional value)."""
+    default = _method_default(method_dir)
+    return default is not None and OmegaConf.select(default, key, default=False) is None
+
+
+def _check_types(default: object, value: object, key: str, as_text: list[tuple[str, str]], optional: Callable[[str], bool]) -> None:
     """Refuse an override that changes the kind of a default value (e.g. `lr=abc`).
 
     A default of null accepts anything; list items are checked against the default's first item.
-    Null is accepted where the method's `default` config (`base`) has null: it unsets an optional
-    value that a preset sets (`train.max_minutes=null`). A number where the default is a string
-    (`stage=2`, a folder `data.root=2024`) is meant as its text: (key, text) goes into `as_text`.
+    Null is accepted where `optional(key)`, i.e. where the method's `default` config has null: it
+    unsets an optional value that a preset sets (`train.max_minutes=null`). A number where the
+    default is a string (`stage=2`, a folder `data.root=2024`) is meant as its text: (key, text)
+    goes into `as_text`.
     """
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"bad override: {key} must be a finite number, got {value!r}")
-    if default is None or (value is None and base is None):
+    if default is None or (value is None and optional(key)):
         return
     if isinstance(default, str) and _kind(value) == "a number":
         as_text.append((key, str(value)))
@@ -87,10 +97,10 @@ def _check_types(default: object, value: object, key: str, as_text: list[tuple[s
     if isinstance(default, dict):
         for k, v in value.items():
             if k in default:
-                _check_types(default[k], v, f"{key}.{k}" if key else str(k), as_text, base.get(k, _MISSING) if isinstance(base, dict) else _MISSING)
+                _check_types(default[k], v, f"{key}.{k}" if key else str(k), as_text, optional)
     elif isinstance(default, list) and default:
         for i, v in enumerate(value):
-            _check_types(default[min(i, len(default) - 1)], v, f"{key}.{i}", as_text)
+            _check_types(default[min(i, len(default) - 1)], v, f"{key}.{i}", as_text, optional)
 
 
 def to_plain(cfg: DictConfig) -> dict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -49,6 +49,19 @@ def load_network_file(path: str | os.PathLike, format_name: str, what: str) -> d
     return content
 
 
+def network_with_weights(path: str | os.PathLike, build: Callable[[], nn.Module], content: dict[str, Any], described_by: str) -> nn.Module:
+    """`build()` (the network the file describes) with the file's `state_dict` loaded, in eval mode;
+    InputError (one line) when the description or the weights do not fit. described_by: e.g.
+    "the model the checkpoint"."""
+    try:
+        network = build()
+        network.load_state_dict(content["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = " ".join(str(err).split())[:200]
+        raise InputError(path, f"the weights do not fit {described_by} describes ({type(err).__name__}: {first})") from None
+    return network.eval()
+
+
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
     save_network_file(path, FORMAT, VERSION, checkpoint)
 
@@ -63,10 +76,5 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def model_from_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> nn.Module:
     """The network a checkpoint describes, with its weights; InputError when they do not fit."""
-    try:
-        model = build_model(checkpoint["kind"], int(checkpoint["channels_in"]), checkpoint["model"])
-        model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        first = " ".join(str(err).split())[:200]
-        raise InputError(path, f"the weights do not fit the model the checkpoint describes ({type(err).__name__}: {first})") from None
-    return model.eval()
+    return network_with_weights(path, lambda: build_model(checkpoint["kind"], int(checkpoint["channels_in"]), checkpoint["model"]), checkpoint,
+                                "the model the checkpoint")

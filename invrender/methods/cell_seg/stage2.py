@@ -20,8 +20,7 @@ from skimage.morphology import disk
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 from torch.nn import functional as F
 
-from invrender.core.io import InputError
-from invrender.core.learn.checkpoint import load_network_file, save_network_file
+from invrender.core.learn.checkpoint import load_network_file, network_with_weights, save_network_file
 from invrender.core.learn.unet import UNet
 from invrender.runner import StepCallback
 
@@ -196,9 +195,5 @@ def load_network(path: str | os.PathLike) -> tuple[UNet, dict]:
     """A network written by `save_network`, in eval mode, and its `stage2` config; InputError in one
     line for a file that is missing, unreadable, another kind of file, or weights that do not fit."""
     saved = load_network_file(path, NETWORK_FORMAT, "a cell-seg stage-2 network (written by cell-seg --stage 2)")
-    try:
-        network = build_network(OmegaConf.create(saved["config"]))
-        network.load_state_dict(saved["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise InputError(path, f"the weights do not fit the network the file describes ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
-    return network.eval(), saved["config"]
+    network = network_with_weights(path, lambda: build_network(OmegaConf.create(saved["config"])), saved, "the network the file")
+    return network, saved["config"]
