@@ -125,13 +125,17 @@ def synth_ct(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-ct"),
     centroids: Annotated[Optional[Path], typer.Option("--centroids", help="VerSe centroid JSON of the mask (moved with it); default: the deformed labels' centroids.")] = None,
     levels: Annotated[Optional[str], typer.Option("--levels", help="Field of view: the labels A-B (inclusive) plus 20 mm, e.g. 20-24; default all.")] = None,
-    spacing: Annotated[float, typer.Option("--spacing", min=0.25, help="Isotropic voxel size of the output, mm.")] = 1.0,
+    spacing: Annotated[str, typer.Option("--spacing", help="Voxel size, mm: one number (isotropic) or x,y,z along R-L, A-P, S-I, e.g. 0.7,0.7,2.5.")] = "1",
+    orientation: Annotated[Optional[str], typer.Option("--orientation", help="Axis codes of the stored grid, e.g. LAS or PIR; default: the mask's.")] = None,
+    tilt: Annotated[float, typer.Option("--tilt", min=0.0, max=45.0, help="Degrees of rotation of the spine about an axis in the axial plane.")] = 0.0,
+    scale: Annotated[float, typer.Option("--scale", min=0.5, max=2.0, help="Size of the person against the mask's (vertebrae and their spacing).")] = 1.0,
+    distractors: Annotated[bool, typer.Option("--distractors", help="Add ribs, the aorta and kidneys with contrast, and the lungs.")] = False,
     deform: Annotated[float, typer.Option("--deform", min=0.0, max=10.0, help="Largest displacement of the smooth deformation, mm (0: none, no rigid motion either).")] = 4.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """A CT-like volume (HU) of the vertebrae in a label mask, through a random smooth deformation,
     with the deformed labels and their centroids: <name>_ct.nii.gz, <name>_msk.nii.gz, <name>_ctd.json."""
-    from invrender.core.synth.ct import write_ct_dataset
+    from invrender.core.synth.ct import axis_directions, parse_spacing, write_ct_dataset
 
     bounds = None
     if levels is not None:
@@ -140,11 +144,24 @@ def synth_ct(
             raise typer.BadParameter(f"expected A-B with labels A <= B, e.g. 20-24, got {levels!r}", param_hint="--levels")
         bounds = (int(parts[0]), int(parts[1]))
     try:
-        summary = write_ct_dataset(labels, out, centroids, levels=bounds, spacing=spacing, deform=deform, seed=seed)
+        sizes = parse_spacing([float(v) for v in spacing.split(",")])
+        if sizes.min() < 0.25:
+            raise ValueError(f"spacing {spacing!r}: at least 0.25 mm")
+    except ValueError as err:
+        raise typer.BadParameter(str(err) if "spacing" in str(err) else f"{spacing!r} is not one or three numbers (mm)", param_hint="--spacing") from None
+    if orientation is not None:
+        try:
+            axis_directions(orientation)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--orientation") from None
+    try:
+        summary = write_ct_dataset(labels, out, centroids, levels=bounds, spacing=tuple(sizes), deform=deform, seed=seed,
+                                   orientation=orientation, tilt=tilt, scale=scale, distractors=distractors)
     except ValueError as err:  # no label in the mask, or none in --levels
         raise typer.BadParameter(str(err), param_hint="--levels" if bounds else "--labels") from None
     shape = "x".join(map(str, summary["shape"]))
-    typer.echo(f"wrote {summary['name']}_ct/_msk/_ctd ({shape} at {spacing:g} mm, labels {summary['labels']}, "
+    size = "x".join(f"{v:g}" for v in summary["spacing"])
+    typer.echo(f"wrote {summary['name']}_ct/_msk/_ctd ({shape} {summary['orientation']} at {size} mm, labels {summary['labels']}, "
                f"{len(summary['centroids'])} centroid(s), max displacement {summary['max_displacement']:.1f} mm) to {out}", err=True)
 
 

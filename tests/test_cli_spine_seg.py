@@ -114,3 +114,36 @@ def test_missing_centroids_are_a_usage_error(ct, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run(capsys, image, "--out", out)
     assert_one_line_error(code, err, out, "--centroids")
+
+
+def test_the_same_ct_in_two_orientations_gives_the_same_labels_in_world(ct, tmp_path, capsys):
+    """The CT (stored PIR) stored again as LAS, its centroids written for that grid (VerSe JSON in
+    its own axis codes): the labels, resampled onto the first grid, agree with the first run's."""
+    from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+
+    from invrender.core.metrics import dice_per_label
+    from invrender.core.volumes import read_centroids, world_to_index
+
+    image, _, centroids = ct
+    folder = tmp_path / "las"
+    folder.mkdir()
+    source = nibabel.load(image)
+    assert nibabel.aff2axcodes(source.affine) == ("P", "I", "R")
+    turned = source.as_reoriented(ornt_transform(io_orientation(source.affine), axcodes2ornt("LAS")))
+    nibabel.save(turned, folder / "spine_ct.nii.gz")
+    world = read_centroids(centroids, read_volume(image))
+    entries = [{"direction": list(nibabel.aff2axcodes(turned.affine))}]  # unrounded: the same points to 1e-12 mm
+    entries += [dict(zip(("label", "X", "Y", "Z"), (label, *world_to_index(turned.affine, point[None])[0].tolist()))) for label, point in world.items()]
+    (folder / "ctd.json").write_text(json.dumps(entries))
+    labels = {}
+    for name, ct_path, ctd in (("pir", image, centroids), ("las", folder / "spine_ct.nii.gz", folder / "ctd.json")):
+        code, err = run(capsys, ct_path, "--centroids", ctd, "--out", tmp_path / f"out-{name}", "-q", *FAST)
+        assert code == 0, err
+        labels[name] = nibabel.load(tmp_path / f"out-{name}" / "spine_ct.labels.nii.gz")
+    assert nibabel.aff2axcodes(labels["las"].affine) == ("L", "A", "S")
+    back = labels["las"].as_reoriented(ornt_transform(io_orientation(labels["las"].affine), io_orientation(source.affine)))
+    np.testing.assert_allclose(back.affine, source.affine, atol=1e-4)
+    first, second = np.asarray(labels["pir"].dataobj), np.asarray(back.dataobj)
+    assert {22, 23} <= set(np.unique(first).tolist())
+    dice = dice_per_label(second, first, [22, 23])
+    assert min(dice.values()) > 0.99, dice

@@ -19,7 +19,8 @@ from invrender.core.optim.phases import run_phases
 from invrender.core.optim.adam_variants import VectorAdam
 from invrender.core.render.sampling import VolumeSampler
 from invrender.core.volumes import Volume
-from invrender.methods.spine_seg.fit import crop_around, label_volume, sample_around_surfaces, SpineFit
+from invrender.methods.spine_seg.fit import crop_around, label_volume, SpineFit
+from invrender.methods.spine_seg.points import sample_around_surfaces
 from invrender.methods.spine_seg.model import Appearance, SpineModel, unique_edges, vertex_normals
 
 
@@ -269,3 +270,55 @@ def test_auto_device_stays_on_the_cpu_for_cpu_only_methods(monkeypatch):
         with pytest.raises(ConfigError, match=f"{spec.name} runs on the CPU"):
             method_device(spec, "cuda")
     assert method_device(SPLINE_REFINE, "auto").type == "cuda"
+
+
+# ---------------------------------------------------------------- placement and the chain
+
+
+@pytest.fixture(scope="module")
+def lumbar_ct(tmp_path_factory):
+    """A 2 mm synthetic CT of L2-L4 and the centroids of its vertebrae: the bodies' and the whole labels'."""
+    from invrender.core.synth.ct import write_ct_dataset
+    from invrender.core.volumes import read_centroids, read_volume
+
+    folder = tmp_path_factory.mktemp("lumbar")
+    shared = "/work/shared/data/verse/"
+    body = write_ct_dataset(shared + "sub-verse004_seg-vert_msk.nii.gz", folder / "body", shared + "sub-verse004_seg-subreg_ctd.json",
+                            levels=(21, 23), spacing=2.0, deform=3.0, seed=1)
+    label = write_ct_dataset(shared + "sub-verse004_seg-vert_msk.nii.gz", folder / "label", levels=(21, 23), spacing=2.0, deform=3.0, seed=1)
+    volume = read_volume(body["ct"])
+    return volume, read_centroids(body["ctd"], volume), read_centroids(label["ctd"], volume)
+
+
+@pytest.mark.parametrize("given", ["body", "label"])
+def test_the_search_places_the_template_on_the_vertebral_bodies(lumbar_ct, given):
+    """From the bodies' centroids the search stays near them; from the whole labels' (10-15 mm
+    behind), it moves the template forward onto the bodies (within 3 mm)."""
+    from omegaconf import OmegaConf
+
+    from invrender.methods.spine_seg.fit import chain_frames, place
+    from invrender.methods.spine_seg.template import default_template_path, load_template
+
+    volume, bodies, labels = lumbar_ct
+    centroids = bodies if given == "body" else labels
+    common = sorted(set(bodies) & set(labels) & {21, 22, 23})
+    centres = np.stack([centroids[label] for label in common])
+    rotations, spacings = chain_frames(centres)
+    cfg = OmegaConf.load("invrender/configs/spine_seg/default.yaml")
+    placement = place(volume, load_template(default_template_path()), centres, rotations, spacings, cfg, seed=0)
+    for m, label in enumerate(common):
+        error = np.linalg.norm(placement.centres[m] - bodies[label])
+        moved = np.linalg.norm(bodies[label] - centroids[label])
+        assert error < 3.0, (label, error, moved)
+    if given == "label":
+        assert min(np.linalg.norm(bodies[label] - labels[label]) for label in common) > 8.0  # the search had far to go
+
+
+def test_the_chain_extends_one_spacing_beyond_its_ends_inside_the_ct():
+    from invrender.methods.spine_seg.fit import extend_chain
+
+    volume = Volume(np.zeros((20, 20, 100), np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
+    centres = np.array([[10.0, 10.0, 70.0], [10.0, 10.0, 45.0], [10.0, 10.0, 20.0]])  # cranial first (z superior)
+    extended, given = extend_chain(centres, volume)
+    np.testing.assert_allclose(extended, [[10, 10, 95], *centres])  # below would be z = -5: outside
+    assert np.array_equal(extended[given], centres)

@@ -12,6 +12,7 @@ import trimesh
 import typer
 
 from invrender.core.geometry.spectral import spectral_coefficients
+from invrender.core.geometry.spine import vertebra_frames
 from invrender.core.io import InputError
 from invrender.core.volumes import Volume
 from invrender.methods.spine_seg.template import (
@@ -22,7 +23,6 @@ from invrender.methods.spine_seg.template import (
     load_template,
     save_template,
     spine_template,
-    vertebra_frames,
 )
 
 #: Three stacked "vertebrae" on a 1 mm grid (x, y, z = i, j, k, RAS): label, centre z, semi-axes of

@@ -13,7 +13,7 @@ from scipy.ndimage import binary_erosion, distance_transform_edt
 from scipy.spatial.transform import Rotation
 
 from invrender.cli import main
-from invrender.core.synth.ct import random_motion, write_ct_dataset
+from invrender.core.synth.ct import rigid_motion, with_deformation, write_ct_dataset
 from invrender.core.volumes import Volume, index_to_world, read_centroids, read_label_volume, read_volume, world_to_index, write_nifti
 
 from helpers import assert_one_line_error
@@ -73,11 +73,11 @@ def test_identity_without_deformation(mask, tmp_path):
     assert clear.mean() > 0.3  # (3/4)^3 of the voxels: 1.5 mm steps on a 2 mm grid tie every 4th voxel
     nearest = source.data[tuple(np.rint(index[clear]).astype(int).T)]
     np.testing.assert_array_equal(labels.data.reshape(-1)[clear], nearest)
-    # Without a centroid file: the centroids of the labels, which are the source's.
+    # Without a centroid file: the centroids of the source's labels, which the output's resample.
     assert sorted(centroids) == list(LEVELS)
     for label, point in centroids.items():
-        np.testing.assert_allclose(point, labels.voxel_centres(labels.data == label).mean(axis=0), atol=0.05)
-        np.testing.assert_allclose(point, index_to_world(source.affine, [CENTRES[label]])[0], atol=0.5)
+        np.testing.assert_allclose(point, source.voxel_centres(source.data == label).mean(axis=0), atol=0.02)
+        np.testing.assert_allclose(point, labels.voxel_centres(labels.data == label).mean(axis=0), atol=0.5)
     # With one: the same points, moved by the identity.
     again = write_ct_dataset(path, tmp_path / "given", centroids_path, deform=0.0, spacing=SPACING, seed=1)
     _, _, given = read_outputs(again)
@@ -88,7 +88,9 @@ def test_identity_without_deformation(mask, tmp_path):
 def test_motion_is_bounded_and_invertible(mask):
     _, _, source = mask
     deform = 4.0
-    motion = random_motion(source.shape, source.affine, deform, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    centre = index_to_world(source.affine, (np.array(source.shape)[None] - 1) / 2)[0]
+    motion = with_deformation(rigid_motion(centre, deform, rng), source.shape, source.affine, deform, rng)
     points = source.voxel_centres()
     displacement = np.linalg.norm(motion.displacement.at(points), axis=1)
     assert displacement.max() <= deform + 1e-9 and displacement.max() > deform / 2
@@ -168,3 +170,82 @@ def test_cli_refuses_a_missing_or_empty_mask(mask, tmp_path, capsys):
     write_nifti(tmp_path / "empty.nii.gz", np.zeros(source.shape, np.uint8), source)
     code = main(["synth", "ct", "--labels", str(tmp_path / "empty.nii.gz"), "--out", str(tmp_path / "x")])
     assert_one_line_error(code, capsys.readouterr().err, tmp_path / "x", "--labels", "no labels")
+
+
+# ---------------------------------------------------------------- the factors in which real CTs differ
+
+
+def test_orientation_and_anisotropic_spacing(mask, tmp_path):
+    """Axis codes and a voxel size per anatomical axis: the stored grid follows them, and every
+    voxel still shows the source's label at its world position."""
+    path, _, source = mask
+    summary = write_ct_dataset(path, tmp_path, deform=0.0, spacing=(1.0, 1.5, 3.0), orientation="LAS", seed=1)
+    ct, labels, centroids = read_outputs(summary)
+    assert nibabel.aff2axcodes(labels.affine) == ("L", "A", "S") and summary["orientation"] == "LAS"
+    np.testing.assert_allclose(labels.affine[:3, :3], np.diag([-1.0, 1.5, 3.0]), atol=1e-9)
+    index = world_to_index(source.affine, labels.voxel_centres())
+    clear = (np.abs(index - np.floor(index) - 0.5) > 1e-3).all(axis=1) & (index > -0.5).all(axis=1) & (index < np.array(source.shape) - 0.5).all(axis=1)
+    assert clear.mean() > 0.3
+    nearest = source.data[tuple(np.rint(index[clear]).astype(int).T)]
+    np.testing.assert_array_equal(labels.data.reshape(-1)[clear], nearest)
+    for label, point in centroids.items():  # the labels' centroids, within a voxel of the source's
+        assert np.linalg.norm(point - index_to_world(source.affine, [CENTRES[label]])[0]) < 1.5
+
+
+def test_thick_slices_average_what_they_span():
+    """The fine grid splits each voxel evenly and the block mean is the mean over the voxel's box:
+    on a linear ramp it gives the value at the voxel's centre."""
+    from invrender.core.synth.ct import block_mean, fine_grid
+
+    affine = np.diag([0.7, 0.7, 2.5, 1.0])
+    affine[:3, 3] = [5.0, -3.0, 10.0]
+    shape = (4, 3, 5)
+    fine_shape, fine_affine, factors = fine_grid(shape, affine)
+    assert list(factors) == [1, 1, 3] and fine_shape == (4, 3, 15)
+    ramp = lambda points: points @ np.array([0.3, -1.2, 2.0])  # noqa: E731
+    fine = ramp(index_to_world(fine_affine, np.indices(fine_shape).reshape(3, -1).T)).reshape(fine_shape)
+    coarse = ramp(index_to_world(affine, np.indices(shape).reshape(3, -1).T)).reshape(shape)
+    np.testing.assert_allclose(block_mean(fine, factors), coarse, atol=1e-9)
+
+
+def test_tilt_and_scale_move_the_spine(mask, tmp_path):
+    path, centroids_path, source = mask
+    straight = read_outputs(write_ct_dataset(path, tmp_path / "a", centroids_path, deform=0.0, spacing=SPACING, seed=2))
+    tilted_summary = write_ct_dataset(path, tmp_path / "b", centroids_path, deform=0.0, spacing=SPACING, seed=2, tilt=15.0, scale=1.2)
+    tilted = read_outputs(tilted_summary)
+    assert tilted_summary["rotation"] == pytest.approx(15.0) and tilted_summary["scale"] == 1.2
+    axis = lambda c: c[LEVELS[0]] - c[LEVELS[-1]]  # noqa: E731
+    a, b = axis(straight[2]), axis(tilted[2])
+    # a rotation by 15 degrees turns the chain by at most 15 (exactly 15 when the chain is normal to its axis)
+    assert 7.5 < np.degrees(np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b))) <= 15.0 + 1e-6
+    assert np.linalg.norm(b) == pytest.approx(1.2 * np.linalg.norm(a), rel=1e-3)
+    for label in LEVELS:
+        volume = np.sum(tilted[1].data == label) / np.sum(straight[1].data == label)
+        assert volume == pytest.approx(1.2**3, rel=0.1)
+    assert label_at(tilted[1], tilted[2]) == {label: label for label in LEVELS}
+
+
+def test_distractors_surround_the_spine_without_changing_its_labels(tmp_path):
+    """Ribs (bone outside the labels, touching the thoracic bodies), the aorta and kidneys with
+    contrast and the lungs appear; the labels are those of the same CT without them."""
+    plain = read_outputs(write_ct_dataset(SAMPLE, tmp_path / "plain", SAMPLE_CENTROIDS, levels=(18, 21), spacing=2.0, seed=4))
+    busy = read_outputs(write_ct_dataset(SAMPLE, tmp_path / "busy", SAMPLE_CENTROIDS, levels=(18, 21), spacing=2.0, seed=4, distractors=True))
+    np.testing.assert_array_equal(plain[1].data, busy[1].data)
+    outside = distance_transform_edt(busy[1].data == 0, sampling=2.0)
+    hu = busy[0].data
+    assert (hu[outside > 6] < -500).mean() > 0.05  # lungs
+    assert (plain[0].data[outside > 6] < -500).mean() == 0
+    bone_beside = (hu > 450) & (outside > 3)  # ribs, clear of the vertebrae
+    assert bone_beside.sum() * 8 > 2000, bone_beside.sum()  # mm^3: more than a few cm of rib
+    touching = (hu > 450) & (outside > 0) & (outside <= 2)
+    assert touching.sum() > (plain[0].data[(outside > 0) & (outside <= 2)] > 450).sum()
+    contrast = (hu > 150) & (hu < 350) & (outside > 4)  # aorta and kidneys
+    assert contrast.sum() * 8 > 20000, contrast.sum()
+
+
+@pytest.mark.parametrize("option, value, needle", [("--spacing", "1,2", "one or three"), ("--spacing", "0.1", "0.25"),
+                                                   ("--orientation", "LAX", "axis codes"), ("--orientation", "LLS", "axis codes")])
+def test_cli_refuses_bad_grids(mask, tmp_path, capsys, option, value, needle):
+    path, _, _ = mask
+    code = main(["synth", "ct", "--labels", str(path), option, value, "--out", str(tmp_path / "x")])
+    assert_one_line_error(code, capsys.readouterr().err, tmp_path / "x", option, needle)

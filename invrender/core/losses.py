@@ -199,6 +199,13 @@ def mesh_overlap(q: Quantities) -> torch.Tensor:
     return q["overlap"].mean(-1)
 
 
+@register_loss("placement_drift")
+def placement_drift(q: Quantities) -> torch.Tensor:
+    """Mean over meshes of |drift|^2: each mesh's `drift` (S, M, 3) from where it was placed, in
+    units of its size (a Gaussian prior on the position that the placement found)."""
+    return q["drift"].pow(2).sum(-1).mean(-1)
+
+
 @register_loss("spectral_energy")
 def spectral_energy(q: Quantities) -> torch.Tensor:
     """sum over meshes m of |Lambda^0.5 U_m|^2: each mesh's spectral coefficients `coefficients`

@@ -66,6 +66,23 @@ def world_to_index(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) @ inverse[:3, :3].T + inverse[:3, 3]
 
 
+def as_canonical(volume: Volume) -> Volume:
+    """The same volume stored in the voxel order closest to RAS (i towards the right, j anterior, k
+    superior): axes permuted and flipped, the affine moved with them, no resampling. Work done on it
+    is the same whatever order the file stored the voxels in."""
+    from nibabel.orientations import inv_ornt_aff, io_orientation
+
+    orientation = io_orientation(volume.affine)  # per voxel axis: (world axis, +1 or -1)
+    if np.array_equal(orientation, [[0, 1], [1, 1], [2, 1]]):
+        return volume
+    data = volume.data
+    for axis, (_, flip) in enumerate(orientation):
+        if flip < 0:
+            data = np.flip(data, axis)
+    data = np.ascontiguousarray(np.transpose(data, np.argsort(orientation[:, 0])))
+    return Volume(data, volume.affine @ inv_ornt_aff(orientation, volume.shape), volume.path)
+
+
 def is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(NIFTI_SUFFIXES)
 

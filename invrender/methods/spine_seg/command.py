@@ -71,6 +71,8 @@ def segment_file(ct_path: Path, centroids_path: Path, space: str, gt_path: Path 
         dice = dice_per_label(labels, truth.data, fit.labels)
         metrics["dice"] = {vertebra_name(label): value for label, value in dice.items()}
         metrics["mean_dice"] = float(np.mean(list(dice.values())))
+    if fit.placement is not None:
+        metrics["placement"] = fit.placement.summary([vertebra_name(label) for label in fit.labels])
     if fit.warning:
         metrics["warning"] = fit.warning
     write_json(paths["metrics"], metrics)

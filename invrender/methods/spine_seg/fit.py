@@ -18,13 +18,19 @@ import torch
 from omegaconf import DictConfig
 from scipy.ndimage import gaussian_filter
 
+from invrender.core.geometry.spine import cranial_order, vertebra_frames
 from invrender.core.io import normalise_intensity
 from invrender.core.optim.phases import PhaseContext, PhaseRecord, run_phases_recorded
 from invrender.core.render.sampling import VolumeSampler
 from invrender.core.render.sdf import DistancePool, mesh_to_mask, signed_distance, signed_distances
-from invrender.core.volumes import Volume, index_to_world, world_to_index
+from invrender.core.volumes import Volume, as_canonical, index_to_world, world_to_index
 from invrender.methods.spine_seg.model import Appearance, SpineModel, vertex_normals
-from invrender.methods.spine_seg.template import Template, vertebra_frames
+from invrender.methods.spine_seg.placement import Placement, place_vertebrae, probe_points
+from invrender.methods.spine_seg.points import face_areas, sample_around_surfaces
+from invrender.methods.spine_seg.template import Template
+
+#: Keys of the chain's vertebrae for `vertebra_frames` (which orders by VerSe code): above every code.
+CHAIN_KEY = 100
 
 
 def crop_around(volume: Volume, points: np.ndarray, margin: float) -> Volume:
@@ -53,30 +59,22 @@ def blurred_samplers(volume: Volume, sigmas: list[float]) -> list[VolumeSampler]
     return samplers
 
 
-def sample_around_surfaces(vertices: torch.Tensor, faces: torch.Tensor, count: int, sigmas: list[float], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(M, count, 3) points per mesh of (M, V, 3) vertices: uniform on the surface by area, then
-    offset by isotropic Gaussians, an equal share of the points for each width in `sigmas` (mm);
-    and (M, count) the length of each offset, a bound on the point's distance to its own surface."""
-    corners = vertices[:, faces]  # (M, F, 3, 3)
-    areas = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1).norm(dim=-1)
-    face = torch.multinomial(areas, count, replacement=True, generator=generator)  # (M, count)
-    u, v = torch.rand(2, *face.shape, 1, generator=generator)
-    flip = (u + v) > 1  # fold the unit square onto the triangle
-    u, v = torch.where(flip, 1 - u, u), torch.where(flip, 1 - v, v)
-    chosen = torch.gather(corners, 1, face[..., None, None].expand(-1, -1, 3, 3))
-    points = chosen[:, :, 0] + u * (chosen[:, :, 1] - chosen[:, :, 0]) + v * (chosen[:, :, 2] - chosen[:, :, 0])
-    widths = torch.tensor(sigmas, dtype=points.dtype)[torch.arange(count) % len(sigmas)]
-    offsets = torch.randn(points.shape, generator=generator, dtype=points.dtype) * widths[:, None]
-    return points + offsets, offsets.norm(dim=-1)
-
-
 def sample_in_region(region: Volume, vertices: torch.Tensor, count: int, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`count` points uniform in the region's box, each given to the mesh with the nearest centroid:
     per mesh of (M, V, 3) vertices, (N_m, 3) points and (N_m,) their distance to its nearest
     vertex, a bound on their distance to its surface. A sampling measure that does not follow the
-    surfaces, so that the image is compared over the whole region too."""
-    sizes = torch.tensor(region.shape, dtype=vertices.dtype) - 1
-    index = torch.rand(count, 3, generator=generator, dtype=vertices.dtype) * sizes
+    surfaces, so that the image is compared over the whole region too.
+
+    The random numbers are drawn per world axis (x, y, z) and mapped onto the voxel axis that runs
+    along it, so that a CT stored in another orientation gets the same points."""
+    from nibabel.orientations import io_orientation
+
+    draws = torch.rand(count, 3, generator=generator, dtype=vertices.dtype)  # per world axis
+    orientation = io_orientation(region.affine)  # per voxel axis: (the world axis it runs along, +1 or -1)
+    index = torch.empty_like(draws)
+    for axis, (world, flip) in enumerate(orientation):
+        fraction = draws[:, int(world)] if flip > 0 else 1 - draws[:, int(world)]
+        index[:, axis] = fraction * (region.shape[axis] - 1)
     affine = torch.as_tensor(region.affine, dtype=vertices.dtype)
     points = index @ affine[:3, :3].T + affine[:3, 3]
     owner = torch.cdist(points, vertices.mean(1)).argmin(1)
@@ -131,30 +129,84 @@ class SpineFit:
     phases: list[PhaseRecord]
     losses: list[float] = field(default_factory=list)
     warning: str | None = None
+    placement: Placement | None = None  # what the search before the fit moved (None when off)
 
 
-def build_model(template: Template, centroids: dict[int, np.ndarray], cfg: DictConfig, seed: int) -> tuple[list[int], SpineModel]:
-    """The spine model placed on the centroids (chain order: cranial first), and its labels."""
-    labels = sorted(centroids)
-    frames = vertebra_frames(centroids)
+def chain_frames(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of the vertebrae at `centres` (M, 3) mm, chain order (cranial first): rotations
+    (M, 3, 3) and spacings (M,) mm (`vertebra_frames`)."""
+    frames = vertebra_frames({CHAIN_KEY + m: centre for m, centre in enumerate(centres)})
+    return np.stack([frames[CHAIN_KEY + m][0] for m in range(len(centres))]), np.array([frames[CHAIN_KEY + m][1] for m in range(len(centres))])
+
+
+def extend_chain(centres: np.ndarray, volume: Volume) -> tuple[np.ndarray, slice]:
+    """`centres` (M, 3) mm with one more centre beyond each end of the chain, one spacing further
+    along it, where that lies inside the CT; and the slice of the given vertebrae in the result."""
+    above, below = 2 * centres[0] - centres[1], 2 * centres[-1] - centres[-2]
+    inside = [bool(np.all((i >= 0) & (i <= np.array(volume.shape) - 1))) for i in world_to_index(volume.affine, np.stack([above, below]))]
+    extended = np.concatenate([[above] if inside[0] else np.empty((0, 3)), centres, [below] if inside[1] else np.empty((0, 3))])
+    return extended, slice(int(inside[0]), int(inside[0]) + len(centres))
+
+
+def build_model(template: Template, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray, cfg: DictConfig, seed: int) -> SpineModel:
+    """The spine model with one template per frame (chain order)."""
     k = min(int(cfg.shape.modes), template.eigenvectors.shape[1])
     appearance_cfg = cfg.appearance
     appearance = Appearance(int(appearance_cfg.frequencies), float(appearance_cfg.scale), float(appearance_cfg.max_frequency),
                             int(appearance_cfg.hidden), seed)
-    model = SpineModel(template.vertices, template.faces, template.eigenvectors[:, :k], template.eigenvalues[:k], template.masses,
-                       template.reference_spacing, np.stack([centroids[label] for label in labels]),
-                       np.stack([frames[label][0] for label in labels]), np.array([frames[label][1] for label in labels]), appearance)
-    return labels, model
+    return SpineModel(template.vertices, template.faces, template.eigenvectors[:, :k], template.eigenvalues[:k], template.masses,
+                      template.reference_spacing, centres, rotations, spacings, appearance)
+
+
+def template_extent(template: Template, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray) -> np.ndarray:
+    """(M V, 3) world mm: the undeformed template placed in every frame."""
+    unit = template.vertices / template.reference_spacing
+    return (centres[:, None] + spacings[:, None, None] * np.einsum("mij,vj->mvi", rotations, unit)).reshape(-1, 3)
+
+
+def normalised_region(volume: Volume, extent: np.ndarray, margin: float, cfg: DictConfig) -> Volume:
+    """The CT cropped to `extent` (N, 3) mm plus `margin` mm, intensities mapped to 0..1 between the
+    configured percentiles."""
+    region = crop_around(volume, extent, margin)
+    region.data, _, _ = normalise_intensity(region.data, *cfg.region.percentiles)
+    return region
+
+
+def place(volume: Volume, template: Template, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray, cfg: DictConfig,
+          seed: int) -> Placement:
+    """The search for every vertebra's similarity transform (`placement.py`) in the CT low-passed by
+    `placement.blur` mm, cropped wide enough for every candidate."""
+    search = cfg.placement
+    reach = max(float(search.posterior_reach), float(search.left_reach), float(search.superior_reach) * float(spacings.max()))
+    extent = template_extent(template, centres, rotations, spacings * max(search.scales))
+    region = normalised_region(volume, extent, float(cfg.region.margin) + reach, cfg)
+    blur = float(search.blur)
+    blurred = gaussian_filter(region.data, blur / region.spacing) if blur > 0 else region.data
+    sampler = VolumeSampler(torch.from_numpy(np.ascontiguousarray(blurred, dtype=np.float32)), region.affine)
+    probe = probe_points(template.vertices, template.faces, template.reference_spacing, int(search.points), float(search.band), seed)
+    return place_vertebrae(sampler, centres, rotations, spacings, probe, search)
 
 
 def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Template, cfg: DictConfig, seed: int, on_step=None) -> SpineFit:
-    """Fit one template per centroid to `volume` (a CT in any units: it is normalised here)."""
+    """Fit one template per centroid to `volume` (a CT in any units: it is normalised here): place
+    each vertebra by the search (when `placement.enabled`), then run the configured phases. With
+    `chain.extend`, one more vertebra beyond each end of the chain, where the CT shows it, is
+    fitted with them but not returned: the end vertebrae then have a neighbour on both sides, which
+    keeps them off the next vertebra's bone (or the sacrum's)."""
     torch.manual_seed(seed)
-    labels, model = build_model(template, centroids, cfg, seed)
-    with torch.no_grad():
-        extent = model.world()[0].reshape(-1, 3).numpy()
-    region = crop_around(volume, extent, float(cfg.region.margin))
-    region.data, _, _ = normalise_intensity(region.data, *cfg.region.percentiles)
+    volume = as_canonical(volume)  # the same floating-point work for a CT stored in any voxel order
+    labels = sorted(centroids, key=cranial_order)
+    centres = np.stack([centroids[label] for label in labels])
+    given = slice(0, len(labels))
+    if cfg.chain.extend:
+        centres, given = extend_chain(centres, volume)
+    rotations, spacings = chain_frames(centres)
+    placement = None
+    if cfg.placement.enabled:
+        placement = place(volume, template, centres, rotations, spacings, cfg, seed)
+        centres, rotations, spacings = placement.centres, placement.rotations, placement.spacings
+    model = build_model(template, centres, rotations, spacings, cfg, seed)
+    region = normalised_region(volume, template_extent(template, centres, rotations, spacings), float(cfg.region.margin), cfg)
     widest = max([float(phase.ramps.blur.start) for phase in cfg.phases if "blur" in (phase.get("ramps") or {})], default=0.0)
     widths = np.linspace(widest, 0.0, int(cfg.coarse_to_fine.levels)).tolist()
     samplers = blurred_samplers(region, widths)
@@ -163,6 +215,7 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
     n_uniform = int(round(int(points_cfg.count) * float(points_cfg.uniform_fraction)))
     per_mesh = max(1, (int(points_cfg.count) - n_uniform) // model.n_vertebrae)
     faces_np = template.faces
+    template_areas = face_areas(model.template, model.faces)
 
     def objective(model: SpineModel, context: PhaseContext) -> dict:
         model.set_spectral_step(context.ramps.get("alpha", 0.0))
@@ -170,7 +223,7 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
         sampler = samplers[int(np.argmin([abs(w - sigma) for w in widths]))]
         world = model.world()  # (1, M, V, 3)
         with torch.no_grad():
-            near, reach = sample_around_surfaces(world[0], model.faces, per_mesh, list(points_cfg.sigmas), generator)
+            near, reach = sample_around_surfaces(world[0], model.faces, per_mesh, list(points_cfg.sigmas), generator, template_areas)
             spread = sample_in_region(region, world[0], n_uniform, generator)
         points = [torch.cat([near[m], spread[m][0]]) for m in range(model.n_vertebrae)]
         reach = [torch.cat([reach[m], spread[m][1]]) for m in range(model.n_vertebrae)]
@@ -183,14 +236,15 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
         # beyond the CT's field of view (or the region) nothing is known: no image term there
         return {"predicted": model.appearance(union), "sampled": sampled, "known": sampler.inside(points), "shape": model.canonical(), "edges": model.edges,
                 "normals": vertex_normals(world, model.faces), "image_gradient": at_vertices, "known_vertices": known_vertices, "overlap": overlap,
-                "coefficients": model.coefficients, "eigenvalues": model.eigenvalues}
+                "coefficients": model.coefficients, "eigenvalues": model.eigenvalues, "drift": model.drift()}
 
     workers = int(cfg.sdf.workers) or torch.get_num_threads()
     with DistancePool(min(workers, model.n_vertebrae)) as pool:
         history = run_phases_recorded(model, objective, list(cfg.phases), dict(cfg.loss), seed, "appearance_l1", on_step)
     with torch.no_grad():
-        vertices = model.world()[0].double().numpy()
-    return SpineFit(labels, vertices, np.asarray(template.faces), history.phases, history.losses, history.warning)
+        vertices = model.world()[0, given].double().numpy()
+    return SpineFit(labels, vertices, np.asarray(template.faces), history.phases, history.losses, history.warning,
+                    None if placement is None else placement.select(given))
 
 
 def label_volume(volume: Volume, fit: SpineFit) -> np.ndarray:

@@ -97,6 +97,13 @@ class SpineModel(MultiStartModule):
         local = torch.einsum("smij,smvj->smvi", self.affine, self.canonical()) + self.shift[:, :, None]
         return self.centres[:, None] + self.spacings[:, None, None] * torch.einsum("mij,smvj->smvi", self.rotations, local)
 
+    def drift(self) -> torch.Tensor:
+        """(S, M, 3) how far each vertebra's mean vertex has moved from the placed template's, in
+        its frame, units of its centroid spacing: the slide along the spine that the image alone may
+        not resist where a vertebra is cut by the field of view or its neighbour looks alike."""
+        local = torch.einsum("smij,smvj->smvi", self.affine, self.canonical()) + self.shift[:, :, None]
+        return local.mean(2) - self.template.mean(0)
+
     def set_spectral_step(self, alpha: float) -> None:
         """Scale the steps of mode j by (lambda_j / lambda_1)^-alpha (lambda_1 the first non-zero
         eigenvalue; the constant mode moves like the first): coarse shape first, detail later."""

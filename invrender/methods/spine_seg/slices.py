@@ -4,7 +4,7 @@ every vertebra's label, superior up, at 0.5 mm per pixel whatever the CT's orien
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import binary_erosion, map_coordinates
 
 from invrender.core.overlay import label_colours
 from invrender.core.volumes import Volume, world_to_index
@@ -36,12 +36,10 @@ def slice_sheet(volume: Volume, labels: np.ndarray, centroids: np.ndarray, margi
         low, high = np.percentile(volume.data, [1, 99])
         grey = (np.clip((image - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
         rgb = np.repeat(grey[..., None], 3, axis=-1)
-        edge = np.zeros(label.shape, dtype=bool)
-        edge[:-1] |= label[:-1] != label[1:]
-        edge[:, :-1] |= label[:, :-1] != label[:, 1:]
         present = [int(v) for v in np.unique(label) if v]
         for value, colour in zip(present, label_colours(present)):
-            rgb[edge & ((label == value) | np.roll(label == value, 1, 0) | np.roll(label == value, 1, 1))] = colour
+            inside = label == value
+            rgb[inside & ~binary_erosion(inside, border_value=1)] = colour  # the label's outermost pixels
         panels.append(rgb)
     gap = np.zeros((panels[0].shape[0], 4, 3), dtype=np.uint8)
     return np.concatenate([panels[0], gap, panels[1]], axis=1)

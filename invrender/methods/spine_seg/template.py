@@ -27,17 +27,13 @@ import typer
 
 from invrender.core.geometry.meshes import Mesh, write_mesh
 from invrender.core.geometry.spectral import laplacian_eigenbasis
+from invrender.core.geometry.spine import cranial_order, vertebra_frames
 from invrender.core.io import InputError, atomic_path, read_json, write_json
 from invrender.core.volumes import VERTEBRA_NAMES, Volume, index_to_world
 
 TEMPLATE_VERSION = 1
 MESH_FILE, ARRAYS_FILE, INFO_FILE = "template.ply", "template.npz", "template.json"
 ARRAY_KEYS = ("vertices", "faces", "eigenvalues", "eigenvectors", "masses", "reference_spacing")
-
-#: NIfTI world is RAS+: posterior is -y.
-WORLD_POSTERIOR = np.array([0.0, -1.0, 0.0])
-#: VerSe's extra thoracic vertebra T13 (code 28) sits between T12 (19) and L1 (20).
-T13_CODE, T13_POSITION = 28, 19.5
 
 #: Fewer voxels than this cannot make a vertebra surface worth registering.
 MIN_VOXELS = 100
@@ -69,46 +65,6 @@ def default_template_path() -> Path:
     """The folder of the shipped template (built from VerSe verse004, see its ATTRIBUTION.md),
     package data so that a non-editable install finds it (`data/spine_template` links there)."""
     return Path(__file__).resolve().parents[2] / "templates" / "spine"
-
-
-# ---------------------------------------------------------------- frames
-
-
-def _cranial_order(label: int) -> float:
-    """Sort key: smaller = more cranial (VerSe codes run head to tail, except T13)."""
-    return T13_POSITION if label == T13_CODE else float(label)
-
-
-def vertebra_frames(centroids: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, float]]:
-    """The canonical frame of every vertebra of a chain: `{label: (R (3, 3), h mm)}`.
-
-    `centroids` are body centroids `{VerSe label: (3,) world mm, RAS+}`, at least two. The columns
-    of R are the superior axis s (from the next caudal towards the next cranial centroid: central
-    difference, one-sided at the ends), the posterior axis p (world -y made orthogonal to s) and
-    l = s x p (left). Canonical coordinates are q = R^T (x - c). h is the mean distance to the
-    neighbouring centroids.
-    """
-    if len(centroids) < 2:
-        raise ValueError(f"{len(centroids)} centroid(s): the superior axis needs at least 2 vertebrae")
-    labels = sorted(centroids, key=_cranial_order)
-    points = np.array([centroids[label] for label in labels], dtype=np.float64)
-    frames = {}
-    for index, label in enumerate(labels):
-        above, below = points[max(index - 1, 0)], points[min(index + 1, len(labels) - 1)]
-        superior = _unit(above - below)
-        posterior = _unit(WORLD_POSTERIOR - (WORLD_POSTERIOR @ superior) * superior)
-        rotation = np.column_stack([superior, posterior, np.cross(superior, posterior)])
-        neighbours = points[[i for i in (index - 1, index + 1) if 0 <= i < len(labels)]]
-        spacing = float(np.linalg.norm(neighbours - points[index], axis=1).mean())
-        frames[label] = (rotation, spacing)
-    return frames
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(vector)
-    if norm < 1e-9:
-        raise ValueError("two neighbouring centroids coincide, or the spine runs posterior: no frame")
-    return vector / norm
 
 
 # ---------------------------------------------------------------- surfaces
@@ -276,7 +232,7 @@ def _present_labels(mask: Volume, labels: list[int] | None) -> list[int]:
     """The asked-for labels (default all) that the mask holds, each with enough voxels; InputError if none."""
     values, counts = np.unique(mask.data, return_counts=True)
     present = {int(v): int(n) for v, n in zip(values, counts) if v > 0}
-    chosen = sorted(present if labels is None else set(labels) & present.keys(), key=_cranial_order)
+    chosen = sorted(present if labels is None else set(labels) & present.keys(), key=cranial_order)
     if not chosen:
         asked = "any label" if labels is None else f"labels {_label_list(labels)}"
         raise InputError(mask.path, f"the mask holds no {asked} (labels present: {_label_list(present) or 'none'})")
