@@ -3,9 +3,9 @@ the template's own subject in one factor at a time, and on a real CT of another 
 
 `factors` (the default): for each row, `invrender synth ct` makes a CT of the real VerSe mask
 (verse004, T9-L5) through a random smooth deformation (up to 4 mm, plus a rotation of up to 3
-degrees and a shift of up to 2 mm), with the field of view of --levels plus 20 mm (default T10-L3),
-and one factor changed against the base row (1 mm voxels in the mask's own PIR orientation, body
-centroids): LAS orientation, 0.7 x 0.7 x 2.5 mm voxels, a 15 degree tilt, a person 0.85 or 1.15 times
+degrees and a shift of up to 2 mm), with the field of view of --levels plus 20 mm (default T11-L2,
+so that the 6 vertebrae T10-L3 have their centroids in view), and one factor changed against the
+base row (1 mm voxels in the mask's own PIR orientation, body centroids): LAS orientation, 0.7 x 0.7 x 2.5 mm voxels, a 15 degree tilt, a person 0.85 or 1.15 times
 the size, distractors (ribs, aorta and kidneys with contrast, lungs), the centroids of the whole
 labels instead of the bodies' (10-15 mm further back), and all of them together. As in VerSe, every
 vertebra whose centroid lies in the field of view is given, fitted and scored. `spine-seg` fits the
@@ -18,7 +18,7 @@ that ship with it (TotalSegmentator's own output, not a manual annotation) as th
 the centroids of those labels (the whole vertebra's, as a user without body centroids would give).
 T12 is cut by the top of the scan.
 
-    python bench/spine_seg.py [factors] [--seeds 0] [--levels 17-22] [--rows base las ...] [overrides ...]
+    python bench/spine_seg.py [factors] [--seeds 0] [--levels 18-21] [--rows base las ...] [overrides ...]
     python bench/spine_seg.py real [overrides ...]
 """
 
@@ -150,7 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=("factors", "real"), default="factors")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--levels", default="17-22")
+    parser.add_argument("--levels", default="18-21")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()

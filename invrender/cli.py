@@ -145,10 +145,10 @@ def synth_ct(
         bounds = (int(parts[0]), int(parts[1]))
     try:
         sizes = parse_spacing([float(v) for v in spacing.split(",")])
-        if sizes.min() < 0.25:
-            raise ValueError(f"spacing {spacing!r}: at least 0.25 mm")
-    except ValueError as err:
-        raise typer.BadParameter(str(err) if "spacing" in str(err) else f"{spacing!r} is not one or three numbers (mm)", param_hint="--spacing") from None
+    except ValueError:
+        raise typer.BadParameter(f"{spacing!r} is not one or three positive numbers (mm)", param_hint="--spacing") from None
+    if sizes.min() < 0.25:
+        raise typer.BadParameter(f"{spacing!r}: every voxel size must be at least 0.25 mm", param_hint="--spacing")
     if orientation is not None:
         try:
             axis_directions(orientation)

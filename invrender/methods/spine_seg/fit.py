@@ -1,7 +1,11 @@
-"""Fitting the deformable spine to a CT: the region and its coarse-to-fine copies, the points the
-image is compared at, the objective, and the label volume of the fitted meshes.
+"""Fitting the deformable spine to a CT: the chain of vertebrae and their frames, the placement
+search, the region and its coarse-to-fine copies, the points the image is compared at, the
+objective, and the label volume of the fitted meshes.
 
-Each step draws points on and around every vertebra's current surface (area-uniform on the faces,
+The CT is first put in the voxel order closest to RAS (`as_canonical`), so the work is the same for
+any storage order. Each vertebra is placed by the search of `placement.py`; one more vertebra
+beyond each end of the chain is fitted where the CT shows it (`chain.extend`), not returned. Each
+step draws points on and around every vertebra's current surface (by the template's face areas,
 then Gaussian offsets of the configured widths, mm), takes their signed distance to the vertebra
 and its chain neighbours (libigl; the gradient reaches the vertices), and compares the appearance
 model's intensity at the union distance with the CT sampled there (L1). The CT is low-passed by a

@@ -3,8 +3,9 @@
 The centroids say which vertebra is where, but not exactly where its body is (a label's centroid
 lies 10-15 mm behind the body's, in the canal; an annotator's click is a few mm off), nor the
 vertebra's size or its rotation about the spine's axis. The gradient-based fit only corrects what
-lies within its capture range, a few mm: a template started 12 mm behind its body fits the body to
-the posterior elements. So each vertebra is first placed by an exhaustive search.
+lies within its capture range, and on the way from the canal to the body it passes the posterior
+elements, and in a real CT ribs and the aorta. So each vertebra is first placed by an exhaustive
+search, which makes the start independent of the centroids' convention.
 
 In the vertebra's frame from the centroids (`vertebra_frames`: superior s, posterior p, left l, h the
 centroid spacing), a candidate is
@@ -15,12 +16,13 @@ centroid spacing), a candidate is
 
 and its score the normalised cross-correlation, over probe points around the template's surface,
 between the CT (low-passed) and the template's expected appearance there: bone inside, soft tissue
-outside, `1 / (1 + exp(d / width))` of the signed distance d. Offsets along s stay within a quarter
-of a spacing, so no candidate reaches the next vertebra. The winner gives each vertebra's new frame
-(c + R delta, R Y(psi), h sigma). A vertebra whose winning offset strays from the chain's median by
-more than `consensus` mm (it locked onto a rib or an organ, or is cut by the field of view) takes
-its best candidate within that distance of the median instead: the centroids of one file follow one
-convention, so their offsets to the bodies agree along the spine.
+outside, `1 / (1 + exp(d / width))` of the signed distance d. The centroids of one file follow one
+convention, so their offsets to the bodies agree along the spine: the search first finds the offset
+shared by the chain (the highest score summed over the vertebrae), then each vertebra's own within
+a few mm of it. One vertebra that matches the template badly (a fracture, a transitional vertebra)
+or a rib that matches it well cannot pull its vertebra away. Offsets along s stay within a quarter
+of a spacing, so no candidate reaches the next vertebra. The winner gives each vertebra's new
+frame (c + R delta, R Y(psi), h sigma).
 """
 
 from __future__ import annotations
@@ -109,29 +111,26 @@ def place_vertebrae(sampler: VolumeSampler, centres: np.ndarray, rotations: np.n
     frames from the centroids, chain order. `probe`: template points (N, 3) and their signed
     distances (N,) from `probe_points`. `cfg`: the config's `placement` section.
 
-    Two stages: the offset alone over the whole reach (scale 1, no rotation), with the chain's
-    consensus; then offset, scale and rotation together, the offset within one step of the first
-    stage's."""
+    Two stages: the offset shared by the chain, over the whole reach (scale 1, no rotation), the
+    one whose scores summed over the vertebrae are highest; then each vertebra's own offset within
+    `cfg.refine_reach` mm of it, with its scale and rotation."""
     points, distance = probe
     expected = torch.sigmoid(-distance / float(cfg.edge_width))
     expected = (expected - expected.mean()) / expected.std()
     step = float(cfg.step)
-    unit, still = torch.ones(1), torch.zeros(1)
+    offsets = torch.cartesian_prod(_grid(float(cfg.superior_reach) * float(spacings.min()), step), _grid(float(cfg.posterior_reach), step),
+                                   _grid(float(cfg.left_reach), step))
+    total = sum(_scores(sampler, centre, rotation, float(spacing), points, expected, offsets, torch.ones(1), torch.zeros(1))[0, 0]
+                for centre, rotation, spacing in zip(centres, rotations, spacings))
+    shared = offsets[int(total.argmax())]
+    local = shared + torch.cartesian_prod(*[_grid(float(cfg.refine_reach), step / 2)] * 3)
     scales = torch.tensor(list(cfg.scales), dtype=torch.float32)
     turns = torch.deg2rad(torch.tensor(list(cfg.rotations), dtype=torch.float32))
-    coarse = []
-    for centre, rotation, spacing in zip(centres, rotations, spacings):
-        offsets = torch.cartesian_prod(_grid(float(cfg.superior_reach) * spacing, step), _grid(float(cfg.posterior_reach), step),
-                                       _grid(float(cfg.left_reach), step))
-        coarse.append((_scores(sampler, centre, rotation, float(spacing), points, expected, offsets, unit, still)[0, 0], offsets))
-    starts = _consensus(coarse, float(cfg.consensus))
-    local = torch.cartesian_prod(*[_grid(step, step / 2)] * 3)
     chosen = {key: [] for key in ("centres", "rotations", "spacings", "offsets", "scales", "turns", "scores")}
-    for start, centre, rotation, spacing in zip(starts, centres, rotations, spacings):
-        offsets = start + local
-        scores = _scores(sampler, centre, rotation, float(spacing), points, expected, offsets, scales, turns)
+    for centre, rotation, spacing in zip(centres, rotations, spacings):
+        scores = _scores(sampler, centre, rotation, float(spacing), points, expected, local, scales, turns)
         s, a, d = np.unravel_index(int(scores.argmax()), scores.shape)
-        offset = offsets[d].double().numpy()
+        offset = local[d].double().numpy()
         chosen["centres"].append(centre + rotation @ offset)
         chosen["rotations"].append(rotation @ _turn(turns[a : a + 1].double())[0].numpy())
         chosen["spacings"].append(spacing * float(scales[s]))
@@ -140,14 +139,3 @@ def place_vertebrae(sampler: VolumeSampler, centres: np.ndarray, rotations: np.n
         chosen["turns"].append(math.degrees(float(turns[a])))
         chosen["scores"].append(float(scores[s, a, d]))
     return Placement(**{key: np.array(value) for key, value in chosen.items()})
-
-
-def _consensus(results: list[tuple[torch.Tensor, torch.Tensor]], consensus: float) -> list[torch.Tensor]:
-    """Each vertebra's best offset (3,) among `results` (scores (D,), offsets (D, 3)) within
-    `consensus` mm of the median of their unconstrained best offsets."""
-    median = torch.stack([offsets[int(scores.argmax())] for scores, offsets in results]).median(dim=0).values
-    starts = []
-    for scores, offsets in results:
-        allowed = (offsets - median).norm(dim=1) <= consensus
-        starts.append(offsets[int(torch.where(allowed, scores, torch.tensor(-torch.inf)).argmax())])
-    return starts
