@@ -294,8 +294,7 @@ def lumbar_ct(tmp_path_factory):
 def test_the_search_places_the_template_on_the_vertebral_bodies(lumbar_ct, given):
     """From the bodies' centroids the search stays near them; from the whole labels' (10-15 mm
     behind), it moves the template forward onto the bodies (within 3 mm)."""
-    from omegaconf import OmegaConf
-
+    from invrender.config import compose_config
     from invrender.methods.spine_seg.fit import chain_frames, place
     from invrender.methods.spine_seg.template import default_template_path, load_template
 
@@ -304,7 +303,7 @@ def test_the_search_places_the_template_on_the_vertebral_bodies(lumbar_ct, given
     common = sorted(set(bodies) & set(labels) & {21, 22, 23})
     centres = np.stack([centroids[label] for label in common])
     rotations, spacings = chain_frames(centres)
-    cfg = OmegaConf.load("invrender/configs/spine_seg/default.yaml")
+    cfg = compose_config("spine_seg", "default", [])
     placement = place(volume, load_template(default_template_path()), centres, rotations, spacings, cfg, seed=0)
     for m, label in enumerate(common):
         error = np.linalg.norm(placement.centres[m] - bodies[label])
@@ -317,8 +316,12 @@ def test_the_search_places_the_template_on_the_vertebral_bodies(lumbar_ct, given
 def test_the_chain_extends_one_spacing_beyond_its_ends_inside_the_ct():
     from invrender.methods.spine_seg.fit import extend_chain
 
-    volume = Volume(np.zeros((20, 20, 100), np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
-    centres = np.array([[10.0, 10.0, 70.0], [10.0, 10.0, 45.0], [10.0, 10.0, 20.0]])  # cranial first (z superior)
+    volume = Volume(np.zeros((20, 20, 100), np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))  # z 0..99 mm
+    centres = np.array([[10.0, 10.0, 95.0], [10.0, 10.0, 70.0], [10.0, 10.0, 45.0]])  # cranial first (z superior), 25 mm apart
     extended, given = extend_chain(centres, volume)
-    np.testing.assert_allclose(extended, [[10, 10, 95], *centres])  # below would be z = -5: outside
+    np.testing.assert_allclose(extended, [*centres, [10, 10, 20]])  # above, z = 120, is 21 mm beyond the CT: more than half a spacing
     assert np.array_equal(extended[given], centres)
+    # an end vertebra whose neighbour's centre lies less than half a spacing beyond the CT gets it (part of it is in view)
+    extended, given = extend_chain(centres - [0.0, 0.0, 10.0], volume)
+    np.testing.assert_allclose(extended[0], [10, 10, 110])
+    np.testing.assert_allclose(extended[given], centres - [0.0, 0.0, 10.0])

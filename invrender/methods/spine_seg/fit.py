@@ -145,9 +145,12 @@ def chain_frames(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def extend_chain(centres: np.ndarray, volume: Volume) -> tuple[np.ndarray, slice]:
     """`centres` (M, 3) mm with one more centre beyond each end of the chain, one spacing further
-    along it, where that lies inside the CT; and the slice of the given vertebrae in the result."""
+    along it, where that lies inside the CT or less than half a spacing beyond it (so that part of
+    that vertebra is in view); and the slice of the given vertebrae in the result."""
     above, below = 2 * centres[0] - centres[1], 2 * centres[-1] - centres[-2]
-    inside = [bool(np.all((i >= 0) & (i <= np.array(volume.shape) - 1))) for i in world_to_index(volume.affine, np.stack([above, below]))]
+    reach = [np.linalg.norm(centres[0] - centres[1]) / 2 / volume.spacing, np.linalg.norm(centres[-1] - centres[-2]) / 2 / volume.spacing]
+    index = world_to_index(volume.affine, np.stack([above, below]))
+    inside = [bool(np.all((i >= -r) & (i <= np.array(volume.shape) - 1 + r))) for i, r in zip(index, reach)]
     extended = np.concatenate([[above] if inside[0] else np.empty((0, 3)), centres, [below] if inside[1] else np.empty((0, 3))])
     return extended, slice(int(inside[0]), int(inside[0]) + len(centres))
 
