@@ -295,7 +295,8 @@ def test_the_search_places_the_template_on_the_vertebral_bodies(lumbar_ct, given
     """From the bodies' centroids the search stays near them; from the whole labels' (10-15 mm
     behind), it moves the template forward onto the bodies (within 3 mm)."""
     from invrender.config import compose_config
-    from invrender.methods.spine_seg.fit import chain_frames, place
+    from invrender.core.geometry.spine import chain_frames
+    from invrender.methods.spine_seg.fit import place
     from invrender.methods.spine_seg.template import default_template_path, load_template
 
     volume, bodies, labels = lumbar_ct

@@ -17,29 +17,35 @@ def cranial_order(label: int) -> float:
     return T13_POSITION if label == T13_CODE else float(label)
 
 
-def vertebra_frames(centroids: dict[int, np.ndarray], posterior: np.ndarray = WORLD_POSTERIOR) -> dict[int, tuple[np.ndarray, float]]:
-    """The canonical frame of every vertebra of a chain: `{label: (R (3, 3), h mm)}`.
+def chain_frames(points: np.ndarray, posterior: np.ndarray = WORLD_POSTERIOR) -> tuple[np.ndarray, np.ndarray]:
+    """The canonical frames of a chain of vertebrae with body centroids `points` (M, 3) world mm,
+    RAS+, in chain order (cranial first), at least two: rotations (M, 3, 3) and spacings h (M,) mm.
 
-    `centroids` are body centroids `{VerSe label: (3,) world mm, RAS+}`, at least two. The columns
-    of R are the superior axis s (from the next caudal towards the next cranial centroid: central
-    difference, one-sided at the ends), the posterior axis p (`posterior`, world -y by default,
-    made orthogonal to s) and l = s x p (left). Canonical coordinates are q = R^T (x - c). h is the
-    mean distance to the neighbouring centroids.
+    The columns of each rotation R are the superior axis s (from the next caudal towards the next
+    cranial centroid: central difference, one-sided at the ends), the posterior axis p (`posterior`,
+    world -y by default, made orthogonal to s) and l = s x p (left). Canonical coordinates are
+    q = R^T (x - c). h is the mean distance to the neighbouring centroids.
     """
-    if len(centroids) < 2:
-        raise ValueError(f"{len(centroids)} centroid(s): the superior axis needs at least 2 vertebrae")
-    labels = sorted(centroids, key=cranial_order)
-    points = np.array([centroids[label] for label in labels], dtype=np.float64)
-    frames = {}
-    for index, label in enumerate(labels):
-        above, below = points[max(index - 1, 0)], points[min(index + 1, len(labels) - 1)]
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 2:
+        raise ValueError(f"{len(points)} centroid(s): the superior axis needs at least 2 vertebrae")
+    rotations, spacings = [], []
+    for index in range(len(points)):
+        above, below = points[max(index - 1, 0)], points[min(index + 1, len(points) - 1)]
         superior = _unit(above - below)
         back = _unit(posterior - (posterior @ superior) * superior)
-        rotation = np.column_stack([superior, back, np.cross(superior, back)])
-        neighbours = points[[i for i in (index - 1, index + 1) if 0 <= i < len(labels)]]
-        spacing = float(np.linalg.norm(neighbours - points[index], axis=1).mean())
-        frames[label] = (rotation, spacing)
-    return frames
+        rotations.append(np.column_stack([superior, back, np.cross(superior, back)]))
+        neighbours = points[[i for i in (index - 1, index + 1) if 0 <= i < len(points)]]
+        spacings.append(float(np.linalg.norm(neighbours - points[index], axis=1).mean()))
+    return np.stack(rotations), np.array(spacings)
+
+
+def vertebra_frames(centroids: dict[int, np.ndarray], posterior: np.ndarray = WORLD_POSTERIOR) -> dict[int, tuple[np.ndarray, float]]:
+    """`chain_frames` of body centroids `{VerSe label: (3,) world mm}`, chained in cranial order:
+    `{label: (R (3, 3), h mm)}`."""
+    labels = sorted(centroids, key=cranial_order)
+    rotations, spacings = chain_frames(np.array([centroids[label] for label in labels]), posterior)
+    return {label: (rotation, float(spacing)) for label, rotation, spacing in zip(labels, rotations, spacings)}
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

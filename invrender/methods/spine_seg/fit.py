@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 from scipy.ndimage import gaussian_filter
 
-from invrender.core.geometry.spine import cranial_order, vertebra_frames
+from invrender.core.geometry.spine import chain_frames, cranial_order
 from invrender.core.io import normalise_intensity
 from invrender.core.optim.phases import PhaseContext, PhaseRecord, run_phases_recorded
 from invrender.core.render.sampling import VolumeSampler
@@ -32,9 +32,6 @@ from invrender.methods.spine_seg.model import Appearance, SpineModel, vertex_nor
 from invrender.methods.spine_seg.placement import Placement, place_vertebrae, probe_points
 from invrender.methods.spine_seg.points import face_areas, sample_around_surfaces
 from invrender.methods.spine_seg.template import Template
-
-#: Keys of the chain's vertebrae for `vertebra_frames` (which orders by VerSe code): above every code.
-CHAIN_KEY = 100
 
 
 def crop_around(volume: Volume, points: np.ndarray, margin: float) -> Volume:
@@ -134,13 +131,6 @@ class SpineFit:
     losses: list[float] = field(default_factory=list)
     warning: str | None = None
     placement: Placement | None = None  # what the search before the fit moved (None when off)
-
-
-def chain_frames(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The frames of the vertebrae at `centres` (M, 3) mm, chain order (cranial first): rotations
-    (M, 3, 3) and spacings (M,) mm (`vertebra_frames`)."""
-    frames = vertebra_frames({CHAIN_KEY + m: centre for m, centre in enumerate(centres)})
-    return np.stack([frames[CHAIN_KEY + m][0] for m in range(len(centres))]), np.array([frames[CHAIN_KEY + m][1] for m in range(len(centres))])
 
 
 def extend_chain(centres: np.ndarray, volume: Volume) -> tuple[np.ndarray, slice]:

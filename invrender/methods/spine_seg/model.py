@@ -92,17 +92,19 @@ class SpineModel(MultiStartModule):
         """(S, M, V, 3) every vertebra's shape in the template's frame, units of its centroid spacing."""
         return self.template + torch.einsum("vk,smkc->smvc", self.basis, self.coefficients)
 
+    def local(self) -> torch.Tensor:
+        """(S, M, V, 3) every vertebra after its affine and shift, in its frame, units of its centroid spacing."""
+        return torch.einsum("smij,smvj->smvi", self.affine, self.canonical()) + self.shift[:, :, None]
+
     def world(self) -> torch.Tensor:
         """(S, M, V, 3) vertices in world mm."""
-        local = torch.einsum("smij,smvj->smvi", self.affine, self.canonical()) + self.shift[:, :, None]
-        return self.centres[:, None] + self.spacings[:, None, None] * torch.einsum("mij,smvj->smvi", self.rotations, local)
+        return self.centres[:, None] + self.spacings[:, None, None] * torch.einsum("mij,smvj->smvi", self.rotations, self.local())
 
     def drift(self) -> torch.Tensor:
         """(S, M, 3) how far each vertebra's mean vertex has moved from the placed template's, in
         its frame, units of its centroid spacing: the slide along the spine that the image alone may
         not resist where a vertebra is cut by the field of view or its neighbour looks alike."""
-        local = torch.einsum("smij,smvj->smvi", self.affine, self.canonical()) + self.shift[:, :, None]
-        return local.mean(2) - self.template.mean(0)
+        return self.local().mean(2) - self.template.mean(0)
 
     def set_spectral_step(self, alpha: float) -> None:
         """Scale the steps of mode j by (lambda_j / lambda_1)^-alpha (lambda_1 the first non-zero

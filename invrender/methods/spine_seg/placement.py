@@ -7,7 +7,7 @@ lies within its capture range, and on the way from the canal to the body it pass
 elements, and in a real CT ribs and the aorta. So each vertebra is first placed by an exhaustive
 search, which makes the start independent of the centroids' convention.
 
-In the vertebra's frame from the centroids (`vertebra_frames`: superior s, posterior p, left l, h the
+In the vertebra's frame from the centroids (`chain_frames`: superior s, posterior p, left l, h the
 centroid spacing), a candidate is
 
     x = c + R (delta + h sigma Y(psi) q)        q the template in units of its centroid spacing,
