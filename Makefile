@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-batch bench-meshft bench-acdr bench-cell-seg bench-spine-seg clean
+.PHONY: install demo test lint test-all bench bench-batch bench-meshft bench-acdr bench-cell-seg bench-spine-seg clean
 
 install: $(STAMP)
 
@@ -22,8 +22,14 @@ demo: install
 	$(BIN)/invrender spline-refine data/splines/worms.tif --init data/splines/worms.json --out demo-out
 	@echo "outputs in demo-out/: worms.splines.json, worms.render.tif, worms.overlay.png, manifest.json"
 
-test: install
+# The lint (ruff) and the layering (import-linter, pyproject.toml's contracts) first: they take a second.
+test: install lint
 	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check invrender tests bench
+	$(BIN)/ruff format --check --quiet invrender tests bench
+	$(BIN)/lint-imports --no-cache
 
 test-all: install
 	$(BIN)/pytest -q -m ""

@@ -30,11 +30,11 @@ from omegaconf import OmegaConf
 from scipy import ndimage
 
 from invrender.config import compose_config
-from invrender.core.learn.datasets import load_splits, prepare
-from invrender.core.learn.evaluate import inside_bounds, mean_scores
-from invrender.core.learn.models import build_model
 from invrender.core.metrics import mask_scores
 from invrender.core.render.polygon2d import render_polygons
+from invrender.methods.acdr.datasets import load_splits, prepare
+from invrender.methods.acdr.evaluate import inside_bounds, mean_scores
+from invrender.methods.acdr.models import build_model
 
 OUT = Path(__file__).parent / "out" / "acdr"
 KINDS = ("contour", "pixel")
@@ -47,16 +47,55 @@ def train_and_evaluate(kind: str, overrides: list[str]) -> dict:
     """Train one model; its scores on the test split without and with --tta."""
     run = OUT / kind
     shutil.rmtree(run, ignore_errors=True)
-    subprocess.run([*INVRENDER, "acdr-train", "--config", "nuclei", "--model", kind, "--out", str(run), "--threads", "2", "--device", "cpu", "-q", *overrides], check=True)
+    subprocess.run(
+        [
+            *INVRENDER,
+            "acdr-train",
+            "--config",
+            "nuclei",
+            "--model",
+            kind,
+            "--out",
+            str(run),
+            "--threads",
+            "2",
+            "--device",
+            "cpu",
+            "-q",
+            *overrides,
+        ],
+        check=True,
+    )
     manifest = json.loads((run / "manifest.json").read_text())
-    return {"seconds": manifest["seconds"], "epochs": manifest["epochs_done"], "best_epoch": manifest["best"]["epoch"], "train_images": manifest["train_images"],
-            "plain": evaluate(run, tta=False), "tta": evaluate(run, tta=True)}
+    return {
+        "seconds": manifest["seconds"],
+        "epochs": manifest["epochs_done"],
+        "best_epoch": manifest["best"]["epoch"],
+        "train_images": manifest["train_images"],
+        "plain": evaluate(run, tta=False),
+        "tta": evaluate(run, tta=True),
+    }
 
 
 def evaluate(run: Path, tta: bool) -> dict:
     evaluation = run.parent / (f"{run.name}-eval" + ("-tta" if tta else ""))
-    subprocess.run([*INVRENDER, "acdr-eval", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--out", str(evaluation), "--threads", "2", "--device", "cpu", "-q",
-                    *(["--tta"] if tta else [])], check=True)
+    subprocess.run(
+        [
+            *INVRENDER,
+            "acdr-eval",
+            "--checkpoint",
+            str(run / "checkpoints" / "best.pt"),
+            "--out",
+            str(evaluation),
+            "--threads",
+            "2",
+            "--device",
+            "cpu",
+            "-q",
+            *(["--tta"] if tta else []),
+        ],
+        check=True,
+    )
     metrics = json.loads((evaluation / "metrics.json").read_text())
     return {k: metrics[k] for k in ("f1", "miou", "wcov", "boundf", "images")}
 
@@ -103,7 +142,10 @@ def main() -> None:
     if not args.skip_training:
         results = {kind: train_and_evaluate(kind, args.overrides) for kind in KINDS}
         first = results["contour"]
-        print(f"nuclei preset: {first['train_images']} training crops, {first['plain']['images']} test nuclei; 2 CPU threads {' '.join(args.overrides)}")
+        print(
+            f"nuclei preset: {first['train_images']} training crops, {first['plain']['images']} test nuclei; 2 CPU "
+            f"threads {' '.join(args.overrides)}"
+        )
         print()
         print("| model | F1 | mIoU | WCov | BoundF | training s | epochs (best) |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -111,9 +153,15 @@ def main() -> None:
             for kind, r in results.items():
                 name = "ACDRNet (polygon, rendered)" if kind == "contour" else "pixel classifier (same U-Net, BCE)"
                 m = r[mode]
-                print(f"| {name}{', --tta' if mode == 'tta' else ''} | {m['f1']:.4f} | {m['miou']:.4f} | {m['wcov']:.4f} | {m['boundf']:.4f} | {r['seconds']:.0f} | {r['epochs']} ({r['best_epoch']}) |")
+                print(
+                    f"| {name}{', --tta' if mode == 'tta' else ''} | {m['f1']:.4f} | {m['miou']:.4f} | "
+                    f"{m['wcov']:.4f} | {m['boundf']:.4f} | {r['seconds']:.0f} | {r['epochs']} ({r['best_epoch']}) |"
+                )
         for name, m in one_pixel_off().items():
-            print(f"| the test masks, {name} by 1 px | {m['f1']:.4f} | {m['miou']:.4f} | {m['wcov']:.4f} | {m['boundf']:.4f} | | |")
+            print(
+                f"| the test masks, {name} by 1 px | {m['f1']:.4f} | {m['miou']:.4f} | {m['wcov']:.4f} | "
+                f"{m['boundf']:.4f} | | |"
+            )
         print()
     print("training throughput at 64 x 64, images/s (forward + loss + backward + Adam step), 2 threads")
     print()

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from invrender.core.synth.splines import write_spline_dataset
+from invrender.methods.spline_refine.synth import write_spline_dataset
 
 OUT = Path(__file__).parent / "out" / "batch"
 INVRENDER = [sys.executable, "-m", "invrender.cli", "spline-refine"]
@@ -69,9 +69,45 @@ def main() -> None:
     data = dataset(args.frames)
     common = [str(data), "--init", str(data / "inits" / "rotation"), "--device", "cpu", "-q"]
     setups = {
-        "joblib, 1 worker x 1 thread": (1, lambda out: [[*INVRENDER, *common, "--out", str(out), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", "--threads", "1"]]),
-        "joblib, 2 workers x 1 thread": (2, lambda out: [[*INVRENDER, *common, "--out", str(out), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "--threads", "1"]]),
-        "shards, 2 processes x 1 thread": (2, lambda out: [[*INVRENDER, *common, "--out", str(out), "--num-parts", "2", "--part-id", str(k), "--threads", "1"] for k in (0, 1)]),
+        "joblib, 1 worker x 1 thread": (
+            1,
+            lambda out: [
+                [
+                    *INVRENDER,
+                    *common,
+                    "--out",
+                    str(out),
+                    "-m",
+                    "hydra/launcher=joblib",
+                    "hydra.launcher.n_jobs=1",
+                    "--threads",
+                    "1",
+                ]
+            ],
+        ),
+        "joblib, 2 workers x 1 thread": (
+            2,
+            lambda out: [
+                [
+                    *INVRENDER,
+                    *common,
+                    "--out",
+                    str(out),
+                    "-m",
+                    "hydra/launcher=joblib",
+                    "hydra.launcher.n_jobs=2",
+                    "--threads",
+                    "1",
+                ]
+            ],
+        ),
+        "shards, 2 processes x 1 thread": (
+            2,
+            lambda out: [
+                [*INVRENDER, *common, "--out", str(out), "--num-parts", "2", "--part-id", str(k), "--threads", "1"]
+                for k in (0, 1)
+            ],
+        ),
         "1 process x 2 threads": (2, lambda out: [[*INVRENDER, *common, "--out", str(out), "--threads", "2"]]),
     }
     rows = []
@@ -89,7 +125,10 @@ def main() -> None:
     print("| setup | cores | wall s | inputs/min | mean s per input | scaling | efficiency |")
     print("|---|---|---|---|---|---|---|")
     for name, cores, wall, rate, mean in rows:
-        print(f"| {name} | {cores} | {wall:.0f} | {rate:.2f} | {mean:.1f} | {rate / base:.2f}x | {rate / base / cores:.0%} |")
+        print(
+            f"| {name} | {cores} | {wall:.0f} | {rate:.2f} | {mean:.1f} | {rate / base:.2f}x | "
+            f"{rate / base / cores:.0%} |"
+        )
 
 
 if __name__ == "__main__":

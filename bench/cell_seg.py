@@ -9,10 +9,10 @@
    (a tuned baseline, which favours it).
 2. A synthetic time-lapse (`invrender synth cells`, 20 frames, 256 x 256, 12 cells, 4 divisions),
    with stage 1 (every frame fitted) and with `--stage both` (the U-Net of stage 2 trained on the
-   stage-1 masks of 5 frames): SEG over all 20 frames, and the divisions found: a true division (mother ending at frame t - 1,
-   daughters starting at t) is found when the result objects matched to both daughters at frame t
-   (the CTC rule: covering more than half of them) are two tracks with one and the same parent
-   that begin at frame t.
+   stage-1 masks of 5 frames): SEG over all 20 frames, and the divisions found: a true division
+   (mother ending at frame t - 1, daughters starting at t) is found when the result objects matched
+   to both daughters at frame t (the CTC rule: covering more than half of them) are two tracks with
+   one and the same parent that begin at frame t.
 
     python bench/cell_seg.py [overrides ...]
 """
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from invrender.core.ctc import read_label_frames, read_label_image, read_tracks
 from invrender.core.metrics import seg_jaccards, seg_measure
+from invrender.methods.cell_seg.ctc import read_label_frames, read_label_image, read_tracks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei"
 OUT = Path(__file__).parent / "out" / "cell_seg"
@@ -64,14 +64,29 @@ def nuclei(overrides: list[str]) -> None:
     from invrender.core.io import read_image
 
     image, truth = read_image(SHARED / "img2d_left.tif"), read_label_image(SHARED / "mask2d_left.tif")
-    seconds = run([*INVRENDER, "cell-seg", str(SHARED / "img2d_left.tif"), "--out", str(OUT / "nuclei"), "--device", "cpu", "-q", *overrides])
+    seconds = run(
+        [
+            *INVRENDER,
+            "cell-seg",
+            str(SHARED / "img2d_left.tif"),
+            "--out",
+            str(OUT / "nuclei"),
+            "--device",
+            "cpu",
+            "-q",
+            *overrides,
+        ]
+    )
     result = read_label_image(OUT / "nuclei" / "img2d_left.labels.tif")
     scores = seg_jaccards(result, truth)
     print(f"nuclei image (512 x 256, {len(scores)} annotated nuclei), stage 1, default config {' '.join(overrides)}")
     print()
     print("| method | SEG | matched | objects found | seconds per frame |")
     print("| --- | --- | --- | --- | --- |")
-    print(f"| cell-seg (rendered star-convex contours) | {scores.mean():.3f} | {(scores > 0).sum()}/{len(scores)} | {len(np.unique(result)) - 1} | {seconds:.1f} |")
+    print(
+        f"| cell-seg (rendered star-convex contours) | {scores.mean():.3f} | {(scores > 0).sum()}/{len(scores)} | "
+        f"{len(np.unique(result)) - 1} | {seconds:.1f} |"
+    )
     best = None
     for smooth in (0.0, 1.0):
         for min_distance in (3, 5, 7, 9):
@@ -82,8 +97,11 @@ def nuclei(overrides: list[str]) -> None:
             if best is None or score.mean() > best[0].mean():
                 best = (score, labels, smooth, min_distance, elapsed)
     score, labels, smooth, min_distance, elapsed = best
-    print(f"| Otsu + distance transform + watershed (best of 8: smooth {smooth:g}, min_distance {min_distance}) | {score.mean():.3f} | "
-          f"{(score > 0).sum()}/{len(score)} | {len(np.unique(labels)) - 1} | {elapsed:.2f} |")
+    print(
+        f"| Otsu + distance transform + watershed (best of 8: smooth {smooth:g}, min_distance {min_distance}) | "
+        f"{score.mean():.3f} | "
+        f"{(score > 0).sum()}/{len(score)} | {len(np.unique(labels)) - 1} | {elapsed:.2f} |"
+    )
     print()
 
 
@@ -119,17 +137,40 @@ def time_lapse(overrides: list[str], frames: int) -> None:
     data = OUT / "synth"
     subprocess.run([*INVRENDER, "synth", "cells", "--frames", str(frames), "--out", str(data)], check=True)
     truth = read_label_frames(data / "01_GT" / "SEG", "man_seg")
-    print(f"synthetic time-lapse ({frames} frames, 256 x 256, `invrender synth cells` defaults), default config {' '.join(overrides)}")
+    print(
+        f"synthetic time-lapse ({frames} frames, 256 x 256, `invrender synth cells` defaults), default config "
+        f"{' '.join(overrides)}"
+    )
     print()
     print("| stage | SEG | objects matched | divisions found | divisions reported | seconds per frame |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for stage, label in (("1", "1: every frame fitted"), ("both", "both: 5 frames fitted, a U-Net trained on them segments all")):
+    for stage, label in (
+        ("1", "1: every frame fitted"),
+        ("both", "both: 5 frames fitted, a U-Net trained on them segments all"),
+    ):
         result = data / f"01_RES_stage{stage}"
-        seconds = run([*INVRENDER, "cell-seg", str(data / "01"), "--out", str(result), "--stage", stage, "--device", "cpu", "-q", *overrides])
+        seconds = run(
+            [
+                *INVRENDER,
+                "cell-seg",
+                str(data / "01"),
+                "--out",
+                str(result),
+                "--stage",
+                stage,
+                "--device",
+                "cpu",
+                "-q",
+                *overrides,
+            ]
+        )
         measure = seg_measure(read_label_frames(result, "mask"), truth)
         found, total = divisions_found(result, data / "01_GT")
         cells = json.loads((result / "01.cells.json").read_text())
-        print(f"| {label} | {measure['seg']:.3f} | {measure['matched']}/{measure['objects']} | {found}/{total} | {len(cells['divisions'])} | {seconds / frames:.1f} |")
+        print(
+            f"| {label} | {measure['seg']:.3f} | {measure['matched']}/{measure['objects']} | {found}/{total} | "
+            f"{len(cells['divisions'])} | {seconds / frames:.1f} |"
+        )
     print()
 
 

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 def time_forward_backward(forward: Callable, repeats: int = 5) -> tuple[float, float]:
@@ -32,8 +32,12 @@ def time_forward_backward(forward: Callable, repeats: int = 5) -> tuple[float, f
 def results_in_fresh_processes(script: str, cases: list, threads: int) -> Iterator[tuple[tuple, dict]]:
     """(case, result) for each case, run as `script --threads T --case JSON`, which prints a JSON result."""
     for case in cases:
-        out = subprocess.run([sys.executable, script, "--threads", str(threads), "--case", json.dumps(case)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, script, "--threads", str(threads), "--case", json.dumps(case)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         yield case, json.loads(out.stdout)
 
 

@@ -36,32 +36,75 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.05)
     parser.add_argument("--sigma", type=float, default=2.0)
     parser.add_argument("--mesh", default=str(SHARED / "spot.obj"))
-    parser.add_argument("--cells", type=int, help="fit from a foam of this many cells (for a multi-material mesh such as cell4.rec)")
+    parser.add_argument(
+        "--cells", type=int, help="fit from a foam of this many cells (for a multi-material mesh such as cell4.rec)"
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
     name = Path(args.mesh).stem
     invrender = [sys.executable, "-m", "invrender.cli"]
-    subprocess.run([*invrender, "synth", "mesh", args.mesh, "--size", "64", "--sigma", str(args.sigma), "--noise", str(args.noise), "--out", str(OUT / "data")], check=True)
+    subprocess.run(
+        [
+            *invrender,
+            "synth",
+            "mesh",
+            args.mesh,
+            "--size",
+            "64",
+            "--sigma",
+            str(args.sigma),
+            "--noise",
+            str(args.noise),
+            "--out",
+            str(OUT / "data"),
+        ],
+        check=True,
+    )
     start = time.perf_counter()
     cells = ["--cells", str(args.cells)] if args.cells else []
-    subprocess.run([*invrender, "mesh-fit", str(OUT / "data" / f"{name}.tif"), "--out", str(OUT / "fit"), "--device", "cpu", "-q", *cells, *args.overrides], check=True)
+    subprocess.run(
+        [
+            *invrender,
+            "mesh-fit",
+            str(OUT / "data" / f"{name}.tif"),
+            "--out",
+            str(OUT / "fit"),
+            "--device",
+            "cpu",
+            "-q",
+            *cells,
+            *args.overrides,
+        ],
+        check=True,
+    )
     seconds = time.perf_counter() - start
     truth = read_mesh(next((OUT / "data").glob(f"{name}.truth.*")))
     fitted = read_mesh(next((OUT / "fit").glob(f"{name}.mesh.*")))
-    chamfer, fit_to_truth, truth_to_fit = chamfer_distance(surface_samples(fitted.vertices, fitted.faces, 200_000, 0), surface_samples(truth.vertices, truth.faces, 200_000, 1))
+    chamfer, fit_to_truth, truth_to_fit = chamfer_distance(
+        surface_samples(fitted.vertices, fitted.faces, 200_000, 0),
+        surface_samples(truth.vertices, truth.faces, 200_000, 1),
+    )
     metrics = json.loads((OUT / "fit" / f"{name}.metrics.json").read_text())
     sigmas = json.loads((OUT / "fit" / f"{name}.psf.json").read_text())["sigmas"]
     error = max(abs(s - args.sigma) / args.sigma for s in sigmas)
     per_cell = ""
     if truth.materials is not None and fitted.materials is not None:
         per_cell = "; per cell (matched): " + ", ".join(f"{d:.3f}" for d in per_cell_chamfer(truth, fitted))
-    print(f"mesh-fit on {name}, 64^3, Gaussian PSF sigma {args.sigma} voxels, noise {args.noise}, default config {' '.join(cells + args.overrides)}{per_cell}")
+    print(
+        f"mesh-fit on {name}, 64^3, Gaussian PSF sigma {args.sigma} voxels, noise {args.noise}, default config "
+        f"{' '.join(cells + args.overrides)}{per_cell}"
+    )
     print()
-    print("| Chamfer (vox) | fit to truth | truth to fit | SSIM | PSNR dB | PSF sigmas (vox) | max sigma error | steps | seconds |")
+    print(
+        "| Chamfer (vox) | fit to truth | truth to fit | SSIM | PSNR dB | PSF sigmas (vox) | max sigma error | steps "
+        "| seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| {chamfer:.3f} | {fit_to_truth:.3f} | {truth_to_fit:.3f} | {metrics['ssim']:.3f} | {metrics['psnr']:.1f} | "
-          f"{', '.join(f'{s:.3f}' for s in sigmas)} | {error:.1%} | {metrics['steps']} | {seconds:.0f} |")
+    print(
+        f"| {chamfer:.3f} | {fit_to_truth:.3f} | {truth_to_fit:.3f} | {metrics['ssim']:.3f} | {metrics['psnr']:.1f} | "
+        f"{', '.join(f'{s:.3f}' for s in sigmas)} | {error:.1%} | {metrics['steps']} | {seconds:.0f} |"
+    )
 
 
 def per_cell_chamfer(truth, fitted) -> list[float]:

@@ -50,10 +50,12 @@ def run_one(backend: str, size: int, faces: int, full: bool, threads: int) -> di
     else:
         transfer = psf.transfer(grid.half_spectrum_freqs.reshape(-1, 3)).reshape(size, size, size // 2 + 1)
         band = Band.where(grid, transfer >= 0.01)
-    renderer = get_renderer(backend, torch.device("cpu"))
+    renderer = get_renderer(backend, torch.device("cpu"), "mesh spectrum")
     target = torch.from_numpy(np.random.default_rng(0).random((size, size, size))) * 1e-5
     start = time.perf_counter()
-    image = render_stack(surface_spectrum(renderer, vertices, tri, weights, band), psf.transfer(band.freqs).detach(), band)
+    image = render_stack(
+        surface_spectrum(renderer, vertices, tri, weights, band), psf.transfer(band.freqs).detach(), band
+    )
     forward = time.perf_counter() - start
     start = time.perf_counter()
     ((image - target) ** 2 * target).sum().backward()
@@ -101,18 +103,26 @@ def main() -> None:
                 ours, reference = np.load(nufft_band["saved"]), np.load(exact["saved"])
                 a, b = ours["image"], reference["image"]
                 ga, gb = ours["grad"].ravel(), reference["grad"].ravel()
-                accuracy = f"{np.linalg.norm(a - b) / np.linalg.norm(b):.1e} / {ga @ gb / np.linalg.norm(ga) / np.linalg.norm(gb):.7f}"
+                cosine = ga @ gb / np.linalg.norm(ga) / np.linalg.norm(gb)
+                accuracy = f"{np.linalg.norm(a - b) / np.linalg.norm(b):.1e} / {cosine:.7f}"
             rows.append((size, faces, nufft_band["band"], nufft_band, nufft_full, exact, note, accuracy))
             print(f"{size}^3 {faces} faces done", file=sys.stderr, flush=True)
 
     print(f"Mesh renderers, Gaussian PSF sigma 2 voxels, {args.threads} thread(s); seconds forward + backward, peak GB")
     print()
-    print("| image | faces | band freqs | nufft band: fwd + bwd s | GB | nufft full: fwd + bwd s | GB | exact band: fwd + bwd s | GB | nufft vs exact: image rel L2 / grad cosine |")
+    print(
+        "| image | faces | band freqs | nufft band: fwd + bwd s | GB | nufft full: fwd + bwd s | GB | exact band: fwd "
+        "+ bwd s | GB | nufft vs exact: image rel L2 / grad cosine |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for size, faces, band, nb, nf, ex, note, accuracy in rows:
-        exact_text = f"{ex['forward']:.2f} + {ex['backward']:.2f} | {ex['peak_gb']:.2f}" if ex else f"not run ({note}) | "
-        print(f"| {size}^3 | {faces} | {band} | {nb['forward']:.2f} + {nb['backward']:.2f} | {nb['peak_gb']:.2f} | "
-              f"{nf['forward']:.2f} + {nf['backward']:.2f} | {nf['peak_gb']:.2f} | {exact_text} | {accuracy} |")
+        exact_text = (
+            f"{ex['forward']:.2f} + {ex['backward']:.2f} | {ex['peak_gb']:.2f}" if ex else f"not run ({note}) | "
+        )
+        print(
+            f"| {size}^3 | {faces} | {band} | {nb['forward']:.2f} + {nb['backward']:.2f} | {nb['peak_gb']:.2f} | "
+            f"{nf['forward']:.2f} + {nf['backward']:.2f} | {nf['peak_gb']:.2f} | {exact_text} | {accuracy} |"
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ checked against the polygon's shoelace area (the largest relative difference is 
 
 from __future__ import annotations
 
-
 from fresh_process import results_in_fresh_processes, threads_or_run_case, time_forward_backward
 
 CASES = [  # (image side px, polygons, vertices, radius as a fraction of the side)
@@ -64,8 +63,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for case, r in results_in_fresh_processes(__file__, CASES, threads):
         side, polygons, vertices, radius = case
-        print(f"| {side}x{side} | {polygons} | {vertices} | {radius * side:.0f} | {1000 * r['forward_s']:.1f} | "
-              f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} | {r['area_error']:.1e} |", flush=True)
+        print(
+            f"| {side}x{side} | {polygons} | {vertices} | {radius * side:.0f} | {1000 * r['forward_s']:.1f} | "
+            f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} | {r['area_error']:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

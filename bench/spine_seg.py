@@ -5,9 +5,10 @@ the template's own subject in one factor at a time, and on a real CT of another 
 (verse004, T9-L5) through a random smooth deformation (up to 4 mm, plus a rotation of up to 3
 degrees and a shift of up to 2 mm), with the field of view of --levels plus 20 mm (default T11-L2,
 so that the 6 vertebrae T10-L3 have their centroids in view), and one factor changed against the
-base row (1 mm voxels in the mask's own PIR orientation, body centroids): LAS orientation, 0.7 x 0.7 x 2.5 mm voxels, a 15 degree tilt, a person 0.85 or 1.15 times
-the size, distractors (ribs, aorta and kidneys with contrast, lungs), the centroids of the whole
-labels instead of the bodies' (10-15 mm further back), and all of them together. As in VerSe, every
+base row (1 mm voxels in the mask's own PIR orientation, body centroids): LAS orientation, 0.7 x 0.7
+x 2.5 mm voxels, a 15 degree tilt, a person 0.85 or 1.15 times the size, distractors (ribs, aorta
+and kidneys with contrast, lungs), the centroids of the whole labels instead of the bodies' (10-15
+mm further back), and all of them together. As in VerSe, every
 vertebra whose centroid lies in the field of view is given, fitted and scored. `spine-seg` fits the
 shipped template through the command line with the default config; the Dice per level (VerSe's
 2|A and B| / (|A| + |B|), on the CT's grid) is read from its metrics.json.
@@ -50,14 +51,20 @@ ROWS = {
     "large": ("scale 1.15", ["--scale", "1.15"], True),
     "distractors": ("ribs, aorta, kidneys, lungs", ["--distractors"], True),
     "label-centroids": ("centroids of the whole labels", [], False),
-    "combined": ("all: LAS, 0.7 x 0.7 x 2.5 mm, tilt 15, scale 1.15, distractors, label centroids",
-                 ["--orientation", "LAS", "--spacing", "0.7,0.7,2.5", "--tilt", "15", "--scale", "1.15", "--distractors"], False),
+    "combined": (
+        "all: LAS, 0.7 x 0.7 x 2.5 mm, tilt 15, scale 1.15, distractors, label centroids",
+        ["--orientation", "LAS", "--spacing", "0.7,0.7,2.5", "--tilt", "15", "--scale", "1.15", "--distractors"],
+        False,
+    ),
 }
 
 #: The real CT: TotalSegmentator's test data, and its label numbers as VerSe codes (S1 and the
 #: sliver of T11 are not fitted).
 TOTALSEG = "totalsegmentator==2.18.0"
-TOTALSEG_FILES = {"ct": "tests/reference_files/example_ct.nii.gz", "labels": "tests/reference_files/spine_report/example_ct_report/totalseg.nii.gz"}
+TOTALSEG_FILES = {
+    "ct": "tests/reference_files/example_ct.nii.gz",
+    "labels": "tests/reference_files/spine_report/example_ct_report/totalseg.nii.gz",
+}
 TOTALSEG_CODES = {26: 26, 27: 24, 28: 23, 29: 22, 30: 21, 31: 20, 32: 19, 33: 18}
 REAL_FITTED = (19, 20, 21, 22, 23, 24)
 
@@ -69,8 +76,23 @@ def run(command: list[str]) -> float:
 
 
 def segment(ct: Path, centroids: Path, truth: Path, out: Path, overrides: list[str]) -> tuple[dict[str, float], float]:
-    seconds = run([*INVRENDER, "spine-seg", str(ct), "--centroids", str(centroids), "--gt", str(truth), "--device", "cpu", "-q",
-                   "--out", str(out), *overrides])
+    seconds = run(
+        [
+            *INVRENDER,
+            "spine-seg",
+            str(ct),
+            "--centroids",
+            str(centroids),
+            "--gt",
+            str(truth),
+            "--device",
+            "cpu",
+            "-q",
+            "--out",
+            str(out),
+            *overrides,
+        ]
+    )
     stem = ct.name.removesuffix(".nii.gz")
     return json.loads((out / f"{stem}.metrics.json").read_text())["dice"], seconds
 
@@ -83,8 +105,11 @@ def print_table(title: str, rows: dict[str, tuple[dict[str, float], float]]) -> 
     print("| --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- |")
     for key, (dice, seconds) in rows.items():
         values = list(dice.values())
-        print(f"| {key} | " + " | ".join(f"{dice[n]:.3f}" if n in dice else "-" for n in names)
-              + f" | {np.mean(values):.3f} | {min(values):.3f} | {seconds:.0f} |")
+        print(
+            f"| {key} | "
+            + " | ".join(f"{dice[n]:.3f}" if n in dice else "-" for n in names)
+            + f" | {np.mean(values):.3f} | {min(values):.3f} | {seconds:.0f} |"
+        )
     print()
 
 
@@ -94,14 +119,33 @@ def factors(args: argparse.Namespace) -> None:
         for name in args.rows:
             what, options, body_centroids = ROWS[name]
             data = OUT / f"{name}-s{seed}"
-            run([*INVRENDER, "synth", "ct", "--labels", str(MASK), *(["--centroids", str(CENTROIDS)] if body_centroids else []),
-                 "--levels", args.levels, "--seed", str(seed), "--out", str(data), *options])
+            run(
+                [
+                    *INVRENDER,
+                    "synth",
+                    "ct",
+                    "--labels",
+                    str(MASK),
+                    *(["--centroids", str(CENTROIDS)] if body_centroids else []),
+                    "--levels",
+                    args.levels,
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(data),
+                    *options,
+                ]
+            )
             ct = next(data.glob("*_ct.nii.gz"))
             stem = ct.name.removesuffix("_ct.nii.gz")
-            rows[f"{name}: {what}, seed {seed}"] = segment(ct, data / f"{stem}_ctd.json", data / f"{stem}_msk.nii.gz", OUT / f"fit-{name}-s{seed}",
-                                                         args.overrides)
-    print_table(f"synthetic CTs of verse004, levels {args.levels}, deformation up to 4 mm, 2 CPU threads; "
-                f"overrides: {' '.join(args.overrides) or 'none'}", rows)
+            rows[f"{name}: {what}, seed {seed}"] = segment(
+                ct, data / f"{stem}_ctd.json", data / f"{stem}_msk.nii.gz", OUT / f"fit-{name}-s{seed}", args.overrides
+            )
+    print_table(
+        f"synthetic CTs of verse004, levels {args.levels}, deformation up to 4 mm, 2 CPU threads; "
+        f"overrides: {' '.join(args.overrides) or 'none'}",
+        rows,
+    )
 
 
 def real_ct() -> tuple[Path, Path, Path]:
@@ -115,7 +159,22 @@ def real_ct() -> tuple[Path, Path, Path]:
     if all(p.exists() for p in paths):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", TOTALSEG, "-d", str(folder)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            TOTALSEG,
+            "-d",
+            str(folder),
+        ],
+        check=True,
+    )
     archive = next(folder.glob("totalsegmentator-*.tar.gz"))
     with tarfile.open(archive) as tar:
         root = tar.getnames()[0].split("/")[0]
@@ -141,8 +200,16 @@ def real_ct() -> tuple[Path, Path, Path]:
 
 def real(args: argparse.Namespace) -> None:
     ct, centroids, truth = real_ct()
-    rows = {"TotalSegmentator's example CT (3 mm, RAS, contrast), label centroids": segment(ct, centroids, truth, OUT / "fit-real", args.overrides)}
-    print_table(f"a real CT of another person, reference: the labels shipped with it; overrides: {' '.join(args.overrides) or 'none'}", rows)
+    rows = {
+        "TotalSegmentator's example CT (3 mm, RAS, contrast), label centroids": segment(
+            ct, centroids, truth, OUT / "fit-real", args.overrides
+        )
+    }
+    print_table(
+        "a real CT of another person, reference: the labels shipped with it; overrides: "
+        f"{' '.join(args.overrides) or 'none'}",
+        rows,
+    )
     print(f"pictures: {OUT / 'fit-real'}/example_ct.slices.png")
 
 

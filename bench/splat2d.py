@@ -9,7 +9,6 @@ number of starts (seeds) grow. Each case runs in a fresh process so that its pea
 
 from __future__ import annotations
 
-
 from fresh_process import results_in_fresh_processes, threads_or_run_case, time_forward_backward
 
 CASES = [  # (image side px, curves, points per curve, seeds, blob radius px)
@@ -36,7 +35,9 @@ def run_case(side: int, curves: int, points: int, seeds: int, radius: float, thr
     t = torch.linspace(0, 1, points)
     start = torch.rand(seeds, curves, 1, 2, generator=g) * side * 0.6 + side * 0.2
     direction = torch.randn(seeds, curves, 1, 2, generator=g)
-    centers = (start + 0.3 * side * t[None, None, :, None] * direction / direction.norm(dim=-1, keepdim=True)).clamp(0, side - 1)
+    centers = (start + 0.3 * side * t[None, None, :, None] * direction / direction.norm(dim=-1, keepdim=True)).clamp(
+        0, side - 1
+    )
     centers.requires_grad_(True)
     radii = torch.full((seeds, curves, points), radius, requires_grad=True)
     weights = torch.full((seeds, curves, points), 0.5)
@@ -59,8 +60,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for case, r in results_in_fresh_processes(__file__, CASES, threads):
         side, curves, points, seeds, radius = case
-        print(f"| {side}x{side} | {curves} | {points} | {seeds} | {radius:g} | {1000 * r['forward_s']:.1f} | "
-              f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} |", flush=True)
+        print(
+            f"| {side}x{side} | {curves} | {points} | {seeds} | {radius:g} | {1000 * r['forward_s']:.1f} | "
+            f"{1000 * r['forward_backward_s']:.1f} | {r['peak_mb']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

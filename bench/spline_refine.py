@@ -57,7 +57,10 @@ def _task(args: tuple) -> dict:
         refined = active_contour_frame(image, init, cfg)
     seconds = time.perf_counter() - start
     return {
-        "n": n, "frame": frame, "perturbation": perturbation, "method": method,
+        "n": n,
+        "frame": frame,
+        "perturbation": perturbation,
+        "method": method,
         "initial": matched_dtw(labels, [r["points"] for r in init])[0],
         "dtw": matched_dtw(labels, [r["points"] for r in refined])[0],
         "seconds": seconds,
@@ -79,7 +82,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the default config")
     args = parser.parse_args()
 
-    from invrender.core.synth.splines import write_spline_dataset
+    from invrender.methods.spline_refine.synth import write_spline_dataset
 
     args.work.mkdir(parents=True, exist_ok=True)
     cache_path = args.work / "results.jsonl"
@@ -121,8 +124,11 @@ def report(records: list[dict], args) -> str:
     def cell(n, perturbation, method, key="dtw"):
         return [r[key] for r in records if r["n"] == n and r["perturbation"] == perturbation and r["method"] == method]
 
-    lines = [f"Frames per cell: {args.frames}; config overrides: {' '.join(args.overrides) or 'none'}; "
-             f"{args.workers} worker process(es), 1 torch thread each.", ""]
+    lines = [
+        f"Frames per cell: {args.frames}; config overrides: {' '.join(args.overrides) or 'none'}; "
+        f"{args.workers} worker process(es), 1 torch thread each.",
+        "",
+    ]
     lines.append("Table 1: best-50% mean DTW (px) [median over all frames]; paper's 'ours' in brackets after ours.")
     lines.append("")
     header = "| n | " + " | ".join(f"{p}: initial | ours (paper) | active contour" for p in PERTURBATIONS) + " |"
@@ -130,19 +136,28 @@ def report(records: list[dict], args) -> str:
     for n in args.bodies:
         row = [str(n)]
         for j, p in enumerate(PERTURBATIONS):
-            ini, ours, ac = cell(n, p, "ours", "initial") or cell(n, p, "active-contour", "initial"), cell(n, p, "ours"), cell(n, p, "active-contour")
+            ini, ours, ac = (
+                cell(n, p, "ours", "initial") or cell(n, p, "active-contour", "initial"),
+                cell(n, p, "ours"),
+                cell(n, p, "active-contour"),
+            )
             fmt = lambda v: f"{best_half_mean(v):.2f} [{np.median(v):.2f}]" if v else "-"
             paper = f" ({PAPER[n][j]:.2f})" if n in PAPER else ""
             row += [fmt(ini), fmt(ours) + paper, fmt(ac)]
         lines.append("| " + " | ".join(row) + " |")
 
     if 1 in args.bodies:
-        lines += ["", "Table 2: straight-line inits, n = 1: DTW percentiles (px) over all frames.", "",
-                  "| percentile | initial | ours | active contour |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Table 2: straight-line inits, n = 1: DTW percentiles (px) over all frames.",
+            "",
+            "| percentile | initial | ours | active contour |",
+            "|---|---|---|---|",
+        ]
         ini = cell(1, "straight", "ours", "initial") or cell(1, "straight", "active-contour", "initial")
         ours, ac = cell(1, "straight", "ours"), cell(1, "straight", "active-contour")
         for q in (5, 10, 20, 50):
-            pct = lambda v: f"{np.percentile(v, q):.2f}" if v else "-"
+            pct = lambda v, q=q: f"{np.percentile(v, q):.2f}" if v else "-"
             lines.append(f"| {q}% | {pct(ini)} | {pct(ours)} | {pct(ac)} |")
 
     lines += ["", "Seconds per frame (1 thread; mean [max]):", "", "| n | ours | active contour |", "|---|---|---|"]

@@ -20,8 +20,8 @@ import torch
 from invrender.config import compose_config
 from invrender.core.geometry.spline_io import read_splines
 from invrender.core.io import read_image
-from invrender.core.synth.splines import write_spline_dataset
 from invrender.methods.spline_refine.fit import refine_frame
+from invrender.methods.spline_refine.synth import write_spline_dataset
 
 
 def main() -> None:
@@ -48,7 +48,10 @@ def main() -> None:
             totals.append(time.perf_counter() - start)
             for p in result.phases:
                 phases.setdefault(p.name, []).append(p.seconds)
-    print(f"spline-refine, default schedule, 128x128, {args.bodies} bodies, {args.threads} thread(s), {args.frames} frames")
+    print(
+        f"spline-refine, default schedule, 128x128, {args.bodies} bodies, {args.threads} thread(s), {args.frames} "
+        "frames"
+    )
     print()
     print("| | mean s | max s |")
     print("|---|---|---|")

@@ -1,7 +1,7 @@
 """cell-seg stage 2 on large frames: the class probabilities of one frame in one pass against in
 tiles (`stage2.tile`), with the default stage-2 network (random weights; the cost does not depend on
 them): seconds and the peak resident memory of a fresh process. That the tiles give the one-pass
-result is tested (tests/test_cell_seg_stage2.py, with a network whose output varies with its input).
+result is tested (tests/methods/cell_seg/test_stage2.py, with a network whose output varies with its input).
 
     python bench/stage2_tiles.py [--threads 2]
 """
@@ -12,7 +12,6 @@ import resource
 import time
 
 import numpy as np
-
 from fresh_process import results_in_fresh_processes, threads_or_run_case
 
 CASES = [(1024, 0), (2048, 0), (2048, 1024), (2048, 512), (4096, 0), (4096, 1024)]

@@ -1,8 +1,9 @@
 """The `invrender` command line: global options, one sub-command per method, `synth` for data.
 
 Methods are found through the entry-point group `invrender.methods`: each entry point is a
-function `register(app)` that adds the method's command(s). Built-in methods register the same
-way a third-party plug-in would.
+function `register(app, synth)` that adds the method's command(s) to `app` and its synthetic-data
+generator(s) to `synth` (the `invrender synth` group). Built-in methods register the same way a
+third-party plug-in would.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import threading
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.exceptions import Abort, Exit, TyperException
@@ -27,7 +28,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-synth_app = typer.Typer(help="Synthetic data with perfect labels, for tests, demos and benchmarks.", no_args_is_help=True)
+synth_app = typer.Typer(
+    help="Synthetic data with perfect labels, for tests, demos and benchmarks.", no_args_is_help=True
+)
 app.add_typer(synth_app, name="synth")
 
 
@@ -39,136 +42,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = None,
 ) -> None:
     """invrender: fit splines, meshes and polygons to microscopy and medical images."""
-
-
-@synth_app.command("splines")
-def synth_splines(
-    bodies: Annotated[int, typer.Option("--bodies", "-n", min=1, help="Bodies per frame.")] = 1,
-    frames: Annotated[int, typer.Option("--frames", "-f", min=1, help="Number of frames.")] = 8,
-    size: Annotated[int, typer.Option("--size", min=32, help="Frame size in pixels.")] = 128,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-splines"),
-) -> None:
-    """Frames of overlapping slender bodies with labels and perturbed inits (rotation, displacement,
-    scaling, PCA, straight lines), as in Zdyb et al.'s robustness study."""
-    from invrender.core.synth.splines import write_spline_dataset
-
-    write_spline_dataset(out, bodies=bodies, frames=frames, size=size, seed=seed)
-    typer.echo(f"wrote {frames} frame(s) of {bodies} bodies to {out}", err=True)
-
-
-@synth_app.command("mesh")
-def synth_mesh(
-    mesh: Annotated[Path, typer.Argument(help="A mesh (.obj, .ply, .off, .stl, .rec).", show_default=False)],
-    size: Annotated[int, typer.Option("--size", min=16, help="Stack size in voxels (a cube).")] = 64,
-    sigma: Annotated[float, typer.Option("--sigma", min=0.1, help="Gaussian PSF standard deviation, voxels.")] = 2.0,
-    noise: Annotated[float, typer.Option("--noise", min=0.0, help="Gaussian noise, relative to the peak.")] = 0.05,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-mesh"),
-) -> None:
-    """A noisy fluorescence stack of a mesh (scaled into the box) through a Gaussian PSF, with the
-    placed mesh and the PSF as ground truth."""
-    from invrender.core.geometry.meshes import read_mesh
-    from invrender.core.synth.meshes import write_mesh_dataset
-
-    paths = write_mesh_dataset(read_mesh(mesh), mesh.stem, out, size, sigma, noise, seed)
-    typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}", err=True)
-
-
-@synth_app.command("shapes")
-def synth_shapes(
-    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of images.")] = 200,
-    size: Annotated[int, typer.Option("--size", min=16, help="Image size in pixels (square).")] = 64,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-shapes"),
-) -> None:
-    """Images of one star-shaped (often concave) object each, with a distractor, uneven background,
-    blur and noise, and the object's mask: images/ and masks/ (the generic layout of acdr-train)."""
-    from invrender.core.synth.shapes import write_shape_dataset
-
-    write_shape_dataset(out, count, size, seed)
-    typer.echo(f"wrote {count} image(s) and mask(s) to {out}", err=True)
-
-
-@synth_app.command("cells")
-def synth_cells(
-    frames: Annotated[int, typer.Option("--frames", "-f", min=1, help="Number of frames.")] = 20,
-    size: Annotated[int, typer.Option("--size", min=32, help="Frame size in pixels (square).")] = 256,
-    cells: Annotated[int, typer.Option("--cells", "-n", min=1, help="Nuclei in the first frame.")] = 12,
-    divisions: Annotated[int, typer.Option("--divisions", min=0, help="How many of them divide (each at its own frame).")] = 4,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-cells"),
-) -> None:
-    """A fluorescence time-lapse of moving, dividing nuclei with perfect segmentation and tracking
-    ground truth, in the Cell Tracking Challenge layout: 01/, 01_GT/SEG/, 01_GT/TRA/."""
-    from invrender.core.synth.cells import write_cell_dataset
-
-    # Each division ends a mother's track in a frame of its own, neither the first nor the last,
-    # and each mother is a different nucleus of the first frame.
-    if divisions and divisions >= frames - 1:
-        raise typer.BadParameter(f"must be < frames - 1 = {frames - 1} (divisions happen at distinct frames, not the first or last), got {divisions}", param_hint="--divisions")
-    if divisions > cells:
-        raise typer.BadParameter(f"must be <= --cells = {cells}, got {divisions}", param_hint="--divisions")
-    try:
-        summary = write_cell_dataset(out, frames=frames, size=size, cells=cells, divisions=divisions, seed=seed)
-    except ValueError as err:  # the nuclei do not fit into the frame
-        raise typer.BadParameter(str(err), param_hint="--cells") from None
-    typer.echo(f"wrote {frames} frame(s) of {len(summary['tracks'])} tracks ({divisions} division(s), SNR {summary['snr']:.1f}) to {out}", err=True)
-
-
-@synth_app.command("ct")
-def synth_ct(
-    labels: Annotated[Path, typer.Option("--labels", help="Vertebra label mask (NIfTI, VerSe labels).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-ct"),
-    centroids: Annotated[Optional[Path], typer.Option("--centroids", help="VerSe centroid JSON of the mask (moved with it); default: the deformed labels' centroids.")] = None,
-    levels: Annotated[Optional[str], typer.Option("--levels", help="Field of view: the labels A-B (inclusive) plus 20 mm, e.g. 20-24; default all.")] = None,
-    spacing: Annotated[str, typer.Option("--spacing", help="Voxel size, mm: one number (isotropic) or x,y,z along R-L, A-P, S-I, e.g. 0.7,0.7,2.5.")] = "1",
-    orientation: Annotated[Optional[str], typer.Option("--orientation", help="Axis codes of the stored grid, e.g. LAS or PIR; default: the mask's.")] = None,
-    tilt: Annotated[float, typer.Option("--tilt", min=0.0, max=45.0, help="Degrees of rotation of the spine about an axis in the axial plane.")] = 0.0,
-    scale: Annotated[float, typer.Option("--scale", min=0.5, max=2.0, help="Size of the person against the mask's (vertebrae and their spacing).")] = 1.0,
-    distractors: Annotated[bool, typer.Option("--distractors", help="Add ribs, the aorta and kidneys with contrast, and the lungs.")] = False,
-    deform: Annotated[float, typer.Option("--deform", min=0.0, max=10.0, help="Largest displacement of the smooth deformation, mm (0: none, no rigid motion either).")] = 4.0,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-) -> None:
-    """A CT-like volume (HU) of the vertebrae in a label mask, through a random smooth deformation,
-    with the deformed labels and their centroids: <name>_ct.nii.gz, <name>_msk.nii.gz, <name>_ctd.json."""
-    from invrender.core.synth.ct import axis_directions, parse_spacing, write_ct_dataset
-
-    bounds = None
-    if levels is not None:
-        parts = levels.split("-")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or int(parts[0]) > int(parts[1]):
-            raise typer.BadParameter(f"expected A-B with labels A <= B, e.g. 20-24, got {levels!r}", param_hint="--levels")
-        bounds = (int(parts[0]), int(parts[1]))
-    try:
-        sizes = parse_spacing([float(v) for v in spacing.split(",")])
-    except ValueError:
-        raise typer.BadParameter(f"{spacing!r} is not one or three positive numbers (mm)", param_hint="--spacing") from None
-    if sizes.min() < 0.25:
-        raise typer.BadParameter(f"{spacing!r}: every voxel size must be at least 0.25 mm", param_hint="--spacing")
-    if orientation is not None:
-        try:
-            axis_directions(orientation)
-        except ValueError as err:
-            raise typer.BadParameter(str(err), param_hint="--orientation") from None
-    try:
-        summary = write_ct_dataset(labels, out, centroids, levels=bounds, spacing=tuple(sizes), deform=deform, seed=seed,
-                                   orientation=orientation, tilt=tilt, scale=scale, distractors=distractors)
-    except ValueError as err:  # no label in the mask, or none in --levels
-        raise typer.BadParameter(str(err), param_hint="--levels" if bounds else "--labels") from None
-    shape = "x".join(map(str, summary["shape"]))
-    size = "x".join(f"{v:g}" for v in summary["spacing"])
-    typer.echo(f"wrote {summary['name']}_ct/_msk/_ctd ({shape} {summary['orientation']} at {size} mm, labels {summary['labels']}, "
-               f"{len(summary['centroids'])} centroid(s), max displacement {summary['max_displacement']:.1f} mm) to {out}", err=True)
 
 
 @app.command("report")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (the --out of a run or sweep).", show_default=False)],
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Where to write the CSV (default: RUN_DIR/report.csv).")] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Where to write the CSV (default: RUN_DIR/report.csv).")
+    ] = None,
 ) -> None:
     """Print a run folder's manifest(s) as a table, one row per input, and write it as CSV."""
     from rich.console import Console
@@ -189,7 +75,7 @@ def _register_methods() -> None:
         return
     _registered.append(True)
     for entry in sorted(metadata.entry_points(group="invrender.methods"), key=lambda e: e.name):
-        entry.load()(app)
+        entry.load()(app, synth_app)
 
 
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C

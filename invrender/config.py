@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from functools import cache, partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -21,12 +22,60 @@ def available_configs(method_dir: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_ROOT / method_dir).glob("*.yaml"))
 
 
-def compose_config(method_dir: str, name: str, overrides: list[str]) -> DictConfig:
-    """Compose `configs/<method_dir>/<name>.yaml` with Hydra, applying `key=value` overrides.
+#: Mappings whose keys are not fixed by the default config: loss weights, checked against the loss
+#: registry by the method's config check.
+OPEN_SECTIONS = frozenset({"loss", "pixel_loss"})
 
-    Keys that are not in the config are refused (Hydra's struct mode) unless prefixed with `+`.
-    Raises ConfigError with a one-line message.
-    """
+
+def compose_config(method_dir: str, name: str, overrides: list[str]) -> DictConfig:
+    """Compose `configs/<method_dir>/<name>.yaml` with Hydra, applying `key=value` overrides, and
+    check it against the method's schema: its `default` config's keys and value kinds, and the
+    phase scheduler's keys for `phases`. Raises ConfigError with a one-line message (for an
+    unknown key: the key and the nearest valid one)."""
+    cfg = _compose(method_dir, name, overrides)
+    if overrides:
+        as_text: list[tuple[str, str]] = []
+        _check_types(
+            to_plain(_compose(method_dir, name, [])),
+            to_plain(cfg),
+            "",
+            as_text,
+            partial(_optional_in_default, method_dir),
+        )
+        for key, text in as_text:
+            OmegaConf.update(cfg, key, text, merge=False)
+    check_config_keys(to_plain(cfg), _method_default(method_dir), f"config {name!r}" if name != "default" else "config")
+    return cfg
+
+
+def check_config_keys(values: dict, schema: dict | None, what: str = "config") -> None:
+    """ConfigError for a key of `values` that `schema` (the method's default config, as plain
+    containers) does not have, outside the open sections; `phases` against the scheduler's keys."""
+    from invrender.core.optim.phases import check_phases
+    from invrender.core.schema import check_keys
+
+    def walk(value: object, default: object, where: str) -> None:
+        if not (isinstance(value, dict) and isinstance(default, dict)):
+            return
+        check_keys(value, default, where)
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if path not in OPEN_SECTIONS and path != "phases":
+                walk(item, default[key], path)
+
+    if schema is None:
+        return
+    try:
+        walk(values, schema, "")
+        if isinstance(values.get("phases"), list):
+            check_phases(values["phases"])
+    except ValueError as err:
+        raise ConfigError(f"{what}: {err}") from None
+
+
+def _compose(method_dir: str, name: str, overrides: list[str]) -> DictConfig:
+    """`configs/<method_dir>/<name>.yaml` composed by Hydra with the overrides; keys that are not in
+    the config are refused (Hydra's struct mode) unless prefixed with `+`."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -39,16 +88,36 @@ def compose_config(method_dir: str, name: str, overrides: list[str]) -> DictConf
             cfg = compose(config_name=name, overrides=list(overrides))
     except Exception as err:  # Hydra raises several types for parse and composition errors
         message = " ".join(str(err).split())
+        missing = re.match(r"Could not override '([^']+)'", message)
+        if missing and overrides:
+            _refuse_unknown_key(to_plain(_compose(method_dir, name, [])), missing.group(1))
         raise ConfigError(f"bad override or config: {message}") from None
     finally:
         GlobalHydra.instance().clear()
-    if overrides:
-        as_text: list[tuple[str, str]] = []
-        _check_types(to_plain(compose_config(method_dir, name, [])), to_plain(cfg), "", as_text, partial(_optional_in_default, method_dir))
-        for key, text in as_text:
-            OmegaConf.update(cfg, key, text, merge=False)
     OmegaConf.set_struct(cfg, False)
     return cfg
+
+
+def _refuse_unknown_key(config: dict, key: str) -> None:
+    """ConfigError naming `key` (dotted, absent from `config`) and the nearest key that exists."""
+    from invrender.core.schema import check_keys
+
+    value: object = config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i])
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, dict):
+            try:
+                check_keys({part: None}, value, where)
+            except ValueError as err:  # named by the whole key given, e.g. a.b.c when a.b is unknown
+                missing = ".".join(parts[: i + 1])
+                raise ConfigError(f"bad override: {str(err).replace(missing, key, 1)}") from None
+        else:
+            break
 
 
 def _kind(value: object) -> str:
@@ -66,17 +135,20 @@ def _kind(value: object) -> str:
 
 
 @cache
-def _method_default(method_dir: str) -> DictConfig | None:
-    return compose_config(method_dir, "default", []) if "default" in available_configs(method_dir) else None
+def _method_default(method_dir: str) -> dict | None:
+    """The method's `default` config as plain containers: its schema (None without one)."""
+    return to_plain(_compose(method_dir, "default", [])) if "default" in available_configs(method_dir) else None
 
 
 def _optional_in_default(method_dir: str, key: str) -> bool:
     """Whether `key` is null in the method's `default` config (an optional value)."""
     default = _method_default(method_dir)
-    return default is not None and OmegaConf.select(default, key, default=False) is None
+    return default is not None and OmegaConf.select(OmegaConf.create(default), key, default=False) is None
 
 
-def _check_types(default: object, value: object, key: str, as_text: list[tuple[str, str]], optional: Callable[[str], bool]) -> None:
+def _check_types(
+    default: object, value: object, key: str, as_text: list[tuple[str, str]], optional: Callable[[str], bool]
+) -> None:
     """Refuse an override that changes the kind of a default value (e.g. `lr=abc`).
 
     A default of null accepts anything; list items are checked against the default's first item.

@@ -40,8 +40,12 @@ def split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
     return [a for a in arguments if a not in overrides], overrides
 
 
-def expand_inputs(arguments: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES, option_types: dict[str, type] | None = None,
-                  keep_folders: bool = False) -> list[InputItem]:
+def expand_inputs(
+    arguments: list[str],
+    suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+    option_types: dict[str, type] | None = None,
+    keep_folders: bool = False,
+) -> list[InputItem]:
     """Files as given, folders expanded to their inputs (sorted), globs expanded, input lists read.
     With `keep_folders`, a folder is one input (e.g. a time-lapse sequence).
 
@@ -77,7 +81,11 @@ def read_input_list(path: Path, option_types: dict[str, type]) -> list[InputItem
         raise InputError(path, f"cannot read input list: {err}") from None
     if path.suffix.lower() == ".txt":
         lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
-        return [InputItem(_relative_to(path, line), source=f"{path} line {n}") for n, line in lines if line and not line.startswith("#")]
+        return [
+            InputItem(_relative_to(path, line), source=f"{path} line {n}")
+            for n, line in lines
+            if line and not line.startswith("#")
+        ]
 
     rows = list(csv.reader(text.splitlines()))
     if not rows:

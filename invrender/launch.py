@@ -18,24 +18,33 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from invrender.config import CONFIG_ROOT, ConfigError, to_plain
-from invrender.core.io import InputError, read_json, write_json
+from invrender.core.io import InputError, read_json
 from invrender.inputs import InputItem, select_part
-from invrender.method import ConfigCache, JobContext, MethodSpec, SharedOptions, check_distinct_outputs, cores, make_jobs, override_key
-from invrender.runner import Runner, count_statuses, exit_code, now, package_versions
+from invrender.method import (
+    ConfigCache,
+    JobContext,
+    MethodSpec,
+    SharedOptions,
+    check_distinct_outputs,
+    cores,
+    make_jobs,
+    override_key,
+)
+from invrender.record import now, write_run_record
+from invrender.runner import Runner, count_statuses, exit_code, progress_bar
 
 #: Launcher name -> (the plugin's module, the invrender extra that installs it).
 LAUNCHER_PLUGINS = {
@@ -83,14 +92,34 @@ class SweepTask:
         torch.set_num_threads(self.threads)
         context = JobContext(job.out, self.configs.device, self.shared.seed, self.options)
         jobs = make_jobs(self.spec, job.items, job.overrides, self.configs, context)
-        info = {**self.run_info, "overrides": job.overrides, "config": to_plain(self.configs.get(tuple(job.overrides))),
-                "part": {"id": job.part, "of": job.num_parts}, "torch_threads": self.threads}
+        info = {
+            **self.run_info,
+            "overrides": job.overrides,
+            "config": to_plain(self.configs.get(tuple(job.overrides))),
+            "part": {"id": job.part, "of": job.num_parts},
+            "torch_threads": self.threads,
+        }
         folder = self.jobs_dir / job.folder_name
-        runner = Runner(folder / "manifest.json", info, resume=self.shared.resume, quiet=True, timeout=self.shared.timeout, log_dir=folder / "logs", always_record=True)
+        runner = Runner(
+            folder / "manifest.json",
+            info,
+            resume=self.shared.resume,
+            quiet=True,
+            timeout=self.shared.timeout,
+            log_dir=folder / "logs",
+            always_record=True,
+        )
         return runner.run(jobs)
 
 
-def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], shared: SharedOptions, options: dict[str, Any], configs: ConfigCache) -> int:
+def run_sweep(
+    spec: MethodSpec,
+    items: list[InputItem],
+    overrides: list[str],
+    shared: SharedOptions,
+    options: dict[str, Any],
+    configs: ConfigCache,
+) -> int:
     """Compose and check every job's config, launch the jobs, gather the manifest; the exit code."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -107,7 +136,10 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
     num_parts = min(shared.num_parts or len(items), len(items)) or 1
     out = shared.out.resolve()
     jobs: list[SweepJob] = []
-    out_dirs = [out / ",".join(o for o in point if override_key(o) in swept).replace("/", "_") if len(points) > 1 else out for point in points]
+    out_dirs = [
+        out / ",".join(o for o in point if override_key(o) in swept).replace("/", "_") if len(points) > 1 else out
+        for point in points
+    ]
     for point, point_out in zip(points, out_dirs):
         for part in range(num_parts):
             part_items = [replace(item, path=item.path.resolve()) for item in select_part(items, num_parts, part)]
@@ -117,7 +149,9 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
     for point_out in {job.out for job in jobs}:
         point_jobs = [job for job in jobs if job.out == point_out]
         context = JobContext(point_out, configs.device, shared.seed, options)
-        check_distinct_outputs([j for job in point_jobs for j in make_jobs(spec, job.items, job.overrides, configs, context)])
+        check_distinct_outputs(
+            [j for job in point_jobs for j in make_jobs(spec, job.items, job.overrides, configs, context)]
+        )
 
     launcher_name = next((o.split("=", 1)[1] for o in hydra_overrides if override_key(o) == "hydra/launcher"), "basic")
     _check_plugin(launcher_name)
@@ -132,15 +166,22 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
     jobs_dir = out / "jobs"
     jobs_dir_existed = jobs_dir.exists()
     sweep = {
-        "kind": "sweep", **run_info, "launcher": launcher_name, "overrides": overrides, "command": sys.argv,
-        "versions": package_versions(), "started": now(),
-        "points": [{"overrides": point, "out": str(out_dirs[i]), "config": to_plain(configs.get(tuple(point)))} for i, point in enumerate(points)],
+        **run_info,
+        "launcher": launcher_name,
+        "overrides": overrides,
+        "started": now(),
+        "points": [
+            {"overrides": point, "out": str(out_dirs[i]), "config": to_plain(configs.get(tuple(point)))}
+            for i, point in enumerate(points)
+        ],
     }
     with _hydra(spec, shared.config, hydra_overrides, jobs_dir) as (hydra_cfg, hydra_context):
         threads = shared.threads or threads_per_worker(hydra_cfg.hydra.launcher, len(jobs))
         sweep["torch_threads_per_job"] = threads
         task = SweepTask(spec, jobs, configs, jobs_dir, run_info, shared, options, threads)
-        launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task, config=hydra_cfg)
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task, config=hydra_cfg
+        )
         returns, error, interrupted = {}, None, False
         with _progress(jobs, jobs_dir, run_id, quiet=shared.quiet):
             try:
@@ -153,9 +194,9 @@ def run_sweep(spec: MethodSpec, items: list[InputItem], overrides: list[str], sh
     entries = [_gather(job, jobs_dir, run_id, returns.get(job.num), error, interrupted) for job in jobs]
     records = [r for entry in entries for r in entry["inputs"]]
     counts = count_statuses([r["status"] for r in records])
-    sweep.update(updated=now(), summary=counts, jobs=entries)
+    sweep.update(summary=counts, jobs=entries)
     if any(r["status"] != "bad-input" for r in records):
-        write_json(out / "manifest.json", sweep)
+        write_run_record(out / "manifest.json", "sweep", sweep)
     elif not jobs_dir_existed:  # every input was bad: leave nothing behind, as a single run does
         shutil.rmtree(jobs_dir, ignore_errors=True)
     _print_summary(entries, counts, shared.quiet)
@@ -183,12 +224,16 @@ def _check_plugin(name: str) -> None:
         return  # Hydra's own (basic) or a launcher we do not know of: Hydra reports a missing one
     module, extra = LAUNCHER_PLUGINS[name]
     if importlib.util.find_spec(module) is None:
-        hint = f"pip install 'invrender[{extra}]'" if extra else f"pip install {module.split('.')[-1].replace('_', '-')}"
+        hint = (
+            f"pip install 'invrender[{extra}]'" if extra else f"pip install {module.split('.')[-1].replace('_', '-')}"
+        )
         raise ConfigError(f"hydra/launcher={name}: the launcher plugin is not installed; {hint}")
 
 
 @contextmanager
-def _hydra(spec: MethodSpec, config_name: str, hydra_overrides: list[str], jobs_dir: Path) -> Iterator[tuple[DictConfig, Any]]:
+def _hydra(
+    spec: MethodSpec, config_name: str, hydra_overrides: list[str], jobs_dir: Path
+) -> Iterator[tuple[DictConfig, Any]]:
     """Hydra set up for a multirun over the method's configs, as `@hydra.main` would: yields the
     composed Hydra config (launcher, sweep folder) and the context a launcher needs."""
     from hydra import initialize_config_dir
@@ -198,10 +243,17 @@ def _hydra(spec: MethodSpec, config_name: str, hydra_overrides: list[str], jobs_
     from hydra.types import HydraContext, RunMode
 
     # Hydra's own console logging is off: this process prints one summary, each job has its log.
-    overrides = ["hydra/job_logging=none", "hydra/hydra_logging=none", *hydra_overrides, f"hydra.sweep.dir={_quote(str(jobs_dir))}"]
+    overrides = [
+        "hydra/job_logging=none",
+        "hydra/hydra_logging=none",
+        *hydra_overrides,
+        f"hydra.sweep.dir={_quote(str(jobs_dir))}",
+    ]
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_ROOT / spec.config_dir), job_name=f"invrender-{spec.name}", version_base="1.3"):
+        with initialize_config_dir(
+            config_dir=str(CONFIG_ROOT / spec.config_dir), job_name=f"invrender-{spec.name}", version_base="1.3"
+        ):
             loader = GlobalHydra.instance().config_loader()
             try:
                 cfg = loader.load_configuration(config_name, overrides, run_mode=RunMode.MULTIRUN)
@@ -240,13 +292,32 @@ def _gather(job: SweepJob, jobs_dir: Path, run_id: str, ret: Any, launch_error: 
     for item in job.items:
         if str(item.path) not in seen:
             status = "interrupted" if interrupted and error is None else "failed"
-            records.append({"input": str(item.path), "status": status, "outputs": [], "seconds": 0.0,
-                            "error": None if status == "interrupted" else f"job {job.num} did not finish: {error or 'no record'}",
-                            "result": {}, "log": None, "overrides": list(item.overrides)})
+            records.append(
+                {
+                    "input": str(item.path),
+                    "status": status,
+                    "outputs": [],
+                    "seconds": 0.0,
+                    "error": None
+                    if status == "interrupted"
+                    else f"job {job.num} did not finish: {error or 'no record'}",
+                    "result": {},
+                    "log": None,
+                    "overrides": list(item.overrides),
+                }
+            )
     statuses = {r["status"] for r in records}
     status = "done" if statuses <= {"done", "skipped"} else "interrupted" if statuses == {"interrupted"} else "failed"
-    return {"num": job.num, "overrides": job.overrides, "part": job.part, "num_parts": job.num_parts, "out": str(job.out),
-            "folder": str(jobs_dir / job.folder_name), "status": status, "inputs": records}
+    return {
+        "num": job.num,
+        "overrides": job.overrides,
+        "part": job.part,
+        "num_parts": job.num_parts,
+        "out": str(job.out),
+        "folder": str(jobs_dir / job.folder_name),
+        "status": status,
+        "inputs": records,
+    }
 
 
 class _progress:
@@ -257,7 +328,7 @@ class _progress:
         self.jobs, self.jobs_dir, self.run_id = jobs, jobs_dir, run_id
         console = Console(stderr=True)
         self.enabled = not quiet and console.is_terminal
-        self.bar = Progress(TextColumn("inputs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self.bar = progress_bar(console, label="inputs")
         self.stop = threading.Event()
 
     def _watch(self) -> None:

@@ -10,26 +10,23 @@ bad (nothing is written then).
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import os
-import platform
 import signal
-import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from invrender.core.io import InputError, read_json, write_json
+from invrender.core.io import InputError, read_json
+from invrender.record import now, write_run_record
 
 StepCallback = Callable[[str, int, int, float], None]
 FAILED_STATUSES = {"bad-input", "failed", "timeout"}
@@ -79,18 +76,17 @@ def count_statuses(statuses: list[str]) -> dict[str, int]:
     return counts
 
 
-def package_versions(names: tuple[str, ...] = ("invrender", "torch", "numpy", "scipy", "scikit-image", "tifffile", "hydra-core")) -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
-def now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+def progress_bar(console: Console, enabled: bool = True, label: str = "{task.description}") -> Progress:
+    """The progress bar of every command: label, bar, done / total, elapsed time; gone when done."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not enabled,
+        transient=True,
+    )
 
 
 @contextmanager
@@ -129,8 +125,16 @@ def time_limit(seconds: float | None) -> Iterator[Callable[[], None]]:
 class Runner:
     """Runs jobs, writing the manifest to `manifest_path` and one log per job into `log_dir`."""
 
-    def __init__(self, manifest_path: Path, run_info: dict[str, Any], resume: bool = False, quiet: bool = False,
-                 timeout: float | None = None, log_dir: Path | None = None, always_record: bool = False):
+    def __init__(
+        self,
+        manifest_path: Path,
+        run_info: dict[str, Any],
+        resume: bool = False,
+        quiet: bool = False,
+        timeout: float | None = None,
+        log_dir: Path | None = None,
+        always_record: bool = False,
+    ):
         self.manifest_path = Path(manifest_path)
         self.log_dir = Path(log_dir) if log_dir is not None else self.manifest_path.parent / "logs"
         self.run_info = run_info
@@ -152,17 +156,15 @@ class Runner:
             return {}  # an unreadable old manifest only loses the old timings
 
     def run(self, jobs: list[Job]) -> int:
-        show_progress = not self.quiet and self.console.is_terminal
-        progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=self.console, disable=not show_progress, transient=True,
-        )
+        progress = progress_bar(self.console, not self.quiet and self.console.is_terminal)
         with progress:
             overall = progress.add_task("inputs", total=len(jobs))
             steps = progress.add_task("", total=1, visible=False)
 
             def show_step(phase: str, step: int, n_steps: int, loss: float) -> None:
-                progress.update(steps, description=f"  {phase} loss {loss:.3g}", completed=step + 1, total=n_steps, visible=True)
+                progress.update(
+                    steps, description=f"  {phase} loss {loss:.3g}", completed=step + 1, total=n_steps, visible=True
+                )
 
             try:
                 for job in jobs:
@@ -180,9 +182,19 @@ class Runner:
     def _run_job(self, job: Job, show_step: StepCallback) -> JobRecord:
         outputs = [str(p) for p in job.outputs]
         overrides = list(job.overrides)
-        if self.resume and (job.finished() if job.finished is not None else bool(job.outputs) and all(p.is_file() for p in job.outputs)):
+        if self.resume and (
+            job.finished() if job.finished is not None else bool(job.outputs) and all(p.is_file() for p in job.outputs)
+        ):
             old = self.previous.get(job.name, {})
-            return JobRecord(job.name, "skipped", outputs, old.get("seconds", 0.0), result=old.get("result", {}), log=old.get("log"), overrides=overrides)
+            return JobRecord(
+                job.name,
+                "skipped",
+                outputs,
+                old.get("seconds", 0.0),
+                result=old.get("result", {}),
+                log=old.get("log"),
+                overrides=overrides,
+            )
         log_path = self.log_dir / f"{Path(job.name).name}.log"
         with _job_log(log_path):
             log.info("start %s%s", job.name, f" with {' '.join(overrides)}" if overrides else "")
@@ -213,7 +225,9 @@ class Runner:
         except InputError as err:
             return JobRecord(job.name, "bad-input", [], time.perf_counter() - start, str(err))
         except JobTimeout:
-            return JobRecord(job.name, "timeout", [], time.perf_counter() - start, f"stopped after {self.timeout:g} s (--timeout)")
+            return JobRecord(
+                job.name, "timeout", [], time.perf_counter() - start, f"stopped after {self.timeout:g} s (--timeout)"
+            )
         except KeyboardInterrupt:
             raise
         except Exception as err:
@@ -231,28 +245,32 @@ class Runner:
             label = "timeout" if record.status == "timeout" else "error"
             self.console.print(f"[red]{label}[/red]: {escape(prefix + record.error)}", highlight=False, soft_wrap=True)
         if record.result.get("warning"):  # finished, with something the user must know (e.g. a fit that diverged)
-            self.console.print(f"warning: {record.input}: {record.result['warning']}", markup=False, highlight=False, soft_wrap=True)
+            self.console.print(
+                f"warning: {record.input}: {record.result['warning']}", markup=False, highlight=False, soft_wrap=True
+            )
         if record.status not in FAILED_STATUSES and not self.quiet:
             loss = record.result.get("loss")
             loss_text = f", loss {loss:.3g}" if isinstance(loss, float) else ""
-            self.console.print(f"{record.status}: {record.input} ({record.seconds:.1f} s{loss_text})", markup=False, highlight=False, soft_wrap=True)
+            self.console.print(
+                f"{record.status}: {record.input} ({record.seconds:.1f} s{loss_text})",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def _write_manifest(self) -> None:
         if not self.always_record and all(r.status == "bad-input" for r in self.records):
             return  # nothing ran: leave no output at all
-        manifest = {
-            "kind": "run",
-            **self.run_info,
-            "command": sys.argv,
-            "host": platform.node(),
-            "pid": os.getpid(),
-            "versions": package_versions(),
-            "started": self.started,
-            "updated": now(),
-            "summary": count_statuses([r.status for r in self.records]),
-            "inputs": [r.__dict__ for r in self.records],
-        }
-        write_json(self.manifest_path, manifest)
+        write_run_record(
+            self.manifest_path,
+            "run",
+            {
+                **self.run_info,
+                "started": self.started,
+                "summary": count_statuses([r.status for r in self.records]),
+                "inputs": [r.__dict__ for r in self.records],
+            },
+        )
 
 
 @contextmanager

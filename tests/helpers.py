@@ -8,7 +8,10 @@ from torch.nn import functional as F
 
 from invrender.core.geometry.spline_io import write_splines
 from invrender.core.io import write_tiff
-from invrender.core.synth.splines import make_frame
+from invrender.methods.spline_refine.synth import make_frame
+
+#: The project's real sample data (../shared/data, see its README).
+SHARED_DATA = Path("/work/shared/data")
 
 SIZE = 48
 #: A schedule short enough for tests: a few steps per phase, two seeds in the multi-start phase.

@@ -13,8 +13,9 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +180,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def write_tiff(path: str | os.PathLike, array: np.ndarray, voxel_size: tuple[float, float, float] | None = None) -> None:
+def write_tiff(
+    path: str | os.PathLike, array: np.ndarray, voxel_size: tuple[float, float, float] | None = None
+) -> None:
     """Write a TIFF atomically (ImageJ-compatible float32 unless an integer dtype is given), with the
     voxel size (z, y, x) as ImageJ metadata (z spacing) and resolution tags (y, x) when given."""
     import tifffile

@@ -177,7 +177,9 @@ def mask_boundary(mask: np.ndarray) -> np.ndarray:
     return mask & ~binary_erosion(mask, border_value=1)
 
 
-def boundary_f_score(predicted: np.ndarray, truth: np.ndarray, tolerances: tuple[int, ...] = BOUNDARY_TOLERANCES) -> float:
+def boundary_f_score(
+    predicted: np.ndarray, truth: np.ndarray, tolerances: tuple[int, ...] = BOUNDARY_TOLERANCES
+) -> float:
     """Mean over `tolerances` (px) of the boundary F-score; see mask_scores."""
     from scipy.ndimage import distance_transform_edt
 
@@ -257,12 +259,23 @@ def seg_measure(results: dict[int, np.ndarray], references: dict[int, np.ndarray
     for frame in sorted(references):
         jaccards = seg_jaccards(results[frame], references[frame])
         pooled.append(jaccards)
-        per_frame.append({"frame": int(frame), "objects": len(jaccards), "matched": int(np.count_nonzero(jaccards)),
-                          "seg": float(jaccards.mean()) if len(jaccards) else float("nan")})
+        per_frame.append(
+            {
+                "frame": int(frame),
+                "objects": len(jaccards),
+                "matched": int(np.count_nonzero(jaccards)),
+                "seg": float(jaccards.mean()) if len(jaccards) else float("nan"),
+            }
+        )
     everything = np.concatenate(pooled) if pooled else np.zeros(0)
     # A match overlaps its reference, so its Jaccard is > 0: nonzero scores count the matches.
-    return {"seg": float(everything.mean()) if len(everything) else float("nan"), "objects": len(everything),
-            "matched": int(np.count_nonzero(everything)), "frames": len(per_frame), "per_frame": per_frame}
+    return {
+        "seg": float(everything.mean()) if len(everything) else float("nan"),
+        "objects": len(everything),
+        "matched": int(np.count_nonzero(everything)),
+        "frames": len(per_frame),
+        "per_frame": per_frame,
+    }
 
 
 def dice_per_label(result: np.ndarray, reference: np.ndarray, labels: list[int]) -> dict[int, float]:

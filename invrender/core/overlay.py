@@ -10,7 +10,9 @@ INIT_COLOUR = (255, 200, 0)
 RESULT_COLOUR = (40, 120, 255)
 
 
-def draw_curves(image: np.ndarray, curve_sets: list[tuple[list[np.ndarray], tuple[int, int, int]]], min_size: int = 512) -> np.ndarray:
+def draw_curves(
+    image: np.ndarray, curve_sets: list[tuple[list[np.ndarray], tuple[int, int, int]]], min_size: int = 512
+) -> np.ndarray:
     """Grey image `(y, x)` with polylines drawn on it, upscaled to at least `min_size` pixels.
 
     curve_sets: (curves, rgb) pairs, curves a list of (k, 2) arrays [x, y] in pixels. Returns an
@@ -19,9 +21,11 @@ def draw_curves(image: np.ndarray, curve_sets: list[tuple[list[np.ndarray], tupl
     lo, hi = np.percentile(image, [0.5, 99.5])
     grey = np.clip((image - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
     factor = max(1, int(np.ceil(min_size / max(image.shape))))
-    canvas = Image.fromarray((grey * 255).astype(np.uint8)).resize(
-        (image.shape[1] * factor, image.shape[0] * factor), Image.Resampling.NEAREST
-    ).convert("RGB")
+    canvas = (
+        Image.fromarray((grey * 255).astype(np.uint8))
+        .resize((image.shape[1] * factor, image.shape[0] * factor), Image.Resampling.NEAREST)
+        .convert("RGB")
+    )
     draw = ImageDraw.Draw(canvas)
     for curves, colour in curve_sets:
         for curve in curves:
@@ -55,7 +59,9 @@ FINAL_COLOUR = (255, 200, 0)
 _SERIES_COLOURS = [(30, 60, 140), (200, 80, 30), (40, 150, 60), (150, 40, 150)]
 
 
-def plot_panels(panels: list[tuple[str, dict[str, list[float]], bool]], size: tuple[int, int] = (480, 200)) -> np.ndarray:
+def plot_panels(
+    panels: list[tuple[str, dict[str, list[float]], bool]], size: tuple[int, int] = (480, 200)
+) -> np.ndarray:
     """Line plots stacked vertically, one panel per (title, {name: values}, log scale?): (H, W, 3) uint8.
     Each panel is scaled to its finite values; the names are written with their last value."""
     width, height = size
@@ -91,7 +97,9 @@ def mask_outlines(mask: np.ndarray) -> list[np.ndarray]:
     return [c[:, ::-1] - 1 for c in find_contours(padded, 0.5)]
 
 
-def example_sheet(images: np.ndarray, truths: np.ndarray, predictions: np.ndarray, polygons: np.ndarray | None, tile: int = 192) -> np.ndarray:
+def example_sheet(
+    images: np.ndarray, truths: np.ndarray, predictions: np.ndarray, polygons: np.ndarray | None, tile: int = 192
+) -> np.ndarray:
     """A row per example: the image, and the image with the ground truth (green) and either the
     initial (blue) and final (yellow) polygons or the predicted mask's outline (yellow).
 

@@ -247,8 +247,9 @@ def _slice_step(folder: Path, positions: np.ndarray) -> np.ndarray:
         raise InputError(folder, "two slices of the series are at the same position")
     deviation = np.linalg.norm(steps - step, axis=1).max()
     if deviation > SLICE_STEP_TOLERANCE * length:
-        raise InputError(folder, f"unevenly spaced slices (steps vary by {deviation:.3g} mm around "
-                                 f"{length:.3g} mm): missing slices?")
+        raise InputError(
+            folder, f"unevenly spaced slices (steps vary by {deviation:.3g} mm around {length:.3g} mm): missing slices?"
+        )
     return step
 
 
@@ -290,9 +291,12 @@ def check_same_grid(volume: Volume, other: Volume, other_path: str | os.PathLike
         detail = f"; voxel centres differ by up to {offset.max():.3g} mm"
     else:
         detail = ""
-    raise InputError(other_path, f"grid {other.shape} with spacing {_mm(other.spacing)} mm does not match "
-                                 f"{volume.path or 'the image'}'s grid {volume.shape} with spacing "
-                                 f"{_mm(volume.spacing)} mm{detail}")
+    raise InputError(
+        other_path,
+        f"grid {other.shape} with spacing {_mm(other.spacing)} mm does not match "
+        f"{volume.path or 'the image'}'s grid {volume.shape} with spacing "
+        f"{_mm(volume.spacing)} mm{detail}",
+    )
 
 
 def _mm(values: np.ndarray) -> str:
@@ -448,8 +452,11 @@ def _check_inside(path: Path, volume: Volume, label: int, point: np.ndarray) -> 
     index = world_to_index(volume.affine, point[None])[0]
     shape = np.array(volume.shape)
     if np.any(index < -0.5) or np.any(index > shape - 0.5):
-        raise InputError(path, f"centroid of label {label} ({VERTEBRA_NAMES[label]}) at voxel "
-                               f"{_mm(index)} is outside the volume of shape {volume.shape}")
+        raise InputError(
+            path,
+            f"centroid of label {label} ({VERTEBRA_NAMES[label]}) at voxel "
+            f"{_mm(index)} is outside the volume of shape {volume.shape}",
+        )
 
 
 # ---------------------------------------------------------------- writing

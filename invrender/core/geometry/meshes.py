@@ -74,9 +74,13 @@ def _read_rec(path: Path) -> Mesh:
         n_vertices = int(tokens[0])
         vertices = np.array(tokens[1 : 1 + 3 * n_vertices], dtype=np.float64).reshape(n_vertices, 3)
         n_faces = int(tokens[1 + 3 * n_vertices])
-        rows = np.array(tokens[2 + 3 * n_vertices : 2 + 3 * n_vertices + 5 * n_faces], dtype=np.int64).reshape(n_faces, 5)
+        rows = np.array(tokens[2 + 3 * n_vertices : 2 + 3 * n_vertices + 5 * n_faces], dtype=np.int64).reshape(
+            n_faces, 5
+        )
     except (IndexError, ValueError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not a readable .rec mesh (vertex count, x y z lines, face count, i j k m1 m2 lines): {err}") from None
+        raise InputError(
+            path, f"not a readable .rec mesh (vertex count, x y z lines, face count, i j k m1 m2 lines): {err}"
+        ) from None
     if n_faces == 0:
         raise InputError(path, "the mesh is empty (no triangles)")
     return Mesh(vertices, rows[:, :3], rows[:, 3:])
@@ -90,7 +94,9 @@ def check_mesh(path: Path, mesh: Mesh) -> None:
     if not np.isfinite(mesh.vertices).all():
         raise InputError(path, "vertex coordinates contain NaN or infinity")
     if mesh.faces.min() < 0 or mesh.faces.max() >= len(mesh.vertices):
-        raise InputError(path, f"a face refers to vertex {int(mesh.faces.max())}, but there are {len(mesh.vertices)} vertices")
+        raise InputError(
+            path, f"a face refers to vertex {int(mesh.faces.max())}, but there are {len(mesh.vertices)} vertices"
+        )
     corners = mesh.vertices[mesh.faces]
     areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
     if (areas <= 0).all():  # a few degenerate faces (e.g. at cell junctions) render as nothing and are kept
@@ -98,7 +104,11 @@ def check_mesh(path: Path, mesh: Mesh) -> None:
     edges = np.sort(mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
     _, counts = np.unique(edges, axis=0, return_counts=True)
     if mesh.materials is None and (counts != 2).any():
-        raise InputError(path, f"the surface is not closed and manifold: {int((counts != 2).sum())} edge(s) are not shared by exactly 2 faces")
+        raise InputError(
+            path,
+            f"the surface is not closed and manifold: {int((counts != 2).sum())} edge(s) are not shared by exactly 2 "
+            "faces",
+        )
     if mesh.materials is not None and (counts < 2).any():
         raise InputError(path, f"the surface is not closed: {int((counts < 2).sum())} edge(s) belong to a single face")
 
@@ -107,7 +117,11 @@ def check_inside(path: Path, mesh: Mesh, extent_xyz: np.ndarray) -> None:
     """Every vertex within the image's box [0, extent] (physical units, x y z)."""
     low, high = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
     if (low < 0).any() or (high > extent_xyz).any():
-        raise InputError(path, f"the mesh ({_box(low, high)}) is outside the image ({_box(np.zeros(3), extent_xyz)}, physical units x y z)")
+        raise InputError(
+            path,
+            f"the mesh ({_box(low, high)}) is outside the image ({_box(np.zeros(3), extent_xyz)}, physical units x y "
+            "z)",
+        )
 
 
 def _box(low: np.ndarray, high: np.ndarray) -> str:
@@ -126,5 +140,7 @@ def write_mesh(path: str | Path, mesh: Mesh) -> None:
         else:
             import trimesh
 
-            data = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).export(file_type=path.suffix.lower().lstrip("."))
+            data = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).export(
+                file_type=path.suffix.lower().lstrip(".")
+            )
             tmp.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))

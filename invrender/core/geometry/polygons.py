@@ -48,7 +48,9 @@ def second_differences(vertices: torch.Tensor) -> torch.Tensor:
     return torch.roll(vertices, 1, dims=-2) - 2 * vertices + torch.roll(vertices, -1, dims=-2)
 
 
-def write_polygons(path: str | os.PathLike, polygons: list[np.ndarray], image: str, extra: dict[str, Any] | None = None) -> None:
+def write_polygons(
+    path: str | os.PathLike, polygons: list[np.ndarray], image: str, extra: dict[str, Any] | None = None
+) -> None:
     """Write polygons `(k, 2)` of one image atomically."""
     data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "image": image, **(extra or {})}
     data["polygons"] = [{"id": i, "points": np.asarray(p, dtype=np.float64).tolist()} for i, p in enumerate(polygons)]

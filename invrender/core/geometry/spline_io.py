@@ -60,18 +60,29 @@ def validate_splines(path: str | os.PathLike, frames: list[list[dict]], image_sh
     for f, records in enumerate(frames):
         for rec in records:
             p = rec["points"]
-            outside = (p[:, 0] < -margin) | (p[:, 0] > width - 1 + margin) | (p[:, 1] < -margin) | (p[:, 1] > height - 1 + margin)
+            outside = (
+                (p[:, 0] < -margin)
+                | (p[:, 0] > width - 1 + margin)
+                | (p[:, 1] < -margin)
+                | (p[:, 1] > height - 1 + margin)
+            )
             if outside.any():
                 x, y = p[np.argmax(outside)]
                 where = f" in frame {f}" if n_frames > 1 else ""
-                raise InputError(path, f"spline {rec['id']}{where} has point [{x:.1f}, {y:.1f}] far outside the {width}x{height} image")
+                raise InputError(
+                    path,
+                    f"spline {rec['id']}{where} has point [{x:.1f}, {y:.1f}] far outside the {width}x{height} image",
+                )
 
 
-def write_splines(path: str | os.PathLike, frames: list[list[dict]], image: str, extra: dict[str, Any] | None = None) -> None:
+def write_splines(
+    path: str | os.PathLike, frames: list[list[dict]], image: str, extra: dict[str, Any] | None = None
+) -> None:
     """Write frames of spline records atomically; a single frame is written as `"splines"`.
 
     Records may carry extra keys (e.g. `"knots"`, `"loss"`); arrays become lists.
     """
+
     def encode(rec: dict) -> dict:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rec.items() if v is not None}
 

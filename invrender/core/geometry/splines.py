@@ -29,7 +29,9 @@ def _second_derivative_operator(n_knots: int) -> torch.Tensor:
     h = 1.0 / (K - 1)
     inner = K - 2
     A = 4.0 * torch.eye(inner, dtype=torch.float64)
-    A += torch.diag(torch.ones(inner - 1, dtype=torch.float64), 1) + torch.diag(torch.ones(inner - 1, dtype=torch.float64), -1)
+    A += torch.diag(torch.ones(inner - 1, dtype=torch.float64), 1) + torch.diag(
+        torch.ones(inner - 1, dtype=torch.float64), -1
+    )
     D = torch.zeros(inner, K, dtype=torch.float64)
     idx = torch.arange(inner)
     D[idx, idx], D[idx, idx + 1], D[idx, idx + 2] = 1.0, -2.0, 1.0

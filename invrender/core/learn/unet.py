@@ -37,7 +37,9 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, channels_in: int, channels_skip: int, channels_out: int, convs: int, dropout: float, relu_each: bool):
+    def __init__(
+        self, channels_in: int, channels_skip: int, channels_out: int, convs: int, dropout: float, relu_each: bool
+    ):
         super().__init__()
         self.norm = nn.BatchNorm2d(channels_in)
         self.convs = _convolutions(channels_in + channels_skip, channels_out, convs, dropout, relu_each)
@@ -55,13 +57,29 @@ class UNet(nn.Module):
     their three convolutions without one in between).
     """
 
-    def __init__(self, channels_in: int, channels_out: int, widths: list[int], convs: int = 3, dropout: float = 0.2, relu_each: bool = False):
+    def __init__(
+        self,
+        channels_in: int,
+        channels_out: int,
+        widths: list[int],
+        convs: int = 3,
+        dropout: float = 0.2,
+        relu_each: bool = False,
+    ):
         super().__init__()
         self.encoder = nn.ModuleList(
-            EncoderBlock(c_in, c_out, convs, dropout, relu_each) for c_in, c_out in zip([channels_in, *widths[:-1]], widths)
+            EncoderBlock(c_in, c_out, convs, dropout, relu_each)
+            for c_in, c_out in zip([channels_in, *widths[:-1]], widths)
         )
         self.decoder = nn.ModuleList(
-            DecoderBlock(widths[i + 1] if i + 1 < len(widths) else widths[-1], widths[i], widths[i], convs, dropout if i > 0 else 0.0, relu_each)
+            DecoderBlock(
+                widths[i + 1] if i + 1 < len(widths) else widths[-1],
+                widths[i],
+                widths[i],
+                convs,
+                dropout if i > 0 else 0.0,
+                relu_each,
+            )
             for i in reversed(range(len(widths)))
         )
         self.head = nn.Conv2d(widths[0], channels_out, 1)

@@ -34,9 +34,16 @@ class LaplacianParametrisation:
         from cholespy import CholeskySolverD, MatrixType
 
         system = (sp.identity(n_vertices) + lam * uniform_laplacian(n_vertices, faces)).tocoo()
-        self.matrix = torch.sparse_coo_tensor(np.vstack([system.row, system.col]), system.data, system.shape, check_invariants=True).coalesce()
-        self.solver = CholeskySolverD(n_vertices, torch.from_numpy(system.row.astype(np.int32)), torch.from_numpy(system.col.astype(np.int32)),
-                                      torch.from_numpy(system.data), MatrixType.COO)
+        self.matrix = torch.sparse_coo_tensor(
+            np.vstack([system.row, system.col]), system.data, system.shape, check_invariants=True
+        ).coalesce()
+        self.solver = CholeskySolverD(
+            n_vertices,
+            torch.from_numpy(system.row.astype(np.int32)),
+            torch.from_numpy(system.col.astype(np.int32)),
+            torch.from_numpy(system.data),
+            MatrixType.COO,
+        )
 
     def to_differential(self, vertices: torch.Tensor) -> torch.Tensor:
         """u = (I + lambda L) v, (V, 3)."""

@@ -25,6 +25,9 @@ A phase (one entry of the config's `phases` list) says
                objective through the context
     options:   free-form settings the method's objective reads (e.g. what to draw)
 
+A phase is read into a `Phase` (`parse_phase`, also at config time by `check_phases`): a key that is
+not one of the above is refused, so a misspelt setting cannot be silently ignored.
+
 The objective is the method's forward pass: `objective(model, context) -> quantities`, the dict
 that the loss registry's terms read. The model is a MultiStartModule.
 """
@@ -34,14 +37,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
 from invrender.core.losses import weighted_losses
 from invrender.core.optim.adam_variants import AdamUniform, VectorAdam
 from invrender.core.optim.multistart import MultiStartModule
+from invrender.core.schema import check_keys
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -54,13 +59,13 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 class PhaseContext:
     """What the objective may read about the running phase."""
 
-    phase: Mapping[str, Any]
+    part: Part  # the phase, or its alternating part that is stepping
     step: int
     n_steps: int
     ramps: dict[str, float]
 
     def option(self, name: str, default: Any = None) -> Any:
-        return (self.phase.get("options") or {}).get(name, default)
+        return self.part.options.get(name, default)
 
 
 @dataclass
@@ -76,25 +81,141 @@ class PhaseRecord:
     diverged: bool = False
 
 
+@dataclass(frozen=True)
+class Part:
+    """What one optimisation trains and how: a phase is one part, or alternates between several."""
+
+    train: tuple[str, ...]
+    lr: float
+    name: str = "phase"
+    optimizer: str = "adam"
+    group_optimizers: Mapping[str, str] = field(default_factory=dict)
+    lr_scale: Mapping[str, float] = field(default_factory=dict)
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str = "constant"
+    final_lr_factor: float = 0.0
+    loss: Mapping[str, float] | None = None  # None: the run's loss weights
+    every: int = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ramp:
+    start: float
+    end: float
+    until: float = 1.0
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One entry of a config's `phases`, checked and typed (see the module's docstring)."""
+
+    name: str
+    steps: int
+    parts: tuple[Part, ...]
+    seeds: int = 1
+    patience: int = 0  # stop: {patience, rtol}
+    rtol: float = 0.0
+    eta: float = 0.0  # grad_noise: {eta, gamma}
+    gamma: float = 0.55
+    ramps: Mapping[str, Ramp] = field(default_factory=dict)
+
+
+PART_KEYS = frozenset(f.name for f in fields(Part))
+PHASE_KEYS = PART_KEYS | {"steps", "seeds", "stop", "grad_noise", "ramps", "alternate"}
+SCHEDULES = ("constant", "cosine")
+
+
+def parse_phase(spec: Mapping[str, Any], where: str = "phase") -> Phase:
+    """A config's phase as a `Phase`; ValueError (naming the key under `where`, e.g. "phases.1")
+    for an unknown key, a missing `steps`, `train` or `lr`, or an unknown schedule or optimizer."""
+    check_keys(spec, PHASE_KEYS, where)
+    stop, noise, ramps = dict(spec.get("stop") or {}), dict(spec.get("grad_noise") or {}), dict(spec.get("ramps") or {})
+    check_keys(stop, ("patience", "rtol"), f"{where}.stop")
+    check_keys(noise, ("eta", "gamma"), f"{where}.grad_noise")
+    for ramp, values in ramps.items():
+        check_keys(values, ("start", "end", "until"), f"{where}.ramps.{ramp}")
+        if "start" not in values or "end" not in values:
+            raise ValueError(f"{where}.ramps.{ramp}: needs `start` and `end`")
+    if "steps" not in spec:
+        raise ValueError(f"{where}: no `steps`")
+    shared = {k: v for k, v in spec.items() if k in PART_KEYS}
+    alternate = list(spec.get("alternate") or [])
+    parts = []
+    for i, part in enumerate(alternate or [{}]):
+        at = f"{where}.alternate.{i}" if alternate else where
+        check_keys(part, PART_KEYS, at)
+        parts.append(_parse_part({**shared, **part}, at))
+    return Phase(
+        name=str(spec.get("name", "phase")),
+        steps=int(spec["steps"]),
+        parts=tuple(parts),
+        seeds=int(spec.get("seeds", 1)),
+        patience=int(stop.get("patience", 0)),
+        rtol=float(stop.get("rtol", 0.0)),
+        eta=float(noise.get("eta", 0.0)),
+        gamma=float(noise.get("gamma", 0.55)),
+        ramps={k: Ramp(float(v["start"]), float(v["end"]), float(v.get("until", 1.0))) for k, v in ramps.items()},
+    )
+
+
+def _parse_part(spec: Mapping[str, Any], where: str) -> Part:
+    for key in ("train", "lr"):
+        if key not in spec:
+            raise ValueError(f"{where}: no `{key}`")
+    part = Part(
+        train=tuple(spec["train"]),
+        lr=float(spec["lr"]),
+        name=str(spec.get("name", "phase")),
+        optimizer=str(spec.get("optimizer", "adam")),
+        group_optimizers=dict(spec.get("group_optimizers") or {}),
+        lr_scale={k: float(v) for k, v in (spec.get("lr_scale") or {}).items()},
+        optimizer_options={
+            k: v if isinstance(v, (int, float, str)) else tuple(v)
+            for k, v in (spec.get("optimizer_options") or {}).items()
+        },
+        schedule=str(spec.get("schedule", "constant")),
+        final_lr_factor=float(spec.get("final_lr_factor", 0.0)),
+        loss=None if spec.get("loss") is None else {k: float(v) for k, v in spec["loss"].items()},
+        every=int(spec.get("every", 1)),
+        options=dict(spec.get("options") or {}),
+    )
+    if part.schedule not in SCHEDULES:
+        raise ValueError(
+            f"{where}.schedule: unknown learning-rate schedule {part.schedule!r}; known: {', '.join(SCHEDULES)}"
+        )
+    for name in (part.optimizer, *part.group_optimizers.values()):
+        if name not in OPTIMIZERS:
+            raise ValueError(f"{where}: unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    for key in ("lr_scale", "group_optimizers"):
+        unknown = sorted(set(getattr(part, key)) - set(part.train))
+        if unknown:
+            raise ValueError(f"{where}.{key} names group(s) {unknown} that {part.name!r} does not train")
+    return part
+
+
+def check_phases(phases: list[Mapping[str, Any]] | None, where: str = "phases") -> None:
+    """`parse_phase` for each phase of a config: ValueError at the first bad one."""
+    for i, phase in enumerate(phases or []):
+        parse_phase(phase, f"{where}.{i}")
+
+
 class OptimisationDiverged(RuntimeError):
     """The loss became NaN or infinite; the model holds the last finite state."""
 
 
-def ramp_value(spec: Mapping[str, float], progress: float) -> float:
+def ramp_value(ramp: Ramp, progress: float) -> float:
     """Linear ramp from `start` to `end` over the first `until` fraction of a phase."""
-    until = float(spec.get("until", 1.0))
-    fraction = 1.0 if until <= 0 else min(progress / until, 1.0)
-    return float(spec["start"]) + (float(spec["end"]) - float(spec["start"])) * fraction
+    fraction = 1.0 if ramp.until <= 0 else min(progress / ramp.until, 1.0)
+    return ramp.start + (ramp.end - ramp.start) * fraction
 
 
-def _learning_rate_factor(phase: Mapping[str, Any], step: int, n_steps: int) -> float:
-    schedule = phase.get("schedule", "constant")
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        end = float(phase.get("final_lr_factor", 0.0))
+def learning_rate_factor(part: Part, step: int, n_steps: int) -> float:
+    """The schedule's factor of the learning rate at `step` (cosine: from 1 to `final_lr_factor`)."""
+    if part.schedule == "cosine":
+        end = part.final_lr_factor
         return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * step / max(n_steps, 1)))
-    raise ValueError(f"unknown learning-rate schedule {schedule!r}; known: constant, cosine")
+    return 1.0
 
 
 def run_phases(
@@ -111,85 +232,66 @@ def run_phases(
     Raises OptimisationDiverged (after restoring the last finite parameters) if the loss
     becomes non-finite.
     """
+    parsed = [parse_phase(phase, f"phases.{i}") for i, phase in enumerate(phases)]
     records = []
-    for index, phase in enumerate(phases):
+    for index, phase in enumerate(parsed):
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed * 1009 + index)
         records.append(_run_phase(model, objective, phase, weights, generator, select_by, on_step))
     return records
 
 
 @dataclass
-class _Part:
-    """One alternating part of a phase (a plain phase is one part): what it trains and how."""
+class _Optimisation:
+    """A part's optimizers over its trained parameters."""
 
-    spec: Mapping[str, Any]  # the phase's settings with the part's own on top
+    part: Part
     params: list[torch.nn.Parameter]
     optimizers: list[torch.optim.Optimizer]
-    lr: float
     weights: Mapping[str, float]
-    every: int
 
 
-def _make_part(model: MultiStartModule, spec: Mapping[str, Any], weights: Mapping[str, float]) -> _Part:
-    train_groups = list(spec["train"])
-    lr_scale = dict(spec.get("lr_scale") or {})
-    unknown = sorted(set(lr_scale) - set(train_groups))
-    if unknown:
-        raise ValueError(f"lr_scale names group(s) {unknown} that phase {spec.get('name', 'phase')!r} does not train")
-    group_optimizers = dict(spec.get("group_optimizers") or {})
-    unknown = sorted(set(group_optimizers) - set(train_groups))
-    if unknown:
-        raise ValueError(f"group_optimizers names group(s) {unknown} that phase {spec.get('name', 'phase')!r} does not train")
-    chosen = {g: group_optimizers.get(g, spec.get("optimizer", "adam")) for g in train_groups}
-    for name in chosen.values():
-        if name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
-    lr = float(spec["lr"])
-    options = {k: v if isinstance(v, (int, float, str)) else tuple(v) for k, v in (spec.get("optimizer_options") or {}).items()}
+def _make_optimisation(model: MultiStartModule, part: Part, weights: Mapping[str, float]) -> _Optimisation:
+    chosen = {g: part.group_optimizers.get(g, part.optimizer) for g in part.train}
     optimizers = []
     for name in dict.fromkeys(chosen.values()):  # one optimizer per distinct name, in group order
-        param_groups = [{"params": model.parameter_groups([g]), "lr_factor": float(lr_scale.get(g, 1.0))} for g in train_groups if chosen[g] == name]
+        param_groups = [
+            {"params": model.parameter_groups([g]), "lr_factor": part.lr_scale.get(g, 1.0)}
+            for g in part.train
+            if chosen[g] == name
+        ]
         param_groups = [g for g in param_groups if g["params"]]
         if param_groups:
-            optimizers.append(OPTIMIZERS[name](param_groups, lr=lr, **options))
-    return _Part(spec, model.parameter_groups(train_groups), optimizers, lr, dict(spec.get("loss") or weights), int(spec.get("every", 1)))
+            optimizers.append(OPTIMIZERS[name](param_groups, lr=part.lr, **part.optimizer_options))
+    return _Optimisation(part, model.parameter_groups(list(part.train)), optimizers, dict(part.loss or weights))
 
 
-def _run_phase(model, objective, phase, weights, generator, select_by, on_step) -> PhaseRecord:
+def _run_phase(model, objective, phase: Phase, weights, generator, select_by, on_step) -> PhaseRecord:
     start_time = time.perf_counter()
-    name = str(phase.get("name", "phase"))
-    n_steps = int(phase["steps"])
-    n_seeds = int(phase.get("seeds", 1))
+    name, n_steps, n_seeds = phase.name, phase.steps, phase.seeds
     if n_seeds > 1:
         model.expand_seeds(n_seeds)
-    # `alternate: [part, ...]` runs each part in turn at every step (each with its own optimizer,
-    # trained groups, options and loss weights), e.g. shape and PSF steps staggered.
-    shared = {k: v for k, v in phase.items() if k != "alternate"}
-    parts = [_make_part(model, {**shared, **part}, weights) for part in (phase.get("alternate") or [shared])]
-    noise = phase.get("grad_noise") or {}
-    eta, gamma = float(noise.get("eta", 0.0)), float(noise.get("gamma", 0.55))
-    stop = phase.get("stop") or {}
-    patience, rtol = int(stop.get("patience", 0)), float(stop.get("rtol", 0.0))
-    ramps = phase.get("ramps") or {}
+    # Alternating parts each step in turn (each with its own optimizer, trained groups, options and
+    # loss weights), e.g. shape and PSF steps staggered.
+    parts = [_make_optimisation(model, part, weights) for part in phase.parts]
 
-    def context(step: int, part: _Part) -> PhaseContext:
+    def context(step: int, part: _Optimisation) -> PhaseContext:
         progress = step / max(n_steps, 1)
-        return PhaseContext(part.spec, step, n_steps, {k: ramp_value(v, progress) for k, v in ramps.items()})
+        return PhaseContext(part.part, step, n_steps, {k: ramp_value(v, progress) for k, v in phase.ramps.items()})
 
     best, since_best, diverged, step = math.inf, 0, False, 0
     last_good = [p.detach().clone() for p in model.parameters()]
     for step in range(n_steps):
         value = None
         for part in parts:
-            if step % part.every:
+            if step % part.part.every:
                 continue
             for p in model.parameters():
                 p.requires_grad_(False)
             for p in part.params:
                 p.requires_grad_(True)
-            lr_factor = _learning_rate_factor(part.spec, step, n_steps)
+            lr_factor = learning_rate_factor(part.part, step, n_steps)
             for group in (g for optimizer in part.optimizers for g in optimizer.param_groups):
-                group["lr"] = part.lr * group["lr_factor"] * lr_factor
+                group["lr"] = part.part.lr * group["lr_factor"] * lr_factor
             total, _ = weighted_losses(objective(model, context(step, part)), part.weights)
             loss = total.sum()
             if not torch.isfinite(loss):
@@ -199,8 +301,8 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
             for optimizer in part.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if eta > 0:
-                sigma = math.sqrt(eta / (1.0 + step) ** gamma)
+            if phase.eta > 0:
+                sigma = math.sqrt(phase.eta / (1.0 + step) ** phase.gamma)
                 for p in part.params:
                     if p.grad is None:  # a trained parameter the loss does not use (e.g. an empty group)
                         continue
@@ -212,11 +314,11 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
             break
         if on_step is not None:
             on_step(name, step, n_steps, value)
-        if value < best * (1.0 - rtol):
+        if value < best * (1.0 - phase.rtol):
             best, since_best = value, 0
         else:
             since_best += 1
-            if patience and since_best >= patience:
+            if phase.patience and since_best >= phase.patience:
                 break
 
     if diverged:
@@ -241,7 +343,9 @@ def _run_phase(model, objective, phase, weights, generator, select_by, on_step) 
     for p in model.parameters():
         p.requires_grad_(False)
     if diverged:
-        raise OptimisationDiverged(f"loss became non-finite in phase {name!r} at step {step}; kept the last finite state")
+        raise OptimisationDiverged(
+            f"loss became non-finite in phase {name!r} at step {step}; kept the last finite state"
+        )
     return record
 
 
@@ -254,8 +358,15 @@ class FitHistory:
     warning: str | None = None
 
 
-def run_phases_recorded(model: MultiStartModule, objective, phases: list[Mapping[str, Any]], weights: Mapping[str, float], seed: int = 0,
-                        select_by: str = "recon_mse", on_step: Callable[[str, int, int, float], None] | None = None) -> FitHistory:
+def run_phases_recorded(
+    model: MultiStartModule,
+    objective,
+    phases: list[Mapping[str, Any]],
+    weights: Mapping[str, float],
+    seed: int = 0,
+    select_by: str = "recon_mse",
+    on_step: Callable[[str, int, int, float], None] | None = None,
+) -> FitHistory:
     """`run_phases` keeping every step's loss; a divergence becomes a logged warning, the model
     holding its last finite state (a method then writes what it has, flagged)."""
     losses: list[float] = []

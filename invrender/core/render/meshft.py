@@ -30,14 +30,16 @@ import torch
 
 TAU = 1e-2  # below this gap (radians) a divided difference is taken from its power series
 SERIES_TERMS = 6  # terms of the series: the first omitted is below 1e-12 * TAU**6
-CHUNK_PAIRS = 1 << 17  # (face, frequency) pairs per chunk: bounds memory; small enough to stay in cache (2x faster than 1 << 21)
+CHUNK_PAIRS = (
+    1 << 17
+)  # (face, frequency) pairs per chunk: bounds memory; small enough to stay in cache (2x faster than 1 << 21)
 
 
 def _series(points: list[torch.Tensor], order: int) -> torch.Tensor:
     """The divided difference of exp at 0 and `points` (complex, small): sum_j h_j(points) / (j + order)!,
     h_j the complete homogeneous symmetric polynomials (h_j of one point x is x**j)."""
     h = [torch.ones_like(points[0])]
-    for j in range(1, SERIES_TERMS):
+    for _ in range(1, SERIES_TERMS):
         h.append(h[-1] * points[0])
     for x in points[1:]:
         for j in range(1, SERIES_TERMS):
@@ -45,7 +47,9 @@ def _series(points: list[torch.Tensor], order: int) -> torch.Tensor:
     return sum(h[j] / math.factorial(j + order) for j in range(SERIES_TERMS))
 
 
-def _quotient(high: torch.Tensor, low: torch.Tensor, inv_gap: torch.Tensor, small: torch.Tensor, series) -> torch.Tensor:
+def _quotient(
+    high: torch.Tensor, low: torch.Tensor, inv_gap: torch.Tensor, small: torch.Tensor, series
+) -> torch.Tensor:
     """(low - high) / (z_low - z_high) with z = -i t and 1 / gap = 1 / (t_high - t_low), where the gap
     is at least TAU; `series(small)` on the indices `small` (where it is not). Flat tensors."""
     d = low - high
@@ -67,13 +71,26 @@ class _Sorted:
         self.b = t.sum(dim=-1) - self.a - self.c
         self.ea, self.eb, self.ec = (torch.complex(torch.cos(x), -torch.sin(x)) for x in (self.a, self.b, self.c))
         self.gap_ab, self.gap_bc, self.gap_ac = self.b - self.a, self.c - self.b, self.c - self.a
-        self.inv_ab, self.inv_bc, self.inv_ac = (1.0 / g.clamp_min(TAU) for g in (self.gap_ab, self.gap_bc, self.gap_ac))
-        self.small_ab, self.small_bc, self.small_ac = (torch.nonzero(g < TAU).squeeze(1) for g in (self.gap_ab, self.gap_bc, self.gap_ac))
+        self.inv_ab, self.inv_bc, self.inv_ac = (
+            1.0 / g.clamp_min(TAU) for g in (self.gap_ab, self.gap_bc, self.gap_ac)
+        )
+        self.small_ab, self.small_bc, self.small_ac = (
+            torch.nonzero(g < TAU).squeeze(1) for g in (self.gap_ab, self.gap_bc, self.gap_ac)
+        )
         z = self.z
-        self.d1_ab = _quotient(self.eb, self.ea, self.inv_ab, self.small_ab, lambda m: self.ea[m] * _series([z(self.gap_ab, m)], 1))
-        self.d1_bc = _quotient(self.ec, self.eb, self.inv_bc, self.small_bc, lambda m: self.eb[m] * _series([z(self.gap_bc, m)], 1))
-        self.d2_abc = _quotient(self.d1_bc, self.d1_ab, self.inv_ac, self.small_ac,
-                                lambda m: self.ea[m] * _series([z(self.gap_ab, m), z(self.gap_ac, m)], 2))
+        self.d1_ab = _quotient(
+            self.eb, self.ea, self.inv_ab, self.small_ab, lambda m: self.ea[m] * _series([z(self.gap_ab, m)], 1)
+        )
+        self.d1_bc = _quotient(
+            self.ec, self.eb, self.inv_bc, self.small_bc, lambda m: self.eb[m] * _series([z(self.gap_bc, m)], 1)
+        )
+        self.d2_abc = _quotient(
+            self.d1_bc,
+            self.d1_ab,
+            self.inv_ac,
+            self.small_ac,
+            lambda m: self.ea[m] * _series([z(self.gap_ab, m), z(self.gap_ac, m)], 2),
+        )
 
     @staticmethod
     def z(gap: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -84,9 +101,13 @@ class _Sorted:
         """E(a,a,b,c), E(a,b,b,c), E(a,b,c,c): the moment G_p of the vertex of rank 0, 1, 2."""
         s, z = self, self.z
         d2_aab = _quotient(s.d1_ab, s.ea, s.inv_ab, s.small_ab, lambda m: s.ea[m] * _series([z(s.gap_ab, m)], 2))
-        d2_abb = _quotient(s.eb, s.d1_ab, s.inv_ab, s.small_ab, lambda m: s.ea[m] * _series([z(s.gap_ab, m), z(s.gap_ab, m)], 2))
+        d2_abb = _quotient(
+            s.eb, s.d1_ab, s.inv_ab, s.small_ab, lambda m: s.ea[m] * _series([z(s.gap_ab, m), z(s.gap_ab, m)], 2)
+        )
         d2_bbc = _quotient(s.d1_bc, s.eb, s.inv_bc, s.small_bc, lambda m: s.eb[m] * _series([z(s.gap_bc, m)], 2))
-        d2_bcc = _quotient(s.ec, s.d1_bc, s.inv_bc, s.small_bc, lambda m: s.eb[m] * _series([z(s.gap_bc, m), z(s.gap_bc, m)], 2))
+        d2_bcc = _quotient(
+            s.ec, s.d1_bc, s.inv_bc, s.small_bc, lambda m: s.eb[m] * _series([z(s.gap_bc, m), z(s.gap_bc, m)], 2)
+        )
         ab, ac = (lambda m: z(s.gap_ab, m)), (lambda m: z(s.gap_ac, m))
         g0 = _quotient(s.d2_abc, d2_aab, s.inv_ac, s.small_ac, lambda m: s.ea[m] * _series([ab(m), ac(m)], 3))
         g1 = _quotient(d2_bbc, d2_abb, s.inv_ac, s.small_ac, lambda m: s.ea[m] * _series([ab(m), ab(m), ac(m)], 3))
@@ -137,8 +158,12 @@ class _MeshFT(torch.autograd.Function):
         vertices, faces, face_weights, freqs = ctx.saved_tensors
         corners = vertices[faces]
         areas = triangle_areas(vertices, faces)
-        real_part = torch.zeros(faces.shape[0], dtype=torch.float64, device=vertices.device)  # sum Re(conj(g) E) per face
-        moments = torch.zeros(faces.shape[0], 3, 3, dtype=torch.float64, device=vertices.device)  # sum Im(conj(g) G_p) xi
+        real_part = torch.zeros(
+            faces.shape[0], dtype=torch.float64, device=vertices.device
+        )  # sum Re(conj(g) E) per face
+        moments = torch.zeros(
+            faces.shape[0], 3, 3, dtype=torch.float64, device=vertices.device
+        )  # sum Im(conj(g) G_p) xi
         for chunk in _chunks(faces.shape[0], freqs.shape[0]):
             t = torch.einsum("fpd,kd->fkp", corners, freqs[chunk])
             g = grad_out[chunk].conj()
@@ -155,7 +180,9 @@ class _MeshFT(torch.autograd.Function):
         return grad, None, None, None
 
 
-def mesh_ft(vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+def mesh_ft(
+    vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, freqs: torch.Tensor
+) -> torch.Tensor:
     """S(xi) = sum over faces of w_T * integral_T exp(-i xi . x) dS(x), complex128 of shape (K,).
 
     vertices (V, 3) float64 (differentiable), faces (F, 3) long, face_weights (F,) float64 (e.g. 2 on

@@ -24,16 +24,38 @@ def _exact(vertices, faces, face_weights, band: Band, **_: object) -> torch.Tens
     return mesh_ft(vertices, faces, face_weights, band.freqs.to(vertices.device))
 
 
-def _nufft(vertices, faces, face_weights, band: Band, degree: int = 5, subdivisions: int = 1, max_phase: float | None = 5.0,
-           accurate_up_to: float | None = None) -> torch.Tensor:
+def _nufft(
+    vertices,
+    faces,
+    face_weights,
+    band: Band,
+    degree: int = 5,
+    subdivisions: int = 1,
+    max_phase: float | None = 5.0,
+    accurate_up_to: float | None = None,
+) -> torch.Tensor:
     return nufft_mesh_ft(vertices, faces, face_weights, band, degree, subdivisions, max_phase, accurate_up_to)
 
 
-register_renderer(RendererSpec("exact", _exact, ("cpu", "cuda"), cost="faces x band frequencies, float64, chunked"))
-register_renderer(RendererSpec("nufft", _nufft, ("cpu",), requires="finufft", cost="band box modes x log + quadrature points"))
+register_renderer(
+    RendererSpec("exact", "mesh spectrum", _exact, ("cpu", "cuda"), cost="faces x band frequencies, float64, chunked")
+)
+register_renderer(
+    RendererSpec(
+        "nufft",
+        "mesh spectrum",
+        _nufft,
+        ("cpu",),
+        requires="finufft",
+        cost="band box modes x log + quadrature points",
+        preference=1,
+    )
+)
 
 
-def surface_spectrum(renderer, vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, band: Band, **options) -> torch.Tensor:
+def surface_spectrum(
+    renderer, vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, band: Band, **options
+) -> torch.Tensor:
     """u^ on the band (K,) complex128: the mesh's transform over its weighted area."""
     total = (face_weights * triangle_areas(vertices, faces)).sum()
     return renderer(vertices, faces, face_weights, band, **options) / total

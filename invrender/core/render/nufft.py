@@ -53,7 +53,11 @@ def quadrature_rule(degree: int, subdivisions: int = 1) -> tuple[torch.Tensor, t
     corners = []  # barycentric corners of every sub-triangle
     for i in range(n):
         for j in range(n - i):
-            a, b, c = np.array([i, j, n - i - j]), np.array([i + 1, j, n - i - j - 1]), np.array([i, j + 1, n - i - j - 1])
+            a, b, c = (
+                np.array([i, j, n - i - j]),
+                np.array([i + 1, j, n - i - j - 1]),
+                np.array([i, j + 1, n - i - j - 1]),
+            )
             corners.append(np.stack([a, b, c]) / n)
             if i + j < n - 1:  # the upside-down neighbour
                 d = np.array([i + 1, j + 1, n - i - j - 2])
@@ -64,7 +68,9 @@ def quadrature_rule(degree: int, subdivisions: int = 1) -> tuple[torch.Tensor, t
     return torch.tensor(all_points), torch.tensor(all_weights)
 
 
-def quadrature_points(vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, degree: int, subdivisions: int) -> tuple[torch.Tensor, torch.Tensor]:
+def quadrature_points(
+    vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, degree: int, subdivisions: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Points (F * Q, 3) and weights (F * Q,) of every face's rule, differentiable in the vertices."""
     bary, rule_weights = quadrature_rule(degree, subdivisions)
     bary, rule_weights = bary.to(vertices), rule_weights.to(vertices)
@@ -80,7 +86,9 @@ class _NonUniformFT(torch.autograd.Function):
 
         angles, box = _angles(points, band), band.max_modes
         strengths = weights.detach().cpu().numpy().astype(np.complex128)
-        modes = finufft.nufft3d1(*angles, strengths, n_modes=tuple(2 * m + 1 for m in box), isign=-1, eps=NUFFT_TOLERANCE)
+        modes = finufft.nufft3d1(
+            *angles, strengths, n_modes=tuple(2 * m + 1 for m in box), isign=-1, eps=NUFFT_TOLERANCE
+        )
         ctx.save_for_backward(points, weights)
         ctx.band = band
         return torch.from_numpy(modes[_box_index(band)]).to(points.device)
@@ -107,7 +115,9 @@ def _angles(points: torch.Tensor, band: Band) -> tuple[np.ndarray, np.ndarray, n
     """Point coordinates as phases theta_d = 2 pi x_d / (n_d spacing_d): then xi . x = m . theta."""
     (nz, ny, nx), (dz, dy, dx) = band.grid.shape, band.grid.spacing
     p = points.detach().cpu().numpy()
-    return tuple(np.ascontiguousarray(2 * math.pi * p[:, d] / length) for d, length in enumerate((nx * dx, ny * dy, nz * dz)))
+    return tuple(
+        np.ascontiguousarray(2 * math.pi * p[:, d] / length) for d, length in enumerate((nx * dx, ny * dy, nz * dz))
+    )
 
 
 def _box_index(band: Band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,8 +127,16 @@ def _box_index(band: Band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(modes[:, d] + box[d] for d in range(3))
 
 
-def nufft_mesh_ft(vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, band: Band,
-                  degree: int = 5, subdivisions: int = 1, max_phase: float | None = None, accurate_up_to: float | None = None) -> torch.Tensor:
+def nufft_mesh_ft(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    face_weights: torch.Tensor,
+    band: Band,
+    degree: int = 5,
+    subdivisions: int = 1,
+    max_phase: float | None = None,
+    accurate_up_to: float | None = None,
+) -> torch.Tensor:
     """S on the band (K,) complex128, as `meshft.mesh_ft` but by quadrature and a NUFFT.
 
     The rule's error grows with the phase a triangle spans at the highest frequency that matters
@@ -133,6 +151,9 @@ def nufft_mesh_ft(vertices: torch.Tensor, faces: torch.Tensor, face_weights: tor
         longest = (corners - corners.roll(1, dims=1)).norm(dim=-1).amax(dim=1)
         highest = accurate_up_to if accurate_up_to is not None else band.freqs.norm(dim=-1).max().item()
         per_face = torch.clamp(torch.ceil(longest * highest / max_phase).long(), min=subdivisions)
-    groups = [quadrature_points(vertices, faces[per_face == n], face_weights[per_face == n], degree, int(n)) for n in per_face.unique()]
+    groups = [
+        quadrature_points(vertices, faces[per_face == n], face_weights[per_face == n], degree, int(n))
+        for n in per_face.unique()
+    ]
     points, weights = torch.cat([g[0] for g in groups]), torch.cat([g[1] for g in groups])
     return _NonUniformFT.apply(points, weights, band)

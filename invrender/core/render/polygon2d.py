@@ -22,13 +22,11 @@ that nothing of size edges x pixels is kept for the backward pass.
 
 from __future__ import annotations
 
-import importlib
 import math
-from typing import Callable
 
 import torch
 
-from invrender.core.render.registry import RendererSpec, RendererUnavailable, get_renderer, register_renderer
+from invrender.core.render.registry import RendererSpec, register_renderer
 
 #: Below this x-extent (px) of a piece, the mean of g over it is g at its midpoint.
 _FLAT = 1e-6
@@ -145,29 +143,8 @@ def render_polygons(vertices: torch.Tensor, height: int, width: int) -> torch.Te
     return coverage.abs().clamp_max(1.0).reshape(*batch, height, width)
 
 
-register_renderer(RendererSpec("polygon2d", render_polygons, ("cpu", "cuda"), cost="polygons x edges x rows per edge x width"))
-
-
-#: The polygon backends a config names (`render.backend`), and their renderers in the registry.
-POLYGON_BACKENDS = {"torch": "polygon2d", "nvdiffrast": "polygon2d-nvdiffrast"}
-
-
-def polygon_renderer(backend: str, device: torch.device) -> Callable[[torch.Tensor, int, int], torch.Tensor]:
-    """The polygon renderer for `backend` (auto | torch | nvdiffrast) on `device`.
-
-    `auto` takes nvdiffrast on a CUDA device where it imports, else the torch renderer (which runs
-    on any device). Asking for nvdiffrast where it cannot run raises RendererUnavailable.
-    """
-    if backend == "auto":
-        backend = "nvdiffrast" if torch.device(device).type == "cuda" and _imports("nvdiffrast.torch") else "torch"
-    if backend not in POLYGON_BACKENDS:
-        raise RendererUnavailable(f"unknown polygon backend {backend!r}; expected auto, {', '.join(POLYGON_BACKENDS)}")
-    return get_renderer(POLYGON_BACKENDS[backend], device)
-
-
-def _imports(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except Exception:  # missing, or present but broken (e.g. built for another CUDA)
-        return False
-    return True
+register_renderer(
+    RendererSpec(
+        "polygon2d", "polygons", render_polygons, ("cpu", "cuda"), cost="polygons x edges x rows per edge x width"
+    )
+)

@@ -47,8 +47,14 @@ def render_polygons_nvdiffrast(vertices: torch.Tensor, height: int, width: int) 
     # Clip space: the centre of pixel i sits at (2i + 1) / size - 1; nvdiffrast's row 0 is clip y = -1.
     clip_x = (2 * corners[..., 0] + 1) / width - 1
     clip_y = (2 * corners[..., 1] + 1) / height - 1
-    depth = ((2 * torch.arange(k, device=points.device, dtype=points.dtype) + 1) / k - 1)[None, :, None].expand_as(clip_x)
-    pos = torch.stack([clip_x, clip_y, depth, torch.ones_like(clip_x)], dim=-1).reshape(len(points), 3 * k, 4).contiguous()
+    depth = ((2 * torch.arange(k, device=points.device, dtype=points.dtype) + 1) / k - 1)[None, :, None].expand_as(
+        clip_x
+    )
+    pos = (
+        torch.stack([clip_x, clip_y, depth, torch.ones_like(clip_x)], dim=-1)
+        .reshape(len(points), 3 * k, 4)
+        .contiguous()
+    )
     tri = torch.arange(3 * k, device=points.device, dtype=torch.int32).reshape(k, 3)
     signs = sign[..., None].expand(-1, -1, 3).reshape(len(points), 3 * k, 1).contiguous()
     topology = dr.antialias_construct_topology_hash(tri)
@@ -63,5 +69,14 @@ def render_polygons_nvdiffrast(vertices: torch.Tensor, height: int, width: int) 
     return winding[..., 0].abs().clamp_max(1.0).reshape(*batch, height, width).to(vertices.dtype)
 
 
-register_renderer(RendererSpec("polygon2d-nvdiffrast", render_polygons_nvdiffrast, ("cuda",), requires="nvdiffrast",
-                               cost="rasterisation of 3 x edges vertices per polygon, one pass per depth layer"))
+register_renderer(
+    RendererSpec(
+        "nvdiffrast",
+        "polygons",
+        render_polygons_nvdiffrast,
+        ("cuda",),
+        requires="nvdiffrast.torch",
+        preference=1,  # where it runs (CUDA, installed), `auto` takes it
+        cost="rasterisation of 3 x edges vertices per polygon, one pass per depth layer",
+    )
+)

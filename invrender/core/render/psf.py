@@ -63,7 +63,15 @@ def measured_transfer(bead, grid) -> torch.Tensor:
     psf = np.clip(np.asarray(bead, dtype=np.float64) - np.median(bead), 0, None)
     if psf.sum() <= 0:
         raise ValueError("the bead stack has no signal above its median")
-    centre = np.array([(psf.sum(axis=tuple(a for a in range(3) if a != axis)) * np.arange(n)).sum() for axis, n in enumerate(psf.shape)]) / psf.sum()
+    centre = (
+        np.array(
+            [
+                (psf.sum(axis=tuple(a for a in range(3) if a != axis)) * np.arange(n)).sum()
+                for axis, n in enumerate(psf.shape)
+            ]
+        )
+        / psf.sum()
+    )
     starts = [int(np.clip(round(c - g / 2), 0, max(n - g, 0))) for c, g, n in zip(centre, grid.shape, psf.shape)]
     psf = psf[tuple(slice(s, s + g) for s, g in zip(starts, grid.shape))]
     centre = centre - np.array(starts)

@@ -26,7 +26,9 @@ class VolumeSampler:
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
         grid = self.normalised(points).flip(-1)[None, None, None]  # grid_sample wants (x, y, z) = (K, J, I) order
-        values = torch.nn.functional.grid_sample(self.volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        values = torch.nn.functional.grid_sample(
+            self.volume, grid, mode="bilinear", padding_mode="border", align_corners=True
+        )
         return values[0, :, 0, 0].T  # (N, C)
 
     def inside(self, points: torch.Tensor) -> torch.Tensor:

@@ -100,7 +100,7 @@ class DistancePool:
         self.workers = workers
         self.executor = None
 
-    def __enter__(self) -> "DistancePool":
+    def __enter__(self) -> DistancePool:
         if self.workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -156,7 +156,9 @@ class _SignedDistance(torch.autograd.Function):
         return grad_p, grad_v, None, None
 
 
-def signed_distance(points: torch.Tensor, vertices: torch.Tensor, faces, sign: str = "fast_winding_number") -> torch.Tensor:
+def signed_distance(
+    points: torch.Tensor, vertices: torch.Tensor, faces, sign: str = "fast_winding_number"
+) -> torch.Tensor:
     """Signed distance (N,) from `points` (N, 3) to the closed mesh (`vertices` (V, 3), `faces` (F, 3)
     int array or LongTensor): positive outside, negative inside. Differentiable in points and vertices;
     the result has the points' dtype and device. `sign`: "fast_winding_number" (robust to small holes,
@@ -165,8 +167,12 @@ def signed_distance(points: torch.Tensor, vertices: torch.Tensor, faces, sign: s
     return signed_distances([(points, vertices)], faces, sign)[0]
 
 
-def signed_distances(queries: list[tuple[torch.Tensor, torch.Tensor]], faces, sign: str = "fast_winding_number",
-                     pool: DistancePool | None = None) -> list[torch.Tensor]:
+def signed_distances(
+    queries: list[tuple[torch.Tensor, torch.Tensor]],
+    faces,
+    sign: str = "fast_winding_number",
+    pool: DistancePool | None = None,
+) -> list[torch.Tensor]:
     """`signed_distance` for several (points (N_q, 3), vertices (V, 3)) queries against meshes of
     one connectivity `faces`, the libigl queries run by `pool` (in parallel with several workers)."""
     if sign not in SIGN_TYPES:
@@ -177,9 +183,15 @@ def signed_distances(queries: list[tuple[torch.Tensor, torch.Tensor]], faces, si
         _rows(vertices, "vertices")
         if faces.size and (faces.min() < 0 or faces.max() >= vertices.shape[0]):  # libigl would read out of bounds
             raise ValueError(f"faces index vertices 0..{vertices.shape[0] - 1}, got {faces.min()}..{faces.max()}")
-    jobs = [(_numpy(points, np.float64), _numpy(vertices, np.float64), faces, SIGN_TYPES[sign]) for points, vertices in queries]
+    jobs = [
+        (_numpy(points, np.float64), _numpy(vertices, np.float64), faces, SIGN_TYPES[sign])
+        for points, vertices in queries
+    ]
     answers = (pool or DistancePool()).map(jobs)
-    return [_SignedDistance.apply(points, vertices, faces, (job[0], job[1], answer)) for (points, vertices), job, answer in zip(queries, jobs, answers)]
+    return [
+        _SignedDistance.apply(points, vertices, faces, (job[0], job[1], answer))
+        for (points, vertices), job, answer in zip(queries, jobs, answers)
+    ]
 
 
 def winding_inside(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -189,7 +201,9 @@ def winding_inside(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) 
     return w > 0.5
 
 
-def mesh_to_mask(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+def mesh_to_mask(
+    vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int]
+) -> np.ndarray:
     """The voxels (bool, `shape`) whose centres are inside the mesh. `vertices` (V, 3) in world units,
     `affine` (4, 4) maps voxel indices (i, j, k) to world. Only the voxels in the mesh's bounding box
     (in index space) are tested, so the cost follows the mesh's size rather than the volume's."""

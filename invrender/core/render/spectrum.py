@@ -68,13 +68,15 @@ class Band:
     modes: torch.Tensor  # (K, 3) long, signed mode numbers (x, y, z)
 
     @classmethod
-    def where(cls, grid: Grid, keep: torch.Tensor) -> "Band":
+    def where(cls, grid: Grid, keep: torch.Tensor) -> Band:
         """The entries where `keep` (a boolean half grid) is true."""
         index = torch.nonzero(keep.reshape(-1)).squeeze(1)
-        return cls(grid, index, grid.half_spectrum_freqs.reshape(-1, 3)[index], grid.half_spectrum_modes.reshape(-1, 3)[index])
+        return cls(
+            grid, index, grid.half_spectrum_freqs.reshape(-1, 3)[index], grid.half_spectrum_modes.reshape(-1, 3)[index]
+        )
 
     @classmethod
-    def full(cls, grid: Grid) -> "Band":
+    def full(cls, grid: Grid) -> Band:
         return cls.where(grid, torch.ones(grid.half_shape, dtype=torch.bool))
 
     def to_image(self, spectrum: torch.Tensor) -> torch.Tensor:

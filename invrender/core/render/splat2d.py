@@ -46,7 +46,9 @@ def blob_fwhm(profile: torch.Tensor, cut: float, samples: int = 401) -> float:
     """
     grid = torch.linspace(0.0, cut, samples, dtype=torch.float64)
     distance = torch.sqrt(grid[:, None] ** 2 + grid[None, :] ** 2)  # (u, t)
-    values = blob_values(profile.detach().double()[None], distance[None], torch.ones(1, 1, 1, dtype=torch.float64), cut)[0]
+    values = blob_values(
+        profile.detach().double()[None], distance[None], torch.ones(1, 1, 1, dtype=torch.float64), cut
+    )[0]
     section = torch.trapezoid(values, grid, dim=1)
     half = section[0] / 2
     k = int(torch.nonzero(section < half)[0]) if bool((section < half).any()) else samples - 1
@@ -136,9 +138,17 @@ class _SplatBlobs(torch.autograd.Function):
         out = centers.new_zeros(B * N * H * W).index_add_(0, flat_index, values.reshape(-1))
         # What the backward pass needs, per element: the gradient factor of rho, the offsets.
         slope = wi * (-z * df_dz * taper + f * dtaper) / (d * r)
-        ctx.save_for_backward(flat_index, dx, dy, slope, inside * blob, radii,
-                              t if ctx.needs_input_grad[3] else None, j if ctx.needs_input_grad[3] else None,
-                              wi * taper if ctx.needs_input_grad[3] else None)
+        ctx.save_for_backward(
+            flat_index,
+            dx,
+            dy,
+            slope,
+            inside * blob,
+            radii,
+            t if ctx.needs_input_grad[3] else None,
+            j if ctx.needs_input_grad[3] else None,
+            wi * taper if ctx.needs_input_grad[3] else None,
+        )
         ctx.coefficient_shape = coefficients.shape
         return out.reshape(B, N, H, W)
 
@@ -159,7 +169,9 @@ class _SplatBlobs(torch.autograd.Function):
             tf = t.reshape(-1)
             powers = torch.stack([g, g * tf, g * tf * tf, g * tf * tf * tf], dim=-1)
             grad_coefficients = torch.zeros(ctx.coefficient_shape, dtype=grad_out.dtype, device=grad_out.device)
-            grad_coefficients = grad_coefficients.reshape(-1, 4).index_add_(0, j.reshape(-1), powers).reshape(ctx.coefficient_shape)
+            grad_coefficients = (
+                grad_coefficients.reshape(-1, 4).index_add_(0, j.reshape(-1), powers).reshape(ctx.coefficient_shape)
+            )
         return grad_centers, grad_radii, grad_weights, grad_coefficients, None, None
 
 
@@ -172,9 +184,12 @@ def combine_sum_max(images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
     return mix * images.amax(dim=1) + (1.0 - mix) * images.sum(dim=1)
 
 
-register_renderer(RendererSpec(
-    name="splat2d",
-    render=render_curves,
-    device_types=("cpu", "cuda"),
-    cost="forward and backward linear in batch x curves x points x window pixels (window ~ (2 cut r)^2)",
-))
+register_renderer(
+    RendererSpec(
+        name="splat2d",
+        kind="curves",
+        render=render_curves,
+        device_types=("cpu", "cuda"),
+        cost="forward and backward linear in batch x curves x points x window pixels (window ~ (2 cut r)^2)",
+    )
+)

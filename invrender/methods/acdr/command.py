@@ -7,7 +7,7 @@ batch command like the other methods (files, folders, globs, lists, shards, resu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -17,27 +17,47 @@ from omegaconf import DictConfig
 from invrender.config import ConfigError, compose_config, resolve_device, to_plain
 from invrender.core.geometry.polygons import write_polygons
 from invrender.core.io import PICTURE_SUFFIXES, InputError, read_picture, write_json, write_png
-from invrender.core.learn.checkpoint import model_from_checkpoint, read_checkpoint
-from invrender.core.learn.datasets import LAYOUT_HELP, load_splits, prepare, resize_picture
-from invrender.core.learn.evaluate import full_size_mask, predict_set, score_set, to_image_size
-from invrender.core.learn.models import MODEL_KINDS, build_model
-from invrender.core.learn.trainer import Trainer, TrainSettings
 from invrender.core.losses import check_weights
 from invrender.core.overlay import FINAL_COLOUR, draw_curves, mask_outlines
 from invrender.inputs import InputItem
-from invrender.method import config_polygon_renderer, Arguments, JobContext, MethodSpec, SharedOptions, run_method, shared_option, with_shared_options
+from invrender.method import (
+    Arguments,
+    JobContext,
+    MethodSpec,
+    SharedOptions,
+    config_renderer,
+    shared_option,
+    with_shared_options,
+)
+from invrender.methods.acdr.checkpoint import model_from_checkpoint, read_checkpoint
+from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare, resize_picture
+from invrender.methods.acdr.evaluate import full_size_mask, predict_set, score_set, to_image_size
+from invrender.methods.acdr.models import CONTOUR_QUANTITIES, MODEL_KINDS, PIXEL_QUANTITIES, build_model
+from invrender.methods.acdr.trainer import Trainer, TrainSettings
+from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
 CONFIG_DIR = "acdr"
-Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value config overrides, e.g. data.root=DIR.", show_default=False)]
-Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="A checkpoint written by acdr-train (checkpoints/best.pt).", show_default=False)]
-Tta = Annotated[bool, typer.Option("--tta", help="Average over the 8 rotations and mirror images of each image (test-time augmentation; 8x the time).")]
+Overrides = Annotated[
+    list[str] | None, typer.Argument(help="key=value config overrides, e.g. data.root=DIR.", show_default=False)
+]
+Checkpoint = Annotated[
+    Path,
+    typer.Option("--checkpoint", help="A checkpoint written by acdr-train (checkpoints/best.pt).", show_default=False),
+]
+Tta = Annotated[
+    bool,
+    typer.Option(
+        "--tta",
+        help="Average over the 8 rotations and mirror images of each image (test-time augmentation; 8x the time).",
+    ),
+]
 
 
 def check_config(cfg: DictConfig, device: torch.device) -> None:
     try:
-        check_weights(cfg.loss)
-        check_weights(cfg.pixel_loss)
+        check_weights(cfg.loss, CONTOUR_QUANTITIES)
+        check_weights(cfg.pixel_loss, PIXEL_QUANTITIES)
     except ValueError as err:
         raise ConfigError(f"config loss: {err}") from None
     if cfg.data.layout not in LAYOUT_HELP:
@@ -47,10 +67,12 @@ def check_config(cfg: DictConfig, device: torch.device) -> None:
     depth = len(cfg.model.widths)
     if depth < 1 or cfg.data.size < 2**depth:
         raise ConfigError(f"config data.size {cfg.data.size}: must be at least 2^{depth} for {depth} encoder blocks")
-    config_polygon_renderer(cfg, device)
+    config_renderer(cfg, device, "polygons")
 
 
-def start(config: str, overrides: list[str] | None, device: str, threads: int | None) -> tuple[DictConfig, torch.device]:
+def start(
+    config: str, overrides: list[str] | None, device: str, threads: int | None
+) -> tuple[DictConfig, torch.device]:
     """Compose and check the config, choose the device and the threads."""
     dev = resolve_device(device)
     if threads is not None:
@@ -64,8 +86,15 @@ def start(config: str, overrides: list[str] | None, device: str, threads: int | 
 
 def model_info(kind: str, channels_in: int, cfg: DictConfig, config_name: str, overrides: list[str]) -> dict:
     """What a checkpoint records about its model besides the weights (and how its config was made)."""
-    return {"kind": kind, "channels_in": channels_in, "size": int(cfg.data.size), "model": to_plain(cfg.model), "config": to_plain(cfg),
-            "config_name": config_name, "overrides": overrides}
+    return {
+        "kind": kind,
+        "channels_in": channels_in,
+        "size": int(cfg.data.size),
+        "model": to_plain(cfg.model),
+        "config": to_plain(cfg),
+        "config_name": config_name,
+        "overrides": overrides,
+    }
 
 
 def loaded_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
@@ -78,16 +107,22 @@ def loaded_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dic
 
 def acdr_train(
     overrides: Overrides = None,
-    model: Annotated[str, typer.Option("--model", help="contour (ACDRNet) | pixel (the same U-Net as a pixel classifier, the baseline).")] = "contour",
+    model: Annotated[
+        str,
+        typer.Option("--model", help="contour (ACDRNet) | pixel (the same U-Net as a pixel classifier, the baseline)."),
+    ] = "contour",
     out: Annotated[Path, shared_option("out")] = Path("acdr-out"),
     config: Annotated[str, shared_option("config")] = "default",
     device: Annotated[str, shared_option("device")] = "auto",
     seed: Annotated[int, shared_option("seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.pt.")] = False,
-    threads: Annotated[Optional[int], shared_option("threads")] = None,
+    threads: Annotated[int | None, shared_option("threads")] = None,
     quiet: Annotated[bool, shared_option("quiet")] = False,
+    timeout: Annotated[float | None, shared_option("timeout")] = None,
 ) -> None:
     """Train ACDRNet (or the pixel baseline) on a data set; checkpoints in OUT/checkpoints/."""
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout {timeout:g}: must be positive")
     if model not in MODEL_KINDS:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(MODEL_KINDS)}")
     cfg, dev = start(config, overrides, device, threads)
@@ -95,7 +130,9 @@ def acdr_train(
         cfg.loss = cfg.pixel_loss
     last = out / "checkpoints" / "last.pt"
     if last.exists() and not resume:
-        raise ConfigError(f"{out} already holds a training run ({last}): add --resume to continue it, or choose another --out")
+        raise ConfigError(
+            f"{out} already holds a training run ({last}): add --resume to continue it, or choose another --out"
+        )
     if resume and last.exists() and (previous := read_checkpoint(last)["kind"]) != model:
         raise ConfigError(f"--resume: {last} is a {previous} model, not {model} (--model)")
     splits = load_splits(cfg.data, ("train", "val"))
@@ -103,25 +140,59 @@ def acdr_train(
     train_set, val_set = prepare(splits["train"], size), prepare(splits["val"], size)
     for name, part in (("training", train_set), ("validation", val_set)):
         if len(part) == 0:
-            raise InputError(cfg.data.root, f"no {name} images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]}; "
-                                            "a split.json or a smaller data.val_every sets the validation images)")
+            raise InputError(
+                cfg.data.root,
+                f"no {name} images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]}; "
+                "a split.json or a smaller data.val_every sets the validation images)",
+            )
     if train_set.images.shape[1] != val_set.images.shape[1]:
         raise InputError(cfg.data.root, "training and validation images have different channel counts")
     torch.manual_seed(seed)
     channels = int(train_set.images.shape[1])
     network = build_model(model, channels, cfg.model)
-    render = config_polygon_renderer(cfg, dev)
+    render = config_renderer(cfg, dev, "polygons")
     if model == "contour":
         network.render = render
-    run_info = {"method": "acdr-train", "model": model, "config_name": config, "overrides": list(overrides or []), "config": to_plain(cfg),
-                "device": str(dev), "seed": seed, "torch_threads": torch.get_num_threads()}
-    trainer = Trainer(network, model_info(model, channels, cfg, config, list(overrides or [])), TrainSettings.from_config(cfg), train_set, val_set, out, dev, seed, render,
-                      run_info, quiet)
+    run_info = {
+        "method": "acdr-train",
+        "model": model,
+        "config_name": config,
+        "overrides": list(overrides or []),
+        "config": to_plain(cfg),
+        "device": str(dev),
+        "seed": seed,
+        "torch_threads": torch.get_num_threads(),
+    }
+    trainer = Trainer(
+        network,
+        model_info(model, channels, cfg, config, list(overrides or [])),
+        TrainSettings.from_config(cfg),
+        train_set,
+        val_set,
+        out,
+        dev,
+        seed,
+        render,
+        run_info,
+        quiet,
+        timeout,
+    )
     if resume and trainer.resume() and not quiet:
         typer.echo(f"resuming after epoch {trainer.state.epoch} ({trainer.state.elapsed:.0f} s)", err=True)
     state = trainer.run()
-    typer.echo(f"trained {state.epoch} epochs in {state.elapsed:.0f} s; best smoothed validation mIoU {state.best_miou:.3f} at epoch {state.best_epoch}; "
-               f"checkpoints in {out / 'checkpoints'}", err=True)
+    if trainer.timed_out():
+        typer.echo(
+            f"stopped by --timeout after {state.epoch} epoch(s) ({state.elapsed:.0f} s); the current weights are "
+            f"{out / 'checkpoints' / 'last.pt'}; --resume goes on",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(
+        f"trained {state.epoch} epochs in {state.elapsed:.0f} s; best smoothed validation mIoU {state.best_miou:.3f} "
+        f"at epoch {state.best_epoch}; "
+        f"checkpoints in {out / 'checkpoints'}",
+        err=True,
+    )
 
 
 # ---------------------------------------------------------------- acdr-eval
@@ -130,12 +201,26 @@ def acdr_train(
 def acdr_eval(
     checkpoint: Checkpoint,
     overrides: Overrides = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Evaluate on this folder (generic layout: images/ and masks/; its split.json's test list if any, else every image).")] = None,
-    config: Annotated[Optional[str], typer.Option("--config", "-c", help="A preset whose test split to evaluate on (default: the data the checkpoint was trained on).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Evaluate on this folder (generic layout: images/ and masks/; its split.json's test list if any, "
+            "else every image).",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="A preset whose test split to evaluate on (default: the data the checkpoint was trained on).",
+        ),
+    ] = None,
     tta: Tta = False,
     out: Annotated[Path, shared_option("out")] = Path("acdr-eval"),
     device: Annotated[str, shared_option("device")] = "auto",
-    threads: Annotated[Optional[int], shared_option("threads")] = None,
+    threads: Annotated[int | None, shared_option("threads")] = None,
     quiet: Annotated[bool, shared_option("quiet")] = False,
 ) -> None:
     """Score a checkpoint on a test set: F1, mIoU, WCov, BoundF per image and their means, in OUT/metrics.json."""
@@ -158,13 +243,25 @@ def acdr_eval(
         raise InputError(cfg.data.root, f"no test images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]})")
     test_set = prepare(samples, cfg.data.size)
     if test_set.images.shape[1] != saved["channels_in"]:
-        raise InputError(cfg.data.root, f"images have {test_set.images.shape[1]} channel(s) but the checkpoint's model takes {saved['channels_in']}")
-    render = config_polygon_renderer(cfg, dev)
+        raise InputError(
+            cfg.data.root,
+            f"images have {test_set.images.shape[1]} channel(s) but the checkpoint's model takes "
+            f"{saved['channels_in']}",
+        )
+    render = config_renderer(cfg, dev, "polygons")
     if saved["kind"] == "contour":
         network.render = render
     rows, means = score_set(network, test_set, int(cfg.train.eval_batch), dev, render, full_size=True)
-    result = {"checkpoint": str(checkpoint), "model": saved["kind"], "epoch": saved["epoch"], "tta": tta, "data": to_plain(cfg.data), "images": len(rows),
-              **means, "rows": rows}
+    result = {
+        "checkpoint": str(checkpoint),
+        "model": saved["kind"],
+        "epoch": saved["epoch"],
+        "tta": tta,
+        "data": to_plain(cfg.data),
+        "images": len(rows),
+        **means,
+        "rows": rows,
+    }
     write_json(out / "metrics.json", result)
     table = Table(title=f"{checkpoint} ({saved['kind']}) on {len(rows)} test images")
     for key in means:
@@ -186,10 +283,15 @@ def output_paths(out: Path, image: Path) -> dict[str, Path]:
     }
 
 
-def predict_file(image_path: Path, network: torch.nn.Module, saved: dict, render, out: Path, device: torch.device) -> dict:
+def predict_file(
+    image_path: Path, network: torch.nn.Module, saved: dict, render, out: Path, device: torch.device
+) -> dict:
     picture = read_picture(image_path)
     if picture.shape[0] != saved["channels_in"]:
-        raise InputError(image_path, f"image has {picture.shape[0]} channel(s) but the checkpoint's model takes {saved['channels_in']}")
+        raise InputError(
+            image_path,
+            f"image has {picture.shape[0]} channel(s) but the checkpoint's model takes {saved['channels_in']}",
+        )
     height, width = picture.shape[1:]
     size = int(saved["size"])
     prediction = predict_set(network, resize_picture(picture, size)[None], 1, device)
@@ -207,10 +309,6 @@ def predict_file(image_path: Path, network: torch.nn.Module, saved: dict, render
     return {"outputs": [str(p) for p in paths.values()], "area": int(mask.sum())}
 
 
-def check_predict_config(cfg: DictConfig, device: torch.device) -> None:
-    config_polygon_renderer(cfg, device)
-
-
 @with_shared_options
 def acdr_predict(
     arguments: Arguments,
@@ -224,7 +322,7 @@ def acdr_predict(
     network.dihedral_average = tta
 
     def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
-        render = config_polygon_renderer(cfg, context.device)
+        render = config_renderer(cfg, context.device, "polygons")
         if saved["kind"] == "contour":
             network.render = render
 
@@ -233,5 +331,25 @@ def acdr_predict(
 
         return Job(str(item.path), [output_paths(context.out, item.path)["polygon"]], work)
 
-    spec = MethodSpec("acdr-predict", CONFIG_DIR, make_job, check_predict_config, input_suffixes=PICTURE_SUFFIXES)
+    spec = MethodSpec(
+        "acdr-predict",
+        CONFIG_DIR,
+        make_job,
+        input_suffixes=PICTURE_SUFFIXES,
+        renderer_kind="polygons",
+    )
     raise typer.Exit(run_method(spec, arguments, shared, [], {"checkpoint": checkpoint}))
+
+
+def synth_shapes(
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of images.")] = 200,
+    size: Annotated[int, typer.Option("--size", min=16, help="Image size in pixels (square).")] = 64,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-shapes"),
+) -> None:
+    """Images of one star-shaped (often concave) object each, with a distractor, uneven background,
+    blur and noise, and the object's mask: images/ and masks/ (the generic layout of acdr-train)."""
+    from invrender.methods.acdr.synth import write_shape_dataset
+
+    write_shape_dataset(out, count, size, seed)
+    typer.echo(f"wrote {count} image(s) and mask(s) to {out}", err=True)

@@ -5,11 +5,15 @@ Challenge's SEG measure."""
 
 import typer
 
+from invrender.methods.cell_seg import losses  # noqa: F401  (registers the method's losses)
 
-def register(app: typer.Typer) -> None:
-    """Entry point of the `invrender.methods` group: add this method's commands to the CLI."""
-    from invrender.methods.cell_seg.command import cell_seg
+
+def register(app: typer.Typer, synth: typer.Typer) -> None:
+    """Entry point of the `invrender.methods` group: add this method's commands to the CLI and its
+    synthetic data to `invrender synth`."""
+    from invrender.methods.cell_seg.command import cell_seg, synth_cells
     from invrender.methods.cell_seg.evaluate import cell_eval
 
     app.command("cell-seg")(cell_seg)
     app.command("cell-eval")(cell_eval)
+    synth.command("cells")(synth_cells)

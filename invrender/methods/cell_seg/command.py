@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time as clock
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -24,14 +24,23 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
-from invrender.core.ctc import Frames, read_frames, read_label_frames, write_label_frames, write_tracks
 from invrender.core.io import InputError, atomic_path, normalise_intensity, read_json, write_json, write_png, write_tiff
 from invrender.core.overlay import draw_curves, label_colours, mask_outlines
-from invrender.core.tracking import link_by_overlap
 from invrender.inputs import InputItem
-from invrender.method import check_losses, config_polygon_renderer, Arguments, JobContext, MethodSpec, SharedOptions, run_method, with_shared_options
+from invrender.method import (
+    Arguments,
+    JobContext,
+    MethodSpec,
+    SharedOptions,
+    config_renderer,
+    with_shared_options,
+)
 from invrender.methods.cell_seg import stage2
+from invrender.methods.cell_seg.ctc import Frames, read_frames, read_label_frames, write_label_frames, write_tracks
+from invrender.methods.cell_seg.fit import QUANTITIES
+from invrender.methods.cell_seg.overlap_tracking import link_by_overlap
 from invrender.methods.cell_seg.track import Tracker
+from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
 
@@ -51,17 +60,29 @@ def output_paths(out: Path, path: Path, kind: str, stage: str = "1") -> dict[str
     """What a job writes; the last entry is written last and marks a complete set."""
     name = input_name(path)
     if kind == "image":
-        return {"labels": out / f"{name}.labels.tif", "overlay": out / f"{name}.overlay.png", "cells": out / f"{name}.cells.json"}
+        return {
+            "labels": out / f"{name}.labels.tif",
+            "overlay": out / f"{name}.overlay.png",
+            "cells": out / f"{name}.cells.json",
+        }
     fitted = {"stage1": stage1_folder(out)} if stage == "both" else {}
     trained = {} if stage == "1" else {"network": out / "stage2" / "network.pt", "loss": out / "stage2" / "loss.csv"}
-    return {**fitted, **trained, "overlays": out / "overlays", "tracks": out / "res_track.txt", "cells": out / f"{name}.cells.json"}
+    return {
+        **fitted,
+        **trained,
+        "overlays": out / "overlays",
+        "tracks": out / "res_track.txt",
+        "cells": out / f"{name}.cells.json",
+    }
 
 
-def segment_file(path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback) -> dict:
+def segment_file(
+    path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback
+) -> dict:
     frames = read_frames(path)
     kind = "image" if frames.kind == "image" else "sequence"
     paths = output_paths(out, path, kind)
-    tracker = Tracker(cfg, config_polygon_renderer(cfg, device), seed)
+    tracker = Tracker(cfg, config_renderer(cfg, device, "polygons"), seed)
     label_frames, records = [], []
     for time, image in zip(frames.times, frames.images):
         normalised, _, _ = normalise_intensity(image)
@@ -69,19 +90,41 @@ def segment_file(path: Path, out: Path, cfg: DictConfig, device: torch.device, s
         label_frames.append(fit.labels)
         records.append(frame_record(time, fit))
     labels = np.stack(label_frames).astype(np.uint16)
-    summary = {"frames": len(frames.times), "cells": [len(r["cells"]) for r in records], "divisions": len(tracker.divisions),
-               "tracks": len(tracker.tracks), "dropped": sum(r["dropped"] for r in records), "added": sum(r["added"] for r in records)}
+    summary = {
+        "frames": len(frames.times),
+        "cells": [len(r["cells"]) for r in records],
+        "divisions": len(tracker.divisions),
+        "tracks": len(tracker.tracks),
+        "dropped": sum(r["dropped"] for r in records),
+        "added": sum(r["added"] for r in records),
+    }
     if kind == "image":
         write_tiff(paths["labels"], labels[0])
         write_png(paths["overlay"], contour_overlay(frames.images[0], records[0]))
     else:
         write_sequence(out, paths, frames, labels, records, tracker.track_list())
-    write_json(paths["cells"], {"format": "invrender.cells", "version": 1, "input": str(path), "stage": "1", "frames": records,
-                                "divisions": [d.__dict__ for d in tracker.divisions]})
+    write_json(
+        paths["cells"],
+        {
+            "format": "invrender.cells",
+            "version": 1,
+            "input": str(path),
+            "stage": "1",
+            "frames": records,
+            "divisions": [d.__dict__ for d in tracker.divisions],
+        },
+    )
     return {"outputs": [str(p) for p in paths.values()], **summary}
 
 
-def write_sequence(out: Path, paths: dict[str, Path], frames: Frames, labels: np.ndarray, records: list[dict], tracks: list[tuple[int, int, int, int]]) -> None:
+def write_sequence(
+    out: Path,
+    paths: dict[str, Path],
+    frames: Frames,
+    labels: np.ndarray,
+    records: list[dict],
+    tracks: list[tuple[int, int, int, int]],
+) -> None:
     """The CTC result layout of a time-lapse: `maskTTT.tif` from labels (T, H, W), an overlay of the
     cells' outlines per frame, `res_track.txt`."""
     write_label_frames(out, "mask", labels, frames.times, frames.digits)
@@ -91,14 +134,20 @@ def write_sequence(out: Path, paths: dict[str, Path], frames: Frames, labels: np
     write_tracks(paths["tracks"], tracks)
 
 
-def segment_with_network(path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback) -> dict:
+def segment_with_network(
+    path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback
+) -> dict:
     """Stage 2 on a time-lapse: masks of a few frames (fitted now, or from `OUT/stage1/`) train the
     U-Net, which segments every frame; the cells are linked into tracks by overlap. Writes the CTC
     layout into `out` like stage 1, plus `stage1/` (with "both"), `stage2/network.pt` and
     `stage2/loss.csv`."""
     frames = read_frames(path)
     if frames.kind == "image":
-        raise InputError(path, f"a single 2D image: stage 2 needs a time-lapse (a CTC sequence folder or a 2D+t TIFF); use --stage 1 (got stage {cfg.stage})")
+        raise InputError(
+            path,
+            "a single 2D image: stage 2 needs a time-lapse (a CTC sequence folder or a 2D+t TIFF); use --stage 1 "
+            f"(got stage {cfg.stage})",
+        )
     paths = output_paths(out, path, "sequence", str(cfg.stage))
     settings = cfg.stage2
     normalised = np.stack([normalise_intensity(image)[0] for image in frames.images])
@@ -111,24 +160,59 @@ def segment_with_network(path: Path, out: Path, cfg: DictConfig, device: torch.d
     stage2.save_network(paths["network"], network, settings, train_times)
     write_losses(paths["loss"], losses)
     trained = clock.perf_counter()
-    predicted = np.stack([stage2.segment_frame(network, image, float(settings.min_area), int(settings.tile)) for image in normalised])
+    predicted = np.stack(
+        [stage2.segment_frame(network, image, float(settings.min_area), int(settings.tile)) for image in normalised]
+    )
     labels, tracks = link_by_overlap(predicted, float(settings.min_iou), float(settings.division_cover))
-    tracks = [(label, frames.times[begin], frames.times[end], parent) for label, begin, end, parent in tracks]  # indices -> frame numbers
+    tracks = [
+        (label, frames.times[begin], frames.times[end], parent) for label, begin, end, parent in tracks
+    ]  # indices -> frame numbers
     segmented = clock.perf_counter()
     records = [labels_record(time, frame) for time, frame in zip(frames.times, labels)]
     write_sequence(out, paths, frames, labels, records, tracks)
     divisions = divisions_from_tracks(tracks)
-    final_loss = float(np.mean(losses[-max(1, len(losses) // 10):]))  # the last tenth: one step's loss is noisy
+    final_loss = float(np.mean(losses[-max(1, len(losses) // 10) :]))  # the last tenth: one step's loss is noisy
     seconds = {"stage1": fitted - started, "training": trained - fitted, "segmentation": segmented - trained}
-    write_json(paths["cells"], {"format": "invrender.cells", "version": 1, "input": str(path), "stage": str(cfg.stage),
-                                "stage2": {"train_frames": train_times, "masks": str(stage1_folder(out)), "network": str(paths["network"]),
-                                           "steps": len(losses), "final_loss": final_loss, "seconds": seconds},
-                                "frames": records, "divisions": divisions})
-    return {"outputs": [str(p) for p in paths.values()], "frames": len(frames.times), "cells": [len(r["cells"]) for r in records],
-            "divisions": len(divisions), "tracks": len(tracks), "train_frames": train_times, "loss": final_loss, "seconds": seconds}
+    write_json(
+        paths["cells"],
+        {
+            "format": "invrender.cells",
+            "version": 1,
+            "input": str(path),
+            "stage": str(cfg.stage),
+            "stage2": {
+                "train_frames": train_times,
+                "masks": str(stage1_folder(out)),
+                "network": str(paths["network"]),
+                "steps": len(losses),
+                "final_loss": final_loss,
+                "seconds": seconds,
+            },
+            "frames": records,
+            "divisions": divisions,
+        },
+    )
+    return {
+        "outputs": [str(p) for p in paths.values()],
+        "frames": len(frames.times),
+        "cells": [len(r["cells"]) for r in records],
+        "divisions": len(divisions),
+        "tracks": len(tracks),
+        "train_frames": train_times,
+        "loss": final_loss,
+        "seconds": seconds,
+    }
 
 
-def training_masks(frames: Frames, normalised: np.ndarray, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback) -> tuple[list[int], np.ndarray]:
+def training_masks(
+    frames: Frames,
+    normalised: np.ndarray,
+    out: Path,
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    on_step: StepCallback,
+) -> tuple[list[int], np.ndarray]:
     """The frames that train the network (indices into `frames`) and their instance masks (K, H, W):
     with stage "both" the evenly spaced `stage2.train_frames` fitted now (and written to
     `OUT/stage1/`), with "2" whichever masks are in `OUT/stage1/` already."""
@@ -140,12 +224,14 @@ def training_masks(frames: Frames, normalised: np.ndarray, out: Path, cfg: DictC
     return indices, masks
 
 
-def fit_training_frames(normalised: np.ndarray, indices: list[int], cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback) -> np.ndarray:
+def fit_training_frames(
+    normalised: np.ndarray, indices: list[int], cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback
+) -> np.ndarray:
     """Stage-1 instance masks (K, H, W) uint16 of the frames `indices` of normalised frames (T, H, W),
     by stage 1's tracker run over these frames only: each starts from the previous training frame's
     cells. (Fitting each from its own seeds instead was 9 times slower on a synthetic time-lapse,
     222 s against 24 s for 5 frames of 256 x 256, and the network it trained no better.)"""
-    tracker = Tracker(cfg, config_polygon_renderer(cfg, device), seed)
+    tracker = Tracker(cfg, config_renderer(cfg, device, "polygons"), seed)
     return np.stack([tracker.step(index, normalised[index], on_step).labels for index in indices]).astype(np.uint16)
 
 
@@ -161,14 +247,18 @@ def read_stage1_masks(folder: Path, frames: Frames) -> tuple[list[int], np.ndarr
         if time not in index_of:
             raise InputError(folder, f"stage-1 mask of frame {time}, which {frames.source} does not have")
         if mask.shape != frames.images.shape[1:]:
-            raise InputError(folder, f"stage-1 mask of frame {time} has shape {mask.shape}, the frames {frames.images.shape[1:]}")
+            raise InputError(
+                folder, f"stage-1 mask of frame {time} has shape {mask.shape}, the frames {frames.images.shape[1:]}"
+            )
     return [index_of[time] for time in masks], np.stack(list(masks.values())).astype(np.uint16)
 
 
 def write_losses(path: Path, losses: list[float]) -> None:
     """The training loss per step as CSV `step,loss`, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text("step,loss\n" + "".join(f"{step},{loss:.6g}\n" for step, loss in enumerate(losses)), encoding="ascii")
+        tmp.write_text(
+            "step,loss\n" + "".join(f"{step},{loss:.6g}\n" for step, loss in enumerate(losses)), encoding="ascii"
+        )
 
 
 def labels_record(time: int, labels: np.ndarray) -> dict:
@@ -181,8 +271,14 @@ def labels_record(time: int, labels: np.ndarray) -> dict:
     for region in regionprops(labels):
         top, left = region.bbox[:2]
         outline = max(mask_outlines(region.image), key=len) + [left, top]
-        cells.append({"label": int(region.label), "centre": [float(region.centroid[1]), float(region.centroid[0])],
-                      "area": int(region.area), "points": outline.round(2).tolist()})
+        cells.append(
+            {
+                "label": int(region.label),
+                "centre": [float(region.centroid[1]), float(region.centroid[0])],
+                "area": int(region.area),
+                "points": outline.round(2).tolist(),
+            }
+        )
     return {"frame": int(time), "cells": cells}
 
 
@@ -194,7 +290,10 @@ def divisions_from_tracks(tracks: list[tuple[int, int, int, int]]) -> list[dict]
         if parent:
             daughters.setdefault(parent, []).append(label)
     begins = {label: begin for label, begin, _, _ in tracks}
-    return [{"mother": mother, "frame": begins[children[0]], "daughters": children} for mother, children in sorted(daughters.items())]
+    return [
+        {"mother": mother, "frame": begins[children[0]], "daughters": children}
+        for mother, children in sorted(daughters.items())
+    ]
 
 
 def frame_record(time: int, fit) -> dict:
@@ -206,8 +305,10 @@ def frame_record(time: int, fit) -> dict:
         "dropped": fit.dropped,
         "added": fit.added,
         "loss": fit.phases[-1].final.get("recon_mse") if fit.phases else None,
-        "cells": [{"label": int(label), "centre": centre.tolist(), "brightness": float(b), "points": polygon.tolist()}
-                  for label, centre, b, polygon in zip(cells.labels, cells.centres, cells.brightness, cells.polygons())],
+        "cells": [
+            {"label": int(label), "centre": centre.tolist(), "brightness": float(b), "points": polygon.tolist()}
+            for label, centre, b, polygon in zip(cells.labels, cells.centres, cells.brightness, cells.polygons())
+        ],
     }
 
 
@@ -219,28 +320,43 @@ def contour_overlay(image: np.ndarray, record: dict) -> np.ndarray:
 
 
 def check_config(cfg: DictConfig, device: torch.device) -> None:
-    check_losses(cfg)
     if cfg.seeds.threshold not in ("otsu", "li") and isinstance(cfg.seeds.threshold, str):
         raise ConfigError(f"config seeds.threshold {cfg.seeds.threshold!r}: expected otsu, li or a number")
     if int(cfg.contour.radii) < 3 or not 0 <= int(cfg.contour.harmonics) <= int(cfg.contour.radii) // 2:
-        raise ConfigError(f"config contour: radii must be at least 3 and harmonics at most radii / 2 (got {cfg.contour.radii}, {cfg.contour.harmonics})")
+        raise ConfigError(
+            f"config contour: radii must be at least 3 and harmonics at most radii / 2 (got {cfg.contour.radii}, "
+            f"{cfg.contour.harmonics})"
+        )
     check_stage2(cfg)
-    config_polygon_renderer(cfg, device)
+    config_renderer(cfg, device, "polygons")
 
 
 def check_stage2(cfg: DictConfig) -> None:
     """The stage and the stage2 section: ConfigError in one line for a value that cannot work."""
     if str(cfg.stage) not in STAGES:
-        raise ConfigError(f"config stage {cfg.stage!r}: expected one of {', '.join(STAGES)} (on the command line: --stage)")
+        raise ConfigError(
+            f"config stage {cfg.stage!r}: expected one of {', '.join(STAGES)} (on the command line: --stage)"
+        )
     settings = cfg.stage2
     counts = {key: settings[key] for key in ("train_frames", "crop", "batch", "steps", "convs", "boundary")}
     if any(int(value) < 1 for value in counts.values()) or not settings.widths or min(settings.widths) < 1:
-        raise ConfigError(f"config stage2: {', '.join(counts)} and widths must be positive (got {counts}, widths {list(settings.widths)})")
+        raise ConfigError(
+            f"config stage2: {', '.join(counts)} and widths must be positive (got {counts}, widths "
+            f"{list(settings.widths)})"
+        )
     if int(settings.crop) < 2 ** len(settings.widths):
-        raise ConfigError(f"config stage2.crop {settings.crop}: at least 2**len(widths) = {2 ** len(settings.widths)} px, one pixel at the coarsest level")
+        raise ConfigError(
+            f"config stage2.crop {settings.crop}: at least 2**len(widths) = {2 ** len(settings.widths)} px, one pixel "
+            "at the coarsest level"
+        )
     if int(settings.tile) < 0:
         raise ConfigError(f"config stage2.tile {settings.tile}: expected a size in px, or 0 for frames in one pass")
-    if not (float(settings.lr) > 0 and 0 <= float(settings.dropout) < 1 and 0 < float(settings.min_iou) <= 1 and 0 < float(settings.division_cover) <= 1):
+    if not (
+        float(settings.lr) > 0
+        and 0 <= float(settings.dropout) < 1
+        and 0 < float(settings.min_iou) <= 1
+        and 0 < float(settings.division_cover) <= 1
+    ):
         raise ConfigError("config stage2: lr must be positive, dropout in [0, 1), min_iou and division_cover in (0, 1]")
 
 
@@ -261,7 +377,10 @@ def is_time_lapse(path: Path) -> bool:
 def check_inputs(items: list[InputItem], options: dict) -> None:
     sequences = [item.path for item in items if is_time_lapse(item.path)]
     if sequences and len(items) > 1:
-        raise ConfigError(f"{sequences[0]} is a time-lapse, which writes the CTC layout (maskTTT.tif, res_track.txt) into --out: run one time-lapse per --out folder")
+        raise ConfigError(
+            f"{sequences[0]} is a time-lapse, which writes the CTC layout (maskTTT.tif, res_track.txt) into --out: "
+            "run one time-lapse per --out folder"
+        )
 
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
@@ -285,17 +404,70 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     return Job(str(path), [cells], work, finished=finished)
 
 
-SPEC = MethodSpec("cell-seg", "cell_seg", make_job, check_config, check_inputs, keep_folders=True, cpu_only=True)
+SPEC = MethodSpec(
+    "cell-seg",
+    "cell_seg",
+    make_job,
+    check_config,
+    check_inputs,
+    keep_folders=True,
+    cpu_only=True,
+    renderer_kind="polygons",
+    quantities=QUANTITIES,
+)
 
 
 @with_shared_options
 def cell_seg(
     arguments: Arguments,
-    stage: Annotated[Optional[str], typer.Option("--stage", help="1: fit every frame | both: fit a few frames, train a U-Net on them, segment every frame with it | 2: train on the masks a `both` run left in OUT/stage1 (default: the config's `stage`, 1).")] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            "--stage",
+            help="1: fit every frame | both: fit a few frames, train a U-Net on them, segment every frame with it | "
+            "2: train on the masks a `both` run left in OUT/stage1 (default: the config's `stage`, 1).",
+        ),
+    ] = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Segment and track cells: every cell a star-convex contour fitted by differentiable rendering
     (CTC sequence folder -> maskTTT.tif + res_track.txt; single image -> <stem>.labels.tif)."""
-    # Checked with the config (check_stage2). Quoted: the config's `stage` is a string, and Hydra would read a bare 2 as a number.
+    # Checked with the config (check_stage2). Quoted: the config's `stage` is a string, and Hydra
+    # would read a bare 2 as a number.
     overrides = [] if stage is None else [f"stage='{stage}'"]
     raise typer.Exit(run_method(SPEC, arguments, shared, overrides))
+
+
+def synth_cells(
+    frames: Annotated[int, typer.Option("--frames", "-f", min=1, help="Number of frames.")] = 20,
+    size: Annotated[int, typer.Option("--size", min=32, help="Frame size in pixels (square).")] = 256,
+    cells: Annotated[int, typer.Option("--cells", "-n", min=1, help="Nuclei in the first frame.")] = 12,
+    divisions: Annotated[
+        int, typer.Option("--divisions", min=0, help="How many of them divide (each at its own frame).")
+    ] = 4,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-cells"),
+) -> None:
+    """A fluorescence time-lapse of moving, dividing nuclei with perfect segmentation and tracking
+    ground truth, in the Cell Tracking Challenge layout: 01/, 01_GT/SEG/, 01_GT/TRA/."""
+    from invrender.methods.cell_seg.synth import write_cell_dataset
+
+    # Each division ends a mother's track in a frame of its own, neither the first nor the last,
+    # and each mother is a different nucleus of the first frame.
+    if divisions and divisions >= frames - 1:
+        raise typer.BadParameter(
+            f"must be < frames - 1 = {frames - 1} (divisions happen at distinct frames, not the first or last), got "
+            f"{divisions}",
+            param_hint="--divisions",
+        )
+    if divisions > cells:
+        raise typer.BadParameter(f"must be <= --cells = {cells}, got {divisions}", param_hint="--divisions")
+    try:
+        summary = write_cell_dataset(out, frames=frames, size=size, cells=cells, divisions=divisions, seed=seed)
+    except ValueError as err:  # the nuclei do not fit into the frame
+        raise typer.BadParameter(str(err), param_hint="--cells") from None
+    typer.echo(
+        f"wrote {frames} frame(s) of {len(summary['tracks'])} tracks ({divisions} division(s), SNR "
+        f"{summary['snr']:.1f}) to {out}",
+        err=True,
+    )

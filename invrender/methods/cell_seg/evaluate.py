@@ -8,14 +8,14 @@ one label image. Only the frames the ground truth annotates are scored; each mus
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
 
-from invrender.core.ctc import label_frame_paths, read_label_image
 from invrender.core.io import InputError, finite_or_none, write_json
 from invrender.core.metrics import seg_measure
+from invrender.methods.cell_seg.ctc import label_frame_paths, read_label_image
 
 RESULT_PREFIX = "mask"
 REFERENCE_PREFIX = "man_seg"
@@ -26,7 +26,9 @@ def _reference_folder(gt: Path) -> Path:
     return gt / "SEG" if (gt / "SEG").is_dir() else gt
 
 
-def load_pairs(res: Path, gt: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, tuple[Path, Path]]]:
+def load_pairs(
+    res: Path, gt: Path
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, tuple[Path, Path]]]:
     """Read the result and reference label images to compare, frame by frame.
 
     Returns `(results, references, files)`: frame -> label image `(H, W)` for both, and frame ->
@@ -38,7 +40,10 @@ def load_pairs(res: Path, gt: Path) -> tuple[dict[int, np.ndarray], dict[int, np
             raise InputError(path, "not found")
     if res.is_dir() != gt.is_dir():
         folder, image = (res, gt) if res.is_dir() else (gt, res)
-        raise InputError(image, f"is a label image but {folder} is a folder: give RES and GT both as CTC folders or both as label images")
+        raise InputError(
+            image,
+            f"is a label image but {folder} is a folder: give RES and GT both as CTC folders or both as label images",
+        )
     if res.is_dir():
         reference_files = label_frame_paths(_reference_folder(gt), REFERENCE_PREFIX)
         result_files = label_frame_paths(res, RESULT_PREFIX)
@@ -57,7 +62,10 @@ def load_pairs(res: Path, gt: Path) -> tuple[dict[int, np.ndarray], dict[int, np
     for frame, (result_file, reference_file) in files.items():
         result, reference = read_label_image(result_file), read_label_image(reference_file)
         if result.shape != reference.shape:
-            raise InputError(result_file, f"shape {result.shape} differs from the ground truth {reference_file} of shape {reference.shape}")
+            raise InputError(
+                result_file,
+                f"shape {result.shape} differs from the ground truth {reference_file} of shape {reference.shape}",
+            )
         results[frame], references[frame] = result, reference
     return results, references, files
 
@@ -71,10 +79,23 @@ def _score(value: float) -> str:
 
 
 def cell_eval(
-    res: Annotated[Path, typer.Argument(metavar="RES", help="A CTC result folder (maskTTT.tif, e.g. 01_RES) or a label image.", show_default=False)],
-    gt: Annotated[Path, typer.Argument(metavar="GT", help="A CTC ground-truth folder (01_GT; its SEG/man_segTTT.tif), its SEG folder, or a label image.",
-                                       show_default=False)],
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers (total and per frame) to this JSON file.")] = None,
+    res: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RES", help="A CTC result folder (maskTTT.tif, e.g. 01_RES) or a label image.", show_default=False
+        ),
+    ],
+    gt: Annotated[
+        Path,
+        typer.Argument(
+            metavar="GT",
+            help="A CTC ground-truth folder (01_GT; its SEG/man_segTTT.tif), its SEG folder, or a label image.",
+            show_default=False,
+        ),
+    ],
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the numbers (total and per frame) to this JSON file.")
+    ] = None,
 ) -> None:
     """The Cell Tracking Challenge SEG measure: the mean Jaccard index of the ground truth's objects,
     each matched by the result object covering more than half of it (0 if none)."""
@@ -90,11 +111,30 @@ def cell_eval(
         table.add_row(str(row["frame"]), str(row["objects"]), str(row["matched"]), _score(row["seg"]))
     console = Console()
     console.print(table)
-    typer.echo(f"SEG {_score(scores['seg'])} ({_plural(scores['objects'], 'reference object')}, {scores['matched']} matched, "
-               f"{_plural(scores['frames'], 'frame')})")
+    typer.echo(
+        f"SEG {_score(scores['seg'])} ({_plural(scores['objects'], 'reference object')}, {scores['matched']} matched, "
+        f"{_plural(scores['frames'], 'frame')})"
+    )
     if json_path is not None:
-        per_frame = [{**row, "seg": finite_or_none(row["seg"]), "result": str(files[row["frame"]][0]), "reference": str(files[row["frame"]][1])}
-                     for row in scores["per_frame"]]
-        write_json(json_path, {"res": str(res), "gt": str(gt), "seg": finite_or_none(scores["seg"]), "objects": scores["objects"],
-                               "matched": scores["matched"], "frames": scores["frames"], "per_frame": per_frame})
+        per_frame = [
+            {
+                **row,
+                "seg": finite_or_none(row["seg"]),
+                "result": str(files[row["frame"]][0]),
+                "reference": str(files[row["frame"]][1]),
+            }
+            for row in scores["per_frame"]
+        ]
+        write_json(
+            json_path,
+            {
+                "res": str(res),
+                "gt": str(gt),
+                "seg": finite_or_none(scores["seg"]),
+                "objects": scores["objects"],
+                "matched": scores["matched"],
+                "frames": scores["frames"],
+                "per_frame": per_frame,
+            },
+        )
         typer.echo(f"wrote {json_path}", err=True)

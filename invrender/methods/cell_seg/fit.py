@@ -3,8 +3,8 @@ which cells that explain no signal are dropped and signal that no cell explains 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -12,10 +12,14 @@ from omegaconf import DictConfig
 from scipy import ndimage
 
 from invrender.core.optim.phases import PhaseRecord, run_phases
-from invrender.core.render.windows import PolygonRenderer
-from invrender.methods.cell_seg.model import CellScene, Cells
+from invrender.methods.cell_seg.model import Cells, CellScene
+from invrender.methods.cell_seg.windows import PolygonRenderer
 
 LabelSource = Callable[[int], np.ndarray]  # n -> n fresh track labels
+
+
+#: What the objective returns for the loss registry: the scene's quantities and the frame.
+QUANTITIES = frozenset({"render", "coverage", "log_radii", "target"})
 
 
 @dataclass
@@ -61,8 +65,15 @@ def detect_seeds(image: np.ndarray, level: float, cfg: DictConfig, n_radii: int,
     from skimage.segmentation import watershed
 
     if cfg.method == "log":
-        blobs = blob_log(image, min_sigma=float(cfg.min_sigma), max_sigma=float(cfg.max_sigma), num_sigma=int(cfg.num_sigma),
-                         threshold=float(cfg.blob_threshold) * strictness, overlap=float(cfg.overlap), exclude_border=False).reshape(-1, 3)
+        blobs = blob_log(
+            image,
+            min_sigma=float(cfg.min_sigma),
+            max_sigma=float(cfg.max_sigma),
+            num_sigma=int(cfg.num_sigma),
+            threshold=float(cfg.blob_threshold) * strictness,
+            overlap=float(cfg.overlap),
+            exclude_border=False,
+        ).reshape(-1, 3)
         radii = np.repeat(np.sqrt(2) * blobs[:, 2:3], n_radii, axis=1)
         return Seeds(blobs[:, [1, 0]].astype(np.float64), radii)
     foreground = ndimage.gaussian_filter(image, float(cfg.smooth)) > level * strictness
@@ -74,7 +85,9 @@ def detect_seeds(image: np.ndarray, level: float, cfg: DictConfig, n_radii: int,
     return Seeds(centres, star_radii(basins, np.array([r.label for r in regions]), centres, n_radii))
 
 
-def star_radii(labels: np.ndarray, which: np.ndarray, centres: np.ndarray, n_radii: int, step: float = 0.5) -> np.ndarray:
+def star_radii(
+    labels: np.ndarray, which: np.ndarray, centres: np.ndarray, n_radii: int, step: float = 0.5
+) -> np.ndarray:
     """(N, R) radii of star-convex outlines of the regions `which` (N,) of a label image (H, W), seen
     from `centres` (N, 2) `[x, y]`: along each of R rays, the distance to the first pixel outside."""
     if len(which) == 0:
@@ -92,14 +105,25 @@ def star_radii(labels: np.ndarray, which: np.ndarray, centres: np.ndarray, n_rad
     return radii
 
 
-def cells_from_seeds(seeds: Seeds, image: np.ndarray, background: np.ndarray, labels: np.ndarray, cfg: DictConfig) -> Cells:
+def cells_from_seeds(
+    seeds: Seeds, image: np.ndarray, background: np.ndarray, labels: np.ndarray, cfg: DictConfig
+) -> Cells:
     """Cells at the seeds, as bright as the smoothed frame at their centres above `background`."""
     smooth = ndimage.gaussian_filter(image, float(cfg.seeds.smooth))
     rows = np.clip(np.round(seeds.centres[:, 1]).astype(int), 0, image.shape[0] - 1)
     cols = np.clip(np.round(seeds.centres[:, 0]).astype(int), 0, image.shape[1] - 1)
     brightness = np.maximum(smooth[rows, cols] - float(np.median(background)), 0.05)
     halo = cfg.appearance.halo
-    return Cells(labels, seeds.centres.copy(), seeds.radii.copy(), brightness, background, float(cfg.appearance.sigma), float(halo.sigma), float(halo.weight))
+    return Cells(
+        labels,
+        seeds.centres.copy(),
+        seeds.radii.copy(),
+        brightness,
+        background,
+        float(cfg.appearance.sigma),
+        float(halo.sigma),
+        float(halo.weight),
+    )
 
 
 def initial_background(image: np.ndarray, level: float, grid: int) -> np.ndarray:
@@ -127,8 +151,17 @@ def scaled_phases(phases, factor: float) -> list[dict]:
     return [{**p, "steps": max(1, int(round(int(p["steps"]) * factor)))} for p in to_plain(phases)]
 
 
-def fit_frame(image: np.ndarray, level: float, cells: Cells, cfg: DictConfig, render: PolygonRenderer, new_labels: LabelSource, seed: int = 0,
-              steps_factor: float = 1.0, on_step=None) -> FrameFit:
+def fit_frame(
+    image: np.ndarray,
+    level: float,
+    cells: Cells,
+    cfg: DictConfig,
+    render: PolygonRenderer,
+    new_labels: LabelSource,
+    seed: int = 0,
+    steps_factor: float = 1.0,
+    on_step=None,
+) -> FrameFit:
     """Fit `cells` to a normalised frame (H, W) with foreground `level` (`seed_threshold`) in up to
     `cfg.rounds` rounds; between rounds, drop the cells that explain no signal, join cells with no
     boundary between them, split cells at a neck and add cells where the residual shows signal."""
@@ -142,25 +175,50 @@ def fit_frame(image: np.ndarray, level: float, cells: Cells, cfg: DictConfig, re
     for round_index in range(int(cfg.rounds)):
         torch.manual_seed(seed + round_index)
         scene = CellScene(cells, image.shape, render, int(cfg.contour.harmonics), float(cfg.contour.max_radius))
-        result.phases += run_phases(scene, objective, phases, dict(cfg.loss), seed=seed + round_index, select_by="recon_mse", on_step=on_step)
+        result.phases += run_phases(
+            scene, objective, phases, dict(cfg.loss), seed=seed + round_index, select_by="recon_mse", on_step=on_step
+        )
         cells, (labels, areas) = scene.cells(), scene.labels_and_areas()
         with torch.no_grad():
             rendered = scene()["render"][0].numpy()
-        revised = revise_cells(cells, labels, areas, image, image - rendered, level, cfg, new_labels, final=round_index == int(cfg.rounds) - 1)
+        revised = revise_cells(
+            cells,
+            labels,
+            areas,
+            image,
+            image - rendered,
+            level,
+            cfg,
+            new_labels,
+            final=round_index == int(cfg.rounds) - 1,
+        )
         result.dropped += revised.dropped
         result.merged += revised.merged
         result.added += revised.added
         result.splits.update(revised.splits)
         if revised.cells is cells or round_index == int(cfg.rounds) - 1:
             kept = revised.cells.labels
-            result.cells, result.labels, result.render = revised.cells, np.where(np.isin(labels, kept), labels, 0), rendered
+            result.cells, result.labels, result.render = (
+                revised.cells,
+                np.where(np.isin(labels, kept), labels, 0),
+                rendered,
+            )
             break
         cells = revised.cells
     return result
 
 
-def revise_cells(cells: Cells, labels: np.ndarray, areas: np.ndarray, image: np.ndarray, residual: np.ndarray, level: float, cfg: DictConfig, new_labels: LabelSource,
-                 final: bool) -> FrameFit:
+def revise_cells(
+    cells: Cells,
+    labels: np.ndarray,
+    areas: np.ndarray,
+    image: np.ndarray,
+    residual: np.ndarray,
+    level: float,
+    cfg: DictConfig,
+    new_labels: LabelSource,
+    final: bool,
+) -> FrameFit:
     """The cells for the next round: without those that explain no signal and, unless `final`, with
     touching cells that have no boundary between them joined, cells with a neck split in two, and new
     cells where the residual shows signal that no cell explains. Returns `cells` itself when nothing
@@ -177,14 +235,26 @@ def revise_cells(cells: Cells, labels: np.ndarray, areas: np.ndarray, image: np.
         if cfg.split.valley is not None:
             revised, more = split_at_valley(revised, labels, image, cfg, new_labels)
             splits.update(more)
-        found = detect_seeds(np.where(labels > 0, 0.0, residual), level, cfg.seeds, cells.radii.shape[1], float(cfg.residual.level))
+        found = detect_seeds(
+            np.where(labels > 0, 0.0, residual), level, cfg.seeds, cells.radii.shape[1], float(cfg.residual.level)
+        )
     if keep.all() and merged == 0 and not splits and len(found) == 0:
         return FrameFit(cells, labels, residual)
     fresh = cells_from_seeds(found, residual, np.zeros(1), new_labels(len(found)), cfg)
-    return FrameFit(revised.joined(fresh), labels, residual, dropped=int((~keep).sum()), merged=merged, added=len(found), splits=splits)
+    return FrameFit(
+        revised.joined(fresh),
+        labels,
+        residual,
+        dropped=int((~keep).sum()),
+        merged=merged,
+        added=len(found),
+        splits=splits,
+    )
 
 
-def split_necked(cells: Cells, labels: np.ndarray, cfg: DictConfig, new_labels: LabelSource) -> tuple[Cells, dict[int, tuple[int, int]]]:
+def split_necked(
+    cells: Cells, labels: np.ndarray, cfg: DictConfig, new_labels: LabelSource
+) -> tuple[Cells, dict[int, tuple[int, int]]]:
     """Split every cell whose region in the label image has a neck: two maxima of its distance
     transform that rise `h` px above the saddle between them (two touching cells that one contour
     took, or a cell dividing). The parts start as the watershed basins of the two highest maxima.
@@ -214,7 +284,9 @@ def split_necked(cells: Cells, labels: np.ndarray, cfg: DictConfig, new_labels: 
     return split_cells(cells, halves, new_labels)
 
 
-def split_at_valley(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: DictConfig, new_labels: LabelSource) -> tuple[Cells, dict[int, tuple[int, int]]]:
+def split_at_valley(
+    cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: DictConfig, new_labels: LabelSource
+) -> tuple[Cells, dict[int, tuple[int, int]]]:
     """Split every large cell whose region looks like two touching nuclei that one contour took (a
     seed was missing), which a neck in the outline often does not show. Candidates are the cells of
     at least `split.min_area_ratio` times the median area; their region's pixels are cut in two by
@@ -255,7 +327,9 @@ def split_at_valley(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: Di
     return split_cells(cells, split, new_labels)
 
 
-def split_cells(cells: Cells, halves: dict[int, tuple[np.ndarray, np.ndarray]], new_labels: LabelSource) -> tuple[Cells, dict[int, tuple[int, int]]]:
+def split_cells(
+    cells: Cells, halves: dict[int, tuple[np.ndarray, np.ndarray]], new_labels: LabelSource
+) -> tuple[Cells, dict[int, tuple[int, int]]]:
     """Replace each cell k of `halves` by two cells with fresh labels (in the order of `halves`),
     centres (2, 2) `[x, y]` and radii (2, R) px, its brightness and PSF kept. Returns the cells
     (the unsplit ones first) and {old label: (new label, new label)}."""
@@ -305,7 +379,10 @@ def merge_touching(cells: Cells, labels: np.ndarray, image: np.ndarray, cfg: Dic
     interior = ndimage.median(smooth, labels, index=np.arange(size))
     # Neighbouring pixels (right and down) with two different cell labels: the shared boundaries.
     pairs, values = [], []
-    for a, b, va, vb in ((labels[:, :-1], labels[:, 1:], smooth[:, :-1], smooth[:, 1:]), (labels[:-1], labels[1:], smooth[:-1], smooth[1:])):
+    for a, b, va, vb in (
+        (labels[:, :-1], labels[:, 1:], smooth[:, :-1], smooth[:, 1:]),
+        (labels[:-1], labels[1:], smooth[:-1], smooth[1:]),
+    ):
         touching = (a != b) & (a > 0) & (b > 0)
         low, high = np.minimum(a, b)[touching], np.maximum(a, b)[touching]
         pairs.append(low * size + high)

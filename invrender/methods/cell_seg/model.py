@@ -23,7 +23,13 @@ import torch.nn.functional as F
 from invrender.core.geometry.polygons import star_polygon
 from invrender.core.optim.multistart import MultiStartModule
 from invrender.core.render.filters import gaussian_blur
-from invrender.core.render.windows import PolygonRenderer, areas_inside, paste_windows, render_in_windows, windows_to_labels
+from invrender.methods.cell_seg.windows import (
+    PolygonRenderer,
+    areas_inside,
+    paste_windows,
+    render_in_windows,
+    windows_to_labels,
+)
 
 #: Smallest radius a contour may shrink to, pixels: keeps every contour a valid star polygon.
 MIN_RADIUS = 0.5
@@ -50,13 +56,25 @@ class Cells:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, keep: np.ndarray) -> "Cells":
-        return replace(self, labels=self.labels[keep], centres=self.centres[keep], radii=self.radii[keep], brightness=self.brightness[keep])
+    def subset(self, keep: np.ndarray) -> Cells:
+        return replace(
+            self,
+            labels=self.labels[keep],
+            centres=self.centres[keep],
+            radii=self.radii[keep],
+            brightness=self.brightness[keep],
+        )
 
-    def joined(self, *others: "Cells") -> "Cells":
+    def joined(self, *others: Cells) -> Cells:
         """These cells and those of `others`, with this frame's appearance."""
         parts = (self, *others)
-        return replace(self, **{name: np.concatenate([getattr(p, name) for p in parts]) for name in ("labels", "centres", "radii", "brightness")})
+        return replace(
+            self,
+            **{
+                name: np.concatenate([getattr(p, name) for p in parts])
+                for name in ("labels", "centres", "radii", "brightness")
+            },
+        )
 
     def polygons(self) -> np.ndarray:
         """(N, R, 2) contour vertices `[x, y]` px."""
@@ -81,14 +99,18 @@ class CellScene(MultiStartModule):
         "psf": ("log_sigma", "log_halo_sigma", "halo_logit"),
     }
 
-    def __init__(self, cells: Cells, shape: tuple[int, int], render: PolygonRenderer, harmonics: int, max_radius: float):
+    def __init__(
+        self, cells: Cells, shape: tuple[int, int], render: PolygonRenderer, harmonics: int, max_radius: float
+    ):
         super().__init__()
         as_param = lambda a: torch.nn.Parameter(torch.as_tensor(np.asarray(a), dtype=torch.float64)[None].clone())  # noqa: E731
         self.centres = as_param(cells.centres)
         basis = fourier_basis(cells.radii.shape[1], harmonics)
         self.register_buffer("basis", torch.from_numpy(basis))
         log_radii = np.log(np.clip(cells.radii, MIN_RADIUS + 1e-3, max_radius) - MIN_RADIUS)
-        self.shape_coefficients = as_param(np.linalg.lstsq(basis.T, log_radii.T, rcond=None)[0].T.reshape(len(cells), -1))
+        self.shape_coefficients = as_param(
+            np.linalg.lstsq(basis.T, log_radii.T, rcond=None)[0].T.reshape(len(cells), -1)
+        )
         self.log_brightness = as_param(np.log(np.maximum(cells.brightness, 1e-3)))
         self.background = as_param(cells.background)
         self.log_sigma = as_param(np.log([cells.sigma]))
@@ -112,7 +134,9 @@ class CellScene(MultiStartModule):
         renders, coverages = [], []
         polygons = star_polygon(self.centres, self.radii())  # (S, N, R, 2)
         for s in range(self.n_seeds):
-            background = F.interpolate(self.background[s][None, None], size=(height, width), mode="bilinear", align_corners=True)[0, 0]
+            background = F.interpolate(
+                self.background[s][None, None], size=(height, width), mode="bilinear", align_corners=True
+            )[0, 0]
             if len(self.labels) == 0:
                 renders.append(background)
                 coverages.append(torch.zeros_like(background))
@@ -120,7 +144,9 @@ class CellScene(MultiStartModule):
             windows, origins = render_in_windows(self.render, polygons[s])
             cells = paste_windows(windows * self.log_brightness[s].exp()[:, None, None], origins, height, width)
             halo = torch.sigmoid(self.halo_logit[s]).squeeze()
-            psf_image = (1 - halo) * gaussian_blur(cells, self.log_sigma[s].exp().squeeze()) + halo * gaussian_blur(cells, self.log_halo_sigma[s].exp().squeeze())
+            psf_image = (1 - halo) * gaussian_blur(cells, self.log_sigma[s].exp().squeeze()) + halo * gaussian_blur(
+                cells, self.log_halo_sigma[s].exp().squeeze()
+            )
             renders.append(background + psf_image)
             coverages.append(paste_windows(windows, origins, height, width))
         return {"render": torch.stack(renders), "coverage": torch.stack(coverages), "log_radii": self.log_radii()}
@@ -128,9 +154,16 @@ class CellScene(MultiStartModule):
     @torch.no_grad()
     def cells(self) -> Cells:
         """The current state (seed 0) as numpy."""
-        return Cells(self.labels.copy(), self.centres[0].numpy().copy(), self.radii()[0].numpy().copy(), self.log_brightness[0].exp().numpy().copy(),
-                     self.background[0].numpy().copy(), float(self.log_sigma[0].exp()), float(self.log_halo_sigma[0].exp()),
-                     float(torch.sigmoid(self.halo_logit[0])))
+        return Cells(
+            self.labels.copy(),
+            self.centres[0].numpy().copy(),
+            self.radii()[0].numpy().copy(),
+            self.log_brightness[0].exp().numpy().copy(),
+            self.background[0].numpy().copy(),
+            float(self.log_sigma[0].exp()),
+            float(self.log_halo_sigma[0].exp()),
+            float(torch.sigmoid(self.halo_logit[0])),
+        )
 
     @torch.no_grad()
     def labels_and_areas(self) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from skimage.morphology import disk
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 from torch.nn import functional as F
 
-from invrender.core.learn.checkpoint import load_network_file, network_with_weights, save_network_file
+from invrender.core.learn.network_file import load_network_file, network_with_weights, save_network_file
 from invrender.core.learn.unet import UNet
 from invrender.runner import StepCallback
 
@@ -64,7 +64,9 @@ def pad_to_crop(images: np.ndarray, targets: np.ndarray, crop: int) -> tuple[np.
     return np.pad(images, padding, mode="reflect"), np.pad(targets, padding, mode="reflect")
 
 
-def random_batch(images: torch.Tensor, targets: torch.Tensor, crop: int, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_batch(
+    images: torch.Tensor, targets: torch.Tensor, crop: int, batch: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`batch` random crops of `crop` px from random frames, each flipped or not and turned by a
     random multiple of 90 degrees (cells have no up, down, left or right).
 
@@ -88,7 +90,9 @@ def random_batch(images: torch.Tensor, targets: torch.Tensor, crop: int, batch: 
     return torch.stack(crops)[:, None], torch.stack(labels).round().long()
 
 
-def train_network(images: np.ndarray, targets: np.ndarray, cfg: DictConfig, seed: int, on_step: StepCallback | None = None) -> tuple[UNet, list[float]]:
+def train_network(
+    images: np.ndarray, targets: np.ndarray, cfg: DictConfig, seed: int, on_step: StepCallback | None = None
+) -> tuple[UNet, list[float]]:
     """Train the network on normalised frames (F, H, W) float and their class targets (F, H, W):
     cross-entropy on random crops, Adam at `cfg.lr` for `cfg.steps` steps of `cfg.batch` crops.
 
@@ -187,13 +191,23 @@ def segment_frame(network: UNet, image: np.ndarray, min_area: float, tile: int =
 def save_network(path: str | os.PathLike, network: UNet, cfg: DictConfig, train_frames: list[int]) -> None:
     """Write the network atomically: its weights, the `stage2` config it was built and trained with,
     and the frames that trained it."""
-    save_network_file(path, NETWORK_FORMAT, 1, {"state_dict": network.state_dict(), "config": OmegaConf.to_container(cfg, resolve=True),
-                                                "train_frames": list(train_frames)})
+    save_network_file(
+        path,
+        NETWORK_FORMAT,
+        1,
+        {
+            "state_dict": network.state_dict(),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "train_frames": list(train_frames),
+        },
+    )
 
 
 def load_network(path: str | os.PathLike) -> tuple[UNet, dict]:
     """A network written by `save_network`, in eval mode, and its `stage2` config; InputError in one
     line for a file that is missing, unreadable, another kind of file, or weights that do not fit."""
     saved = load_network_file(path, NETWORK_FORMAT, "a cell-seg stage-2 network (written by cell-seg --stage 2)")
-    network = network_with_weights(path, lambda: build_network(OmegaConf.create(saved["config"])), saved, "the network the file")
+    network = network_with_weights(
+        path, lambda: build_network(OmegaConf.create(saved["config"])), saved, "the network the file"
+    )
     return network, saved["config"]

@@ -11,9 +11,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from omegaconf import DictConfig
 
-from invrender.methods.cell_seg.fit import FrameFit, Seeds, cells_from_seeds, detect_seeds, fit_frame, initial_background, seed_threshold
+from invrender.methods.cell_seg.fit import (
+    FrameFit,
+    Seeds,
+    cells_from_seeds,
+    detect_seeds,
+    fit_frame,
+    initial_background,
+    seed_threshold,
+)
 from invrender.methods.cell_seg.model import Cells
-from invrender.core.render.windows import PolygonRenderer
+from invrender.methods.cell_seg.windows import PolygonRenderer
 
 
 @dataclass
@@ -92,7 +100,9 @@ class Tracker:
             keep[i] = False
         newcomers = Seeds(seeds.centres[owner < 0], seeds.radii[owner < 0])
         if len(newcomers):
-            extra.append(cells_from_seeds(newcomers, image, cells.background, self.new_labels(len(newcomers)), self.cfg))
+            extra.append(
+                cells_from_seeds(newcomers, image, cells.background, self.new_labels(len(newcomers)), self.cfg)
+            )
         kept = cells.subset(keep)
         merged = kept.joined(*extra)
         return merged, parents
@@ -110,7 +120,10 @@ class Tracker:
         under = np.array([index_of.get(int(label), -1) for label in previous.labels[rows, cols]])
         distance = np.linalg.norm(seeds.centres[:, None] - cells.centres[None], axis=-1)  # (M, N)
         nearest = distance.argmin(1)
-        close = distance[np.arange(len(seeds)), nearest] <= float(self.cfg.tracking.max_shift) * cells.radii.mean(1)[nearest]
+        close = (
+            distance[np.arange(len(seeds)), nearest]
+            <= float(self.cfg.tracking.max_shift) * cells.radii.mean(1)[nearest]
+        )
         return np.where(under >= 0, under, np.where(close, nearest, -1))
 
     def _record(self, fit: FrameFit, frame: int, parents: dict[int, int]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -15,7 +15,15 @@ from invrender.core.io import InputError, read_image, read_voxel_size, write_jso
 from invrender.core.overlay import plot_series
 from invrender.core.render.psf import principal_axes
 from invrender.inputs import InputItem, parse_voxel_size
-from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, check_losses_and_renderer, run_method, with_shared_options
+from invrender.method import (
+    Arguments,
+    JobContext,
+    MethodSpec,
+    SharedOptions,
+    with_shared_options,
+)
+from invrender.methods.mesh_fit.fit import QUANTITIES
+from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
 
@@ -35,21 +43,35 @@ def read_bead(path: Path, spacing: tuple[float, float, float]) -> np.ndarray:
     bead = read_image(path, ndims=(3,))
     recorded = read_voxel_size(path)
     if recorded is not None and not np.allclose(recorded, spacing, rtol=1e-3):
-        raise InputError(path, f"bead stack voxel size {recorded} differs from the image's {spacing}; resample it first")
+        raise InputError(
+            path, f"bead stack voxel size {recorded} differs from the image's {spacing}; resample it first"
+        )
     if np.clip(bead - np.median(bead), 0, None).sum() <= 0:
         raise InputError(path, "the bead stack has no signal above its median")
     return bead
 
 
-def fit_file(image_path: Path, init_path: Path | None, cells: int | None, psf_path: Path | None, voxel_size, out: Path, cfg: DictConfig, device, seed: int,
-             on_step: StepCallback) -> dict:
-    from invrender.core.geometry.foam import foam_mesh
+def fit_file(
+    image_path: Path,
+    init_path: Path | None,
+    cells: int | None,
+    psf_path: Path | None,
+    voxel_size,
+    out: Path,
+    cfg: DictConfig,
+    device,
+    seed: int,
+    on_step: StepCallback,
+) -> dict:
     from invrender.methods.mesh_fit.fit import bright_region_sphere, fit_stack, image_metrics
+    from invrender.methods.mesh_fit.foam import foam_mesh
 
     stack = read_image(image_path, ndims=(3,))
     spacing = voxel_size or read_voxel_size(image_path) or (1.0, 1.0, 1.0)
     if min(spacing) <= 0:
-        raise InputError(image_path, f"voxel size {spacing} in the file's metadata is not positive; give --voxel-size z,y,x")
+        raise InputError(
+            image_path, f"voxel size {spacing} in the file's metadata is not positive; give --voxel-size z,y,x"
+        )
     extent = np.array([stack.shape[2] * spacing[2], stack.shape[1] * spacing[1], stack.shape[0] * spacing[0]])
     if init_path is not None:
         init = read_mesh(init_path)
@@ -57,7 +79,9 @@ def fit_file(image_path: Path, init_path: Path | None, cells: int | None, psf_pa
     elif cells is not None:
         try:
             foam = cfg.init.foam
-            init = foam_mesh(stack, spacing, cells, float(cfg.init.bright_fraction), int(foam.step), int(foam.smoothing), seed)
+            init = foam_mesh(
+                stack, spacing, cells, float(cfg.init.bright_fraction), int(foam.step), int(foam.smoothing), seed
+            )
         except ValueError as err:
             raise InputError(image_path, f"cannot build a foam of {cells} cells: {err}") from None
     else:
@@ -76,24 +100,35 @@ def fit_file(image_path: Path, init_path: Path | None, cells: int | None, psf_pa
         write_json(paths["psf"], {"kind": "measured", "file": str(psf_path), "units": units})
     else:
         sigmas, axes = principal_axes(fitted.covariance)
-        write_json(paths["psf"], {"kind": "gaussian", "covariance_xyz": fitted.covariance, "sigmas": sigmas, "axes": axes, "units": units})
+        write_json(
+            paths["psf"],
+            {"kind": "gaussian", "covariance_xyz": fitted.covariance, "sigmas": sigmas, "axes": axes, "units": units},
+        )
     write_tiff(paths["render"], fitted.render.astype(np.float32), voxel_size=spacing)
     write_png(paths["loss_curve"], plot_series(fitted.losses))
     final = fitted.phases[-1].final if fitted.phases else {}
-    metrics = {**image_metrics(fitted.render, stack), "final_losses": final, "steps": len(fitted.losses),
-               "voxel_size": spacing, "vertices": len(fitted.mesh.vertices), "faces": len(fitted.mesh.faces)}
+    metrics = {
+        **image_metrics(fitted.render, stack),
+        "final_losses": final,
+        "steps": len(fitted.losses),
+        "voxel_size": spacing,
+        "vertices": len(fitted.mesh.vertices),
+        "faces": len(fitted.mesh.faces),
+    }
     if fitted.warning:
         metrics["warning"] = fitted.warning
     write_json(paths["metrics"], metrics)
-    result = {"outputs": [str(p) for p in paths.values()], "loss": final.get("intensity_weighted_mse"), "ssim": metrics["ssim"],
-              "psnr": metrics["psnr"], "psf_sigmas": sigmas, "phases": [p.__dict__ for p in fitted.phases]}
+    result = {
+        "outputs": [str(p) for p in paths.values()],
+        "loss": final.get("intensity_weighted_mse"),
+        "ssim": metrics["ssim"],
+        "psnr": metrics["psnr"],
+        "psf_sigmas": sigmas,
+        "phases": [p.__dict__ for p in fitted.phases],
+    }
     if fitted.warning:
         result["warning"] = fitted.warning
     return result
-
-
-def check_config(cfg: DictConfig, device) -> None:
-    check_losses_and_renderer(cfg, device)
 
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
@@ -117,19 +152,61 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
         raise ConfigError("--init: with several inputs, give each its init in a CSV input list (column init)")
 
 
-SPEC = MethodSpec("mesh-fit", "mesh_fit", make_job, check_config, check_inputs, input_options={"init": Path, "cells": int, "psf": Path},
-                  cpu_only=True)
+SPEC = MethodSpec(
+    "mesh-fit",
+    "mesh_fit",
+    make_job,
+    check_inputs=check_inputs,
+    input_options={"init": Path, "cells": int, "psf": Path},
+    cpu_only=True,
+    renderer_kind="mesh spectrum",
+    quantities=QUANTITIES,
+)
 
 
 @with_shared_options
 def mesh_fit(
     arguments: Arguments,
-    init: Annotated[Optional[Path], typer.Option("--init", help="Initial mesh (.obj, .ply, .rec; default: a sphere fitted to the stack's bright region).")] = None,
-    cells: Annotated[Optional[int], typer.Option("--cells", help="Start from a foam of N cells (one multi-material mesh, written as .rec).")] = None,
-    psf: Annotated[Optional[Path], typer.Option("--psf", help="A measured PSF: a bead stack (TIFF) at the image's voxel size, used instead of fitting a Gaussian.")] = None,
-    voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="z,y,x in physical units (default: from the TIFF's metadata, else 1,1,1).")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init", help="Initial mesh (.obj, .ply, .rec; default: a sphere fitted to the stack's bright region)."
+        ),
+    ] = None,
+    cells: Annotated[
+        int | None,
+        typer.Option("--cells", help="Start from a foam of N cells (one multi-material mesh, written as .rec)."),
+    ] = None,
+    psf: Annotated[
+        Path | None,
+        typer.Option(
+            "--psf",
+            help="A measured PSF: a bead stack (TIFF) at the image's voxel size, used instead of fitting a Gaussian.",
+        ),
+    ] = None,
+    voxel_size: Annotated[
+        str | None,
+        typer.Option("--voxel-size", help="z,y,x in physical units (default: from the TIFF's metadata, else 1,1,1)."),
+    ] = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Infer cell surface meshes and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
     options = {"init": init, "cells": cells, "psf": psf, "voxel_size": parse_voxel_size(voxel_size)}
     raise typer.Exit(run_method(SPEC, arguments, shared, [], options))
+
+
+def synth_mesh(
+    mesh: Annotated[Path, typer.Argument(help="A mesh (.obj, .ply, .off, .stl, .rec).", show_default=False)],
+    size: Annotated[int, typer.Option("--size", min=16, help="Stack size in voxels (a cube).")] = 64,
+    sigma: Annotated[float, typer.Option("--sigma", min=0.1, help="Gaussian PSF standard deviation, voxels.")] = 2.0,
+    noise: Annotated[float, typer.Option("--noise", min=0.0, help="Gaussian noise, relative to the peak.")] = 0.05,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-mesh"),
+) -> None:
+    """A noisy fluorescence stack of a mesh (scaled into the box) through a Gaussian PSF, with the
+    placed mesh and the PSF as ground truth."""
+    from invrender.core.geometry.meshes import read_mesh
+    from invrender.methods.mesh_fit.synth import write_mesh_dataset
+
+    paths = write_mesh_dataset(read_mesh(mesh), mesh.stem, out, size, sigma, noise, seed)
+    typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}", err=True)

@@ -18,7 +18,9 @@ from invrender.core.render.spectrum import Grid
 from invrender.methods.mesh_fit.model import MeshScene
 
 
-def bright_region_sphere(stack: np.ndarray, spacing: tuple[float, float, float], bright_fraction: float, subdivisions: int) -> Mesh:
+def bright_region_sphere(
+    stack: np.ndarray, spacing: tuple[float, float, float], bright_fraction: float, subdivisions: int
+) -> Mesh:
     """An icosphere at the intensity-weighted centre of the bright voxels, with their mean distance
     from it as radius (a membrane stain is bright on the surface), in physical units."""
     level = bright_fraction * np.percentile(stack, 99.9)
@@ -33,6 +35,10 @@ def bright_region_sphere(stack: np.ndarray, spacing: tuple[float, float, float],
     return Mesh(np.asarray(sphere.vertices) + centre, np.asarray(sphere.faces, dtype=np.int64))
 
 
+#: What the objective returns for the loss registry.
+QUANTITIES = frozenset({"render", "target"})
+
+
 @dataclass
 class MeshFit:
     mesh: Mesh  # physical units
@@ -43,8 +49,16 @@ class MeshFit:
     warning: str | None = None
 
 
-def fit_stack(stack: np.ndarray, spacing: tuple[float, float, float], init: Mesh, cfg: DictConfig, device: torch.device, seed: int,
-              on_step=None, bead: np.ndarray | None = None) -> MeshFit:
+def fit_stack(
+    stack: np.ndarray,
+    spacing: tuple[float, float, float],
+    init: Mesh,
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    on_step=None,
+    bead: np.ndarray | None = None,
+) -> MeshFit:
     """Fit `init` (physical units) and a Gaussian PSF to `stack` (z, y, x) with voxel `spacing`; with
     a `bead` stack (same voxel size), its measured PSF is used instead and only the shape and the
     intensity are fitted."""
@@ -52,8 +66,19 @@ def fit_stack(stack: np.ndarray, spacing: tuple[float, float, float], init: Mesh
     unit = min(spacing)
     grid = Grid(stack.shape, spacing)
     measured = None if bead is None else measured_transfer(bead, grid)
-    scene = MeshScene(init.vertices, init.faces, init.face_weights, grid, unit, tuple(cfg.psf.sigma), float(cfg.shape["lambda"]),
-                      get_renderer(cfg.render.backend, device), _render_options(cfg), float(cfg.render.band_threshold), measured)
+    scene = MeshScene(
+        init.vertices,
+        init.faces,
+        init.face_weights,
+        grid,
+        unit,
+        tuple(cfg.psf.sigma),
+        float(cfg.shape["lambda"]),
+        get_renderer(cfg.render.backend, device, "mesh spectrum"),
+        _render_options(cfg),
+        float(cfg.render.band_threshold),
+        measured,
+    )
     target = torch.from_numpy(np.asarray(stack, dtype=np.float64))
     with torch.no_grad():  # the intensity scale and offset that best explain the stack with the initial mesh
         density = scene.density(scene.full_band)
@@ -66,17 +91,29 @@ def fit_stack(stack: np.ndarray, spacing: tuple[float, float, float], init: Mesh
         band = model.full_band if context.option("spectrum") == "full" else model.band()
         return {"render": model(band)[None], "target": target[None]}
 
-    history = run_phases_recorded(scene, objective, list(cfg.phases), dict(cfg.loss), seed, "intensity_weighted_mse", on_step)
+    history = run_phases_recorded(
+        scene, objective, list(cfg.phases), dict(cfg.loss), seed, "intensity_weighted_mse", on_step
+    )
     with torch.no_grad():
         render = scene(scene.full_band).numpy()
-    return MeshFit(Mesh(scene.vertices_physical(), init.faces, init.materials), scene.covariance_physical(), render, history.phases,
-                   history.losses, history.warning)
+    return MeshFit(
+        Mesh(scene.vertices_physical(), init.faces, init.materials),
+        scene.covariance_physical(),
+        render,
+        history.phases,
+        history.losses,
+        history.warning,
+    )
 
 
 def _render_options(cfg: DictConfig) -> dict:
     if cfg.render.backend == "nufft":
         quadrature = cfg.render.quadrature
-        return {"degree": int(quadrature.degree), "subdivisions": int(quadrature.subdivisions), "max_phase": float(quadrature.max_phase)}
+        return {
+            "degree": int(quadrature.degree),
+            "subdivisions": int(quadrature.subdivisions),
+            "max_phase": float(quadrature.max_phase),
+        }
     return {}
 
 

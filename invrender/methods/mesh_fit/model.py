@@ -18,7 +18,6 @@ from invrender.core.render.microscope import render_stack, surface_spectrum
 from invrender.core.render.psf import cholesky_factor, gaussian_transfer
 from invrender.core.render.spectrum import Band, Grid
 
-
 NEGLIGIBLE_TRANSFER = 1e-6  # frequencies where |h^| is below this add less than it to the image
 
 
@@ -27,14 +26,31 @@ class MeshScene(MultiStartModule):
 
     groups = {"shape": ("u",), "psf": ("psf_log_diagonal", "psf_lower"), "intensity": ("log_scale", "offset")}
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, face_weights: np.ndarray, grid: Grid, unit: float,
-                 sigmas: tuple[float, float, float], lam: float, renderer, render_options: dict, band_threshold: float,
-                 measured_transfer: torch.Tensor | None = None):
+    def __init__(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        face_weights: np.ndarray,
+        grid: Grid,
+        unit: float,
+        sigmas: tuple[float, float, float],
+        lam: float,
+        renderer,
+        render_options: dict,
+        band_threshold: float,
+        measured_transfer: torch.Tensor | None = None,
+    ):
         """`measured_transfer` (flat half spectrum, complex): a measured PSF, which then replaces the
         Gaussian (whose parameters are then unused)."""
         super().__init__()
         self.measured_transfer = measured_transfer
-        self.grid, self.unit, self.renderer, self.render_options, self.band_threshold = grid, unit, renderer, render_options, band_threshold
+        self.grid, self.unit, self.renderer, self.render_options, self.band_threshold = (
+            grid,
+            unit,
+            renderer,
+            render_options,
+            band_threshold,
+        )
         self.internal_grid = Grid(grid.shape, tuple(s / unit for s in grid.spacing))
         self.faces = torch.from_numpy(np.asarray(faces, dtype=np.int64))
         self.face_weights = torch.from_numpy(np.asarray(face_weights, dtype=np.float64))

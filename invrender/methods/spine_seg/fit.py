@@ -22,12 +22,12 @@ import torch
 from omegaconf import DictConfig
 from scipy.ndimage import gaussian_filter
 
-from invrender.core.geometry.spine import chain_frames, cranial_order
 from invrender.core.io import normalise_intensity
 from invrender.core.optim.phases import PhaseContext, PhaseRecord, run_phases_recorded
 from invrender.core.render.sampling import VolumeSampler
 from invrender.core.render.sdf import DistancePool, mesh_to_mask, signed_distance, signed_distances
 from invrender.core.volumes import Volume, as_canonical, index_to_world, world_to_index
+from invrender.methods.spine_seg.frames import chain_frames, cranial_order
 from invrender.methods.spine_seg.model import Appearance, SpineModel, vertex_normals
 from invrender.methods.spine_seg.placement import Placement, place_vertebrae, probe_points
 from invrender.methods.spine_seg.points import face_areas, sample_around_surfaces
@@ -60,7 +60,9 @@ def blurred_samplers(volume: Volume, sigmas: list[float]) -> list[VolumeSampler]
     return samplers
 
 
-def sample_in_region(region: Volume, vertices: torch.Tensor, count: int, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def sample_in_region(
+    region: Volume, vertices: torch.Tensor, count: int, generator: torch.Generator
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`count` points uniform in the region's box, each given to the mesh with the nearest centroid:
     per mesh of (M, V, 3) vertices, (N_m, 3) points and (N_m,) their distance to its nearest
     vertex, a bound on their distance to its surface. A sampling measure that does not follow the
@@ -86,8 +88,14 @@ def sample_in_region(region: Volume, vertices: torch.Tensor, count: int, generat
     return groups
 
 
-def chain_distances(points: list[torch.Tensor], reach: list[torch.Tensor], vertices: torch.Tensor, faces: np.ndarray, sign: str,
-                    pool: DistancePool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def chain_distances(
+    points: list[torch.Tensor],
+    reach: list[torch.Tensor],
+    vertices: torch.Tensor,
+    faces: np.ndarray,
+    sign: str,
+    pool: DistancePool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For the points of each mesh of a chain, `points[m]` (N_m, 3), their union signed distance to
     the mesh and its chain neighbours, and the overlap depth sum_j relu(-d_m) relu(-d_j) over the
     neighbours j (mm^2); both concatenated over the meshes, (sum N_m,). `vertices` (M, V, 3).
@@ -122,6 +130,25 @@ def chain_distances(points: list[torch.Tensor], reach: list[torch.Tensor], verti
     return union, overlap
 
 
+#: What the objective returns for the loss registry (`losses.py` here reads them).
+QUANTITIES = frozenset(
+    {
+        "predicted",
+        "sampled",
+        "known",
+        "shape",
+        "edges",
+        "normals",
+        "image_gradient",
+        "known_vertices",
+        "overlap",
+        "coefficients",
+        "eigenvalues",
+        "drift",
+    }
+)
+
+
 @dataclass
 class SpineFit:
     labels: list[int]  # VerSe code of each vertebra, in chain order
@@ -138,21 +165,43 @@ def extend_chain(centres: np.ndarray, volume: Volume) -> tuple[np.ndarray, slice
     along it, where that lies inside the CT or less than half a spacing beyond it (so that part of
     that vertebra is in view); and the slice of the given vertebrae in the result."""
     above, below = 2 * centres[0] - centres[1], 2 * centres[-1] - centres[-2]
-    reach = [np.linalg.norm(centres[0] - centres[1]) / 2 / volume.spacing, np.linalg.norm(centres[-1] - centres[-2]) / 2 / volume.spacing]
+    reach = [
+        np.linalg.norm(centres[0] - centres[1]) / 2 / volume.spacing,
+        np.linalg.norm(centres[-1] - centres[-2]) / 2 / volume.spacing,
+    ]
     index = world_to_index(volume.affine, np.stack([above, below]))
     inside = [bool(np.all((i >= -r) & (i <= np.array(volume.shape) - 1 + r))) for i, r in zip(index, reach)]
-    extended = np.concatenate([[above] if inside[0] else np.empty((0, 3)), centres, [below] if inside[1] else np.empty((0, 3))])
+    extended = np.concatenate(
+        [[above] if inside[0] else np.empty((0, 3)), centres, [below] if inside[1] else np.empty((0, 3))]
+    )
     return extended, slice(int(inside[0]), int(inside[0]) + len(centres))
 
 
-def build_model(template: Template, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray, cfg: DictConfig, seed: int) -> SpineModel:
+def build_model(
+    template: Template, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray, cfg: DictConfig, seed: int
+) -> SpineModel:
     """The spine model with one template per frame (chain order)."""
     k = min(int(cfg.shape.modes), template.eigenvectors.shape[1])
     appearance_cfg = cfg.appearance
-    appearance = Appearance(int(appearance_cfg.frequencies), float(appearance_cfg.scale), float(appearance_cfg.max_frequency),
-                            int(appearance_cfg.hidden), seed)
-    return SpineModel(template.vertices, template.faces, template.eigenvectors[:, :k], template.eigenvalues[:k], template.masses,
-                      template.reference_spacing, centres, rotations, spacings, appearance)
+    appearance = Appearance(
+        int(appearance_cfg.frequencies),
+        float(appearance_cfg.scale),
+        float(appearance_cfg.max_frequency),
+        int(appearance_cfg.hidden),
+        seed,
+    )
+    return SpineModel(
+        template.vertices,
+        template.faces,
+        template.eigenvectors[:, :k],
+        template.eigenvalues[:k],
+        template.masses,
+        template.reference_spacing,
+        centres,
+        rotations,
+        spacings,
+        appearance,
+    )
 
 
 def template_extent(template: Template, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray) -> np.ndarray:
@@ -169,22 +218,35 @@ def normalised_region(volume: Volume, extent: np.ndarray, margin: float, cfg: Di
     return region
 
 
-def place(volume: Volume, template: Template, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray, cfg: DictConfig,
-          seed: int) -> Placement:
+def place(
+    volume: Volume,
+    template: Template,
+    centres: np.ndarray,
+    rotations: np.ndarray,
+    spacings: np.ndarray,
+    cfg: DictConfig,
+    seed: int,
+) -> Placement:
     """The search for every vertebra's similarity transform (`placement.py`) in the CT low-passed by
     `placement.blur` mm, cropped wide enough for every candidate."""
     search = cfg.placement
-    reach = max(float(search.posterior_reach), float(search.left_reach), float(search.superior_reach) * float(spacings.max()))
+    reach = max(
+        float(search.posterior_reach), float(search.left_reach), float(search.superior_reach) * float(spacings.max())
+    )
     extent = template_extent(template, centres, rotations, spacings * max(search.scales))
     region = normalised_region(volume, extent, float(cfg.region.margin) + reach, cfg)
     blur = float(search.blur)
     blurred = gaussian_filter(region.data, blur / region.spacing) if blur > 0 else region.data
     sampler = VolumeSampler(torch.from_numpy(np.ascontiguousarray(blurred, dtype=np.float32)), region.affine)
-    probe = probe_points(template.vertices, template.faces, template.reference_spacing, int(search.points), float(search.band), seed)
+    probe = probe_points(
+        template.vertices, template.faces, template.reference_spacing, int(search.points), float(search.band), seed
+    )
     return place_vertebrae(sampler, centres, rotations, spacings, probe, search)
 
 
-def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Template, cfg: DictConfig, seed: int, on_step=None) -> SpineFit:
+def fit_spine(
+    volume: Volume, centroids: dict[int, np.ndarray], template: Template, cfg: DictConfig, seed: int, on_step=None
+) -> SpineFit:
     """Fit one template per centroid to `volume` (a CT in any units: it is normalised here): place
     each vertebra by the search (when `placement.enabled`), then run the configured phases. With
     `chain.extend`, one more vertebra beyond each end of the chain, where the CT shows it, is
@@ -203,8 +265,12 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
         placement = place(volume, template, centres, rotations, spacings, cfg, seed)
         centres, rotations, spacings = placement.centres, placement.rotations, placement.spacings
     model = build_model(template, centres, rotations, spacings, cfg, seed)
-    region = normalised_region(volume, template_extent(template, centres, rotations, spacings), float(cfg.region.margin), cfg)
-    widest = max([float(phase.ramps.blur.start) for phase in cfg.phases if "blur" in (phase.get("ramps") or {})], default=0.0)
+    region = normalised_region(
+        volume, template_extent(template, centres, rotations, spacings), float(cfg.region.margin), cfg
+    )
+    widest = max(
+        [float(phase.ramps.blur.start) for phase in cfg.phases if "blur" in (phase.get("ramps") or {})], default=0.0
+    )
     widths = np.linspace(widest, 0.0, int(cfg.coarse_to_fine.levels)).tolist()
     samplers = blurred_samplers(region, widths)
     generator = torch.Generator().manual_seed(seed)
@@ -220,7 +286,9 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
         sampler = samplers[int(np.argmin([abs(w - sigma) for w in widths]))]
         world = model.world()  # (1, M, V, 3)
         with torch.no_grad():
-            near, reach = sample_around_surfaces(world[0], model.faces, per_mesh, list(points_cfg.sigmas), generator, template_areas)
+            near, reach = sample_around_surfaces(
+                world[0], model.faces, per_mesh, list(points_cfg.sigmas), generator, template_areas
+            )
             spread = sample_in_region(region, world[0], n_uniform, generator)
         points = [torch.cat([near[m], spread[m][0]]) for m in range(model.n_vertebrae)]
         reach = [torch.cat([reach[m], spread[m][1]]) for m in range(model.n_vertebrae)]
@@ -231,17 +299,37 @@ def fit_spine(volume: Volume, centroids: dict[int, np.ndarray], template: Templa
         at_vertices = sampler(world.reshape(-1, 3))[:, 1:].reshape(world.shape)
         known_vertices = sampler.inside(world[0].reshape(-1, 3)).reshape(world.shape[1:3])
         # beyond the CT's field of view (or the region) nothing is known: no image term there
-        return {"predicted": model.appearance(union), "sampled": sampled, "known": sampler.inside(points), "shape": model.canonical(), "edges": model.edges,
-                "normals": vertex_normals(world, model.faces), "image_gradient": at_vertices, "known_vertices": known_vertices, "overlap": overlap,
-                "coefficients": model.coefficients, "eigenvalues": model.eigenvalues, "drift": model.drift()}
+        return {
+            "predicted": model.appearance(union),
+            "sampled": sampled,
+            "known": sampler.inside(points),
+            "shape": model.canonical(),
+            "edges": model.edges,
+            "normals": vertex_normals(world, model.faces),
+            "image_gradient": at_vertices,
+            "known_vertices": known_vertices,
+            "overlap": overlap,
+            "coefficients": model.coefficients,
+            "eigenvalues": model.eigenvalues,
+            "drift": model.drift(),
+        }
 
     workers = int(cfg.sdf.workers) or torch.get_num_threads()
     with DistancePool(min(workers, model.n_vertebrae)) as pool:
-        history = run_phases_recorded(model, objective, list(cfg.phases), dict(cfg.loss), seed, "appearance_l1", on_step)
+        history = run_phases_recorded(
+            model, objective, list(cfg.phases), dict(cfg.loss), seed, "appearance_l1", on_step
+        )
     with torch.no_grad():
         vertices = model.world()[0, given].double().numpy()
-    return SpineFit(labels, vertices, np.asarray(template.faces), history.phases, history.losses, history.warning,
-                    None if placement is None else placement.select(given))
+    return SpineFit(
+        labels,
+        vertices,
+        np.asarray(template.faces),
+        history.phases,
+        history.losses,
+        history.warning,
+        None if placement is None else placement.select(given),
+    )
 
 
 def label_volume(volume: Volume, fit: SpineFit) -> np.ndarray:

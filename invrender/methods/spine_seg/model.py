@@ -37,7 +37,9 @@ class Appearance(nn.Module):
     def __init__(self, n_frequencies: int, scale: float, max_frequency: float, hidden: int, seed: int):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("frequencies", torch.logspace(math.log10(1.0 / scale), math.log10(max_frequency), n_frequencies))
+        self.register_buffer(
+            "frequencies", torch.logspace(math.log10(1.0 / scale), math.log10(max_frequency), n_frequencies)
+        )
         self.scale = scale
         sizes = [1 + 2 * n_frequencies, hidden, hidden, 1]
         self.weights = nn.ParameterList()
@@ -62,9 +64,19 @@ class SpineModel(MultiStartModule):
 
     groups = {"affine": ("affine", "shift"), "shape": ("coefficients",), "appearance": ("appearance",)}
 
-    def __init__(self, template_vertices: np.ndarray, faces: np.ndarray, eigenvectors: np.ndarray, eigenvalues: np.ndarray,
-                 masses: np.ndarray, reference_spacing: float, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray,
-                 appearance: Appearance):
+    def __init__(
+        self,
+        template_vertices: np.ndarray,
+        faces: np.ndarray,
+        eigenvectors: np.ndarray,
+        eigenvalues: np.ndarray,
+        masses: np.ndarray,
+        reference_spacing: float,
+        centres: np.ndarray,
+        rotations: np.ndarray,
+        spacings: np.ndarray,
+        appearance: Appearance,
+    ):
         super().__init__()
         n, k = len(centres), eigenvectors.shape[1]
         total_area = float(masses.sum()) / reference_spacing**2  # in units of the centroid spacing
@@ -98,7 +110,9 @@ class SpineModel(MultiStartModule):
 
     def world(self) -> torch.Tensor:
         """(S, M, V, 3) vertices in world mm."""
-        return self.centres[:, None] + self.spacings[:, None, None] * torch.einsum("mij,smvj->smvi", self.rotations, self.local())
+        return self.centres[:, None] + self.spacings[:, None, None] * torch.einsum(
+            "mij,smvj->smvi", self.rotations, self.local()
+        )
 
     def drift(self) -> torch.Tensor:
         """(S, M, 3) how far each vertebra's mean vertex has moved from the placed template's, in

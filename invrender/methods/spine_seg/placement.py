@@ -53,23 +53,33 @@ class Placement:
     turns: np.ndarray
     scores: np.ndarray
 
-    def select(self, chosen: slice) -> "Placement":
+    def select(self, chosen: slice) -> Placement:
         """The placement of some of the vertebrae."""
         return Placement(*(getattr(self, name)[chosen] for name in self.__dataclass_fields__))
 
     def summary(self, names: list[str]) -> dict:
         """Per vertebra name: what the search moved, for the metrics file."""
-        return {name: {"offset_mm": [round(float(v), 2) for v in offset], "scale": round(float(scale), 3),
-                       "rotation_deg": round(float(turn), 1), "score": round(float(score), 3)}
-                for name, offset, scale, turn, score in zip(names, self.offsets, self.scales, self.turns, self.scores)}
+        return {
+            name: {
+                "offset_mm": [round(float(v), 2) for v in offset],
+                "scale": round(float(scale), 3),
+                "rotation_deg": round(float(turn), 1),
+                "score": round(float(score), 3),
+            }
+            for name, offset, scale, turn, score in zip(names, self.offsets, self.scales, self.turns, self.scores)
+        }
 
 
-def probe_points(template_vertices: np.ndarray, faces: np.ndarray, reference_spacing: float, count: int, band: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def probe_points(
+    template_vertices: np.ndarray, faces: np.ndarray, reference_spacing: float, count: int, band: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` points (count, 3) around the template's surface in units of its centroid spacing:
     uniform on the surface by area, offset by an isotropic Gaussian of `band` / 2 mm; and their
     signed distance (count,) mm to the template (exact, libigl)."""
     vertices = torch.from_numpy(np.asarray(template_vertices, dtype=np.float64))
-    points, _ = sample_around_surfaces(vertices[None], torch.from_numpy(np.asarray(faces)), count, [band / 2], torch.Generator().manual_seed(seed))
+    points, _ = sample_around_surfaces(
+        vertices[None], torch.from_numpy(np.asarray(faces)), count, [band / 2], torch.Generator().manual_seed(seed)
+    )
     distance = signed_distance(points[0], vertices, faces)
     return (points[0] / reference_spacing).float(), distance.float()
 
@@ -78,7 +88,9 @@ def _turn(angle: torch.Tensor) -> torch.Tensor:
     """(A, 3, 3) rotations by `angle` (A,) radians about the frame's first axis (superior)."""
     c, s = torch.cos(angle), torch.sin(angle)
     one, zero = torch.ones_like(c), torch.zeros_like(c)
-    return torch.stack([torch.stack([one, zero, zero], -1), torch.stack([zero, c, -s], -1), torch.stack([zero, s, c], -1)], -2)
+    return torch.stack(
+        [torch.stack([one, zero, zero], -1), torch.stack([zero, c, -s], -1), torch.stack([zero, s, c], -1)], -2
+    )
 
 
 def _grid(reach: float, step: float) -> torch.Tensor:
@@ -86,12 +98,23 @@ def _grid(reach: float, step: float) -> torch.Tensor:
     return torch.arange(-count, count + 1, dtype=torch.float32) * step
 
 
-def _scores(sampler: VolumeSampler, centre: np.ndarray, rotation: np.ndarray, spacing: float, points: torch.Tensor, expected: torch.Tensor,
-            offsets: torch.Tensor, scales: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+def _scores(
+    sampler: VolumeSampler,
+    centre: np.ndarray,
+    rotation: np.ndarray,
+    spacing: float,
+    points: torch.Tensor,
+    expected: torch.Tensor,
+    offsets: torch.Tensor,
+    scales: torch.Tensor,
+    turns: torch.Tensor,
+) -> torch.Tensor:
     """(S, A, D) the normalised cross-correlation of every candidate: scales (S,), turns (A,)
     radians, offsets (D, 3) mm in the frame."""
     frame = torch.as_tensor(rotation, dtype=torch.float32)
-    shaped = spacing * scales[:, None, None, None] * torch.einsum("aij,nj->ani", _turn(turns), points)[None]  # (S, A, N, 3) frame mm
+    shaped = (
+        spacing * scales[:, None, None, None] * torch.einsum("aij,nj->ani", _turn(turns), points)[None]
+    )  # (S, A, N, 3) frame mm
     base = torch.as_tensor(centre, dtype=torch.float32) + shaped @ frame.T
     shifts = offsets @ frame.T
     scores = torch.empty(len(scales), len(turns), len(offsets))
@@ -104,8 +127,14 @@ def _scores(sampler: VolumeSampler, centre: np.ndarray, rotation: np.ndarray, sp
     return scores
 
 
-def place_vertebrae(sampler: VolumeSampler, centres: np.ndarray, rotations: np.ndarray, spacings: np.ndarray,
-                    probe: tuple[torch.Tensor, torch.Tensor], cfg: DictConfig) -> Placement:
+def place_vertebrae(
+    sampler: VolumeSampler,
+    centres: np.ndarray,
+    rotations: np.ndarray,
+    spacings: np.ndarray,
+    probe: tuple[torch.Tensor, torch.Tensor],
+    cfg: DictConfig,
+) -> Placement:
     """Search every vertebra's similarity transform (module docstring) in the CT seen by `sampler`
     (one channel, low-passed). `centres` (M, 3), `rotations` (M, 3, 3), `spacings` (M,): the
     frames from the centroids, chain order. `probe`: template points (N, 3) and their signed
@@ -118,10 +147,17 @@ def place_vertebrae(sampler: VolumeSampler, centres: np.ndarray, rotations: np.n
     expected = torch.sigmoid(-distance / float(cfg.edge_width))
     expected = (expected - expected.mean()) / expected.std()
     step = float(cfg.step)
-    offsets = torch.cartesian_prod(_grid(float(cfg.superior_reach) * float(spacings.min()), step), _grid(float(cfg.posterior_reach), step),
-                                   _grid(float(cfg.left_reach), step))
-    total = sum(_scores(sampler, centre, rotation, float(spacing), points, expected, offsets, torch.ones(1), torch.zeros(1))[0, 0]
-                for centre, rotation, spacing in zip(centres, rotations, spacings))
+    offsets = torch.cartesian_prod(
+        _grid(float(cfg.superior_reach) * float(spacings.min()), step),
+        _grid(float(cfg.posterior_reach), step),
+        _grid(float(cfg.left_reach), step),
+    )
+    total = sum(
+        _scores(sampler, centre, rotation, float(spacing), points, expected, offsets, torch.ones(1), torch.zeros(1))[
+            0, 0
+        ]
+        for centre, rotation, spacing in zip(centres, rotations, spacings)
+    )
     shared = offsets[int(total.argmax())]
     local = shared + torch.cartesian_prod(*[_grid(float(cfg.refine_reach), step / 2)] * 3)
     scales = torch.tensor(list(cfg.scales), dtype=torch.float32)

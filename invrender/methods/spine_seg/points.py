@@ -9,11 +9,22 @@ import torch
 def face_areas(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """(..., F) the areas of the faces (F, 3) of meshes with vertices (..., V, 3)."""
     corners = vertices[..., faces, :]  # (..., F, 3, 3)
-    return torch.linalg.cross(corners[..., 1, :] - corners[..., 0, :], corners[..., 2, :] - corners[..., 0, :], dim=-1).norm(dim=-1) / 2
+    return (
+        torch.linalg.cross(
+            corners[..., 1, :] - corners[..., 0, :], corners[..., 2, :] - corners[..., 0, :], dim=-1
+        ).norm(dim=-1)
+        / 2
+    )
 
 
-def sample_around_surfaces(vertices: torch.Tensor, faces: torch.Tensor, count: int, sigmas: list[float], generator: torch.Generator,
-                           areas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_around_surfaces(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    count: int,
+    sigmas: list[float],
+    generator: torch.Generator,
+    areas: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, count, 3) points per mesh of (M, V, 3) vertices: uniform on the surface by area, then
     offset by isotropic Gaussians, an equal share of the points for each width in `sigmas` (mm);
     and (M, count) the length of each offset, a bound on the point's distance to its own surface.

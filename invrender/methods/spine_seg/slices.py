@@ -10,7 +10,15 @@ from invrender.core.overlay import label_colours
 from invrender.core.volumes import Volume, world_to_index
 
 
-def _plane(volume: Volume, centre: np.ndarray, right: np.ndarray, up: np.ndarray, half_width: float, half_height: float, step: float) -> np.ndarray:
+def _plane(
+    volume: Volume,
+    centre: np.ndarray,
+    right: np.ndarray,
+    up: np.ndarray,
+    half_width: float,
+    half_height: float,
+    step: float,
+) -> np.ndarray:
     """Voxel indices (3, H, W) of a plane through `centre` spanned by unit `right` and `up`, one
     sample per `step` mm, top row the highest."""
     across = np.arange(-half_width, half_width + step / 2, step)
@@ -19,7 +27,9 @@ def _plane(volume: Volume, centre: np.ndarray, right: np.ndarray, up: np.ndarray
     return world_to_index(volume.affine, points.reshape(-1, 3)).T.reshape(3, *points.shape[:2])
 
 
-def slice_sheet(volume: Volume, labels: np.ndarray, centroids: np.ndarray, margin: float = 40.0, step: float = 0.5) -> np.ndarray:
+def slice_sheet(
+    volume: Volume, labels: np.ndarray, centroids: np.ndarray, margin: float = 40.0, step: float = 0.5
+) -> np.ndarray:
     """(H, W, 3) uint8: sagittal (anterior left) and coronal (patient's right on the left, as
     radiologists view it) slices through the centroids' mean, intensity windowed to the 1..99th
     percentiles, label contours coloured per label."""
@@ -27,7 +37,10 @@ def slice_sheet(volume: Volume, labels: np.ndarray, centroids: np.ndarray, margi
     half_height = (np.ptp(centroids[:, 2]) if len(centroids) > 1 else 0.0) / 2 + margin
     # World axes are NIfTI's RAS+: +x towards the patient's right, +y anterior, +z superior.
     superior = np.array([0.0, 0.0, 1.0])
-    screen_right = (np.array([0.0, -1.0, 0.0]), np.array([-1.0, 0.0, 0.0]))  # sagittal: posterior; coronal: patient's left
+    screen_right = (
+        np.array([0.0, -1.0, 0.0]),
+        np.array([-1.0, 0.0, 0.0]),
+    )  # sagittal: posterior; coronal: patient's left
     panels = []
     for right in screen_right:
         index = _plane(volume, centre, right, superior, 80.0, half_height, step)

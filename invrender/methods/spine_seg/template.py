@@ -20,16 +20,16 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
 
 from invrender.core.geometry.meshes import Mesh, write_mesh
 from invrender.core.geometry.spectral import laplacian_eigenbasis
-from invrender.core.geometry.spine import cranial_order, vertebra_frames
 from invrender.core.io import InputError, atomic_path, read_json, write_json
 from invrender.core.volumes import VERTEBRA_NAMES, Volume, index_to_world
+from invrender.methods.spine_seg.frames import cranial_order, vertebra_frames
 
 TEMPLATE_VERSION = 1
 MESH_FILE, ARRAYS_FILE, INFO_FILE = "template.ply", "template.npz", "template.json"
@@ -91,8 +91,11 @@ def label_surface(mask: Volume, label: int, faces: int, smoothing: float):
     trimesh.repair.fix_inversion(surface)  # the affine may mirror; keep normals outward
     surface = max(surface.split(only_watertight=False), key=lambda piece: len(piece.faces))
     if len(surface.faces) > faces:
-        decimated, triangles, _, _ = igl.decimate(np.asfortranarray(surface.vertices, dtype=np.float64),
-                                                  np.asfortranarray(surface.faces, dtype=np.int32), faces)
+        decimated, triangles, _, _ = igl.decimate(
+            np.asfortranarray(surface.vertices, dtype=np.float64),
+            np.asfortranarray(surface.faces, dtype=np.int32),
+            faces,
+        )
         surface = trimesh.Trimesh(decimated, triangles)
     if not surface.is_watertight:
         raise RuntimeError(f"the surface of label {label} is not closed after decimation")
@@ -138,8 +141,15 @@ def register(reference, target) -> np.ndarray:
     current = reference
     for _ in range(NRICP_ROUNDS):
         landmarks = _closest_surface_points(current, anchors)
-        moved = trimesh.registration.nricp_sumner(current.copy(), dense, source_landmarks=landmarks, target_positions=anchors,
-                                                  steps=NRICP_STEPS, distance_threshold=NRICP_DISTANCE_THRESHOLD, use_faces=False)
+        moved = trimesh.registration.nricp_sumner(
+            current.copy(),
+            dense,
+            source_landmarks=landmarks,
+            target_positions=anchors,
+            steps=NRICP_STEPS,
+            distance_threshold=NRICP_DISTANCE_THRESHOLD,
+            use_faces=False,
+        )
         current = trimesh.Trimesh(moved, reference.faces, process=False)
     return np.asarray(current.vertices)
 
@@ -150,8 +160,9 @@ def _closest_surface_points(surface, points: np.ndarray) -> tuple[np.ndarray, np
     import igl
     import trimesh
 
-    _, face_index, closest = igl.point_mesh_squared_distance(points, np.asarray(surface.vertices, dtype=np.float64),
-                                                             np.asarray(surface.faces, dtype=np.int64))
+    _, face_index, closest = igl.point_mesh_squared_distance(
+        points, np.asarray(surface.vertices, dtype=np.float64), np.asarray(surface.faces, dtype=np.int64)
+    )
     return face_index, trimesh.triangles.points_to_barycentric(surface.triangles[face_index], closest)
 
 
@@ -159,9 +170,11 @@ def surface_distances(points: np.ndarray, surface) -> np.ndarray:
     """(N,) distance mm from each point (N, 3) to the closest point of `surface` (a Trimesh)."""
     import igl
 
-    squared, _, _ = igl.point_mesh_squared_distance(np.asarray(points, dtype=np.float64),
-                                                    np.asarray(surface.vertices, dtype=np.float64),
-                                                    np.asarray(surface.faces, dtype=np.int64))
+    squared, _, _ = igl.point_mesh_squared_distance(
+        np.asarray(points, dtype=np.float64),
+        np.asarray(surface.vertices, dtype=np.float64),
+        np.asarray(surface.faces, dtype=np.int64),
+    )
     return np.sqrt(squared)
 
 
@@ -171,15 +184,25 @@ def _distance_summary(registered, target, to_mm: float) -> dict:
     parts of the target the registered mesh missed)."""
     forward = surface_distances(registered.vertices, target) * to_mm
     backward = surface_distances(target.vertices, registered) * to_mm
-    return {"mean_mm": float(forward.mean()), "p95_mm": float(np.percentile(forward, 95)),
-            "reverse_mean_mm": float(backward.mean()), "reverse_p95_mm": float(np.percentile(backward, 95))}
+    return {
+        "mean_mm": float(forward.mean()),
+        "p95_mm": float(np.percentile(forward, 95)),
+        "reverse_mean_mm": float(backward.mean()),
+        "reverse_p95_mm": float(np.percentile(backward, 95)),
+    }
 
 
 # ---------------------------------------------------------------- the template
 
 
-def build_template(mask: Volume, centroids: dict[int, np.ndarray] | None = None, labels: list[int] | None = None,
-                   faces: int = 2500, modes: int = 200, smoothing: float = 1.0) -> Template:
+def build_template(
+    mask: Volume,
+    centroids: dict[int, np.ndarray] | None = None,
+    labels: list[int] | None = None,
+    faces: int = 2500,
+    modes: int = 200,
+    smoothing: float = 1.0,
+) -> Template:
     """The mean vertebra of `labels` (default: every label of the mask) in `mask` (I, J, K).
 
     `centroids` `{label: (3,) world mm}` are the vertebral body centroids that define the frames
@@ -216,15 +239,23 @@ def build_template(mask: Volume, centroids: dict[int, np.ndarray] | None = None,
     for label in labels:
         moved = reference.vertices if label == reference_label else register(reference, surfaces[label])
         registered.append(moved)
-        errors[str(label)] = _distance_summary(trimesh.Trimesh(moved, reference.faces, process=False), surfaces[label],
-                                               frames[label][1] / reference_spacing)
+        errors[str(label)] = _distance_summary(
+            trimesh.Trimesh(moved, reference.faces, process=False),
+            surfaces[label],
+            frames[label][1] / reference_spacing,
+        )
     vertices = np.mean(registered, axis=0)
     triangles = np.asarray(reference.faces, dtype=np.int64)
     eigenvalues, eigenvectors, masses = laplacian_eigenbasis(vertices, triangles, min(modes, len(vertices)))
-    source = {"mask": None if mask.path is None else str(mask.path), "labels": labels,
-              "vertebrae": [VERTEBRA_NAMES.get(label, str(label)) for label in labels],
-              "reference_label": reference_label, "origin": origin,
-              "smoothing_mm": smoothing, "registration": errors}
+    source = {
+        "mask": None if mask.path is None else str(mask.path),
+        "labels": labels,
+        "vertebrae": [VERTEBRA_NAMES.get(label, str(label)) for label in labels],
+        "reference_label": reference_label,
+        "origin": origin,
+        "smoothing_mm": smoothing,
+        "registration": errors,
+    }
     return Template(vertices, triangles, eigenvalues, eigenvectors, masses, reference_spacing, source)
 
 
@@ -238,7 +269,10 @@ def _present_labels(mask: Volume, labels: list[int] | None) -> list[int]:
         raise InputError(mask.path, f"the mask holds no {asked} (labels present: {_label_list(present) or 'none'})")
     small = [label for label in chosen if present[label] < MIN_VOXELS]
     if small:
-        raise InputError(mask.path, f"label {small[0]} has {present[small[0]]} voxels; at least {MIN_VOXELS} are needed to mesh a vertebra")
+        raise InputError(
+            mask.path,
+            f"label {small[0]} has {present[small[0]]} voxels; at least {MIN_VOXELS} are needed to mesh a vertebra",
+        )
     return chosen
 
 
@@ -265,12 +299,26 @@ def save_template(template: Template, folder: str | Path) -> None:
     folder = Path(folder)
     write_mesh(folder / MESH_FILE, Mesh(template.vertices, template.faces))
     with atomic_path(folder / ARRAYS_FILE) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, vertices=template.vertices, faces=template.faces, eigenvalues=template.eigenvalues,
-                            eigenvectors=template.eigenvectors, masses=template.masses,
-                            reference_spacing=np.float64(template.reference_spacing))
-    write_json(folder / INFO_FILE, {"version": TEMPLATE_VERSION, "vertices": len(template.vertices), "faces": len(template.faces),
-                                    "modes": len(template.eigenvalues), "reference_spacing_mm": template.reference_spacing,
-                                    "source": template.source})
+        np.savez_compressed(
+            handle,
+            vertices=template.vertices,
+            faces=template.faces,
+            eigenvalues=template.eigenvalues,
+            eigenvectors=template.eigenvectors,
+            masses=template.masses,
+            reference_spacing=np.float64(template.reference_spacing),
+        )
+    write_json(
+        folder / INFO_FILE,
+        {
+            "version": TEMPLATE_VERSION,
+            "vertices": len(template.vertices),
+            "faces": len(template.faces),
+            "modes": len(template.eigenvalues),
+            "reference_spacing_mm": template.reference_spacing,
+            "source": template.source,
+        },
+    )
 
 
 def load_template(folder: str | Path) -> Template:
@@ -284,9 +332,15 @@ def load_template(folder: str | Path) -> Template:
     if not isinstance(info, dict) or info.get("version") != TEMPLATE_VERSION:
         raise InputError(folder / INFO_FILE, f"not a spine template of version {TEMPLATE_VERSION}")
     arrays = _read_arrays(folder / ARRAYS_FILE)
-    template = Template(arrays["vertices"].astype(np.float64), arrays["faces"].astype(np.int64),
-                        arrays["eigenvalues"].astype(np.float64), arrays["eigenvectors"].astype(np.float64),
-                        arrays["masses"].astype(np.float64), float(arrays["reference_spacing"]), info.get("source", {}))
+    template = Template(
+        arrays["vertices"].astype(np.float64),
+        arrays["faces"].astype(np.int64),
+        arrays["eigenvalues"].astype(np.float64),
+        arrays["eigenvectors"].astype(np.float64),
+        arrays["masses"].astype(np.float64),
+        float(arrays["reference_spacing"]),
+        info.get("source", {}),
+    )
     _check_template(folder / ARRAYS_FILE, template)
     return template
 
@@ -312,17 +366,28 @@ def _check_template(path: Path, template: Template) -> None:
     if n_vertices == 0 or n_faces == 0:
         raise InputError(path, f"the template is empty ({n_vertices} vertices, {n_faces} faces)")
     k = len(template.eigenvalues)
-    expected = {"vertices": (n_vertices, 3), "faces": (n_faces, 3), "eigenvalues": (k,), "eigenvectors": (n_vertices, k),
-                "masses": (n_vertices,)}
+    expected = {
+        "vertices": (n_vertices, 3),
+        "faces": (n_faces, 3),
+        "eigenvalues": (k,),
+        "eigenvectors": (n_vertices, k),
+        "masses": (n_vertices,),
+    }
     for name, shape in expected.items():
         if getattr(template, name).shape != shape:
             raise InputError(path, f"{name} has shape {getattr(template, name).shape}, expected {shape}")
     if k == 0:
         raise InputError(path, "the template has no spectral modes")
     if template.faces.min() < 0 or template.faces.max() >= n_vertices:
-        raise InputError(path, f"a face refers to vertex {int(template.faces.max())}, but there are {n_vertices} vertices")
+        raise InputError(
+            path, f"a face refers to vertex {int(template.faces.max())}, but there are {n_vertices} vertices"
+        )
     numbers = (template.vertices, template.eigenvalues, template.eigenvectors, template.masses)
-    if not all(np.isfinite(a).all() for a in numbers) or not math.isfinite(template.reference_spacing) or template.reference_spacing <= 0:
+    if (
+        not all(np.isfinite(a).all() for a in numbers)
+        or not math.isfinite(template.reference_spacing)
+        or template.reference_spacing <= 0
+    ):
         raise InputError(path, "non-finite values or a non-positive reference spacing")
 
 
@@ -330,7 +395,7 @@ def _check_template(path: Path, template: Template) -> None:
 
 
 def parse_labels(text: str) -> list[int]:
-    """"16-24" or "16,18,20-22" -> sorted label codes; ValueError for anything else."""
+    """ "16-24" or "16,18,20-22" -> sorted label codes; ValueError for anything else."""
     labels = set()
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
@@ -344,12 +409,26 @@ def parse_labels(text: str) -> list[int]:
 
 
 def spine_template(
-    mask: Annotated[Path, typer.Argument(help="A vertebra label mask (NIfTI, DICOM folder or TIFF), VerSe label codes.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (template.ply, .npz, .json).")] = Path("spine-template"),
-    centroids: Annotated[Optional[Path], typer.Option("--centroids", help="Vertebral body centroids (VerSe .json); default: each label's voxel centroid.")] = None,
+    mask: Annotated[
+        Path,
+        typer.Argument(
+            help="A vertebra label mask (NIfTI, DICOM folder or TIFF), VerSe label codes.", show_default=False
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (template.ply, .npz, .json).")] = Path(
+        "spine-template"
+    ),
+    centroids: Annotated[
+        Path | None,
+        typer.Option(
+            "--centroids", help="Vertebral body centroids (VerSe .json); default: each label's voxel centroid."
+        ),
+    ] = None,
     labels: Annotated[str, typer.Option("--labels", help="Labels to average, e.g. 16-24 or 20,21,23.")] = "16-24",
     faces: Annotated[int, typer.Option("--faces", min=100, help="Faces of the template mesh.")] = 2500,
-    modes: Annotated[int, typer.Option("--modes", min=1, help="Laplacian eigenvectors kept (at most the vertex count).")] = 200,
+    modes: Annotated[
+        int, typer.Option("--modes", min=1, help="Laplacian eigenvectors kept (at most the vertex count).")
+    ] = 200,
 ) -> None:
     """Build the spine-seg vertebra template: the mean of the label surfaces, registered to one
     connectivity, with its Laplacian eigenbasis."""
@@ -369,9 +448,18 @@ def spine_template(
     template.source["centroids"] = None if centroids is None else str(centroids)
     save_template(template, out)
     # the reference label is not registered (its error is 0): leave it out of the summary
-    errors = [e for label, e in template.source["registration"].items() if label != str(template.source["reference_label"])]
-    error = (f"registration error mean {np.mean([e['mean_mm'] for e in errors]):.2f} mm, worst p95 "
-             f"{max(e['p95_mm'] for e in errors):.2f} mm" if errors else "one label, no registration")
-    typer.echo(f"template of labels {_label_list(template.source['labels'])}: {len(template.vertices)} vertices, "
-               f"{len(template.faces)} faces, {len(template.eigenvalues)} modes; {error}; "
-               f"{time.perf_counter() - start:.0f} s -> {out}", err=True)
+    errors = [
+        e for label, e in template.source["registration"].items() if label != str(template.source["reference_label"])
+    ]
+    error = (
+        f"registration error mean {np.mean([e['mean_mm'] for e in errors]):.2f} mm, worst p95 "
+        f"{max(e['p95_mm'] for e in errors):.2f} mm"
+        if errors
+        else "one label, no registration"
+    )
+    typer.echo(
+        f"template of labels {_label_list(template.source['labels'])}: {len(template.vertices)} vertices, "
+        f"{len(template.faces)} faces, {len(template.eigenvalues)} modes; {error}; "
+        f"{time.perf_counter() - start:.0f} s -> {out}",
+        err=True,
+    )

@@ -3,9 +3,13 @@
 
 import typer
 
+from invrender.methods.spline_refine import losses  # noqa: F401  (registers the method's losses)
 
-def register(app: typer.Typer) -> None:
-    """Entry point of the `invrender.methods` group: add this method's command to the CLI."""
-    from invrender.methods.spline_refine.command import spline_refine
+
+def register(app: typer.Typer, synth: typer.Typer) -> None:
+    """Entry point of the `invrender.methods` group: add this method's command to the CLI and its
+    synthetic data to `invrender synth`."""
+    from invrender.methods.spline_refine.command import spline_refine, synth_splines
 
     app.command("spline-refine")(spline_refine)
+    synth.command("splines")(synth_splines)

@@ -28,10 +28,16 @@ def active_contour_frame(image: np.ndarray, records: list[dict], cfg: DictConfig
         snake_xy = resample_curve(np.asarray(rec["points"], dtype=np.float64), int(ac.points))
         # skimage snakes are (row, col); w_line > 0 attracts to bright, so dark bodies flip it.
         snake_rc = active_contour(
-            smoothed, snake_xy[:, ::-1],
-            alpha=float(ac.alpha), beta=float(ac.beta), gamma=float(ac.gamma),
-            w_line=polarity * float(ac.w_line), w_edge=float(ac.w_edge),
-            max_num_iter=int(ac.max_num_iter), convergence=float(ac.convergence), boundary_condition="free",
+            smoothed,
+            snake_xy[:, ::-1],
+            alpha=float(ac.alpha),
+            beta=float(ac.beta),
+            gamma=float(ac.gamma),
+            w_line=polarity * float(ac.w_line),
+            w_edge=float(ac.w_edge),
+            max_num_iter=int(ac.max_num_iter),
+            convergence=float(ac.convergence),
+            boundary_condition="free",
         )
         points = resample_curve(snake_rc[:, ::-1], int(cfg.output.points))
         out.append({"id": rec["id"], "points": points, "widths": None})

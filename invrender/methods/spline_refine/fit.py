@@ -4,8 +4,8 @@ phases of the config, read the result out."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,6 +24,24 @@ class FrameResult:
     render: np.ndarray  # (H, W) reconstruction in the input's intensity units
     phases: list[PhaseRecord]
     recon_loss: float  # mean squared error on the normalised image
+
+
+#: What the objective returns for the loss registry: the scene's quantities and the priors.
+QUANTITIES = frozenset(
+    {
+        "render",
+        "target",
+        "width",
+        "min_width_ratio",
+        "bending",
+        "knot_gaps",
+        "length",
+        "outside",
+        "length_prior",
+        "min_width_ratio_prior",
+        "width_prior",
+    }
+)
 
 
 def body_polarity(image: np.ndarray, setting: str) -> float:
@@ -90,11 +108,16 @@ def refine_frame(
         taper = torch.sin(torch.pi * s).pow(float(cfg.init.taper_exponent)).clamp_min(float(cfg.init.tip_ratio))
         relative = (float(cfg.init.relative_width) * taper).expand(knots.shape[:2]).clone()
     lengths = splines.arc_length_parameters(knots, 2, n_fine=1024)[1]
-    points_per_spline = int(np.clip(math.ceil(float(lengths.max()) * cfg.render.points_per_pixel), 16, cfg.render.max_points))
+    points_per_spline = int(
+        np.clip(math.ceil(float(lengths.max()) * cfg.render.points_per_pixel), 16, cfg.render.max_points)
+    )
 
     # A straight body's rendered peak is ~1.25 at its widest (see SplineScene), hence the contrast's scale.
     model = SplineScene(
-        knots, relative, width, image.shape,
+        knots,
+        relative,
+        width,
+        image.shape,
         brightness=float(median),
         contrast=polarity * float(amplitude) / 1.25,
         profile_nodes=int(cfg.model.profile_nodes),
@@ -131,12 +154,14 @@ def refine_frame(
         for i, rec in enumerate(records):
             own = bodies[0, i] > cfg.output.own_pixels_threshold * bodies[0, i].max()
             own_loss = float(residual2[own].mean()) if own.any() else float("nan")
-            records_out.append({
-                "id": rec["id"],
-                "points": centers[0, i].cpu().numpy(),
-                "widths": fwhm_final * radii[0, i].cpu().numpy(),
-                "knots": knots_out[i],
-                "loss": own_loss if math.isfinite(own_loss) else None,
-            })
+            records_out.append(
+                {
+                    "id": rec["id"],
+                    "points": centers[0, i].cpu().numpy(),
+                    "widths": fwhm_final * radii[0, i].cpu().numpy(),
+                    "knots": knots_out[i],
+                    "loss": own_loss if math.isfinite(own_loss) else None,
+                }
+            )
     render_np = render.cpu().numpy() * span + offset
     return FrameResult(records_out, render_np.astype(np.float32), phases, float(residual2.mean()))

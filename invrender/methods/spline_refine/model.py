@@ -77,7 +77,7 @@ class SplineScene(MultiStartModule):
         on `device`; the module is not moved there (call `.to(device)`).
         """
         super().__init__()
-        self.render_curves = get_renderer(renderer, torch.device(device))
+        self.render_curves = get_renderer(renderer, torch.device(device), "curves")
         self.image_shape = tuple(image_shape)
         self.scale = float(max(image_shape))
         self.points_per_spline = int(points_per_spline)
@@ -105,7 +105,11 @@ class SplineScene(MultiStartModule):
         # Smooth background = basis_y @ bg_grid @ basis_x^T, the grid's nodes spread evenly from the
         # first to the last pixel of each axis.
         for name, n in (("basis_y", H), ("basis_x", W)):
-            basis = splines.natural_spline_basis(torch.linspace(0.0, 1.0, n, dtype=torch.float64), G) if G else torch.zeros(n, 0, dtype=torch.float64)
+            basis = (
+                splines.natural_spline_basis(torch.linspace(0.0, 1.0, n, dtype=torch.float64), G)
+                if G
+                else torch.zeros(n, 0, dtype=torch.float64)
+            )
             self.register_buffer(name, basis.to(dtype), persistent=False)
 
     # ------------------------------------------------------------ geometry
@@ -161,7 +165,9 @@ class SplineScene(MultiStartModule):
             image = image + self.contrast[:, None, None] * combine_sum_max(bodies, torch.sigmoid(self.mix_logit))
         return convolve3x3(image, self.kernel)
 
-    def forward(self, target: torch.Tensor, priors: dict[str, torch.Tensor], draw_splines: bool = True, blur: float = 0.0) -> dict[str, torch.Tensor]:
+    def forward(
+        self, target: torch.Tensor, priors: dict[str, torch.Tensor], draw_splines: bool = True, blur: float = 0.0
+    ) -> dict[str, torch.Tensor]:
         """Quantities for the loss registry (see invrender.core.losses)."""
         bodies, length, centers = self.render_bodies() if draw_splines else (None, None, None)
         render = self.compose(bodies)

@@ -1,0 +1,264 @@
+"""The Cell Tracking Challenge (CTC) file layout: raw frames, label frames and track files.
+
+A CTC sequence is a folder of frames `t000.tif`, `t001.tif`, ... (`tNNNN.tif` for sequences of 1000
+frames or more). Its results go to a folder of label images `mask000.tif`, ... plus `res_track.txt`;
+its ground truth holds `SEG/man_seg000.tif` (segmentation, often of a few frames only) and
+`TRA/man_track000.tif` with `TRA/man_track.txt`. Label images are 16-bit: 0 is the background, every
+object has its own positive label. A track file has one line `L B E P` per track: its label, first
+and last frame, and the label of its parent track (0 for none).
+
+Readers raise :class:`~invrender.core.io.InputError` naming the file and the problem in one line;
+writers write atomically (a temporary file renamed into place).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from invrender.core.io import InputError, atomic_path, read_image, write_tiff
+
+#: The largest label a CTC label image (uint16) can hold.
+MAX_LABEL = np.iinfo(np.uint16).max
+#: Frame numbers have at least this many digits in CTC names (t000.tif, mask000.tif).
+MIN_DIGITS = 3
+
+
+@dataclass
+class Frames:
+    """A 2D time-lapse as read from disk."""
+
+    images: np.ndarray  # (T, H, W) float32
+    times: list[int]  # frame numbers, e.g. [0, 1, ...]
+    kind: str  # "sequence" (a folder of tNNN.tif) | "image" (one 2D file) | "stack" (one 3D file, 2D+t)
+    source: Path
+    digits: int  # digits of the frame numbers in the input names (3 for t000.tif), 3 for a single image/stack
+
+
+# ---------------------------------------------------------------- raw frames
+
+
+def read_frames(path: Path) -> Frames:
+    """Read a folder of CTC frames `tNNN.tif`, a single 2D TIFF, or a 3D TIFF as a 2D+t stack.
+
+    Returns `Frames` with `images (T, H, W)` float32. In a folder, frames are sorted by their number
+    and other files are ignored. InputError (naming the file or folder) for a missing path, a folder
+    without frames, frames of different sizes, a frame that is not 2D, a file of 4 or more dimensions,
+    a multi-channel (RGB) file, or NaN/infinite values.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _read_sequence(path)
+    if not path.exists():
+        raise InputError(path, "not found")
+    _refuse_channels(path)
+    array = read_image(path, ndims=(2, 3, 4, 5, 6))  # read_image squeezes singleton axes and checks values
+    if array.ndim > 3:
+        raise InputError(
+            path, f"image is {array.ndim}D with shape {array.shape}, expected a 2D image or a 2D+t stack (T, Y, X)"
+        )
+    if array.ndim == 2:
+        return Frames(array[None], [0], "image", path, MIN_DIGITS)
+    count = array.shape[0]
+    # Like the CTC: 3 digits, 4 for sequences of 1000 frames or more.
+    return Frames(array, list(range(count)), "stack", path, max(MIN_DIGITS, len(str(count - 1))))
+
+
+def _read_sequence(folder: Path) -> Frames:
+    numbered = _numbered_files(folder, "t")
+    if not numbered:
+        raise InputError(folder, "no frames tNNN.tif in this folder")
+    images: list[np.ndarray] = []
+    for file in numbered.values():
+        image = read_image(file, ndims=(2, 3, 4, 5, 6))
+        if image.ndim != 2:
+            raise InputError(file, f"{image.ndim}D frame where a 2D frame is expected (shape {image.shape})")
+        if images and image.shape != images[0].shape:
+            first = next(iter(numbered.values()))
+            raise InputError(
+                file,
+                f"frame of shape {image.shape} differs from the first frame {first.name} of shape {images[0].shape}",
+            )
+        images.append(image)
+    first_name = next(iter(numbered.values())).stem
+    return Frames(np.stack(images), list(numbered), "sequence", folder, len(first_name) - 1)
+
+
+def _refuse_channels(path: Path) -> None:
+    """InputError for a file whose pixels hold several samples (RGB, RGBA): which channel is meant
+    is not ours to guess. (ImageJ's 'C' axis is not refused: ImageJ files write plain stacks as 'CYX'.)"""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, series.shape
+    except Exception:  # unreadable: read_image reports it
+        return
+    if len(axes) == len(shape) and any(axis == "S" and size > 1 for axis, size in zip(axes, shape)):
+        raise InputError(
+            path,
+            f"multi-channel image (shape {tuple(shape)}, axes {axes}): give a single-channel 2D image or 2D+t stack",
+        )
+
+
+# ---------------------------------------------------------------- label frames
+
+
+def label_frame_paths(folder: Path, prefix: str) -> dict[int, Path]:
+    """The files `{prefix}NNN.tif` of a folder by frame number, sorted; InputError if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "folder not found" if not folder.exists() else "not a folder")
+    numbered = _numbered_files(folder, prefix)
+    if not numbered:
+        raise InputError(folder, f"no label frames {prefix}NNN.tif in this folder")
+    return numbered
+
+
+def read_label_frames(folder: Path, prefix: str) -> dict[int, np.ndarray]:
+    """Read every `{prefix}NNN.tif` of a folder: frame number -> 2D integer label array `(H, W)`.
+
+    InputError if there are none, or for a file that is not a 2D image of non-negative integers.
+    """
+    return {time: read_label_image(file) for time, file in label_frame_paths(folder, prefix).items()}
+
+
+def read_label_image(path: Path) -> np.ndarray:
+    """Read one label image as a 2D integer array `(H, W)`, keeping its integer dtype.
+
+    Float files are accepted when every value is a whole number (some tools save labels as float32).
+    InputError for a missing or unreadable file, another dimensionality, or values that are not
+    non-negative integers.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        array = np.squeeze(np.asarray(tifffile.imread(path)))
+    except Exception as err:  # tifffile raises many types for corrupt files
+        raise InputError(path, f"not a readable TIFF image ({type(err).__name__}: {err})") from None
+    if array.ndim != 2:
+        raise InputError(path, f"label image is {array.ndim}D with shape {array.shape}, expected 2D")
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.integer):
+        if (
+            not np.issubdtype(array.dtype, np.floating)
+            or not np.all(np.isfinite(array))
+            or np.any(array != np.round(array))
+        ):
+            raise InputError(path, f"labels must be integers, found pixel type {array.dtype} with non-integer values")
+        if array.size and array.max() > np.iinfo(np.int64).max:
+            raise InputError(path, f"label {array.max():g} is too large")
+        array = array.astype(np.int64)
+    if array.size and array.min() < 0:
+        raise InputError(path, f"negative label {array.min()}: labels are 0 (background) or positive")
+    return array
+
+
+def write_label_frames(folder: Path, prefix: str, labels: np.ndarray, times: list[int], digits: int = 3) -> list[Path]:
+    """Write label frames `labels (T, H, W)` as uint16 `{prefix}{t:0{digits}d}.tif`, one per time.
+
+    `prefix` is "mask" for results, "man_seg" or "man_track" for ground truth. Each file is written
+    atomically. Returns the paths in the order of `times`. ValueError for labels outside 0..65535
+    (the CTC's 16-bit range), non-integer labels, or a `times` list of the wrong length.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise ValueError(f"labels must have shape (T, H, W), got {labels.shape}")
+    if len(times) != labels.shape[0]:
+        raise ValueError(f"{len(times)} times for {labels.shape[0]} label frames")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError("labels must be whole numbers")
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
+        raise ValueError(
+            f"labels must lie in 0..{MAX_LABEL} for 16-bit CTC label images, got {labels.min()}..{labels.max()}"
+        )
+    folder = Path(folder)
+    paths = []
+    for time, frame in zip(times, labels):
+        path = folder / f"{prefix}{int(time):0{digits}d}.tif"
+        write_tiff(path, frame.astype(np.uint16))
+        paths.append(path)
+    return paths
+
+
+def _numbered_files(folder: Path, prefix: str) -> dict[int, Path]:
+    """`{prefix}NNN.tif` (or .tiff) files of a folder by number, sorted by number. Two names for one
+    number (t01.tif and t001.tif) are refused: which one is meant is unclear."""
+    pattern = re.compile(rf"{re.escape(prefix)}(\d+)\.tiff?", re.IGNORECASE)
+    found: dict[int, Path] = {}
+    for file in sorted(folder.iterdir()):
+        match = pattern.fullmatch(file.name)
+        if match is None or not file.is_file():
+            continue
+        number = int(match.group(1))
+        if number in found:
+            raise InputError(file, f"frame {number} is also in {found[number].name}")
+        found[number] = file
+    return dict(sorted(found.items()))
+
+
+# ---------------------------------------------------------------- tracks
+
+
+def write_tracks(path: Path, tracks: list[tuple[int, int, int, int]]) -> None:
+    """Write a CTC track file (`res_track.txt`, `man_track.txt`) atomically: one line `L B E P` per
+    track (label, begin frame, end frame, parent label or 0). ValueError for a malformed track."""
+    lines = []
+    for track in tracks:
+        _check_track(tuple(track), ValueError)
+        lines.append(" ".join(str(int(v)) for v in track))
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="ascii")
+
+
+def read_tracks(path: Path) -> list[tuple[int, int, int, int]]:
+    """Read a CTC track file: a list of `(label, begin, end, parent)`, in file order.
+
+    Blank lines are skipped. InputError (with the line number) for a line that is not four
+    non-negative integers with begin <= end, or for a label given twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    tracks: list[tuple[int, int, int, int]] = []
+    first_line: dict[int, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 4:
+                raise ValueError(f"expected 4 integers 'L B E P', got {len(fields)} field(s)")
+            try:
+                track = tuple(int(f) for f in fields)
+            except ValueError:
+                raise ValueError(f"expected 4 integers 'L B E P', got {line.strip()!r}") from None
+            _check_track(track, ValueError)
+            if track[0] in first_line:
+                raise ValueError(f"label {track[0]} is already on line {first_line[track[0]]}")
+        except ValueError as err:
+            raise InputError(path, f"line {number}: {err}") from None
+        first_line[track[0]] = number
+        tracks.append(track)
+    return tracks
+
+
+def _check_track(track: tuple, error: type[Exception]) -> None:
+    if len(track) != 4:
+        raise error(f"a track is (label, begin, end, parent), got {track}")
+    if any(not isinstance(v, (int, np.integer)) and int(v) != v for v in track):
+        raise error(f"track {tuple(track)}: label, frames and parent must be integers")
+    label, begin, end, parent = track
+    if label < 1 or min(begin, end, parent) < 0:
+        raise error(f"track {tuple(track)}: the label must be positive and the frames and parent non-negative")
+    if begin > end:
+        raise error(f"track {tuple(track)}: begins (frame {begin}) after it ends (frame {end})")

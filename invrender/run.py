@@ -1,0 +1,116 @@
+"""Run a method command: its arguments -> inputs -> checked configs -> jobs, run here by the
+`Runner`, or with `-m` as a sweep through a Hydra launcher (`launch.py`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from invrender.config import ConfigError, to_plain
+from invrender.inputs import expand_inputs, select_part, split_arguments
+from invrender.launch import run_sweep
+from invrender.method import (
+    ConfigCache,
+    JobContext,
+    MethodSpec,
+    SharedOptions,
+    check_distinct_outputs,
+    make_jobs,
+    method_device,
+    override_key,
+)
+from invrender.runner import Runner
+
+
+def run_method(
+    spec: MethodSpec,
+    arguments: list[str],
+    shared: SharedOptions,
+    overrides: list[str] = (),
+    options: dict[str, Any] | None = None,
+) -> int:
+    """Run a method command: inputs -> config -> jobs -> runner (or a launcher with -m); the exit code.
+
+    `overrides` are config overrides from the method's own options (they win over the trailing
+    ones); `options` are the method's own options that its `make_job` reads.
+    """
+    inputs, user_overrides = split_arguments(arguments)
+    if not inputs:
+        raise ConfigError("no input given")
+    check_shard_options(shared)
+    device = method_device(spec, shared.device)
+    if shared.threads is not None:
+        if shared.threads < 1:
+            raise ConfigError(f"--threads {shared.threads}: must be at least 1")
+        torch.set_num_threads(shared.threads)
+    if shared.timeout is not None and shared.timeout <= 0:
+        raise ConfigError(f"--timeout {shared.timeout:g}: must be positive")
+    options = options or {}
+    items = expand_inputs(inputs, spec.input_suffixes, spec.input_options, spec.keep_folders)
+    if not items:
+        raise ConfigError(f"no input files in {' '.join(inputs)} (looked for {', '.join(spec.input_suffixes)})")
+    if spec.check_inputs is not None:
+        spec.check_inputs(items, options)
+    all_overrides = [*user_overrides, *overrides]
+    configs = ConfigCache(spec, shared.config, device)
+    if shared.multirun:
+        return run_sweep(spec, items, all_overrides, shared, options, configs)
+    refuse_sweep_overrides(all_overrides)
+    base = configs.get(tuple(all_overrides))
+    jobs = make_jobs(spec, items, all_overrides, configs, JobContext(shared.out, device, shared.seed, options))
+    check_distinct_outputs(jobs)
+    manifest_name = "manifest.json"
+    if shared.num_parts is not None:
+        jobs = select_part(jobs, shared.num_parts, shared.part_id)
+        manifest_name = f"manifest.part-{shared.part_id}-of-{shared.num_parts}.json"
+    run_info = {
+        "method": spec.name,
+        "config_name": shared.config,
+        "overrides": all_overrides,
+        "config": to_plain(base),
+        "device": str(device),
+        "seed": shared.seed,
+        "torch_threads": torch.get_num_threads(),
+        "part": None if shared.num_parts is None else {"id": shared.part_id, "of": shared.num_parts},
+    }
+    runner = Runner(
+        shared.out / manifest_name, run_info, resume=shared.resume, quiet=shared.quiet, timeout=shared.timeout
+    )
+    return runner.run(jobs)
+
+
+def check_shard_options(shared: SharedOptions) -> None:
+    if shared.num_parts is not None and shared.num_parts < 1:
+        raise ConfigError(f"--num-parts {shared.num_parts}: must be at least 1")
+    if shared.part_id is not None:
+        if shared.num_parts is None:
+            raise ConfigError("--part-id needs --num-parts")
+        if not 0 <= shared.part_id < shared.num_parts:
+            raise ConfigError(
+                f"--part-id {shared.part_id}: must be in 0..{shared.num_parts - 1} for --num-parts {shared.num_parts}"
+            )
+        if shared.multirun:
+            raise ConfigError(
+                "--part-id runs one part in this process; with -m, --num-parts alone sets the number of jobs"
+            )
+    elif shared.num_parts is not None and not shared.multirun:
+        raise ConfigError("--num-parts needs --part-id (run one part here) or -m (one job per part)")
+
+
+def refuse_sweep_overrides(overrides: list[str]) -> None:
+    """Without -m, a sweep (`a=1,2`) or a launcher setting (`hydra/...`) is a usage error."""
+    for override in overrides:
+        if override_key(override).startswith("hydra"):
+            raise ConfigError(f"{override}: Hydra launcher settings need -m (--multirun)")
+        if is_sweep(override):
+            raise ConfigError(f"{override} is a sweep: add -m (--multirun) to run one job per value")
+
+
+def is_sweep(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(override).is_sweep_override()
+    except Exception:  # a malformed override is reported by the config composition
+        return False

@@ -1,0 +1,365 @@
+"""The phase scheduler (invrender.core.optim.phases) on tiny models whose losses are known."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from invrender.core.losses import LOSSES, check_weights
+from invrender.core.optim.multistart import MultiStartModule
+from invrender.core.optim.phases import (
+    OptimisationDiverged,
+    Part,
+    Ramp,
+    learning_rate_factor,
+    parse_phase,
+    ramp_value,
+    run_phases,
+)
+
+
+class Toy(MultiStartModule):
+    """Two groups: `a` (S, 2) and `b` (S, 1); the objective puts both in `render` against zeros."""
+
+    groups = {"a": ("a",), "b": ("b",), "unused": ("unused",)}
+
+    def __init__(self, a=(1.0, -2.0), b=(3.0,)):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor([a], dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor([b], dtype=torch.float64))
+        self.unused = nn.Parameter(torch.zeros(1, 0, dtype=torch.float64))  # an empty group
+
+
+def toy_objective(model, ctx):
+    render = torch.cat([model.a, model.b], dim=-1)  # (S, 3)
+    return {"render": render, "target": torch.zeros_like(render)}
+
+
+def phase(**overrides):
+    spec = {"name": "p", "train": ["a"], "lr": 0.1, "steps": 20}
+    spec.update(overrides)
+    return spec
+
+
+def test_frozen_groups_do_not_change():
+    model = Toy()
+    b_before, a_before = model.b.detach().clone(), model.a.detach().clone()
+    records = run_phases(model, toy_objective, [phase(train=["a"])], {"recon_mse": 1.0})
+    assert torch.equal(model.b.detach(), b_before)
+    assert not torch.equal(model.a.detach(), a_before)
+    assert model.a.detach().abs().sum() < a_before.abs().sum()  # a moved towards the target 0
+    assert records[0].steps == 20 and records[0].final["total"] < float(
+        (torch.cat([a_before, b_before], -1) ** 2).mean()
+    )
+    # Afterwards nothing requires grad; a second phase trains only b.
+    assert not any(p.requires_grad for p in model.parameters())
+    a_after = model.a.detach().clone()
+    run_phases(model, toy_objective, [phase(train=["b"])], {"recon_mse": 1.0})
+    assert torch.equal(model.a.detach(), a_after)
+    assert float(model.b.abs()) < 3.0
+
+
+def test_unknown_group_is_refused():
+    with pytest.raises(KeyError, match="nosuch"):
+        run_phases(Toy(), toy_objective, [phase(train=["nosuch"])], {"recon_mse": 1.0})
+
+
+def test_lr_scale_for_an_untrained_group_is_refused():
+    with pytest.raises(ValueError, match="lr_scale"):
+        run_phases(Toy(), toy_objective, [phase(train=["a"], lr_scale={"b": 2.0})], {"recon_mse": 1.0})
+
+
+def test_lr_scale_zero_freezes_a_trained_group():
+    model = Toy()
+    b_before = model.b.detach().clone()
+    run_phases(model, toy_objective, [phase(train=["a", "b"], lr_scale={"b": 0.0})], {"recon_mse": 1.0})
+    assert torch.equal(model.b.detach(), b_before)
+
+
+# ---------------------------------------------------------------- multi-start
+
+
+class SpreadSeeds(Toy):
+    """Expanding to S seeds gives seed i the values of seed 0 plus `offsets[i]`: known losses."""
+
+    offsets = (0.0, 1.0, -1.5, -0.5)
+
+    @torch.no_grad()
+    def expand_seeds(self, n_seeds):
+        super().expand_seeds(n_seeds)
+        shift = torch.tensor(self.offsets[:n_seeds], dtype=torch.float64)[:, None]
+        self.a.data += shift
+
+
+def seed_objective(model, ctx):
+    # With a = (1, -2) + offset, the seeds hold a = (1, -2), (2, -1), (-0.5, -3.5), (0.5, -2.5):
+    # recon_mse (mean of a^2) = 2.5, 2.5, 6.25, 3.25, and length_prior ((a_0 + shift)^2 with the
+    # shifts below) = 1, 4, 0.25, 0.5625, so the two terms pick different seeds.
+    return {
+        "render": model.a,
+        "target": torch.zeros_like(model.a),
+        "length": model.a[:, :1] + torch.tensor([[0.0], [0.0], [0.0], [0.25]], dtype=torch.float64)[: model.a.shape[0]],
+        "length_prior": torch.zeros(1, dtype=torch.float64),
+    }
+
+
+def test_multistart_keeps_the_seed_with_the_lowest_select_by_term():
+    # lr 0: the parameters stay where expand_seeds put them, so every seed's loss is known.
+    spec = phase(train=["a"], lr=0.0, steps=2, seeds=4)
+    weights = {"recon_mse": 1.0, "length_prior": 100.0}
+    expected_recon = [2.5, 2.5, 6.25, 3.25]
+    expected_length = [1.0, 4.0, 0.25, 0.5625]  # (a_0 + [0, 0, 0, 0.25])^2
+
+    model = SpreadSeeds()
+    [record] = run_phases(model, seed_objective, [spec], weights, select_by="length_prior")
+    assert record.seed_losses == pytest.approx(expected_length)
+    assert record.best_seed == 2
+    assert model.n_seeds == 1
+    np.testing.assert_allclose(model.a.detach().numpy(), [[-0.5, -3.5]])
+    assert record.final["length_prior"] == pytest.approx(0.25)
+    assert record.final["recon_mse"] == pytest.approx(6.25)
+
+    model = SpreadSeeds()
+    [record] = run_phases(model, seed_objective, [spec], weights, select_by="recon_mse")
+    assert record.seed_losses == pytest.approx(expected_recon)
+    assert record.best_seed == 0  # a tie between seeds 0 and 1 goes to the first
+    np.testing.assert_allclose(model.a.detach().numpy(), [[1.0, -2.0]])
+
+
+def test_multistart_seeds_are_optimised_independently():
+    model = SpreadSeeds()
+    [record] = run_phases(model, seed_objective, [phase(train=["a"], lr=0.05, steps=30, seeds=3)], {"recon_mse": 1.0})
+    assert len(record.seed_losses) == 3
+    # Every seed improved on its start (2.5, 2.5, 6.25), and the kept one is the best of them.
+    assert max(record.seed_losses) < 6.25 and record.seed_losses[record.best_seed] == min(record.seed_losses)
+    assert record.final["recon_mse"] == pytest.approx(min(record.seed_losses))
+
+
+# ---------------------------------------------------------------- stopping, schedule, noise
+
+
+def flat_objective(model, ctx):
+    # A loss that depends on the parameters (so it has a gradient) but never changes: a * 0 + 1.
+    render = model.a * 0.0 + 1.0
+    return {"render": render, "target": torch.zeros_like(render)}
+
+
+def test_patience_stops_early():
+    steps = []
+    [record] = run_phases(
+        Toy(),
+        flat_objective,
+        [phase(steps=100, stop={"patience": 3, "rtol": 1e-4})],
+        {"recon_mse": 1.0},
+        on_step=lambda name, step, n, loss: steps.append(step),
+    )
+    # Step 0 sets the best loss; steps 1, 2, 3 do not improve on it; the third of them stops.
+    assert record.steps == 4
+    assert steps == [0, 1, 2, 3]
+
+
+def test_without_patience_every_step_runs():
+    [record] = run_phases(Toy(), flat_objective, [phase(steps=12, stop={"patience": 0})], {"recon_mse": 1.0})
+    assert record.steps == 12
+
+
+def test_improving_loss_is_not_stopped():
+    [record] = run_phases(
+        Toy(), toy_objective, [phase(steps=25, lr=0.01, stop={"patience": 2, "rtol": 1e-6})], {"recon_mse": 1.0}
+    )
+    assert record.steps == 25
+
+
+def part(**settings) -> Part:
+    """The single part of a phase with these settings."""
+    return parse_phase({"train": ["a"], "lr": 0.1, "steps": 1, **settings}).parts[0]
+
+
+def test_cosine_schedule_reaches_final_lr_factor():
+    n = 50
+    factors = [learning_rate_factor(part(schedule="cosine", final_lr_factor=0.02), step, n) for step in range(n + 1)]
+    assert factors[0] == pytest.approx(1.0)
+    assert factors[n] == pytest.approx(0.02)
+    assert factors[n // 2] == pytest.approx(0.51)
+    assert all(b <= a for a, b in zip(factors, factors[1:]))
+    assert learning_rate_factor(part(schedule="constant"), 30, n) == 1.0
+    assert learning_rate_factor(part(), 30, n) == 1.0
+    with pytest.raises(ValueError, match="phase.schedule: unknown learning-rate schedule 'nosuch'"):
+        part(schedule="nosuch")
+
+
+def test_cosine_schedule_shrinks_the_steps():
+    # Adam's first steps have size ~lr whatever the gradient; on a linear loss (constant gradient)
+    # every step has size ~lr * factor, so the last step is ~final_lr_factor of the first.
+    seen = []
+
+    def linear(model, ctx):
+        seen.append(model.a.detach().clone())
+        render = model.a.sum(-1, keepdim=True) + 100.0  # d loss / d a is ~constant
+        return {"render": render, "target": torch.zeros_like(render)}
+
+    run_phases(Toy(), linear, [phase(steps=40, lr=0.1, schedule="cosine", final_lr_factor=0.1)], {"recon_mse": 1.0})
+    moves = [float((b - a).abs().max()) for a, b in zip(seen[:-1], seen[1:])]
+    assert moves[0] == pytest.approx(0.1, rel=0.05)
+    assert moves[-2] == pytest.approx(
+        0.1 * learning_rate_factor(part(schedule="cosine", final_lr_factor=0.1), 39, 40), rel=0.05
+    )
+
+
+def test_ramps_move_linearly_and_reach_the_objective():
+    assert ramp_value(Ramp(3.0, 0.0, 0.6), 0.0) == 3.0
+    assert ramp_value(Ramp(3.0, 0.0, 0.6), 0.3) == pytest.approx(1.5)
+    assert ramp_value(Ramp(3.0, 0.0, 0.6), 0.9) == 0.0
+    seen = []
+
+    def objective(model, ctx):
+        seen.append(ctx.ramps["blur"])
+        return toy_objective(model, ctx)
+
+    run_phases(
+        Toy(),
+        objective,
+        [phase(steps=10, ramps={"blur": {"start": 2.0, "end": 0.0, "until": 0.5}})],
+        {"recon_mse": 1.0},
+    )
+    assert seen[0] == 2.0 and seen[5] == 0.0 and seen[-1] == 0.0 and seen[2] == pytest.approx(1.2)
+
+
+def _noisy_run(seed, train=("a",)):
+    model = Toy()
+    spec = phase(train=list(train), steps=10, lr=0.1, grad_noise={"eta": 1.0, "gamma": 0.55})
+    run_phases(model, flat_objective, [spec], {"recon_mse": 1.0}, seed=seed)
+    return model.a.detach().clone()
+
+
+def test_grad_noise_is_deterministic_for_a_seed():
+    first, again, other = _noisy_run(0), _noisy_run(0), _noisy_run(1)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    # The flat loss has zero gradient: only the noise moved the parameters.
+    assert not torch.equal(first, Toy().a.detach())
+
+
+def test_grad_noise_skips_trained_parameters_the_loss_does_not_use():
+    # Regression: an empty (unused) group in `train` has no gradient; the noise must skip it.
+    moved = _noisy_run(0, train=("a", "unused"))
+    assert torch.equal(moved, _noisy_run(0))
+
+
+def test_nan_loss_raises_and_keeps_the_last_finite_parameters():
+    seen = []
+
+    def objective(model, ctx):
+        seen.append(model.a.detach().clone())
+        quantities = toy_objective(model, ctx)
+        if ctx.step == 4:
+            quantities["render"] = quantities["render"] * float("nan")
+        return quantities
+
+    model = Toy()
+    with pytest.raises(OptimisationDiverged, match="non-finite"):
+        run_phases(model, objective, [phase(steps=10)], {"recon_mse": 1.0})
+    # Steps 0..3 were finite; the parameters of step 4 gave NaN, so those of step 3 are kept.
+    assert torch.equal(model.a.detach(), seen[3])
+    assert not torch.equal(seen[3], seen[4])
+    assert torch.isfinite(model.a).all()
+
+
+def test_infinite_loss_raises_too():
+    def objective(model, ctx):
+        quantities = toy_objective(model, ctx)
+        quantities["render"] = quantities["render"] + (math.inf if ctx.step == 2 else 0.0)
+        return quantities
+
+    with pytest.raises(OptimisationDiverged):
+        run_phases(Toy(), objective, [phase(steps=10)], {"recon_mse": 1.0})
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"sedes": 4}, "unknown key phases.1.sedes (did you mean phases.1.seeds?)"),
+        ({"stop": {"patince": 3}}, "unknown key phases.1.stop.patince (did you mean phases.1.stop.patience?)"),
+        ({"grad_noise": {"eta": 1.0, "gama": 0.5}}, "unknown key phases.1.grad_noise.gama (did you mean "),
+        ({"ramps": {"blur": {"start": 1.0, "ned": 0.0}}}, "unknown key phases.1.ramps.blur.ned (did you mean "),
+        ({"ramps": {"blur": {"start": 1.0}}}, "phases.1.ramps.blur: needs `start` and `end`"),
+        ({"alternate": [{"lr": 0.1}, {"evry": 2}]}, "unknown key phases.1.alternate.1.evry (did you mean "),
+        ({"lr": None}, "phases.1: no `lr`"),
+    ],
+)
+def test_a_phase_with_an_unknown_or_missing_key_is_refused(settings, message):
+    spec = {k: v for k, v in {**phase(), **settings}.items() if v is not None}
+    with pytest.raises(ValueError) as refused:
+        parse_phase(spec, "phases.1")
+    assert str(refused.value).startswith(message), refused.value
+
+
+def test_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match="optimizer"):
+        run_phases(Toy(), toy_objective, [phase(optimizer="nosuch")], {"recon_mse": 1.0})
+
+
+# ---------------------------------------------------------------- loss weights
+
+
+def test_check_weights_accepts_known_losses_with_numbers():
+    check_weights({"recon_mse": 1.0, "mask_dice": 0, "intensity_weighted_mse": 2e-4})
+    check_weights({})
+
+
+def test_check_weights_refuses_a_loss_whose_quantities_are_not_produced():
+    check_weights({"recon_mse": 1.0}, produced={"render", "target"})
+    with pytest.raises(
+        ValueError, match="loss 'mask_bce' reads 'logits', which this method does not produce; its losses: "
+    ):
+        check_weights({"recon_mse": 1.0, "mask_bce": 0.0}, produced={"render", "target"})
+
+
+def test_check_weights_rejects_unknown_names():
+    with pytest.raises(ValueError, match="nosuch"):
+        check_weights({"recon_mse": 1.0, "nosuch": 1.0})
+
+
+@pytest.mark.parametrize("weight", ["abc", "1.0", None, True, [1.0], {"a": 1}])
+def test_check_weights_rejects_non_numbers(weight):
+    with pytest.raises(ValueError, match="recon_mse"):
+        check_weights({"recon_mse": weight})
+
+
+def test_every_registered_loss_is_known_to_check_weights():
+    check_weights({name: 1.0 for name in LOSSES})
+
+
+def test_alternating_parts_train_their_own_groups_with_their_own_weights_and_options():
+    model = Toy()
+    calls = []
+
+    def objective(model, ctx):
+        calls.append((ctx.option("which"), ctx.step))
+        return toy_objective(model, ctx)
+
+    spec = phase(
+        steps=10,
+        alternate=[
+            {"name": "a-part", "train": ["a"], "lr": 0.1, "options": {"which": "a"}},
+            {
+                "name": "b-part",
+                "train": ["b"],
+                "lr": 0.1,
+                "every": 2,
+                "optimizer": "adam_uniform",
+                "loss": {"recon_mse": 2.0},
+                "options": {"which": "b"},
+            },
+        ],
+    )
+    a_before, b_before = model.a.detach().clone(), model.b.detach().clone()
+    [record] = run_phases(model, objective, [spec], {"recon_mse": 1.0})
+    assert [c for c in calls if c[0] == "b"] == [("b", s) for s in range(0, 10, 2)]
+    assert len([c for c in calls if c[0] == "a"]) == 10 + 1  # every step, and the final evaluation
+    assert not torch.equal(model.a.detach(), a_before) and not torch.equal(model.b.detach(), b_before)
+    # AdamUniform moves b by about lr per step while its gradient keeps its sign: 5 steps of 0.1
+    assert 0.45 < b_before.item() - model.b.item() <= 0.5 + 1e-9
+    assert record.steps == 10 and record.final["total"] == pytest.approx(record.final["recon_mse"])
