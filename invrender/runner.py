@@ -11,6 +11,7 @@ bad (nothing is written then).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -275,9 +276,17 @@ class Runner:
 
 @contextmanager
 def _job_log(path: Path) -> Iterator[None]:
-    """Send the `invrender` logger to `path` for the block."""
+    """Send the `invrender` logger to `path` for the block. A symbolic link (the folder or the file)
+    is refused rather than followed, so that a log is never written outside the output folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    for link in (path.parent, path):
+        if link.is_symlink():
+            raise InputError(link, "is a symbolic link: a log is not written through one (remove it)")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as err:
+        raise InputError(path, f"cannot write the log ({err.strerror})") from None
+    handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     level, propagate = log.level, log.propagate
     log.addHandler(handler)
@@ -290,3 +299,4 @@ def _job_log(path: Path) -> Iterator[None]:
         log.setLevel(level)
         log.propagate = propagate
         handler.close()
+        handler.stream.close()  # a StreamHandler leaves its stream open

@@ -6,6 +6,7 @@ on loading). acdr's segmentation checkpoints and cell-seg's stage-2 network are 
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,13 @@ def load_network_file(path: str | os.PathLike, format_name: str, what: str) -> d
         raise InputError(path, "checkpoint not found")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated files, pickles of other objects, not a torch file at all
+    except pickle.UnpicklingError:  # torch's text advises loading with weights_only=False: never do that
+        raise InputError(
+            path,
+            "not a readable checkpoint: it holds Python objects besides tensors and plain values, which are "
+            "never loaded (loading them would run code)",
+        ) from None
+    except Exception as err:  # truncated files, not a torch file at all
         raise InputError(
             path, f"not a readable checkpoint ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
         ) from None

@@ -1,0 +1,37 @@
+"""What the tool promises under hostile or unlucky input (issue 20), one place for the cases."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from helpers import FAST, assert_one_line_error, make_input, write_init
+from invrender.cli import main
+
+
+def test_a_log_that_is_a_symlink_is_not_followed_out_of_the_output_folder(tmp_path, capsys):
+    image, records = make_input(tmp_path / "data", "f0")
+    write_init(tmp_path / "data" / "f0.json", records)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    out = tmp_path / "out"
+    (out / "logs").mkdir(parents=True)
+    (out / "logs" / "f0.tif.log").symlink_to(outside)
+    code = main(["spline-refine", *FAST, str(image), "--out", str(out), "--device", "cpu", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "f0.tif.log" in err and "symbolic link" in err, err
+    assert outside.read_text() == "precious\n"
+
+
+def test_a_pickled_checkpoint_is_refused_without_advising_to_load_it_unsafely(tmp_path, capsys):
+    checkpoint = tmp_path / "evil.pt"
+    payload = argparse.Namespace(run="code")  # any object that torch's safe loader refuses
+    torch.save({"format": "invrender.segmentation-net", "model": payload}, checkpoint)
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    out = tmp_path / "out"
+    code = main(["acdr-predict", str(image), "--checkpoint", str(checkpoint), "--out", str(out)])
+    line = assert_one_line_error(code, capsys.readouterr().err, out, str(checkpoint), "never loaded")
+    assert "weights_only" not in line
