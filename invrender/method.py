@@ -230,6 +230,17 @@ def check_distinct_outputs(jobs: list[Job]) -> None:
                 )
 
 
+def set_threads(threads: int | None) -> None:
+    """`--threads`: torch's CPU threads, from 1 to this machine's CPU count (more never helps, and
+    tens of thousands crash OpenMP); ConfigError otherwise. None leaves torch's choice."""
+    if threads is None:
+        return
+    limit = os.cpu_count() or 1
+    if not 1 <= threads <= limit:
+        raise ConfigError(f"--threads {threads}: must be from 1 to {limit} (the CPUs of this machine)")
+    torch.set_num_threads(threads)
+
+
 def cores() -> int:
     """CPU cores this process may use (the affinity mask, e.g. a SLURM allocation)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

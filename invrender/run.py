@@ -19,6 +19,7 @@ from invrender.method import (
     make_jobs,
     method_device,
     override_key,
+    set_threads,
 )
 from invrender.runner import Runner
 
@@ -40,10 +41,7 @@ def run_method(
         raise ConfigError("no input given")
     check_shard_options(shared)
     device = method_device(spec, shared.device)
-    if shared.threads is not None:
-        if shared.threads < 1:
-            raise ConfigError(f"--threads {shared.threads}: must be at least 1")
-        torch.set_num_threads(shared.threads)
+    set_threads(shared.threads)
     if shared.timeout is not None and shared.timeout <= 0:
         raise ConfigError(f"--timeout {shared.timeout:g}: must be positive")
     options = options or {}

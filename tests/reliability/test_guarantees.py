@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
 import torch
 
 from helpers import FAST, assert_one_line_error, make_input, write_init
@@ -35,3 +36,15 @@ def test_a_pickled_checkpoint_is_refused_without_advising_to_load_it_unsafely(tm
     code = main(["acdr-predict", str(image), "--checkpoint", str(checkpoint), "--out", str(out)])
     line = assert_one_line_error(code, capsys.readouterr().err, out, str(checkpoint), "never loaded")
     assert "weights_only" not in line
+
+
+@pytest.mark.parametrize("threads", ["0", "100000"])
+@pytest.mark.parametrize("command", ["spline-refine", "acdr-train"])
+def test_threads_beyond_the_machine_are_a_usage_error(tmp_path, capsys, command, threads):
+    """--threads 100000 crashed OpenMP (a segmentation fault); now it is refused before anything runs."""
+    image = tmp_path / "f0.tif"
+    image.write_bytes(b"")  # never read: the options are checked first
+    out = tmp_path / "out"
+    inputs = [] if command == "acdr-train" else [str(image)]
+    code = main([command, *inputs, "--threads", threads, "--out", str(out)])
+    assert_one_line_error(code, capsys.readouterr().err, out, f"--threads {threads}", "must be from 1 to")

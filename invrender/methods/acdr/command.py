@@ -26,6 +26,7 @@ from invrender.method import (
     MethodSpec,
     SharedOptions,
     config_renderer,
+    set_threads,
     shared_option,
     with_shared_options,
 )
@@ -75,10 +76,7 @@ def start(
 ) -> tuple[DictConfig, torch.device]:
     """Compose and check the config, choose the device and the threads."""
     dev = resolve_device(device)
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads {threads}: must be at least 1")
-        torch.set_num_threads(threads)
+    set_threads(threads)
     cfg = compose_config(CONFIG_DIR, config, list(overrides or []))
     check_config(cfg, dev)
     return cfg, dev
