@@ -97,7 +97,6 @@ def renderer_names(kind: str) -> list[str]:
 
 def get_renderer(name: str, device: torch.device, kind: str) -> Callable[..., torch.Tensor]:
     """The render function of backend `name` (or `auto`) of `kind`, checked to run on `device`."""
-    _register_builtins()
     if kind not in KINDS:
         raise ValueError(f"unknown renderer kind {kind!r}; known: {', '.join(KINDS)}")
     names = renderer_names(kind)

@@ -162,8 +162,7 @@ class Trainer:
                     self._train_epoch(pending)
                     progress.update(task, completed=self.state.epoch)
                     if self.timed_out():
-                        self._save(improved=False)
-                        self._write_manifest("timeout")
+                        self._save(improved=False, status="timeout")
                         return self.state
                     if (
                         self.state.epoch % self.settings.val_every
@@ -285,14 +284,14 @@ class Trainer:
             "history": state.history,
         }
 
-    def _save(self, improved: bool) -> None:
+    def _save(self, improved: bool, status: str = "running") -> None:
         checkpoint = self._checkpoint()
         if improved:
             save_checkpoint(self.checkpoints / "best.pt", checkpoint)
             write_png(self.out / "examples.png", self._examples())
         save_checkpoint(self.checkpoints / "last.pt", checkpoint)
         self._write_log()
-        self._write_manifest("running")
+        self._write_manifest(status)
 
     def _write_log(self) -> None:
         history = self.state.history
