@@ -33,16 +33,8 @@ from rich.console import Console
 from invrender.config import CONFIG_ROOT, ConfigError, to_plain
 from invrender.core.io import InputError, read_json
 from invrender.inputs import InputItem, select_part
-from invrender.method import (
-    ConfigCache,
-    JobContext,
-    MethodSpec,
-    SharedOptions,
-    check_distinct_outputs,
-    cores,
-    make_jobs,
-    override_key,
-)
+from invrender.method import ConfigCache, JobContext, MethodSpec, check_distinct_outputs, cores, make_jobs, override_key
+from invrender.options import SharedOptions
 from invrender.record import now, write_run_record
 from invrender.runner import Runner, count_statuses, exit_code, progress_bar
 

@@ -1,114 +1,28 @@
-"""What every method command shares: its options, and the path from arguments to finished jobs.
+"""What every method command shares: the path from arguments to finished jobs.
 
 A method describes itself with a `MethodSpec` (its config folder, how to turn one input into a
 `Job`, how to check a config) and writes a Typer command that takes its own options only;
-`@with_shared_options` adds the options every command has (`--out`, `--device`, `-m`, shards, ...)
-and hands them over as one `SharedOptions`. The command then calls `run.run_method`, which reads
+`options.with_shared_options` adds the options every command has (`--out`, `--device`, `-m`, shards,
+...) and hands them over as one `SharedOptions`. The command then calls `run.run_method`, which reads
 the inputs, composes and checks the config, and runs the jobs here, or as a sweep through a Hydra
 launcher (`launch.py`) with `-m`.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Any
 
 import torch
-import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError, compose_config, resolve_device
+from invrender.core.io import write_json
 from invrender.inputs import IMAGE_SUFFIXES, InputItem
 from invrender.runner import Job
-
-Arguments = Annotated[
-    list[str],
-    typer.Argument(
-        help="Input files, folders, globs or input lists (.txt/.csv), then optional key=value config overrides.",
-        show_default=False,
-    ),
-]
-
-
-@dataclass
-class SharedOptions:
-    """The options of every method command (see `with_shared_options` for their help)."""
-
-    out: Path = Path("invrender-out")
-    device: str = "auto"
-    seed: int = 0
-    quiet: bool = False
-    config: str = "default"
-    resume: bool = False
-    threads: int | None = None
-    multirun: bool = False
-    num_parts: int | None = None
-    part_id: int | None = None
-    timeout: float | None = None
-
-
-_SHARED_HELP = {
-    "out": (("--out", "-o"), "Output folder (created if needed)."),
-    "device": (("--device",), "auto | cpu | cuda | cuda:N"),
-    "seed": (("--seed",), "Random seed: same input, config and seed give the same output."),
-    "quiet": (("--quiet", "-q"), "No progress bar and no per-input lines; errors only."),
-    "config": (("--config", "-c"), "Config name: configs/<method>/NAME.yaml."),
-    "resume": (("--resume",), "Skip inputs whose outputs all exist already."),
-    "threads": (("--threads",), "CPU threads for torch (default: torch's choice; with -m, cores / workers)."),
-    "multirun": (
-        ("--multirun", "-m"),
-        "Sweep: one job per combination of comma-separated override values (and per part of the inputs), run by the "
-        "Hydra launcher given as hydra/launcher=NAME.",
-    ),
-    "num_parts": (
-        ("--num-parts",),
-        "Split the inputs into N parts (every N-th input). With --part-id: run one part; with -m: one job per part.",
-    ),
-    "part_id": (("--part-id",), "Run part K (0-based) of --num-parts."),
-    "timeout": (("--timeout",), "Stop an input's job after this many seconds and record it as 'timeout'."),
-}
-
-
-def shared_option(name: str) -> Any:
-    """The typer.Option of one shared option, for commands that take only some of them."""
-    flags, help_text = _SHARED_HELP[name]
-    return typer.Option(*flags, help=help_text)
-
-
-def with_shared_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a method command the shared options: Typer sees them in the signature, the command
-    receives them as one `shared: SharedOptions` argument."""
-    hints = get_type_hints(command, include_extras=True)  # the annotations as objects, not strings
-    own = [
-        p.replace(annotation=hints[p.name])
-        for p in inspect.signature(command).parameters.values()
-        if p.name != "shared"
-    ]
-    defaults, types = SharedOptions(), get_type_hints(SharedOptions)
-    shared_params = [
-        inspect.Parameter(
-            f.name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=getattr(defaults, f.name),
-            annotation=Annotated[types[f.name], shared_option(f.name)],
-        )
-        for f in fields(SharedOptions)
-    ]
-
-    def wrapper(**kwargs: Any) -> Any:
-        shared = SharedOptions(**{f.name: kwargs.pop(f.name) for f in fields(SharedOptions)})
-        return command(shared=shared, **kwargs)
-
-    wrapper.__signature__ = inspect.Signature(
-        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared_params
-    )
-    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
-    wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
-    return wrapper
 
 
 @dataclass(frozen=True)
@@ -241,6 +155,24 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def check_timeout(seconds: float | None) -> None:
+    """`--timeout`: positive seconds, or None for no limit; ConfigError otherwise."""
+    if seconds is not None and seconds <= 0:
+        raise ConfigError(f"--timeout {seconds:g}: must be positive")
+
+
 def cores() -> int:
     """CPU cores this process may use (the affinity mask, e.g. a SLURM allocation)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def finish_fit(paths: dict[str, Path], metrics: dict, result: dict, phases: list, warning: str | None) -> dict:
+    """Write a fit's `metrics` to `paths["metrics"]` and return its job result: the output files,
+    `result`'s fields and the phases (dataclasses, as dicts). The fit's warning goes into both."""
+    if warning:
+        metrics["warning"] = warning
+    write_json(paths["metrics"], metrics)
+    job_result = {"outputs": [str(p) for p in paths.values()], **result, "phases": [p.__dict__ for p in phases]}
+    if warning:
+        job_result["warning"] = warning
+    return job_result

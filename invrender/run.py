@@ -14,13 +14,14 @@ from invrender.method import (
     ConfigCache,
     JobContext,
     MethodSpec,
-    SharedOptions,
     check_distinct_outputs,
+    check_timeout,
     make_jobs,
     method_device,
     override_key,
     set_threads,
 )
+from invrender.options import SharedOptions
 from invrender.runner import Runner
 
 
@@ -42,8 +43,7 @@ def run_method(
     check_shard_options(shared)
     device = method_device(spec, shared.device)
     set_threads(shared.threads)
-    if shared.timeout is not None and shared.timeout <= 0:
-        raise ConfigError(f"--timeout {shared.timeout:g}: must be positive")
+    check_timeout(shared.timeout)
     options = options or {}
     items = expand_inputs(inputs, spec.input_suffixes, spec.input_options, spec.keep_folders)
     if not items:

@@ -11,6 +11,7 @@ bad (nothing is written then).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -29,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from invrender.core.io import InputError, read_json
 from invrender.record import now, write_run_record
 
-StepCallback = Callable[[str, int, int, float], None]
+StepCallback = Callable[[str, int, int, float], None]  # phase, step, steps, loss (NaN: none)
 FAILED_STATUSES = {"bad-input", "failed", "timeout"}
 log = logging.getLogger("invrender")
 
@@ -163,9 +164,8 @@ class Runner:
             steps = progress.add_task("", total=1, visible=False)
 
             def show_step(phase: str, step: int, n_steps: int, loss: float) -> None:
-                progress.update(
-                    steps, description=f"  {phase} loss {loss:.3g}", completed=step + 1, total=n_steps, visible=True
-                )
+                description = f"  {phase}" if math.isnan(loss) else f"  {phase} loss {loss:.3g}"
+                progress.update(steps, description=description, completed=step + 1, total=n_steps, visible=True)
 
             try:
                 for job in jobs:
@@ -220,7 +220,7 @@ class Runner:
                     check_time()
                     show_step(phase, step, n_steps, loss)
                     if step == 0 or step + 1 == n_steps or (step + 1) % max(1, n_steps // 10) == 0:
-                        log.info("%s step %d/%d loss %.6g", phase, step + 1, n_steps, loss)
+                        log.info("%s step %d/%d loss %.6g", phase, step + 1, n_steps, loss)  # NaN: no loss
 
                 result = job.run(on_step)
         except InputError as err:

@@ -16,27 +16,19 @@ from omegaconf import DictConfig
 
 from invrender.config import ConfigError, compose_config, resolve_device, to_plain
 from invrender.core.geometry.polygons import write_polygons
-from invrender.core.io import PICTURE_SUFFIXES, InputError, read_picture, write_json, write_png
+from invrender.core.io import PICTURE_SUFFIXES, InputError, read_json, read_picture, write_json, write_png
 from invrender.core.losses import check_weights
 from invrender.core.overlay import FINAL_COLOUR, draw_curves, mask_outlines
 from invrender.inputs import InputItem
-from invrender.method import (
-    Arguments,
-    JobContext,
-    MethodSpec,
-    SharedOptions,
-    config_renderer,
-    set_threads,
-    shared_option,
-    with_shared_options,
-)
+from invrender.method import JobContext, MethodSpec, check_timeout, config_renderer, set_threads
 from invrender.methods.acdr.checkpoint import model_from_checkpoint, read_checkpoint
 from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare, resize_picture
 from invrender.methods.acdr.evaluate import full_size_mask, predict_set, score_set, to_image_size
 from invrender.methods.acdr.models import CONTOUR_QUANTITIES, MODEL_KINDS, PIXEL_QUANTITIES, build_model
 from invrender.methods.acdr.trainer import Trainer, TrainSettings
+from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, shared_option, with_shared_options
 from invrender.run import run_method
-from invrender.runner import Job, StepCallback
+from invrender.runner import Job, Runner, StepCallback
 
 CONFIG_DIR = "acdr"
 Overrides = Annotated[
@@ -119,8 +111,7 @@ def acdr_train(
     timeout: Annotated[float | None, shared_option("timeout")] = None,
 ) -> None:
     """Train ACDRNet (or the pixel baseline) on a data set; checkpoints in OUT/checkpoints/."""
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"--timeout {timeout:g}: must be positive")
+    check_timeout(timeout)
     if model not in MODEL_KINDS:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(MODEL_KINDS)}")
     cfg, dev = start(config, overrides, device, threads)
@@ -220,18 +211,22 @@ def acdr_eval(
     device: Annotated[str, shared_option("device")] = "auto",
     threads: Annotated[int | None, shared_option("threads")] = None,
     quiet: Annotated[bool, shared_option("quiet")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip the scoring if OUT/metrics.json holds this checkpoint's.")
+    ] = False,
+    timeout: Annotated[float | None, shared_option("timeout")] = None,
 ) -> None:
-    """Score a checkpoint on a test set: F1, mIoU, WCov, BoundF per image and their means, in OUT/metrics.json."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Score a checkpoint on a test set: F1, mIoU, WCov, BoundF per image and their means, in OUT/metrics.json
+    (the run record in OUT/manifest.json, as for every command)."""
+    check_timeout(timeout)
     if data is not None and config is not None:
         raise ConfigError("--data and --config: give one (a folder in the generic layout, or a preset's test split)")
     network, saved = loaded_model(checkpoint, resolve_device(device))
     network.dihedral_average = tta
     # Without --config, the test split of the data the checkpoint was trained on.
     name, base = (config, []) if config is not None else (saved["config_name"], list(saved["overrides"]))
-    cfg, dev = start(name, base + list(overrides or []), device, threads)
+    all_overrides = base + list(overrides or [])
+    cfg, dev = start(name, all_overrides, device, threads)
     if data is not None:
         cfg.data.layout, cfg.data.root = "generic", str(data)
     network = network.to(dev)
@@ -249,25 +244,53 @@ def acdr_eval(
     render = config_renderer(cfg, dev, "polygons")
     if saved["kind"] == "contour":
         network.render = render
-    rows, means = score_set(network, test_set, int(cfg.train.eval_batch), dev, render, full_size=True)
-    result = {
-        "checkpoint": str(checkpoint),
-        "model": saved["kind"],
-        "epoch": saved["epoch"],
-        "tta": tta,
-        "data": to_plain(cfg.data),
-        "images": len(rows),
-        **means,
-        "rows": rows,
+    metrics_path = out / "metrics.json"
+    identity = {"checkpoint": str(checkpoint), "model": saved["kind"], "epoch": saved["epoch"], "tta": tta}
+    identity["data"] = to_plain(cfg.data)
+
+    def score(on_step: StepCallback) -> dict:
+        rows, means = score_set(
+            network,
+            test_set,
+            int(cfg.train.eval_batch),
+            dev,
+            render,
+            full_size=True,
+            on_batch=lambda done, total: on_step("scoring", done - 1, total, float("nan")),
+        )
+        write_json(metrics_path, {**identity, "images": len(rows), **means, "rows": rows})
+        return {"images": len(rows), **means}
+
+    def scored_already() -> bool:
+        try:
+            previous = read_json(metrics_path)
+        except InputError:
+            return False
+        return isinstance(previous, dict) and all(previous.get(key) == value for key, value in identity.items())
+
+    run_info = {
+        "method": "acdr-eval",
+        "config_name": name,
+        "overrides": all_overrides,
+        "config": to_plain(cfg),
+        "device": str(dev),
+        "torch_threads": torch.get_num_threads(),
     }
-    write_json(out / "metrics.json", result)
-    table = Table(title=f"{checkpoint} ({saved['kind']}) on {len(rows)} test images")
-    for key in means:
-        table.add_column(key, justify="right")
-    table.add_row(*(f"{value:.4f}" for value in means.values()))
-    if not quiet:
+    runner = Runner(out / "manifest.json", run_info, resume=resume, quiet=quiet, timeout=timeout)
+    code = runner.run([Job(str(checkpoint), [metrics_path], score, finished=scored_already)])
+    record = runner.records[-1]
+    if record.status in ("done", "skipped") and not quiet:
+        from rich.console import Console
+        from rich.table import Table
+
+        means = {key: record.result[key] for key in ("f1", "miou", "wcov", "boundf")}
+        table = Table(title=f"{checkpoint} ({saved['kind']}) on {record.result['images']} test images")
+        for key in means:
+            table.add_column(key, justify="right")
+        table.add_row(*(f"{value:.4f}" for value in means.values()))
         Console().print(table)
-    typer.echo(f"wrote {out / 'metrics.json'}", err=True)
+        typer.echo(f"scores per image in {metrics_path}", err=True)
+    raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------- acdr-predict
@@ -342,8 +365,8 @@ def acdr_predict(
 def synth_shapes(
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of images.")] = 200,
     size: Annotated[int, typer.Option("--size", min=16, help="Image size in pixels (square).")] = 64,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-shapes"),
+    seed: SynthSeed = 0,
+    out: SynthOut = Path("synth-shapes"),
 ) -> None:
     """Images of one star-shaped (often concave) object each, with a distractor, uneven background,
     blur and noise, and the object's mask: images/ and masks/ (the generic layout of acdr-train)."""

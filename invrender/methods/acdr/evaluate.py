@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,12 +17,18 @@ SCORES = ("f1", "iou", "wcov", "boundf")
 
 @torch.no_grad()
 def predict_set(
-    model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device, bounds: torch.Tensor | None = None
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    bounds: torch.Tensor | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """`masks` (N, S, S) in [0, 1] and, for a contour model, `polygons` (N, T+1, K, 2) in pixels; on the CPU.
 
     bounds (N, 4): the part of each image that shows the picture (SegmentationSet.bounds); the masks
     are cut to it (the polygons are not: their masks at another size are cut by `full_size_mask`).
+    on_batch(images done, images): called after every batch (progress, time limits).
     """
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
@@ -33,6 +41,8 @@ def predict_set(
             out["polygons"] = out["polygons"].transpose(0, 1)
         for key, value in out.items():
             parts.setdefault(key, []).append(value.cpu())
+        if on_batch is not None:
+            on_batch(min(start + batch_size, len(images)), len(images))
     return {key: torch.cat(value) for key, value in parts.items()}
 
 
@@ -76,13 +86,20 @@ def full_size_mask(
 
 
 def score_set(
-    model: nn.Module, dataset: SegmentationSet, batch_size: int, device: torch.device, render, full_size: bool = True
+    model: nn.Module,
+    dataset: SegmentationSet,
+    batch_size: int,
+    device: torch.device,
+    render,
+    full_size: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict], dict[str, float]]:
     """Per-sample scores (name, f1, iou, wcov, boundf) and their means (f1, miou, wcov, boundf).
 
     full_size: score at each sample's own size (evaluation) rather than at the network's (validation).
+    on_batch: as in `predict_set`.
     """
-    prediction = predict_set(model, dataset.images, batch_size, device, dataset.bounds)
+    prediction = predict_set(model, dataset.images, batch_size, device, dataset.bounds, on_batch)
     rows = []
     for i, name in enumerate(dataset.names):
         if full_size:

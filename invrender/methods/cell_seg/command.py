@@ -27,19 +27,13 @@ from invrender.config import ConfigError
 from invrender.core.io import InputError, atomic_path, normalise_intensity, read_json, write_json, write_png, write_tiff
 from invrender.core.overlay import draw_curves, label_colours, mask_outlines
 from invrender.inputs import InputItem
-from invrender.method import (
-    Arguments,
-    JobContext,
-    MethodSpec,
-    SharedOptions,
-    config_renderer,
-    with_shared_options,
-)
+from invrender.method import JobContext, MethodSpec, config_renderer
 from invrender.methods.cell_seg import stage2
 from invrender.methods.cell_seg.ctc import Frames, read_frames, read_label_frames, write_label_frames, write_tracks
 from invrender.methods.cell_seg.fit import QUANTITIES
 from invrender.methods.cell_seg.overlap_tracking import link_by_overlap
 from invrender.methods.cell_seg.track import Tracker
+from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
@@ -445,8 +439,8 @@ def synth_cells(
     divisions: Annotated[
         int, typer.Option("--divisions", min=0, help="How many of them divide (each at its own frame).")
     ] = 4,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-cells"),
+    seed: SynthSeed = 0,
+    out: SynthOut = Path("synth-cells"),
 ) -> None:
     """A fluorescence time-lapse of moving, dividing nuclei with perfect segmentation and tracking
     ground truth, in the Cell Tracking Challenge layout: 01/, 01_GT/SEG/, 01_GT/TRA/."""

@@ -15,14 +15,9 @@ from invrender.core.io import InputError, read_image, read_voxel_size, write_jso
 from invrender.core.overlay import plot_series
 from invrender.core.render.psf import principal_axes
 from invrender.inputs import InputItem, parse_voxel_size
-from invrender.method import (
-    Arguments,
-    JobContext,
-    MethodSpec,
-    SharedOptions,
-    with_shared_options,
-)
+from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.mesh_fit.fit import QUANTITIES
+from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
@@ -115,20 +110,13 @@ def fit_file(
         "vertices": len(fitted.mesh.vertices),
         "faces": len(fitted.mesh.faces),
     }
-    if fitted.warning:
-        metrics["warning"] = fitted.warning
-    write_json(paths["metrics"], metrics)
     result = {
-        "outputs": [str(p) for p in paths.values()],
         "loss": final.get("intensity_weighted_mse"),
         "ssim": metrics["ssim"],
         "psnr": metrics["psnr"],
         "psf_sigmas": sigmas,
-        "phases": [p.__dict__ for p in fitted.phases],
     }
-    if fitted.warning:
-        result["warning"] = fitted.warning
-    return result
+    return finish_fit(paths, metrics, result, fitted.phases, fitted.warning)
 
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
@@ -184,10 +172,7 @@ def mesh_fit(
             help="A measured PSF: a bead stack (TIFF) at the image's voxel size, used instead of fitting a Gaussian.",
         ),
     ] = None,
-    voxel_size: Annotated[
-        str | None,
-        typer.Option("--voxel-size", help="z,y,x in physical units (default: from the TIFF's metadata, else 1,1,1)."),
-    ] = None,
+    voxel_size: VoxelSize = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Infer cell surface meshes and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
@@ -200,8 +185,8 @@ def synth_mesh(
     size: Annotated[int, typer.Option("--size", min=16, help="Stack size in voxels (a cube).")] = 64,
     sigma: Annotated[float, typer.Option("--sigma", min=0.1, help="Gaussian PSF standard deviation, voxels.")] = 2.0,
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="Gaussian noise, relative to the peak.")] = 0.05,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-mesh"),
+    seed: SynthSeed = 0,
+    out: SynthOut = Path("synth-mesh"),
 ) -> None:
     """A noisy fluorescence stack of a mesh (scaled into the box) through a Gaussian PSF, with the
     placed mesh and the PSF as ground truth."""

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from invrender.config import ConfigError
 from invrender.core.geometry.meshes import Mesh, write_mesh
-from invrender.core.io import write_json, write_png
+from invrender.core.io import write_png
 from invrender.core.metrics import dice_per_label
 from invrender.core.volumes import (
     NIFTI_SUFFIXES,
@@ -31,10 +31,11 @@ from invrender.core.volumes import (
     write_nifti,
 )
 from invrender.inputs import InputItem, parse_voxel_size
-from invrender.method import Arguments, JobContext, MethodSpec, SharedOptions, with_shared_options
+from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.spine_seg.fit import QUANTITIES, fit_spine, label_volume
 from invrender.methods.spine_seg.slices import slice_sheet
 from invrender.methods.spine_seg.template import default_template_path, load_template
+from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
@@ -100,20 +101,10 @@ def segment_file(
         metrics["mean_dice"] = float(np.mean(list(dice.values())))
     if fit.placement is not None:
         metrics["placement"] = fit.placement.summary([vertebra_name(label) for label in fit.labels])
-    if fit.warning:
-        metrics["warning"] = fit.warning
-    write_json(paths["metrics"], metrics)
-    result = {
-        "outputs": [str(p) for p in paths.values()],
-        "loss": final.get("appearance_l1"),
-        "vertebrae": len(fit.labels),
-        "phases": [p.__dict__ for p in fit.phases],
-    }
+    result = {"loss": final.get("appearance_l1"), "vertebrae": len(fit.labels)}
     if truth is not None:
         result["mean_dice"] = metrics["mean_dice"]
-    if fit.warning:
-        result["warning"] = fit.warning
-    return result
+    return finish_fit(paths, metrics, result, fit.phases, fit.warning)
 
 
 def check_config(cfg: DictConfig, device) -> None:
@@ -177,9 +168,7 @@ def spine_seg(
         Path | None,
         typer.Option("--gt", help="A vertebra label mask on the CT's grid: Dice per label in <stem>.metrics.json."),
     ] = None,
-    voxel_size: Annotated[
-        str | None, typer.Option("--voxel-size", help="z,y,x in mm, for a 3D TIFF without it in its metadata.")
-    ] = None,
+    voxel_size: VoxelSize = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Label every vertebra of a spine CT without training: fit a deformable template mesh per
@@ -197,7 +186,7 @@ def synth_ct(
     labels: Annotated[
         Path, typer.Option("--labels", help="Vertebra label mask (NIfTI, VerSe labels).", show_default=False)
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-ct"),
+    out: SynthOut = Path("synth-ct"),
     centroids: Annotated[
         Path | None,
         typer.Option(
@@ -243,7 +232,7 @@ def synth_ct(
             help="Largest displacement of the smooth deformation, mm (0: none, no rigid motion either).",
         ),
     ] = 4.0,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: SynthSeed = 0,
 ) -> None:
     """A CT-like volume (HU) of the vertebrae in a label mask, through a random smooth deformation,
     with the deformed labels and their centroids: <name>_ct.nii.gz, <name>_msk.nii.gz, <name>_ctd.json."""

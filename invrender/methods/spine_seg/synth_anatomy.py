@@ -17,6 +17,8 @@ into soft tissue: vertebra labels are never overwritten, so the label mask stays
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
@@ -146,6 +148,29 @@ def distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
     return best
 
 
+def _paint(
+    hu: np.ndarray,
+    soft: np.ndarray,
+    affine: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    shade: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Paint a shape within the world box [low, high] (3,) into the soft tissue: `shade` gives the
+    box's world points (N, 3) their HU (N,), NaN outside the shape. Returns (I, J, K) bool: the
+    painted voxels."""
+    painted = np.zeros(hu.shape, dtype=bool)
+    found = _box(affine, hu.shape, low, high)
+    if found is None:
+        return painted
+    box, points = found
+    values = shade(points).reshape(hu[box].shape)
+    inside = ~np.isnan(values) & soft[box]
+    hu[box][inside] = values[inside]
+    painted[box] = inside
+    return painted
+
+
 def _paint_tube(
     hu: np.ndarray,
     soft: np.ndarray,
@@ -158,17 +183,12 @@ def _paint_tube(
 ) -> np.ndarray:
     """Paint a tube of `radius` mm around the polyline `line` (K, 3) into the soft tissue: its outer
     `cortex` mm at `shell_hu`, the rest at `core_hu`. Returns (I, J, K) bool: the painted voxels."""
-    painted = np.zeros(hu.shape, dtype=bool)
-    found = _box(affine, hu.shape, line.min(axis=0) - radius, line.max(axis=0) + radius)
-    if found is None:
-        return painted
-    box, points = found
-    distance = distance_to_polyline(points, line).reshape(hu[box].shape)
-    inside = (distance <= radius) & soft[box]
-    region = hu[box]
-    region[inside] = np.where(distance[inside] > radius - cortex, shell_hu, core_hu)
-    painted[box] = inside
-    return painted
+
+    def shade(points: np.ndarray) -> np.ndarray:
+        distance = distance_to_polyline(points, line)
+        return np.where(distance > radius, np.nan, np.where(distance > radius - cortex, shell_hu, core_hu))
+
+    return _paint(hu, soft, affine, line.min(axis=0) - radius, line.max(axis=0) + radius, shade)
 
 
 def _paint_ellipsoid(
@@ -182,17 +202,13 @@ def _paint_ellipsoid(
 ) -> np.ndarray:
     """Paint the ellipsoid of semi-axes `axes` (3,) mm along the columns of `rotation` about `centre`
     into the soft tissue at `value` HU. Returns (I, J, K) bool: the painted voxels."""
-    painted = np.zeros(hu.shape, dtype=bool)
+
+    def shade(points: np.ndarray) -> np.ndarray:
+        local = (points - centre) @ rotation / axes
+        return np.where((local**2).sum(axis=1) <= 1.0, value, np.nan)
+
     reach = axes.max()
-    found = _box(affine, hu.shape, centre - reach, centre + reach)
-    if found is None:
-        return painted
-    box, points = found
-    local = (points - centre) @ rotation / axes
-    inside = ((local**2).sum(axis=1) <= 1.0).reshape(hu[box].shape) & soft[box]
-    hu[box][inside] = value
-    painted[box] = inside
-    return painted
+    return _paint(hu, soft, affine, centre - reach, centre + reach, shade)
 
 
 def _paint_lungs(

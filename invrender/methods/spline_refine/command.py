@@ -14,14 +14,9 @@ from invrender.core.geometry.spline_io import read_splines, validate_splines, wr
 from invrender.core.io import InputError, read_image, write_png, write_tiff
 from invrender.core.overlay import INIT_COLOUR, RESULT_COLOUR, draw_curves
 from invrender.inputs import InputItem
-from invrender.method import (
-    Arguments,
-    JobContext,
-    MethodSpec,
-    SharedOptions,
-    with_shared_options,
-)
+from invrender.method import JobContext, MethodSpec
 from invrender.methods.spline_refine.fit import QUANTITIES
+from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
@@ -159,8 +154,8 @@ def synth_splines(
     bodies: Annotated[int, typer.Option("--bodies", "-n", min=1, help="Bodies per frame.")] = 1,
     frames: Annotated[int, typer.Option("--frames", "-f", min=1, help="Number of frames.")] = 8,
     size: Annotated[int, typer.Option("--size", min=32, help="Frame size in pixels.")] = 128,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synth-splines"),
+    seed: SynthSeed = 0,
+    out: SynthOut = Path("synth-splines"),
 ) -> None:
     """Frames of overlapping slender bodies with labels and perturbed inits (rotation, displacement,
     scaling, PCA, straight lines), as in Zdyb et al.'s robustness study."""

@@ -25,6 +25,11 @@ LABEL_POINTS = 100
 #: Every how many label points an init keeps (plus the last), so inits look like detector output.
 INIT_STRIDE = 9
 INIT_NAMES = ("rotation", "displacement", "scaling", "pca", "straight")
+# How far each init is from its label (the robustness study's perturbations).
+ROTATION = 20.0  # degrees about the body's centre, sign random per body
+DISPLACEMENT = 10.0  # pixels, direction random per body
+SCALING = 0.7  # factor about the body's centre
+PCA_K = 2  # principal components kept of all labels of the set
 
 # Body shape; lengths and widths are for a 128-pixel image and scale with the image size.
 LENGTH_FRACTION = (0.35, 0.7)  # of the image size
@@ -227,10 +232,6 @@ def write_spline_dataset(
     frames: int,
     size: int = 128,
     seed: int = 0,
-    displacement: float = 10.0,
-    rotation: float = 20.0,
-    scaling: float = 0.7,
-    pca_k: int = 2,
 ) -> None:
     """Write a benchmark set of `frames` frames with `bodies` bodies each under `out_dir`.
 
@@ -253,16 +254,16 @@ def write_spline_dataset(
         write_splines(out / "labels" / _frame_name(f, ".json"), [records], image=_frame_name(f, ".tif"))
 
     all_points = np.array([b["points"] for frame in labels for b in frame]).reshape(-1, LABEL_POINTS, 2)
-    compressed = pca_compress(all_points, pca_k).reshape(frames, bodies, LABEL_POINTS, 2)
+    compressed = pca_compress(all_points, PCA_K).reshape(frames, bodies, LABEL_POINTS, 2)
     keep = np.unique(np.r_[np.arange(0, LABEL_POINTS, INIT_STRIDE), LABEL_POINTS - 1])
     pert_rng = np.random.default_rng(perturbation_seed)
     for f, frame_bodies in enumerate(labels):
         inits: dict[str, list[np.ndarray]] = {name: [] for name in INIT_NAMES}
         for i, body in enumerate(frame_bodies):
             p = body["points"]
-            inits["rotation"].append(rotate(p, rotation * pert_rng.choice([-1.0, 1.0])))
-            inits["displacement"].append(displace(p, displacement, pert_rng))
-            inits["scaling"].append(scale(p, scaling))
+            inits["rotation"].append(rotate(p, ROTATION * pert_rng.choice([-1.0, 1.0])))
+            inits["displacement"].append(displace(p, DISPLACEMENT, pert_rng))
+            inits["scaling"].append(scale(p, SCALING))
             inits["pca"].append(compressed[f, i])
             inits["straight"].append(straight_line(p))
         for name, curves in inits.items():
@@ -280,10 +281,10 @@ def write_spline_dataset(
             "label_points": LABEL_POINTS,
             "init_points": len(keep),
             "perturbations": {
-                "rotation": {"degrees": rotation, "sign": "random"},
-                "displacement": {"pixels": displacement, "direction": "random"},
-                "scaling": {"factor": scaling},
-                "pca": {"k": pca_k, "fitted_on": "all labels of the set"},
+                "rotation": {"degrees": ROTATION, "sign": "random"},
+                "displacement": {"pixels": DISPLACEMENT, "direction": "random"},
+                "scaling": {"factor": SCALING},
+                "pca": {"k": PCA_K, "fitted_on": "all labels of the set"},
                 "straight": {},
             },
         },

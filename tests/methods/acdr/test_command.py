@@ -201,6 +201,35 @@ def test_report_reads_a_training_run(trained, capsys):
     assert row["outputs"] == "3"  # last.pt, best.pt, log.csv
 
 
+def test_eval_keeps_a_run_record_that_report_resume_and_timeout_use(trained, shapes, tmp_path, capsys):
+    best, last = (str(trained / "checkpoints" / name) for name in ("best.pt", "last.pt"))
+    out = tmp_path / "eval"
+    common = ["acdr-eval", "--data", str(shapes), "--out", str(out), "-q"]
+    assert main([*common, "--checkpoint", best]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "run" and manifest["method"] == "acdr-eval" and manifest["summary"] == {"done": 1}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert manifest["inputs"][0]["result"]["miou"] == metrics["miou"]
+    assert main(["report", str(out)]) == 0
+    with open(out / "report.csv", newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row["status"] == "done" and Path(row["input"]) == Path(best)
+    # --resume skips the same checkpoint's scores and scores another one
+    written = (out / "metrics.json").stat().st_mtime_ns
+    assert main([*common, "--checkpoint", best, "--resume"]) == 0
+    assert (out / "metrics.json").stat().st_mtime_ns == written
+    assert json.loads((out / "manifest.json").read_text())["summary"] == {"skipped": 1}
+    assert main([*common, "--checkpoint", last, "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["checkpoint"] == last
+    # --timeout: the scoring stops, recorded as 'timeout' (exit 1), and no scores are written
+    stopped = tmp_path / "stopped"
+    capsys.readouterr()
+    code = main(["acdr-eval", "--data", str(shapes), "--out", str(stopped), "--checkpoint", best, "--timeout", "1e-4"])
+    assert code == 1 and "timeout" in capsys.readouterr().err
+    assert json.loads((stopped / "manifest.json").read_text())["summary"] == {"timeout": 1}
+    assert not (stopped / "metrics.json").exists()
+
+
 def test_timeout_stops_training_cleanly_with_its_checkpoint_and_record(shapes, tmp_path, capsys):
     out = tmp_path / "run"
     common = ["acdr-train", f"data.root={shapes}", *TINY, "--out", str(out), "--quiet"]
