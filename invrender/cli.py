@@ -20,6 +20,8 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from invrender.config import ConfigError
 from invrender.core.io import InputError
+from invrender.isolation import allow_forking
+from invrender.outdir import check_out_file
 
 app = typer.Typer(
     name="invrender",
@@ -61,6 +63,8 @@ def report(
 
     from invrender.report import print_report, report_rows, write_report
 
+    if csv_path is not None:
+        check_out_file(csv_path, "--csv")
     rows = report_rows(run_dir)
     print_report(rows, Console())
     written = write_report(run_dir, rows, csv_path)
@@ -114,5 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-if __name__ == "__main__":
+def program() -> None:
+    """The `invrender` executable: `main` in a process that may run its jobs in forked children
+    (see isolation.py); `main` called from Python runs them in the caller's process."""
+    allow_forking()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    program()

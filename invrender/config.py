@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache, partial
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from invrender.core.schema import BadValue, Rule, check_values
 
 CONFIG_ROOT = Path(__file__).parent / "configs"
 
@@ -34,6 +36,7 @@ def compose_config(method_dir: str, name: str, overrides: list[str]) -> DictConf
     unknown key: the key and the nearest valid one)."""
     cfg = _compose(method_dir, name, overrides)
     if overrides:
+        _refuse_empty_merges(overrides, cfg)
         as_text: list[tuple[str, str]] = []
         _check_types(
             to_plain(_compose(method_dir, name, [])),
@@ -70,7 +73,38 @@ def check_config_keys(values: dict, schema: dict | None, what: str = "config") -
         if isinstance(values.get("phases"), list):
             check_phases(values["phases"])
     except ValueError as err:
-        raise ConfigError(f"{what}: {err}") from None
+        raise ConfigError(_config_message(what, err)) from None
+
+
+def check_config_values(cfg: DictConfig, rules: Mapping[str, Rule]) -> None:
+    """ConfigError for the first value of `cfg` that its rule refuses (a method's value rules:
+    dotted key -> `invrender.core.schema.Rule`), naming the key, the value and what is allowed."""
+    try:
+        check_values(to_plain(cfg), rules)
+    except ValueError as err:
+        raise ConfigError(_config_message("config", err)) from None
+
+
+def _config_message(what: str, err: ValueError) -> str:
+    """The one line of a refused config: "config model.knots 0: must be ..." for a bad value,
+    "config: unknown key ..." for the rest."""
+    return f"{what} {err}" if isinstance(err, BadValue) else f"{what}: {err}"
+
+
+def _refuse_empty_merges(overrides: list[str], cfg: DictConfig) -> None:
+    """ConfigError for `key={}` where the config has entries under `key`: Hydra merges the empty
+    mapping into them, so the override would silently change nothing."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element().lstrip("+~")
+        if not override.is_sweep_override() and override.value() == {}:
+            current = OmegaConf.select(cfg, key, default=None)
+            if isinstance(current, DictConfig) and len(current):
+                raise ConfigError(
+                    f"bad override {key}={{}}: an empty mapping leaves {key} unchanged (Hydra merges mappings); "
+                    f"set its entries instead, e.g. {key}.{next(iter(current))}=0"
+                )
 
 
 def _compose(method_dir: str, name: str, overrides: list[str]) -> DictConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import glob
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,9 +36,31 @@ class InputItem:
 
 
 def split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
-    """Split trailing CLI arguments into inputs and `key=value` config overrides."""
-    overrides = [a for a in arguments if "=" in a and not Path(a).exists()]
+    """Split trailing CLI arguments into inputs and `key=value` config overrides.
+
+    An argument that names an existing file or folder, or a glob that matches something, is an input
+    even if it holds '=' (`eq=dir/*.tif`); so is one whose key (before the first '=') holds '*', or '/'
+    outside Hydra's own groups (`hydra/launcher=joblib`), which a config key never does: a path that
+    does not exist, kept for its job to report."""
+    overrides = [a for a in arguments if _is_override(a)]
     return [a for a in arguments if a not in overrides], overrides
+
+
+def _is_override(argument: str) -> bool:
+    if "=" not in argument or _exists(Path(argument)):
+        return False
+    if any(ch in argument for ch in "*?[") and glob.glob(argument):
+        return False
+    key = argument.split("=", 1)[0].lstrip("+~")  # Hydra's prefixes: +key=value, ~key=value
+    return "*" not in key and ("/" not in key or key.startswith("hydra/"))
+
+
+def _exists(path: Path) -> bool:
+    """Path.exists, False for names the system cannot even look up (too long, NUL bytes)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def expand_inputs(
@@ -54,7 +77,7 @@ def expand_inputs(
     """
     items: list[InputItem] = []
     for arg in arguments:
-        path = Path(arg)
+        path = _usable(Path(arg))
         if path.is_dir() and keep_folders:
             items.append(InputItem(path))
         elif path.is_dir():
@@ -82,12 +105,15 @@ def read_input_list(path: Path, option_types: dict[str, type]) -> list[InputItem
     if path.suffix.lower() == ".txt":
         lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
         return [
-            InputItem(_relative_to(path, line), source=f"{path} line {n}")
+            InputItem(_relative_to(path, line, f"line {n}"), source=f"{path} line {n}")
             for n, line in lines
             if line and not line.startswith("#")
         ]
 
-    rows = list(csv.reader(text.splitlines()))
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as err:  # e.g. a cell beyond the csv module's field size limit
+        raise InputError(path, f"not a readable CSV list: {err}") from None
     if not rows:
         raise InputError(path, "empty input list: expected a header row with an 'input' column")
     header = [name.strip() for name in rows[0]]
@@ -108,17 +134,42 @@ def read_input_list(path: Path, option_types: dict[str, type]) -> list[InputItem
             if name == "input" or not value:
                 continue
             if name in option_types:
-                kind = option_types[name]
-                options[name] = _relative_to(path, value) if kind is Path else kind(value)
+                options[name] = _option(path, f"line {n}", name, value, option_types[name])
             else:
                 overrides.append(f"{name}={value}")
-        items.append(InputItem(_relative_to(path, cells["input"]), options, tuple(overrides), f"{path} line {n}"))
+        items.append(
+            InputItem(_relative_to(path, cells["input"], f"line {n}"), options, tuple(overrides), f"{path} line {n}")
+        )
     return items
 
 
-def _relative_to(list_path: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else list_path.parent / path
+def _option(list_path: Path, where: str, name: str, value: str, kind: type) -> Any:
+    """A per-input option's cell as its type: a path relative to the list, or e.g. an int."""
+    if kind is Path:
+        return _relative_to(list_path, value, f"{where}: {name}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise InputError(list_path, f"{where}: {name} {value!r} is not of type {kind.__name__}") from None
+
+
+def _relative_to(list_path: Path, value: str, where: str) -> Path:
+    path = Path(os.path.expanduser(value))  # as the shell: `~nobody` stays as written (Path's raises)
+    return _usable(path if path.is_absolute() else list_path.parent / path, list_path, where)
+
+
+def _usable(path: Path, list_path: Path | None = None, where: str = "") -> Path:
+    """`path`, unless the system cannot even look it up (a NUL byte, a name too long, a folder it may
+    not search): InputError naming the list and line it came from, else the path itself."""
+    try:
+        path.is_dir()
+        path.resolve()
+    except (OSError, ValueError) as err:
+        problem = f"not a usable path ({getattr(err, 'strerror', None) or err})"
+        if list_path is None:
+            raise InputError(path, problem) from None
+        raise InputError(list_path, f"{where}: {str(path)[-80:]!r} is {problem}") from None
+    return path
 
 
 def select_part(items: list[T], num_parts: int, part_id: int) -> list[T]:

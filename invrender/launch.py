@@ -26,13 +26,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 from rich.console import Console
 
 from invrender.config import CONFIG_ROOT, ConfigError, to_plain
 from invrender.core.io import InputError, read_json
 from invrender.inputs import InputItem, select_part
+from invrender.isolation import forks_jobs
 from invrender.method import ConfigCache, JobContext, MethodSpec, check_distinct_outputs, cores, make_jobs, override_key
 from invrender.options import SharedOptions
 from invrender.record import now, write_run_record
@@ -81,7 +81,6 @@ class SweepTask:
         from hydra.core.hydra_config import HydraConfig
 
         job = self.jobs[HydraConfig.get().job.num]
-        torch.set_num_threads(self.threads)
         context = JobContext(job.out, self.configs.device, self.shared.seed, self.options)
         jobs = make_jobs(self.spec, job.items, job.overrides, self.configs, context)
         info = {
@@ -100,6 +99,12 @@ class SweepTask:
             timeout=self.shared.timeout,
             log_dir=folder / "logs",
             always_record=True,
+            threads=self.threads,
+            fork=forks_jobs(self.configs.device),
+            # Silent: the sweep's process prints each input's error or warning once, from the jobs'
+            # manifests (`_print_summary`); the job's own lines would repeat them with the basic
+            # launcher (and with joblib's workers, which share this terminal).
+            silent=True,
         )
         return runner.run(jobs)
 
@@ -138,7 +143,7 @@ def run_sweep(
             jobs.append(SweepJob(len(jobs), point, part, num_parts, point_out, part_items))
     # Compose and check every config now (a bad value is a usage error, not a failed job), and
     # check that no two inputs of a sweep point write the same file.
-    for point_out in {job.out for job in jobs}:
+    for point_out in dict.fromkeys(job.out for job in jobs):  # in order: the first bad point is reported
         point_jobs = [job for job in jobs if job.out == point_out]
         context = JobContext(point_out, configs.device, shared.seed, options)
         check_distinct_outputs(
@@ -354,7 +359,11 @@ def _print_summary(entries: list[dict], counts: dict[str, int], quiet: bool) -> 
         for r in entry["inputs"]:
             if r["status"] in ("bad-input", "failed", "timeout"):
                 label = "timeout" if r["status"] == "timeout" else "error"
-                console.print(f"{label}: {r['input']}: {r['error']}", markup=False, highlight=False, soft_wrap=True)
+                prefix = "" if r["error"].startswith(r["input"]) else f"{r['input']}: "  # as the runner prints it
+                console.print(f"{label}: {prefix}{r['error']}", markup=False, highlight=False, soft_wrap=True)
+            if (r.get("result") or {}).get("warning"):  # finished, with something the user must know
+                warning = r["result"]["warning"]
+                console.print(f"warning: {r['input']}: {warning}", markup=False, highlight=False, soft_wrap=True)
     if not quiet:
         text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         console.print(f"{len(entries)} job(s): {text}", markup=False, highlight=False)

@@ -10,6 +10,8 @@ launcher (`launch.py`) with `-m`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, compose_config, resolve_device
+from invrender.config import ConfigError, compose_config, resolve_device, to_plain
 from invrender.core.io import write_json
 from invrender.inputs import IMAGE_SUFFIXES, InputItem
 from invrender.runner import Job
@@ -119,12 +121,26 @@ def make_jobs(
     """One job per input, each with its config (the run's overrides, then the input's own)."""
     jobs = []
     for item in items:
+        for override in item.overrides:
+            if override_key(override).startswith("hydra"):
+                raise ConfigError(
+                    f"{item.source}: column {override.split('=', 1)[0]}: Hydra's settings are not set per input "
+                    "(give them on the command line, with -m)"
+                )
         cfg = configs.get(tuple(overrides) + item.overrides, item.source)
         item_context = JobContext(context.out, context.device, context.seed, {**context.options, **item.options})
         job = spec.make_job(item, cfg, item_context)
         job.overrides = item.overrides
+        job.config_hash = config_hash(cfg, item_context.options, context.seed)
         jobs.append(job)
     return jobs
+
+
+def config_hash(cfg: DictConfig, options: dict[str, Any], seed: int) -> str:
+    """A short hash of what makes a job's outputs besides its input: the config, the method's
+    options and the seed (`--resume` compares it with the finished job's)."""
+    made_of = {"config": to_plain(cfg), "options": {key: str(value) for key, value in options.items()}, "seed": seed}
+    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def override_key(override: str) -> str:
@@ -144,21 +160,37 @@ def check_distinct_outputs(jobs: list[Job]) -> None:
                 )
 
 
-def set_threads(threads: int | None) -> None:
+def check_threads(threads: int | None) -> int | None:
     """`--threads`: torch's CPU threads, from 1 to this machine's CPU count (more never helps, and
-    tens of thousands crash OpenMP); ConfigError otherwise. None leaves torch's choice."""
-    if threads is None:
-        return
+    tens of thousands crash OpenMP); ConfigError otherwise. None: torch's choice."""
     limit = os.cpu_count() or 1
-    if not 1 <= threads <= limit:
+    if threads is not None and not 1 <= threads <= limit:
         raise ConfigError(f"--threads {threads}: must be from 1 to {limit} (the CPUs of this machine)")
-    torch.set_num_threads(threads)
+    return threads
+
+
+def set_threads(threads: int | None) -> None:
+    """`--threads` for a command that computes in its own process (checked as in `check_threads`)."""
+    if check_threads(threads) is not None:
+        torch.set_num_threads(threads)
 
 
 def check_timeout(seconds: float | None) -> None:
-    """`--timeout`: positive seconds, or None for no limit; ConfigError otherwise."""
-    if seconds is not None and seconds <= 0:
-        raise ConfigError(f"--timeout {seconds:g}: must be positive")
+    """`--timeout`: positive finite seconds, or None for no limit; ConfigError otherwise (`nan` and
+    `inf` parse as floats, and NaN fails every comparison, so it is refused by being not in range)."""
+    if seconds is not None and not 0 < seconds < float("inf"):
+        raise ConfigError(f"--timeout {seconds:g}: must be a positive, finite number of seconds")
+
+
+def check_seed(seed: int) -> None:
+    """`--seed`: an integer that numpy's and torch's generators both take (0 to 2**32 - 1);
+    ConfigError otherwise (Typer parses any integer, and torch fails on one beyond 64 bits)."""
+    from invrender.core.schema import SEED, BadValue
+
+    try:
+        SEED.check(seed, "--seed")
+    except BadValue as err:
+        raise ConfigError(str(err)) from None
 
 
 def cores() -> int:

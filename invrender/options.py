@@ -20,13 +20,24 @@ Arguments = Annotated[
     ),
 ]
 
+
+def parse_seed(text: str) -> int:
+    """`--seed` as written: a whole number (its range is checked with the other options)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a whole number (a seed is 0 to 4294967295)") from None
+
+
 # Options that several commands take with the same meaning (each command sets its own default).
 VoxelSize = Annotated[
     str | None,
     typer.Option("--voxel-size", help="z,y,x in physical units (mm for CT); default: from the TIFF's metadata."),
 ]
 SynthOut = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
-SynthSeed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same data.")]
+SynthSeed = Annotated[
+    int, typer.Option("--seed", help="Random seed: the same seed writes the same data.", parser=parse_seed)
+]
 
 
 @dataclass
@@ -39,6 +50,8 @@ class SharedOptions:
     quiet: bool = False
     config: str = "default"
     resume: bool = False
+    force: bool = False
+    wait: bool = False
     threads: int | None = None
     multirun: bool = False
     num_parts: int | None = None
@@ -52,7 +65,12 @@ _SHARED_HELP = {
     "seed": (("--seed",), "Random seed: same input, config and seed give the same output."),
     "quiet": (("--quiet", "-q"), "No progress bar and no per-input lines; errors only."),
     "config": (("--config", "-c"), "Config name: configs/<method>/NAME.yaml."),
-    "resume": (("--resume",), "Skip inputs whose outputs all exist already."),
+    "resume": (
+        ("--resume",),
+        "Skip inputs whose outputs all exist already (refused if they were made with another config or seed).",
+    ),
+    "force": (("--force",), "With --resume: redo the finished inputs that were made with another config or seed."),
+    "wait": (("--wait",), "If another run is writing into --out, wait for it to end instead of stopping."),
     "threads": (("--threads",), "CPU threads for torch (default: torch's choice; with -m, cores / workers)."),
     "multirun": (
         ("--multirun", "-m"),
@@ -68,10 +86,13 @@ _SHARED_HELP = {
 }
 
 
+_PARSERS = {"seed": parse_seed}
+
+
 def shared_option(name: str) -> Any:
     """The typer.Option of one shared option, for commands that take only some of them."""
     flags, help_text = _SHARED_HELP[name]
-    return typer.Option(*flags, help=help_text)
+    return typer.Option(*flags, help=help_text, parser=_PARSERS.get(name))
 
 
 def with_shared_options(command: Callable[..., Any]) -> Callable[..., Any]:

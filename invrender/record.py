@@ -9,6 +9,7 @@ best score and checkpoints). `invrender report` reads all three.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import sys
@@ -53,3 +54,17 @@ def write_run_record(path: str | os.PathLike, kind: str, fields: dict[str, Any])
         "updated": now(),
     }
     write_json(Path(path), record)
+
+
+def recorded_outputs(folder: Path) -> set[Path]:
+    """Every output (resolved) listed by the run records in `folder`, shards' and sweep jobs'
+    included; a record that cannot be read lists nothing."""
+    outputs: set[Path] = set()
+    for path in [*folder.glob("manifest*.json"), *folder.glob("jobs/*/manifest*.json")]:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            paths = [output for job in record["inputs"] for output in job["outputs"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        outputs |= {Path(str(output)).resolve() for output in paths}
+    return outputs

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -37,11 +39,14 @@ def manifest_paths(run_dir: Path) -> list[Path]:
 
 
 def _part_number(path: Path) -> int:
-    return int(path.name.split("-")[1])
+    """K of `manifest.part-K-of-N.json`; -1 (first) for a stray name like `manifest.part-old-of-2.json`."""
+    number = path.name.split("-")[1]
+    return int(number) if number.isdigit() else -1
 
 
 def report_rows(run_dir: Path) -> list[dict]:
-    """One row per input over every manifest in `run_dir`."""
+    """One row per input over every manifest in `run_dir`; InputError naming a manifest of another
+    shape (valid JSON written by something else, or edited by hand)."""
     rows = []
     for path in manifest_paths(run_dir):
         manifest = read_json(path)
@@ -51,51 +56,101 @@ def report_rows(run_dir: Path) -> list[dict]:
             rows.append(_training_row(path, manifest))
             continue
         if manifest["kind"] == "sweep":
-            groups = [(str(job["num"]), job["overrides"], job["inputs"]) for job in manifest.get("jobs", [])]
-        else:
-            part = manifest.get("part")
+            jobs = [_dict(path, job, f"jobs[{i}]") for i, job in enumerate(_get(path, manifest, "jobs", list, []))]
             groups = [
                 (
-                    "" if part is None else f"part {part['id']}/{part['of']}",
-                    manifest.get("overrides", []),
-                    manifest.get("inputs", []),
+                    str(_get(path, job, "num", (int, str), "")),
+                    _strings(path, job, "overrides"),
+                    _get(path, job, "inputs", list, []),
+                )
+                for job in jobs
+            ]
+        else:
+            part = _get(path, manifest, "part", dict, None)
+            groups = [
+                (
+                    "" if part is None else f"part {part.get('id')}/{part.get('of')}",
+                    _strings(path, manifest, "overrides"),
+                    _get(path, manifest, "inputs", list, []),
                 )
             ]
         for job, overrides, records in groups:
-            for record in records:
-                loss = record.get("result", {}).get("loss")
-                rows.append(
-                    {
-                        "job": job,
-                        "overrides": " ".join([*overrides, *record.get("overrides", [])]),
-                        "input": record["input"],
-                        "status": record["status"],
-                        "seconds": round(float(record.get("seconds", 0.0)), 2),
-                        "loss": "" if loss is None else f"{loss:.6g}",
-                        "outputs": len(record.get("outputs", [])),
-                        "log": record.get("log") or "",
-                        "error": record.get("error") or "",
-                    }
-                )
+            rows += [_input_row(path, job, overrides, _dict(path, r, f"inputs[{i}]")) for i, r in enumerate(records)]
     return rows
+
+
+def _input_row(path: Path, job: str, overrides: list[str], record: dict) -> dict:
+    loss = _get(path, _get(path, record, "result", dict, {}), "loss", NUMBER, None)
+    return {
+        "job": job,
+        "overrides": " ".join([*overrides, *_strings(path, record, "overrides")]),
+        "input": _get(path, record, "input", str),
+        "status": _get(path, record, "status", str),
+        "seconds": round(float(_get(path, record, "seconds", NUMBER, 0.0)), 2),
+        "loss": "" if loss is None else f"{loss:.6g}",
+        "outputs": len(_get(path, record, "outputs", list, [])),
+        "log": _get(path, record, "log", str, ""),
+        "error": _get(path, record, "error", str, ""),
+    }
 
 
 def _training_row(path: Path, manifest: dict) -> dict:
     """A training run as one row: the data it trained on, its status, seconds and last loss."""
-    history = manifest.get("history_tail") or []
-    loss = history[-1].get("loss") if history else None
-    outputs = manifest.get("outputs", {})
+    history = _get(path, manifest, "history_tail", list, [])
+    loss = _get(path, _dict(path, history[-1], "history_tail[-1]"), "loss", NUMBER, None) if history else None
+    outputs = _get(path, manifest, "outputs", dict, {})
+    data = _get(path, _get(path, manifest, "config", dict, {}), "data", dict, {})
     return {
-        "job": f"{manifest.get('method', 'train')} ({manifest.get('epochs_done', 0)} epochs)",
-        "overrides": " ".join(manifest.get("overrides", [])),
-        "input": str(manifest.get("config", {}).get("data", {}).get("root", "")),
-        "status": manifest.get("status", ""),
-        "seconds": round(float(manifest.get("seconds", 0.0)), 2),
+        "job": f"{_get(path, manifest, 'method', str, 'train')} ({_get(path, manifest, 'epochs_done', int, 0)} epochs)",
+        "overrides": " ".join(_strings(path, manifest, "overrides")),
+        "input": str(data.get("root", "")),
+        "status": _get(path, manifest, "status", str, ""),
+        "seconds": round(float(_get(path, manifest, "seconds", NUMBER, 0.0)), 2),
         "loss": "" if loss is None else f"{loss:.6g}",
-        "outputs": sum(Path(p).is_file() for p in outputs.values()),
-        "log": outputs.get("log", ""),
+        "outputs": sum(isinstance(p, str) and Path(p).is_file() for p in outputs.values()),
+        "log": _get(path, outputs, "log", str, ""),
         "error": "",
     }
+
+
+# ---------------------------------------------------------------- the shape of a manifest's values
+
+NUMBER = (int, float)
+_REQUIRED = object()
+
+
+def _get(path: Path, obj: dict, key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
+    """`obj[key]` if it is of `kind` (`default` when absent or null); InputError otherwise."""
+    value = obj.get(key)
+    if value is None and default is not _REQUIRED:
+        return default
+    if value is None:
+        raise InputError(path, f"not an invrender manifest (a record has no {key!r})")
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise InputError(path, f"not an invrender manifest ({key!r} is {shown}, expected {_kind_name(kind)})")
+    return value
+
+
+def _dict(path: Path, value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise InputError(path, f"not an invrender manifest ({where} is a {type(value).__name__}, not an object)")
+    return value
+
+
+def _strings(path: Path, obj: dict, key: str) -> list[str]:
+    """A list of strings (overrides), [] when absent."""
+    values = _get(path, obj, key, list, [])
+    if not all(isinstance(v, str) for v in values):
+        raise InputError(path, f"not an invrender manifest ({key!r} is not a list of strings)")
+    return values
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {"int": "a number", "float": "a number", "str": "a string", "list": "a list", "dict": "an object"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(dict.fromkeys(names[k.__name__] for k in kinds))
 
 
 def write_report(run_dir: Path, rows: list[dict], csv_path: Path | None = None) -> Path:

@@ -3,25 +3,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-import torch
-
 from invrender.config import ConfigError, to_plain
-from invrender.inputs import expand_inputs, select_part, split_arguments
+from invrender.inputs import InputItem, expand_inputs, select_part, split_arguments
+from invrender.isolation import default_threads, forks_jobs, prepare_parent
 from invrender.launch import run_sweep
 from invrender.method import (
     ConfigCache,
     JobContext,
     MethodSpec,
     check_distinct_outputs,
+    check_seed,
+    check_threads,
     check_timeout,
     make_jobs,
     method_device,
     override_key,
-    set_threads,
 )
 from invrender.options import SharedOptions
+from invrender.outdir import check_out_folder, run_lock
+from invrender.record import recorded_outputs
 from invrender.runner import Runner
 
 
@@ -42,10 +45,17 @@ def run_method(
         raise ConfigError("no input given")
     check_shard_options(shared)
     device = method_device(spec, shared.device)
-    set_threads(shared.threads)
+    check_threads(shared.threads)
+    prepare_parent()  # before anything is computed here: the jobs may run in forked children
     check_timeout(shared.timeout)
+    check_seed(shared.seed)
+    check_out_folder(shared.out)
+    if shared.force and not shared.resume:
+        raise ConfigError("--force goes with --resume (without --resume every input is done again anyway)")
     options = options or {}
-    items = expand_inputs(inputs, spec.input_suffixes, spec.input_options, spec.keep_folders)
+    items = drop_earlier_outputs(
+        expand_inputs(inputs, spec.input_suffixes, spec.input_options, spec.keep_folders), shared.out
+    )
     if not items:
         raise ConfigError(f"no input files in {' '.join(inputs)} (looked for {', '.join(spec.input_suffixes)})")
     if spec.check_inputs is not None:
@@ -53,7 +63,8 @@ def run_method(
     all_overrides = [*user_overrides, *overrides]
     configs = ConfigCache(spec, shared.config, device)
     if shared.multirun:
-        return run_sweep(spec, items, all_overrides, shared, options, configs)
+        with run_lock(shared.out, wait=shared.wait):
+            return run_sweep(spec, items, all_overrides, shared, options, configs)
     refuse_sweep_overrides(all_overrides)
     base = configs.get(tuple(all_overrides))
     jobs = make_jobs(spec, items, all_overrides, configs, JobContext(shared.out, device, shared.seed, options))
@@ -69,13 +80,28 @@ def run_method(
         "config": to_plain(base),
         "device": str(device),
         "seed": shared.seed,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": shared.threads or default_threads(),
         "part": None if shared.num_parts is None else {"id": shared.part_id, "of": shared.num_parts},
     }
     runner = Runner(
-        shared.out / manifest_name, run_info, resume=shared.resume, quiet=shared.quiet, timeout=shared.timeout
+        shared.out / manifest_name,
+        run_info,
+        resume=shared.resume,
+        quiet=shared.quiet,
+        timeout=shared.timeout,
+        threads=shared.threads,
+        fork=forks_jobs(device),
+        force=shared.force,
     )
-    return runner.run(jobs)
+    with run_lock(shared.out, shard=shared.num_parts is not None, wait=shared.wait):
+        return runner.run(jobs)
+
+
+def drop_earlier_outputs(items: list[InputItem], out: Path) -> list[InputItem]:
+    """The inputs without the files that an earlier run recorded as its outputs in `out` (a folder
+    given both as input and as --out would otherwise feed a run its own renders)."""
+    outputs = recorded_outputs(out)
+    return [item for item in items if item.path.resolve() not in outputs]
 
 
 def check_shard_options(shared: SharedOptions) -> None:

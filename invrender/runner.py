@@ -10,6 +10,7 @@ bad (nothing is written then).
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -23,11 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from invrender.config import ConfigError
 from invrender.core.io import InputError, read_json
+from invrender.isolation import (
+    ChildBadInput,
+    ChildFailed,
+    default_threads,
+    failure_line,
+    remove_partial_files,
+    run_in_child,
+)
 from invrender.record import now, write_run_record
 
 StepCallback = Callable[[str, int, int, float], None]  # phase, step, steps, loss (NaN: none)
@@ -44,6 +55,7 @@ class Job:
     run: Callable[[StepCallback], dict[str, Any]]  # returns what the manifest records (losses, ...)
     overrides: tuple[str, ...] = ()  # config overrides particular to this input (recorded in the manifest)
     finished: Callable[[], bool] | None = None  # whether --resume may skip it (default: all outputs exist)
+    config_hash: str = ""  # what made its outputs (config, options, seed): --resume skips only the same
 
 
 @dataclass
@@ -56,6 +68,7 @@ class JobRecord:
     result: dict[str, Any] = field(default_factory=dict)
     log: str | None = None
     overrides: list[str] = field(default_factory=list)
+    config_hash: str = ""
 
 
 class JobTimeout(BaseException):
@@ -136,6 +149,10 @@ class Runner:
         timeout: float | None = None,
         log_dir: Path | None = None,
         always_record: bool = False,
+        threads: int | None = None,
+        fork: bool = False,
+        force: bool = False,
+        silent: bool = False,
     ):
         self.manifest_path = Path(manifest_path)
         self.log_dir = Path(log_dir) if log_dir is not None else self.manifest_path.parent / "logs"
@@ -144,20 +161,42 @@ class Runner:
         self.quiet = quiet
         self.timeout = timeout
         self.always_record = always_record  # a sweep's job reports back through its manifest, even on bad inputs only
-        self.console = Console(stderr=True)
+        self.threads = threads  # torch threads for the jobs (None: torch's default)
+        self.fork = fork  # run each job in a forked child that can be ended (see isolation.py)
+        self.force = force  # --resume redoes finished jobs made with another config instead of refusing
+        self.redo: set[str] = set()
+        self.manifest_written = True  # false while the last attempt to write the manifest failed
+        self.console = Console(stderr=True, quiet=silent)  # silent: not even errors (a sweep reports them)
         self.records: list[JobRecord] = []
         self.started = now()
         self.previous = self._previous_records() if resume else {}
 
     def _previous_records(self) -> dict[str, dict]:
+        """The old manifest's records by input, those of the shape this runner writes: an unreadable
+        or foreign old manifest (any JSON) only loses the old timings of a skipped input."""
         if not self.manifest_path.is_file():
             return {}
         try:
-            return {job["input"]: job for job in read_json(self.manifest_path).get("inputs", [])}
-        except (InputError, AttributeError, KeyError, TypeError):
-            return {}  # an unreadable old manifest only loses the old timings
+            manifest = read_json(self.manifest_path)
+        except InputError:
+            return {}
+        records = manifest.get("inputs") if isinstance(manifest, dict) else None
+        return {
+            record["input"]: record
+            for record in (records if isinstance(records, list) else [])
+            if isinstance(record, dict)
+            and isinstance(record.get("input"), str)
+            and type(record.get("seconds", 0.0)) in (int, float)
+            and isinstance(record.get("result", {}), dict)
+            and isinstance(record.get("log"), (str, type(None)))
+        }
 
     def run(self, jobs: list[Job]) -> int:
+        if self.resume:
+            self._check_resumable(jobs)
+        remove_partial_files([path for job in jobs for path in job.outputs])  # left by a run that was killed
+        if not self.fork and self.threads is not None:
+            torch.set_num_threads(self.threads)
         progress = progress_bar(self.console, not self.quiet and self.console.is_terminal)
         with progress:
             overall = progress.add_task("inputs", total=len(jobs))
@@ -178,14 +217,28 @@ class Runner:
                 self.records += [JobRecord(j.name, "interrupted") for j in jobs if j.name not in done]
                 self._write_manifest()
                 raise
-        return exit_code({r.status for r in self.records})
+        code = exit_code({r.status for r in self.records})
+        return code if self.manifest_written else max(code, 1)
+
+    def _check_resumable(self, jobs: list[Job]) -> None:
+        """--resume: ConfigError if a finished job was made with another config (or, with --force,
+        mark it to be done again). A record without a hash (an older version's) is taken as it is."""
+        changed = [
+            job.name
+            for job in jobs
+            if _finished(job) and self.previous.get(job.name, {}).get("config_hash", job.config_hash) != job.config_hash
+        ]
+        if changed and not self.force:
+            raise ConfigError(
+                f"--resume: {len(changed)} finished input(s) in {self.manifest_path.parent} were made with another "
+                f"config, options or seed (first: {changed[0]}); add --force to redo them, or choose another --out"
+            )
+        self.redo = set(changed)
 
     def _run_job(self, job: Job, show_step: StepCallback) -> JobRecord:
         outputs = [str(p) for p in job.outputs]
         overrides = list(job.overrides)
-        if self.resume and (
-            job.finished() if job.finished is not None else bool(job.outputs) and all(p.is_file() for p in job.outputs)
-        ):
+        if self.resume and job.name not in self.redo and _finished(job):
             old = self.previous.get(job.name, {})
             return JobRecord(
                 job.name,
@@ -195,18 +248,27 @@ class Runner:
                 result=old.get("result", {}),
                 log=old.get("log"),
                 overrides=overrides,
+                config_hash=job.config_hash,
             )
         log_path = self.log_dir / f"{Path(job.name).name}.log"
-        with _job_log(log_path):
+        logs_existed = self.log_dir.is_dir()
+        earlier_log = log_path.stat().st_size if log_path.is_file() else None  # an earlier run's, kept
+        with _job_log(log_path) as log_written:
             log.info("start %s%s", job.name, f" with {' '.join(overrides)}" if overrides else "")
             record = self._attempt(job, show_step)
             record.overrides = overrides
+            record.config_hash = job.config_hash
             log.info("%s after %.1f s%s", record.status, record.seconds, f": {record.error}" if record.error else "")
         if record.status == "bad-input":
-            # The manifest says why; a bad input leaves no file behind (and a run of bad inputs, none at all).
-            log_path.unlink(missing_ok=True)
-            if self.log_dir.is_dir() and not any(self.log_dir.iterdir()):
+            # The manifest says why; a bad input adds no file (and a run of bad inputs, none at all).
+            if earlier_log is None:
+                log_path.unlink(missing_ok=True)
+            else:
+                os.truncate(log_path, earlier_log)
+            if not logs_existed and self.log_dir.is_dir() and not any(self.log_dir.iterdir()):
                 self.log_dir.rmdir()
+        elif not log_written():
+            record.error = (record.error + "; " if record.error else "") + f"its log {log_path} could not be written"
         else:
             record.log = str(log_path)
         return record
@@ -214,30 +276,50 @@ class Runner:
     def _attempt(self, job: Job, show_step: StepCallback) -> JobRecord:
         start = time.perf_counter()
         try:
-            with time_limit(self.timeout) as check_time:
-
-                def on_step(phase: str, step: int, n_steps: int, loss: float) -> None:
-                    check_time()
-                    show_step(phase, step, n_steps, loss)
-                    if step == 0 or step + 1 == n_steps or (step + 1) % max(1, n_steps // 10) == 0:
-                        log.info("%s step %d/%d loss %.6g", phase, step + 1, n_steps, loss)  # NaN: no loss
-
-                result = job.run(on_step)
-        except InputError as err:
+            result = self._run(job, show_step)
+        except (InputError, ChildBadInput) as err:
             return JobRecord(job.name, "bad-input", [], time.perf_counter() - start, str(err))
         except JobTimeout:
+            remove_partial_files(job.outputs)
             return JobRecord(
                 job.name, "timeout", [], time.perf_counter() - start, f"stopped after {self.timeout:g} s (--timeout)"
             )
         except KeyboardInterrupt:
+            remove_partial_files(job.outputs)
             raise
+        except ChildFailed as err:
+            return JobRecord(job.name, "failed", [], time.perf_counter() - start, str(err))
         except Exception as err:
             log.error("%s", "".join(traceback.format_exception(err)))
-            where = traceback.extract_tb(err.__traceback__)[-1]
-            message = f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
-            return JobRecord(job.name, "failed", [], time.perf_counter() - start, message)
+            return JobRecord(job.name, "failed", [], time.perf_counter() - start, failure_line(err))
         outputs = result.pop("outputs", [str(p) for p in job.outputs])
         return JobRecord(job.name, "done", outputs, time.perf_counter() - start, result=result)
+
+    def _run(self, job: Job, show_step: StepCallback) -> dict[str, Any]:
+        """Run the job here or in a child, within the time limit; its result."""
+
+        def logged_step(phase: str, step: int, n_steps: int, loss: float) -> None:
+            show_step(phase, step, n_steps, loss)
+            if step == 0 or step + 1 == n_steps or (step + 1) % max(1, n_steps // 10) == 0:
+                log.info("%s step %d/%d loss %.6g", phase, step + 1, n_steps, loss)  # NaN: no loss
+
+        if self.fork:
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            threads = self.threads or default_threads()
+            return run_in_child(job.run, threads, logged_step, deadline, JobTimeout)
+        grad_enabled = torch.is_grad_enabled()
+        try:
+            with time_limit(self.timeout) as check_time:
+
+                def on_step(phase: str, step: int, n_steps: int, loss: float) -> None:
+                    check_time()
+                    logged_step(phase, step, n_steps, loss)
+
+                return job.run(on_step)
+        finally:
+            # The timer's exception can land inside torch.no_grad()'s own set-up, which then never
+            # restores autograd: the next job would train nothing.
+            torch.set_grad_enabled(grad_enabled)
 
     def _print(self, record: JobRecord) -> None:
         if record.status in FAILED_STATUSES:
@@ -260,24 +342,54 @@ class Runner:
             )
 
     def _write_manifest(self) -> None:
+        """Rewrite the manifest with every record so far. If it cannot be written (a full disk), say
+        so in one line and go on: the next write records everything again."""
         if not self.always_record and all(r.status == "bad-input" for r in self.records):
             return  # nothing ran: leave no output at all
-        write_run_record(
-            self.manifest_path,
-            "run",
-            {
-                **self.run_info,
-                "started": self.started,
-                "summary": count_statuses([r.status for r in self.records]),
-                "inputs": [r.__dict__ for r in self.records],
-            },
-        )
+        try:
+            write_run_record(
+                self.manifest_path,
+                "run",
+                {
+                    **self.run_info,
+                    "started": self.started,
+                    "summary": count_statuses([r.status for r in self.records]),
+                    "inputs": [r.__dict__ for r in self.records],
+                },
+            )
+            self.manifest_written = True
+        except OSError as err:
+            self.manifest_written = False
+            self.console.print(
+                f"error: cannot write {self.manifest_path} ({err.strerror}); it is written again after the next input",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _finished(job: Job) -> bool:
+    """Whether the job's outputs are complete (its own test, or every output exists)."""
+    if job.finished is not None:
+        return job.finished()
+    return bool(job.outputs) and all(p.is_file() for p in job.outputs)
+
+
+class _LogHandler(logging.StreamHandler):
+    """A job log's handler: a write that fails (a full disk) is noted, not printed as a traceback."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failed = True
 
 
 @contextmanager
-def _job_log(path: Path) -> Iterator[None]:
-    """Send the `invrender` logger to `path` for the block. A symbolic link (the folder or the file)
-    is refused rather than followed, so that a log is never written outside the output folder."""
+def _job_log(path: Path) -> Iterator[Callable[[], bool]]:
+    """Send the `invrender` logger to `path` for the block, which gets a function saying whether
+    every line reached the file. A symbolic link (the folder or the file) is refused rather than
+    followed, so that a log is never written outside the output folder; a log that cannot be made
+    for want of space is done without."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for link in (path.parent, path):
         if link.is_symlink():
@@ -285,18 +397,24 @@ def _job_log(path: Path) -> Iterator[None]:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            yield lambda: False
+            return
         raise InputError(path, f"cannot write the log ({err.strerror})") from None
-    handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
+    handler = _LogHandler(os.fdopen(fd, "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     level, propagate = log.level, log.propagate
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False  # the console shows the progress bar and one line per job, not the log
     try:
-        yield
+        yield lambda: not handler.failed
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
         log.propagate = propagate
         handler.close()
-        handler.stream.close()  # a StreamHandler leaves its stream open
+        try:
+            handler.stream.close()  # a StreamHandler leaves its stream open
+        except OSError:
+            pass  # the last buffered line did not fit on the disk either

@@ -36,8 +36,9 @@ def read_image(path: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.n
     """Read a TIFF image as float32, validated.
 
     Returns an array `(y, x)` or `(z|frame, y, x)`. Singleton axes are squeezed; RGB(A) images are
-    rejected rather than silently converted. Raises InputError on a missing or unreadable file,
-    a dimensionality outside `ndims`, an empty image, or NaN/infinite values.
+    rejected rather than silently converted (`read_picture` reads colour). Raises InputError on a
+    missing or unreadable file, a colour image, a dimensionality outside `ndims`, an empty image, or
+    NaN/infinite values.
     """
     import tifffile
 
@@ -45,9 +46,13 @@ def read_image(path: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.n
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        array = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape, photometric = series.axes, tuple(series.shape), series.keyframe.photometric
+            array = tif.asarray()
     except Exception as err:  # tifffile raises many types for corrupt files
         raise InputError(path, f"not a readable TIFF image ({type(err).__name__}: {err})") from None
+    _refuse_colour(path, axes, shape, photometric)
     array = np.squeeze(np.asarray(array))
     if array.ndim not in ndims:
         want = " or ".join(f"{n}D" for n in ndims)
@@ -55,6 +60,20 @@ def read_image(path: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.n
     if array.size == 0 or min(array.shape) < 2:
         raise InputError(path, f"image of shape {array.shape} is too small")
     return _finite_float32(path, array)
+
+
+def _refuse_colour(path: Path, axes: str, shape: tuple[int, ...], photometric: int) -> None:
+    """InputError for pixels of several samples (RGB, RGBA, CMYK): squeezed, their samples would pass
+    for frames or rows of a stack, and which channel is meant is not ours to guess. tifffile names the
+    samples axis 'S' (last for interleaved pixels, first for planar ones); ImageJ's 'C' is not refused,
+    as ImageJ writes plain stacks as 'CYX'."""
+    from tifffile import PHOTOMETRIC
+
+    samples = dict(zip(axes, shape)).get("S", 1)
+    colour = photometric in (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
+    if colour or samples > 1:
+        kind = "RGB" if colour else f"{samples}-channel"
+        raise InputError(path, f"{kind} image (shape {shape}, axes {axes}): give one channel as a grayscale TIFF")
 
 
 def _finite_float32(path: Path, array: np.ndarray) -> np.ndarray:
@@ -111,24 +130,64 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return array.max(axis=0) > 0
 
 
+#: No invrender JSON nests deeper than a few levels; deeper input is hostile or broken, and would
+#: exhaust Python's recursion limit in whatever walks it next (the parser, the writer of an output).
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; InputError when missing, empty or malformed (with the line of the error)."""
+    """Read a JSON file; InputError when missing, empty or malformed (with the line of the error),
+    nested deeper than MAX_JSON_DEPTH, or holding a number that is not a finite float (NaN, Infinity,
+    1e400, a 400-digit integer): numbers read from JSON are safe to convert to float."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise InputError(path, f"cannot read: {err.strerror or err}") from None
     if not text.strip():
         raise InputError(path, "file is empty")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_finite_int)
     except json.JSONDecodeError as err:
         raise InputError(path, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
     except ValueError as err:
         raise InputError(path, str(err)) from None
+    except RecursionError:
+        raise InputError(path, f"JSON nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise InputError(path, f"JSON nested {depth} levels deep (at most {MAX_JSON_DEPTH})")
+    return data
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in valid JSON `text` (brackets in strings ignored)."""
+    codes = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8"), dtype=np.uint8)
+    steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"JSON contains {name}, which is not a valid number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"JSON number {_shorten(text)} is out of the range of floating-point numbers")
+    return value
+
+
+def _finite_int(text: str) -> int:
+    _finite_float(text)  # first, as int() refuses more than 4300 digits with Python's own advice
+    return int(text)
+
+
+def _shorten(text: str, keep: int = 24) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
 
 
 def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[np.ndarray, float, float]:

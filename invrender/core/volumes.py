@@ -138,6 +138,8 @@ def _load(path: Path, voxel_size: tuple[float, float, float] | None, dtype: type
         raise InputError(path, f"volume of shape {data.shape} is not 3D (a 2D image or a single slice?)")
     if not np.isfinite(data).all():
         raise InputError(path, "the volume contains NaN or infinite values")
+    if not np.isfinite(affine).all():
+        raise InputError(path, "the voxel-to-world affine contains NaN or infinite values (a damaged header?)")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(path, "degenerate voxel-to-world affine (zero voxel size?)")
     data = data if dtype is None else data.astype(dtype, copy=False)
@@ -297,6 +299,18 @@ def check_same_grid(volume: Volume, other: Volume, other_path: str | os.PathLike
         f"{volume.path or 'the image'}'s grid {volume.shape} with spacing "
         f"{_mm(volume.spacing)} mm{detail}",
     )
+
+
+def check_voxel_size(volume: Volume, low: float, high: float, what: str) -> None:
+    """InputError naming the volume's file and its voxel size unless every spacing is within `low`..`high`
+    mm; `what` names the kind of image the range is for, e.g. "a CT"."""
+    spacing = volume.spacing
+    if np.any(spacing < low) or np.any(spacing > high):
+        raise InputError(
+            volume.path,
+            f"voxel size {_mm(spacing)} mm (along i, j, k) is outside {low:g}..{high:g} mm, absurd for {what} "
+            "(a header in another unit, or a damaged one?)",
+        )
 
 
 def _mm(values: np.ndarray) -> str:

@@ -48,3 +48,15 @@ def test_threads_beyond_the_machine_are_a_usage_error(tmp_path, capsys, command,
     inputs = [] if command == "acdr-train" else [str(image)]
     code = main([command, *inputs, "--threads", threads, "--out", str(out)])
     assert_one_line_error(code, capsys.readouterr().err, out, f"--threads {threads}", "must be from 1 to")
+
+
+@pytest.mark.parametrize("column", ["hydra.launcher.n_jobs", "hydra/launcher", "+hydra.job.chdir"])
+def test_a_csv_column_cannot_set_hydra(tmp_path, capsys, column):
+    """Launcher settings need -m on the command line; an input list's column sets one input's config."""
+    image, records = make_input(tmp_path, "f0")
+    write_init(tmp_path / "f0.json", records)
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"input,{column}\nf0.tif,2\n")
+    out = tmp_path / "out"
+    code = main(["spline-refine", *FAST, str(listing), "--out", str(out), "--device", "cpu", "-q"])
+    assert_one_line_error(code, capsys.readouterr().err, out, f"{listing} line 2", column.lstrip("+"))

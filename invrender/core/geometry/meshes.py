@@ -17,6 +17,10 @@ from invrender.core.io import InputError, atomic_path
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".rec")
 
+#: Larger vertex coordinates (physical units) are refused: no image is that large, and trimesh's
+#: merging of vertices rounds coordinates to 1e-8 in int64, which overflows from about 9e10.
+MAX_COORDINATE = 1e9
+
 
 @dataclass
 class Mesh:
@@ -64,26 +68,39 @@ def _read_with_trimesh(path: Path) -> Mesh:
         raise InputError(path, f"not a readable mesh ({type(err).__name__}: {err})") from None
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise InputError(path, "the mesh is empty (no triangles)")
+    check_vertices(path, np.asarray(loaded.vertices))  # before merging, which needs sane coordinates
     loaded.merge_vertices(merge_tex=True, merge_norm=True)  # texture seams duplicate vertices
     return Mesh(np.asarray(loaded.vertices, dtype=np.float64), np.asarray(loaded.faces, dtype=np.int64))
 
 
 def _read_rec(path: Path) -> Mesh:
+    """The deltaMic text format; InputError for malformed text, negative counts or materials."""
     try:
         tokens = path.read_text(encoding="utf-8").split()
-        n_vertices = int(tokens[0])
+        n_vertices = _count(path, "vertex", tokens[0])
         vertices = np.array(tokens[1 : 1 + 3 * n_vertices], dtype=np.float64).reshape(n_vertices, 3)
-        n_faces = int(tokens[1 + 3 * n_vertices])
+        n_faces = _count(path, "face", tokens[1 + 3 * n_vertices])
         rows = np.array(tokens[2 + 3 * n_vertices : 2 + 3 * n_vertices + 5 * n_faces], dtype=np.int64).reshape(
             n_faces, 5
         )
-    except (IndexError, ValueError, UnicodeDecodeError) as err:
+    except (IndexError, ValueError, OverflowError, UnicodeDecodeError) as err:
         raise InputError(
             path, f"not a readable .rec mesh (vertex count, x y z lines, face count, i j k m1 m2 lines): {err}"
         ) from None
     if n_faces == 0:
         raise InputError(path, "the mesh is empty (no triangles)")
+    if rows[:, 3:].min() < 0:
+        raise InputError(
+            path, f"material {int(rows[:, 3:].min())} is negative: materials are 0 (outside) or a cell 1, 2, ..."
+        )
     return Mesh(vertices, rows[:, :3], rows[:, 3:])
+
+
+def _count(path: Path, what: str, token: str) -> int:
+    count = int(token)
+    if count < 0:
+        raise InputError(path, f"{what} count {count} is negative")
+    return count
 
 
 def check_mesh(path: Path, mesh: Mesh) -> None:
@@ -91,11 +108,11 @@ def check_mesh(path: Path, mesh: Mesh) -> None:
     (every edge shared by an even number of faces: 2 on a manifold, 3 where cells meet)."""
     if len(mesh.faces) == 0:
         raise InputError(path, "the mesh is empty (no triangles)")
-    if not np.isfinite(mesh.vertices).all():
-        raise InputError(path, "vertex coordinates contain NaN or infinity")
+    check_vertices(path, mesh.vertices)
     if mesh.faces.min() < 0 or mesh.faces.max() >= len(mesh.vertices):
+        bad = int(mesh.faces.min() if mesh.faces.min() < 0 else mesh.faces.max())
         raise InputError(
-            path, f"a face refers to vertex {int(mesh.faces.max())}, but there are {len(mesh.vertices)} vertices"
+            path, f"a face refers to vertex {bad}, but the {len(mesh.vertices)} vertices are numbered from 0"
         )
     corners = mesh.vertices[mesh.faces]
     areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
@@ -111,6 +128,16 @@ def check_mesh(path: Path, mesh: Mesh) -> None:
         )
     if mesh.materials is not None and (counts < 2).any():
         raise InputError(path, f"the surface is not closed: {int((counts < 2).sum())} edge(s) belong to a single face")
+
+
+def check_vertices(path: Path, vertices: np.ndarray) -> None:
+    """Vertex coordinates (V, 3) finite and within +-MAX_COORDINATE physical units."""
+    if not np.isfinite(vertices).all():
+        raise InputError(path, "vertex coordinates contain NaN or infinity")
+    if len(vertices) and np.abs(vertices).max() > MAX_COORDINATE:
+        raise InputError(
+            path, f"vertex coordinate {np.abs(vertices).max():.3g} is absurdly large (beyond +-{MAX_COORDINATE:g})"
+        )
 
 
 def check_inside(path: Path, mesh: Mesh, extent_xyz: np.ndarray) -> None:

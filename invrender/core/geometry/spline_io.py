@@ -48,7 +48,9 @@ def read_splines(path: str | os.PathLike) -> list[list[dict]]:
 
 
 def validate_splines(path: str | os.PathLike, frames: list[list[dict]], image_shape: tuple[int, ...]) -> None:
-    """Check splines against the image they refine: frame count, and points not far outside.
+    """Check splines against the image they refine: frame count, points not far outside, and widths
+    (px) no larger than the image's diagonal. The renderer's memory grows with the square of the
+    widest body, so a width from the file is bounded by the image before anything is allocated.
 
     `image_shape` is `(y, x)` for one frame or `(frames, y, x)` for a stack.
     """
@@ -57,8 +59,18 @@ def validate_splines(path: str | os.PathLike, frames: list[list[dict]], image_sh
     if len(frames) != n_frames:
         raise InputError(path, f"has {len(frames)} frame(s) of splines but the image has {n_frames}")
     margin = OUTSIDE_MARGIN * max(height, width)
+    diagonal = float(np.hypot(height, width))
     for f, records in enumerate(frames):
+        where = f" in frame {f}" if n_frames > 1 else ""
         for rec in records:
+            widths = rec["widths"]
+            if widths is not None and np.any(widths > diagonal):
+                i = int(np.argmax(widths > diagonal))
+                raise InputError(
+                    path,
+                    f"spline {rec['id']}{where}: widths[{i}] = {widths[i]:g} px is wider than the {width} x {height} "
+                    f"image (its diagonal is {diagonal:.0f} px)",
+                )
             p = rec["points"]
             outside = (
                 (p[:, 0] < -margin)
@@ -68,7 +80,6 @@ def validate_splines(path: str | os.PathLike, frames: list[list[dict]], image_sh
             )
             if outside.any():
                 x, y = p[np.argmax(outside)]
-                where = f" in frame {f}" if n_frames > 1 else ""
                 raise InputError(
                     path,
                     f"spline {rec['id']}{where} has point [{x:.1f}, {y:.1f}] far outside the {width}x{height} image",

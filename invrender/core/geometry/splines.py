@@ -39,6 +39,14 @@ def _second_derivative_operator(n_knots: int) -> torch.Tensor:
     return G
 
 
+def _segment_index(u: torch.Tensor, last: int) -> torch.Tensor:
+    """The segment (0 to `last`) of each scaled parameter `u` in [0, last + 1] (or NaN), as long.
+
+    A NaN parameter (a curve whose knots diverged) goes to segment 0, so that it evaluates to NaN,
+    which the loss reports, instead of an out-of-range index (NaN cast to an integer)."""
+    return torch.nan_to_num(u.detach(), nan=0.0).floor().clamp(0, last).long()
+
+
 def natural_spline_basis(s: torch.Tensor, n_knots: int, derivative: int = 0) -> torch.Tensor:
     """Basis matrix of the natural cubic spline (or its 1st/2nd derivative) at parameters `s`.
 
@@ -50,7 +58,7 @@ def natural_spline_basis(s: torch.Tensor, n_knots: int, derivative: int = 0) -> 
     h = 1.0 / (K - 1)
     G = _second_derivative_operator(K).to(device=s.device, dtype=s.dtype)
     u = s.clamp(0.0, 1.0) * (K - 1)
-    j = u.detach().floor().clamp(max=K - 2).long()
+    j = _segment_index(u, K - 2)
     t = (u - j).unsqueeze(-1)
     eye = torch.eye(K, dtype=s.dtype, device=s.device)
     e0, e1 = eye[j], eye[j + 1]
@@ -154,7 +162,7 @@ def evaluate_segments(coefficients: torch.Tensor, s: torch.Tensor) -> torch.Tens
     """
     batch, n_segments = coefficients.shape[:-2], coefficients.shape[-2]
     u = s.clamp(0.0, 1.0) * n_segments
-    j = u.detach().floor().clamp(max=n_segments - 1).long()
+    j = _segment_index(u, n_segments - 1)
     t = u - j
     offset = torch.arange(batch.numel(), device=s.device).reshape(*batch, *([1] * (s.ndim - len(batch))))
     a, b, c, d = coefficients.reshape(-1, 4)[j + offset * n_segments].unbind(-1)

@@ -30,6 +30,10 @@ not one of the above is refused, so a misspelt setting cannot be silently ignore
 
 The objective is the method's forward pass: `objective(model, context) -> quantities`, the dict
 that the loss registry's terms read. The model is a MultiStartModule.
+
+A fit diverges when its loss or a trained parameter becomes NaN or infinite, or when the method's
+`bound` (see divergence.py) says a parameter has left the image; the model then gets back the state
+before the step that diverged, the remaining phases are skipped, and OptimisationDiverged says why.
 """
 
 from __future__ import annotations
@@ -37,16 +41,35 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 
+from invrender.core.io import finite_or_none
 from invrender.core.losses import weighted_losses
 from invrender.core.optim.adam_variants import AdamUniform, VectorAdam
+from invrender.core.optim.divergence import Bound, OptimisationDiverged, nonfinite
 from invrender.core.optim.multistart import MultiStartModule
-from invrender.core.schema import check_keys
+from invrender.core.schema import (
+    ANY,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    NUMBER,
+    POSITIVE_INT,
+    PROBABILITY,
+    STRING,
+    WEIGHTS,
+    BadValue,
+    Rule,
+    check_keys,
+    check_values,
+    list_of,
+    mapping_of,
+    one_of,
+    optional,
+)
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -70,13 +93,13 @@ class PhaseContext:
 
 @dataclass
 class PhaseRecord:
-    """What happened in one phase, for the manifest."""
+    """What happened in one phase, for the manifest (JSON: a loss that is not finite is None)."""
 
     name: str
     steps: int
     seconds: float
-    final: dict[str, float]
-    seed_losses: list[float] = field(default_factory=list)
+    final: dict[str, float | None]
+    seed_losses: list[float | None] = field(default_factory=list)
     best_seed: int = 0
     diverged: bool = False
 
@@ -125,27 +148,51 @@ PART_KEYS = frozenset(f.name for f in fields(Part))
 PHASE_KEYS = PART_KEYS | {"steps", "seeds", "stop", "grad_noise", "ramps", "alternate"}
 SCHEDULES = ("constant", "cosine")
 
+# The values a phase's keys may take (the schedule and the optimizers are checked by name below).
+PHASE_RULES: dict[str, Rule] = {"steps": POSITIVE_INT, "seeds": POSITIVE_INT}
+STOP_RULES: dict[str, Rule] = {"patience": NON_NEGATIVE_INT, "rtol": NON_NEGATIVE}
+NOISE_RULES: dict[str, Rule] = {"eta": NON_NEGATIVE, "gamma": NON_NEGATIVE}
+RAMP_RULES: dict[str, Rule] = {"start": NUMBER, "end": NUMBER, "until": PROBABILITY}
+PART_RULES: dict[str, Rule] = {
+    "train": list_of(STRING),
+    "lr": NON_NEGATIVE,  # 0: the phase only evaluates (e.g. picks the best of its seeds)
+    "name": STRING,
+    "lr_scale": optional(mapping_of(NON_NEGATIVE, "trained groups")),  # 0 freezes a trained group
+    "final_lr_factor": NON_NEGATIVE,
+    "loss": optional(WEIGHTS),  # null: the run's loss weights
+    "every": POSITIVE_INT,
+    "optimizer_options": ANY,  # the optimizer's keyword arguments, refused by it when wrong
+    "options": ANY,  # read by the method's objective
+}
 
-def parse_phase(spec: Mapping[str, Any], where: str = "phase") -> Phase:
+
+def parse_phase(spec: Mapping[str, Any], where: str = "phase", groups: tuple[str, ...] | None = None) -> Phase:
     """A config's phase as a `Phase`; ValueError (naming the key under `where`, e.g. "phases.1")
-    for an unknown key, a missing `steps`, `train` or `lr`, or an unknown schedule or optimizer."""
+    for an unknown key, a missing `steps`, `train` or `lr`, a value out of its range (BadValue), an
+    unknown schedule or optimizer, or (given the model's parameter `groups`) an unknown group."""
     check_keys(spec, PHASE_KEYS, where)
     stop, noise, ramps = dict(spec.get("stop") or {}), dict(spec.get("grad_noise") or {}), dict(spec.get("ramps") or {})
-    check_keys(stop, ("patience", "rtol"), f"{where}.stop")
-    check_keys(noise, ("eta", "gamma"), f"{where}.grad_noise")
+    check_keys(stop, STOP_RULES, f"{where}.stop")
+    check_keys(noise, NOISE_RULES, f"{where}.grad_noise")
     for ramp, values in ramps.items():
-        check_keys(values, ("start", "end", "until"), f"{where}.ramps.{ramp}")
+        check_keys(values, RAMP_RULES, f"{where}.ramps.{ramp}")
         if "start" not in values or "end" not in values:
             raise ValueError(f"{where}.ramps.{ramp}: needs `start` and `end`")
+        check_values(values, RAMP_RULES, f"{where}.ramps.{ramp}", required=False)
     if "steps" not in spec:
         raise ValueError(f"{where}: no `steps`")
+    check_values(spec, PHASE_RULES, where, required=False)
+    check_values(stop, STOP_RULES, f"{where}.stop", required=False)
+    check_values(noise, NOISE_RULES, f"{where}.grad_noise", required=False)
     shared = {k: v for k, v in spec.items() if k in PART_KEYS}
-    alternate = list(spec.get("alternate") or [])
+    alternate = spec.get("alternate")
+    if alternate is not None and not (_is_list(alternate) and alternate):
+        raise BadValue(f"{where}.alternate", alternate, "a non-empty list of parts")
     parts = []
     for i, part in enumerate(alternate or [{}]):
         at = f"{where}.alternate.{i}" if alternate else where
         check_keys(part, PART_KEYS, at)
-        parts.append(_parse_part({**shared, **part}, at))
+        parts.append(_parse_part({**shared, **part}, at, groups))
     return Phase(
         name=str(spec.get("name", "phase")),
         steps=int(spec["steps"]),
@@ -159,10 +206,14 @@ def parse_phase(spec: Mapping[str, Any], where: str = "phase") -> Phase:
     )
 
 
-def _parse_part(spec: Mapping[str, Any], where: str) -> Part:
+def _parse_part(spec: Mapping[str, Any], where: str, groups: tuple[str, ...] | None) -> Part:
     for key in ("train", "lr"):
         if key not in spec:
             raise ValueError(f"{where}: no `{key}`")
+    check_values(spec, PART_RULES, where, required=False)
+    if groups is not None:  # the model's parameter groups, when the caller knows its model
+        for i, group in enumerate(spec["train"]):
+            one_of(*groups).check(group, f"{where}.train.{i}")
     part = Part(
         train=tuple(spec["train"]),
         lr=float(spec["lr"]),
@@ -194,14 +245,34 @@ def _parse_part(spec: Mapping[str, Any], where: str) -> Part:
     return part
 
 
-def check_phases(phases: list[Mapping[str, Any]] | None, where: str = "phases") -> None:
+def _is_list(value: Any) -> bool:
+    """A list, or OmegaConf's ListConfig (phases are parsed from plain configs and from DictConfigs)."""
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def check_phases(
+    phases: list[Mapping[str, Any]] | None, where: str = "phases", groups: tuple[str, ...] | None = None
+) -> None:
     """`parse_phase` for each phase of a config: ValueError at the first bad one."""
     for i, phase in enumerate(phases or []):
-        parse_phase(phase, f"{where}.{i}")
+        parse_phase(phase, f"{where}.{i}", groups)
 
 
-class OptimisationDiverged(RuntimeError):
-    """The loss became NaN or infinite; the model holds the last finite state."""
+class _Phases(Rule):
+    def __init__(self, groups: tuple[str, ...]):
+        super().__init__("a non-empty list of phases")
+        self.groups = groups
+
+    def check(self, value: Any, key: str) -> None:
+        if not (_is_list(value) and value):
+            raise BadValue(key, value, self.allowed)
+        check_phases(value, key, self.groups)
+
+
+def phases_rule(groups: Mapping[str, Any] | tuple[str, ...]) -> Rule:
+    """The rule of a config's `phases`: a non-empty list of phases that `parse_phase` accepts, each
+    training only the model's parameter `groups` (names, or a MultiStartModule's `groups` mapping)."""
+    return _Phases(tuple(groups))
 
 
 def ramp_value(ramp: Ramp, progress: float) -> float:
@@ -226,17 +297,23 @@ def run_phases(
     seed: int = 0,
     select_by: str = "recon_mse",
     on_step: Callable[[str, int, int, float], None] | None = None,
+    bound: Bound | None = None,
 ) -> list[PhaseRecord]:
     """Run the phases in order; returns one record per phase.
 
-    Raises OptimisationDiverged (after restoring the last finite parameters) if the loss
-    becomes non-finite.
+    Raises OptimisationDiverged (after restoring the parameters of the step before, and with the
+    records so far) if the loss or a trained parameter becomes non-finite, or `bound(model)` gives
+    a reason after a step.
     """
     parsed = [parse_phase(phase, f"phases.{i}") for i, phase in enumerate(phases)]
     records = []
     for index, phase in enumerate(parsed):
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed * 1009 + index)
-        records.append(_run_phase(model, objective, phase, weights, generator, select_by, on_step))
+        record, reason = _run_phase(model, objective, phase, weights, generator, select_by, on_step, bound)
+        records.append(record)
+        if reason is not None:
+            where = f"in phase {record.name!r} at step {record.steps - 1}"
+            raise OptimisationDiverged(f"{reason} {where}; kept the state before it diverged", records)
     return records
 
 
@@ -265,7 +342,17 @@ def _make_optimisation(model: MultiStartModule, part: Part, weights: Mapping[str
     return _Optimisation(part, model.parameter_groups(list(part.train)), optimizers, dict(part.loss or weights))
 
 
-def _run_phase(model, objective, phase: Phase, weights, generator, select_by, on_step) -> PhaseRecord:
+def _diverged(model: MultiStartModule, params: list[torch.nn.Parameter], bound: Bound | None) -> str | None:
+    """Why the state after a step has diverged, or None."""
+    if nonfinite(params):
+        return "a parameter became non-finite"
+    return None if bound is None else bound(model)
+
+
+def _run_phase(
+    model, objective, phase: Phase, weights, generator, select_by, on_step, bound
+) -> tuple[PhaseRecord, str | None]:
+    """Run one phase: its record, and why it diverged (None if it did not)."""
     start_time = time.perf_counter()
     name, n_steps, n_seeds = phase.name, phase.steps, phase.seeds
     if n_seeds > 1:
@@ -278,7 +365,7 @@ def _run_phase(model, objective, phase: Phase, weights, generator, select_by, on
         progress = step / max(n_steps, 1)
         return PhaseContext(part.part, step, n_steps, {k: ramp_value(v, progress) for k, v in phase.ramps.items()})
 
-    best, since_best, diverged, step = math.inf, 0, False, 0
+    best, since_best, diverged, step = math.inf, 0, None, 0
     last_good = [p.detach().clone() for p in model.parameters()]
     for step in range(n_steps):
         value = None
@@ -295,7 +382,7 @@ def _run_phase(model, objective, phase: Phase, weights, generator, select_by, on
             total, _ = weighted_losses(objective(model, context(step, part)), part.weights)
             loss = total.sum()
             if not torch.isfinite(loss):
-                diverged = True
+                diverged = "the loss became non-finite"
                 break
             last_good = [p.detach().clone() for p in model.parameters()]
             for optimizer in part.optimizers:
@@ -309,6 +396,11 @@ def _run_phase(model, objective, phase: Phase, weights, generator, select_by, on
                     p.grad.add_(torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype), alpha=sigma)
             for optimizer in part.optimizers:
                 optimizer.step()
+            # Checked after the step, so that the next objective never sees a state that has diverged
+            # (a NaN knot or PSF breaks the renderer itself, before any loss could say so).
+            diverged = _diverged(model, part.params, bound)
+            if diverged:
+                break
             value = float(total.detach().min()) if value is None else value  # the first part's loss leads
         if diverged:
             break
@@ -333,20 +425,16 @@ def _run_phase(model, objective, phase: Phase, weights, generator, select_by, on
         name=name,
         steps=step + 1,
         seconds=time.perf_counter() - start_time,
-        final={k: float(v[best_seed]) for k, v in [("total", total), *terms.items()]},
-        seed_losses=[float(v) for v in select] if n_seeds > 1 else [],
+        final={k: finite_or_none(v[best_seed]) for k, v in [("total", total), *terms.items()]},
+        seed_losses=[finite_or_none(v) for v in select] if n_seeds > 1 else [],
         best_seed=best_seed,
-        diverged=diverged,
+        diverged=diverged is not None,
     )
     if n_seeds > 1:
         model.select_seed(best_seed)
     for p in model.parameters():
         p.requires_grad_(False)
-    if diverged:
-        raise OptimisationDiverged(
-            f"loss became non-finite in phase {name!r} at step {step}; kept the last finite state"
-        )
-    return record
+    return record, diverged
 
 
 @dataclass
@@ -366,6 +454,7 @@ def run_phases_recorded(
     seed: int = 0,
     select_by: str = "recon_mse",
     on_step: Callable[[str, int, int, float], None] | None = None,
+    bound: Bound | None = None,
 ) -> FitHistory:
     """`run_phases` keeping every step's loss; a divergence becomes a logged warning, the model
     holding its last finite state (a method then writes what it has, flagged)."""
@@ -377,7 +466,7 @@ def run_phases_recorded(
             on_step(phase, step, n_steps, loss)
 
     try:
-        return FitHistory(run_phases(model, objective, phases, weights, seed, select_by, record_step), losses)
+        return FitHistory(run_phases(model, objective, phases, weights, seed, select_by, record_step, bound), losses)
     except OptimisationDiverged as err:
         logging.getLogger("invrender").warning("%s", err)
-        return FitHistory([], losses, str(err))
+        return FitHistory(err.records, losses, str(err))

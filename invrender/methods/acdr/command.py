@@ -14,19 +14,30 @@ import torch
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, compose_config, resolve_device, to_plain
+from invrender.config import ConfigError, check_config_values, compose_config, resolve_device, to_plain
 from invrender.core.geometry.polygons import write_polygons
 from invrender.core.io import PICTURE_SUFFIXES, InputError, read_json, read_picture, write_json, write_png
 from invrender.core.losses import check_weights
 from invrender.core.overlay import FINAL_COLOUR, draw_curves, mask_outlines
 from invrender.inputs import InputItem
-from invrender.method import JobContext, MethodSpec, check_timeout, config_renderer, set_threads
+from invrender.isolation import default_threads, forks_jobs, prepare_parent
+from invrender.method import (
+    JobContext,
+    MethodSpec,
+    check_seed,
+    check_threads,
+    check_timeout,
+    config_renderer,
+    set_threads,
+)
 from invrender.methods.acdr.checkpoint import model_from_checkpoint, read_checkpoint
 from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare, resize_picture
 from invrender.methods.acdr.evaluate import full_size_mask, predict_set, score_set, to_image_size
 from invrender.methods.acdr.models import CONTOUR_QUANTITIES, MODEL_KINDS, PIXEL_QUANTITIES, build_model
+from invrender.methods.acdr.schema import RULES
 from invrender.methods.acdr.trainer import Trainer, TrainSettings
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, shared_option, with_shared_options
+from invrender.outdir import check_out_folder, run_lock
 from invrender.run import run_method
 from invrender.runner import Job, Runner, StepCallback
 
@@ -48,17 +59,14 @@ Tta = Annotated[
 
 
 def check_config(cfg: DictConfig, device: torch.device) -> None:
+    check_config_values(cfg, RULES)
     try:
         check_weights(cfg.loss, CONTOUR_QUANTITIES)
         check_weights(cfg.pixel_loss, PIXEL_QUANTITIES)
     except ValueError as err:
         raise ConfigError(f"config loss: {err}") from None
-    if cfg.data.layout not in LAYOUT_HELP:
-        raise ConfigError(f"config data.layout {cfg.data.layout!r}: expected one of {', '.join(LAYOUT_HELP)}")
-    if cfg.train.schedule not in ("constant", "cosine"):
-        raise ConfigError(f"config train.schedule {cfg.train.schedule!r}: expected constant or cosine")
     depth = len(cfg.model.widths)
-    if depth < 1 or cfg.data.size < 2**depth:
+    if cfg.data.size < 2**depth:
         raise ConfigError(f"config data.size {cfg.data.size}: must be at least 2^{depth} for {depth} encoder blocks")
     config_renderer(cfg, device, "polygons")
 
@@ -87,8 +95,10 @@ def model_info(kind: str, channels_in: int, cfg: DictConfig, config_name: str, o
     }
 
 
-def loaded_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    checkpoint = read_checkpoint(path)
+def loaded_model(path: Path, device: torch.device, training_record: bool = False) -> tuple[torch.nn.Module, dict]:
+    """The checkpoint's network on `device`, and the checkpoint (`read_checkpoint`: checked, with the
+    record of its training run when `training_record`)."""
+    checkpoint = read_checkpoint(path, training_record)
     return model_from_checkpoint(path, checkpoint).to(device), checkpoint
 
 
@@ -112,6 +122,8 @@ def acdr_train(
 ) -> None:
     """Train ACDRNet (or the pixel baseline) on a data set; checkpoints in OUT/checkpoints/."""
     check_timeout(timeout)
+    check_seed(seed)
+    check_out_folder(out)
     if model not in MODEL_KINDS:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(MODEL_KINDS)}")
     cfg, dev = start(config, overrides, device, threads)
@@ -166,9 +178,10 @@ def acdr_train(
         quiet,
         timeout,
     )
-    if resume and trainer.resume() and not quiet:
-        typer.echo(f"resuming after epoch {trainer.state.epoch} ({trainer.state.elapsed:.0f} s)", err=True)
-    state = trainer.run()
+    with run_lock(out):
+        if resume and trainer.resume() and not quiet:
+            typer.echo(f"resuming after epoch {trainer.state.epoch} ({trainer.state.elapsed:.0f} s)", err=True)
+        state = trainer.run()
     if trainer.timed_out():
         typer.echo(
             f"stopped by --timeout after {state.epoch} epoch(s) ({state.elapsed:.0f} s); the current weights are "
@@ -219,14 +232,17 @@ def acdr_eval(
     """Score a checkpoint on a test set: F1, mIoU, WCov, BoundF per image and their means, in OUT/metrics.json
     (the run record in OUT/manifest.json, as for every command)."""
     check_timeout(timeout)
+    check_out_folder(out)
+    check_threads(threads)
+    prepare_parent()  # before anything is computed here: the scoring may run in a forked child
     if data is not None and config is not None:
         raise ConfigError("--data and --config: give one (a folder in the generic layout, or a preset's test split)")
-    network, saved = loaded_model(checkpoint, resolve_device(device))
+    network, saved = loaded_model(checkpoint, resolve_device(device), training_record=True)  # epoch, config_name
     network.dihedral_average = tta
     # Without --config, the test split of the data the checkpoint was trained on.
     name, base = (config, []) if config is not None else (saved["config_name"], list(saved["overrides"]))
     all_overrides = base + list(overrides or [])
-    cfg, dev = start(name, all_overrides, device, threads)
+    cfg, dev = start(name, all_overrides, device, None)
     if data is not None:
         cfg.data.layout, cfg.data.root = "generic", str(data)
     network = network.to(dev)
@@ -274,10 +290,19 @@ def acdr_eval(
         "overrides": all_overrides,
         "config": to_plain(cfg),
         "device": str(dev),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads or default_threads(),
     }
-    runner = Runner(out / "manifest.json", run_info, resume=resume, quiet=quiet, timeout=timeout)
-    code = runner.run([Job(str(checkpoint), [metrics_path], score, finished=scored_already)])
+    runner = Runner(
+        out / "manifest.json",
+        run_info,
+        resume=resume,
+        quiet=quiet,
+        timeout=timeout,
+        threads=threads,
+        fork=forks_jobs(dev),
+    )
+    with run_lock(out):
+        code = runner.run([Job(str(checkpoint), [metrics_path], score, finished=scored_already)])
     record = runner.records[-1]
     if record.status in ("done", "skipped") and not quiet:
         from rich.console import Console

@@ -138,7 +138,7 @@ class Trainer:
         path = self.checkpoints / "last.pt"
         if not path.is_file():
             return False
-        saved = read_checkpoint(path)
+        saved = read_checkpoint(path, training_record=True)
         self.model.load_state_dict(saved["state_dict"])
         self.optimizer.load_state_dict(saved["optimizer"])
         best = saved["best"]

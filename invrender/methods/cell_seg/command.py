@@ -23,7 +23,7 @@ import torch
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError
+from invrender.config import ConfigError, check_config_values
 from invrender.core.io import InputError, atomic_path, normalise_intensity, read_json, write_json, write_png, write_tiff
 from invrender.core.overlay import draw_curves, label_colours, mask_outlines
 from invrender.inputs import InputItem
@@ -32,6 +32,7 @@ from invrender.methods.cell_seg import stage2
 from invrender.methods.cell_seg.ctc import Frames, read_frames, read_label_frames, write_label_frames, write_tracks
 from invrender.methods.cell_seg.fit import QUANTITIES
 from invrender.methods.cell_seg.overlap_tracking import link_by_overlap
+from invrender.methods.cell_seg.schema import RULES
 from invrender.methods.cell_seg.track import Tracker
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
@@ -40,9 +41,6 @@ from invrender.runner import Job, StepCallback
 
 def input_name(path: Path) -> str:
     return path.name.removesuffix(".tiff").removesuffix(".tif")
-
-
-STAGES = ("1", "2", "both")
 
 
 def stage1_folder(out: Path) -> Path:
@@ -74,7 +72,10 @@ def segment_file(
     path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback
 ) -> dict:
     frames = read_frames(path)
+    refuse_blank(frames)
     kind = "image" if frames.kind == "image" else "sequence"
+    if kind == "sequence":
+        claim_sequence_folder(out, path)
     paths = output_paths(out, path, kind)
     tracker = Tracker(cfg, config_renderer(cfg, device, "polygons"), seed)
     label_frames, records = [], []
@@ -84,6 +85,7 @@ def segment_file(
         label_frames.append(fit.labels)
         records.append(frame_record(time, fit))
     labels = np.stack(label_frames).astype(np.uint16)
+    warnings = [f"frame {r['frame']}: {r['warning']}" for r in records if "warning" in r]  # a fit that diverged
     summary = {
         "frames": len(frames.times),
         "cells": [len(r["cells"]) for r in records],
@@ -91,6 +93,7 @@ def segment_file(
         "tracks": len(tracker.tracks),
         "dropped": sum(r["dropped"] for r in records),
         "added": sum(r["added"] for r in records),
+        **({"warning": "; ".join(warnings)} if warnings else {}),
     }
     if kind == "image":
         write_tiff(paths["labels"], labels[0])
@@ -101,6 +104,7 @@ def segment_file(
         paths["cells"],
         {
             "format": "invrender.cells",
+            "layout": "ctc-sequence" if kind == "sequence" else "image",
             "version": 1,
             "input": str(path),
             "stage": "1",
@@ -109,6 +113,21 @@ def segment_file(
         },
     )
     return {"outputs": [str(p) for p in paths.values()], **summary}
+
+
+def refuse_blank(frames: Frames) -> None:
+    """InputError naming the input when every frame is blank (one value throughout): nothing to
+    segment, most likely the wrong file or channel. A blank frame among others is valid data: its
+    fit has no cells."""
+    images = frames.images
+    if np.any(images.min(axis=(1, 2)) != images.max(axis=(1, 2))):
+        return
+    values = np.unique(images[:, 0, 0])
+    detail = (
+        f"every pixel {values[0]:g}" if len(values) == 1 else f"one value per frame, {values[0]:g} to {values[-1]:g}"
+    )
+    what = "the image is" if len(images) == 1 else f"all {len(images)} frames are"
+    raise InputError(frames.source, f"{what} blank ({detail}): no cells to segment")
 
 
 def write_sequence(
@@ -120,12 +139,36 @@ def write_sequence(
     tracks: list[tuple[int, int, int, int]],
 ) -> None:
     """The CTC result layout of a time-lapse: `maskTTT.tif` from labels (T, H, W), an overlay of the
-    cells' outlines per frame, `res_track.txt`."""
-    write_label_frames(out, "mask", labels, frames.times, frames.digits)
+    cells' outlines per frame, `res_track.txt`. Frames of an earlier run of this sequence that this
+    run has not (a sequence with fewer frames now) are removed, so the folder holds one result."""
+    written = write_label_frames(out, "mask", labels, frames.times, frames.digits)
     paths["overlays"].mkdir(parents=True, exist_ok=True)
-    for time, image, record in zip(frames.times, frames.images, records):
-        write_png(paths["overlays"] / f"t{time:0{frames.digits}d}.png", contour_overlay(image, record))
+    overlays = [paths["overlays"] / f"t{time:0{frames.digits}d}.png" for time in frames.times]
+    for stale in {*out.glob("mask*.tif"), *paths["overlays"].glob("t*.png")} - {*written, *overlays}:
+        stale.unlink()
+    for overlay, image, record in zip(overlays, frames.images, records):
+        write_png(overlay, contour_overlay(image, record))
     write_tracks(paths["tracks"], tracks)
+
+
+def claim_sequence_folder(out: Path, path: Path) -> None:
+    """InputError unless `out` is free for the CTC layout of the time-lapse `path`: one sequence's
+    result per folder (its `maskTTT.tif` have no name of their own), so another sequence's result
+    there is neither overwritten in part nor mixed with this one."""
+    own = f"{input_name(path)}.cells.json"
+    for record_path in sorted(out.glob("*.cells.json")):
+        if record_path.name == own:
+            continue
+        try:
+            record = read_json(record_path)
+            sequence = record.get("layout") == "ctc-sequence" or len(record.get("frames", [])) > 1
+        except (InputError, AttributeError, TypeError):
+            continue  # not a result of ours
+        if sequence:
+            raise InputError(
+                path,
+                f"{out} holds the result of another sequence ({record_path.name}): give each sequence its own --out",
+            )
 
 
 def segment_with_network(
@@ -142,6 +185,8 @@ def segment_with_network(
             "a single 2D image: stage 2 needs a time-lapse (a CTC sequence folder or a 2D+t TIFF); use --stage 1 "
             f"(got stage {cfg.stage})",
         )
+    refuse_blank(frames)
+    claim_sequence_folder(out, path)
     paths = output_paths(out, path, "sequence", str(cfg.stage))
     settings = cfg.stage2
     normalised = np.stack([normalise_intensity(image)[0] for image in frames.images])
@@ -171,6 +216,7 @@ def segment_with_network(
         paths["cells"],
         {
             "format": "invrender.cells",
+            "layout": "ctc-sequence",
             "version": 1,
             "input": str(path),
             "stage": str(cfg.stage),
@@ -299,6 +345,7 @@ def frame_record(time: int, fit) -> dict:
         "dropped": fit.dropped,
         "added": fit.added,
         "loss": fit.phases[-1].final.get("recon_mse") if fit.phases else None,
+        **({"warning": fit.warning} if fit.warning else {}),
         "cells": [
             {"label": int(label), "centre": centre.tolist(), "brightness": float(b), "points": polygon.tolist()}
             for label, centre, b, polygon in zip(cells.labels, cells.centres, cells.brightness, cells.polygons())
@@ -314,44 +361,20 @@ def contour_overlay(image: np.ndarray, record: dict) -> np.ndarray:
 
 
 def check_config(cfg: DictConfig, device: torch.device) -> None:
-    if cfg.seeds.threshold not in ("otsu", "li") and isinstance(cfg.seeds.threshold, str):
-        raise ConfigError(f"config seeds.threshold {cfg.seeds.threshold!r}: expected otsu, li or a number")
-    if int(cfg.contour.radii) < 3 or not 0 <= int(cfg.contour.harmonics) <= int(cfg.contour.radii) // 2:
+    check_config_values(cfg, RULES)
+    contour, seeds, settings = cfg.contour, cfg.seeds, cfg.stage2
+    if int(contour.harmonics) > int(contour.radii) // 2:
         raise ConfigError(
-            f"config contour: radii must be at least 3 and harmonics at most radii / 2 (got {cfg.contour.radii}, "
-            f"{cfg.contour.harmonics})"
+            f"config contour.harmonics {contour.harmonics}: must be at most radii // 2 = {contour.radii // 2}"
         )
-    check_stage2(cfg)
-    config_renderer(cfg, device, "polygons")
-
-
-def check_stage2(cfg: DictConfig) -> None:
-    """The stage and the stage2 section: ConfigError in one line for a value that cannot work."""
-    if str(cfg.stage) not in STAGES:
-        raise ConfigError(
-            f"config stage {cfg.stage!r}: expected one of {', '.join(STAGES)} (on the command line: --stage)"
-        )
-    settings = cfg.stage2
-    counts = {key: settings[key] for key in ("train_frames", "crop", "batch", "steps", "convs", "boundary")}
-    if any(int(value) < 1 for value in counts.values()) or not settings.widths or min(settings.widths) < 1:
-        raise ConfigError(
-            f"config stage2: {', '.join(counts)} and widths must be positive (got {counts}, widths "
-            f"{list(settings.widths)})"
-        )
+    if float(seeds.min_sigma) > float(seeds.max_sigma):
+        raise ConfigError(f"config seeds.min_sigma {seeds.min_sigma}: must be at most max_sigma {seeds.max_sigma}")
     if int(settings.crop) < 2 ** len(settings.widths):
         raise ConfigError(
-            f"config stage2.crop {settings.crop}: at least 2**len(widths) = {2 ** len(settings.widths)} px, one pixel "
-            "at the coarsest level"
+            f"config stage2.crop {settings.crop}: must be at least 2**len(widths) = {2 ** len(settings.widths)} px, "
+            "one pixel at the coarsest level"
         )
-    if int(settings.tile) < 0:
-        raise ConfigError(f"config stage2.tile {settings.tile}: expected a size in px, or 0 for frames in one pass")
-    if not (
-        float(settings.lr) > 0
-        and 0 <= float(settings.dropout) < 1
-        and 0 < float(settings.min_iou) <= 1
-        and 0 < float(settings.division_cover) <= 1
-    ):
-        raise ConfigError("config stage2: lr must be positive, dropout in [0, 1), min_iou and division_cover in (0, 1]")
+    config_renderer(cfg, device, "polygons")
 
 
 def is_time_lapse(path: Path) -> bool:
@@ -426,7 +449,7 @@ def cell_seg(
 ) -> None:
     """Segment and track cells: every cell a star-convex contour fitted by differentiable rendering
     (CTC sequence folder -> maskTTT.tif + res_track.txt; single image -> <stem>.labels.tif)."""
-    # Checked with the config (check_stage2). Quoted: the config's `stage` is a string, and Hydra
+    # Checked with the config (its rule in schema.py). Quoted: the config's `stage` is a string, and Hydra
     # would read a bare 2 as a number.
     overrides = [] if stage is None else [f"stage='{stage}'"]
     raise typer.Exit(run_method(SPEC, arguments, shared, overrides))

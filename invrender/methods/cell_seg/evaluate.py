@@ -16,6 +16,7 @@ import typer
 from invrender.core.io import InputError, finite_or_none, write_json
 from invrender.core.metrics import seg_measure
 from invrender.methods.cell_seg.ctc import label_frame_paths, read_label_image
+from invrender.outdir import check_out_file
 
 RESULT_PREFIX = "mask"
 REFERENCE_PREFIX = "man_seg"
@@ -102,6 +103,8 @@ def cell_eval(
     from rich.console import Console
     from rich.table import Table
 
+    if json_path is not None:
+        check_out_file(json_path, "--json")
     results, references, files = load_pairs(res, gt)
     scores = seg_measure(results, references)
     table = Table(title=f"SEG of {res} against {gt}")

@@ -11,7 +11,8 @@ import torch
 from omegaconf import DictConfig
 from scipy import ndimage
 
-from invrender.core.optim.phases import PhaseRecord, run_phases
+from invrender.core.optim.divergence import Bound, far_outside, too_wide
+from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.methods.cell_seg.model import Cells, CellScene
 from invrender.methods.cell_seg.windows import PolygonRenderer
 
@@ -142,6 +143,7 @@ class FrameFit:
     merged: int = 0  # pairs of cells joined for lack of a boundary between them
     added: int = 0  # cells added where signal was unexplained
     splits: dict[int, tuple[int, int]] = field(default_factory=dict)  # cell label -> the labels of its two parts
+    warning: str | None = None  # the fit diverged: the cells are its last finite state, no later round ran
 
 
 def scaled_phases(phases, factor: float) -> list[dict]:
@@ -168,6 +170,7 @@ def fit_frame(
     target = torch.from_numpy(image.astype(np.float64))[None]
     phases = scaled_phases(cfg.phases, steps_factor)
     result = FrameFit(cells, np.zeros(image.shape, dtype=np.int64), image * 0)
+    bound = within_frame(image.shape)
 
     def objective(model: CellScene, context) -> dict:
         return {**model(), "target": target}
@@ -175,9 +178,12 @@ def fit_frame(
     for round_index in range(int(cfg.rounds)):
         torch.manual_seed(seed + round_index)
         scene = CellScene(cells, image.shape, render, int(cfg.contour.harmonics), float(cfg.contour.max_radius))
-        result.phases += run_phases(
-            scene, objective, phases, dict(cfg.loss), seed=seed + round_index, select_by="recon_mse", on_step=on_step
+        history = run_phases_recorded(
+            scene, objective, phases, dict(cfg.loss), seed + round_index, "recon_mse", on_step, bound
         )
+        result.phases += history.phases
+        result.warning = history.warning
+        last = round_index == int(cfg.rounds) - 1 or history.warning is not None  # a diverged fit goes no further
         cells, (labels, areas) = scene.cells(), scene.labels_and_areas()
         with torch.no_grad():
             rendered = scene()["render"][0].numpy()
@@ -190,13 +196,13 @@ def fit_frame(
             level,
             cfg,
             new_labels,
-            final=round_index == int(cfg.rounds) - 1,
+            final=last,
         )
         result.dropped += revised.dropped
         result.merged += revised.merged
         result.added += revised.added
         result.splits.update(revised.splits)
-        if revised.cells is cells or round_index == int(cfg.rounds) - 1:
+        if revised.cells is cells or last:
             kept = revised.cells.labels
             result.cells, result.labels, result.render = (
                 revised.cells,
@@ -206,6 +212,19 @@ def fit_frame(
             break
         cells = revised.cells
     return result
+
+
+def within_frame(shape: tuple[int, int]) -> Bound:
+    """The fit's divergence bound (core/optim/divergence.py) on a frame of `shape` (H, W): cell
+    centres far outside it, or a PSF (either Gaussian) far wider than it."""
+    size = (shape[1] - 1.0, shape[0] - 1.0)  # pixel centres [x, y] span [0, W - 1] x [0, H - 1]
+
+    def bound(scene: CellScene) -> str | None:
+        with torch.no_grad():
+            sigmas = torch.cat([scene.log_sigma, scene.log_halo_sigma]).exp()
+            return far_outside(scene.centres, size, "cell centres") or too_wide(sigmas, size, "the PSF sigma")
+
+    return bound
 
 
 def revise_cells(

@@ -108,8 +108,9 @@ class CellScene(MultiStartModule):
         basis = fourier_basis(cells.radii.shape[1], harmonics)
         self.register_buffer("basis", torch.from_numpy(basis))
         log_radii = np.log(np.clip(cells.radii, MIN_RADIUS + 1e-3, max_radius) - MIN_RADIUS)
+        # (N, 2 harmonics + 1); the width is given, not inferred, so that a frame without cells (N = 0) works
         self.shape_coefficients = as_param(
-            np.linalg.lstsq(basis.T, log_radii.T, rcond=None)[0].T.reshape(len(cells), -1)
+            np.linalg.lstsq(basis.T, log_radii.T, rcond=None)[0].T.reshape(len(cells), len(basis))
         )
         self.log_brightness = as_param(np.log(np.maximum(cells.brightness, 1e-3)))
         self.background = as_param(cells.background)

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError
+from invrender.config import ConfigError, check_config_values
 from invrender.core.geometry.meshes import check_inside, read_mesh, write_mesh
 from invrender.core.io import InputError, read_image, read_voxel_size, write_json, write_png, write_tiff
 from invrender.core.overlay import plot_series
@@ -17,6 +17,7 @@ from invrender.core.render.psf import principal_axes
 from invrender.inputs import InputItem, parse_voxel_size
 from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.mesh_fit.fit import QUANTITIES
+from invrender.methods.mesh_fit.schema import RULES
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
@@ -87,20 +88,21 @@ def fit_file(
     bead = None if psf_path is None else read_bead(psf_path, spacing)
     fitted = fit_stack(stack, spacing, init, cfg, device, seed, on_step, bead)
 
+    # Everything the JSON files say is computed before the first file is written.
     paths = output_paths(out, image_path, init.materials is not None)
-    write_mesh(paths["mesh"], fitted.mesh)
     units = "physical (voxel size z,y,x = " + ",".join(f"{s:g}" for s in spacing) + ")"
     if fitted.covariance is None:
         sigmas = None
-        write_json(paths["psf"], {"kind": "measured", "file": str(psf_path), "units": units})
+        psf_record = {"kind": "measured", "file": str(psf_path), "units": units}
     else:
         sigmas, axes = principal_axes(fitted.covariance)
-        write_json(
-            paths["psf"],
-            {"kind": "gaussian", "covariance_xyz": fitted.covariance, "sigmas": sigmas, "axes": axes, "units": units},
-        )
-    write_tiff(paths["render"], fitted.render.astype(np.float32), voxel_size=spacing)
-    write_png(paths["loss_curve"], plot_series(fitted.losses))
+        psf_record = {
+            "kind": "gaussian",
+            "covariance_xyz": fitted.covariance,
+            "sigmas": sigmas,
+            "axes": axes,
+            "units": units,
+        }
     final = fitted.phases[-1].final if fitted.phases else {}
     metrics = {
         **image_metrics(fitted.render, stack),
@@ -116,6 +118,10 @@ def fit_file(
         "psnr": metrics["psnr"],
         "psf_sigmas": sigmas,
     }
+    write_mesh(paths["mesh"], fitted.mesh)
+    write_json(paths["psf"], psf_record)
+    write_tiff(paths["render"], fitted.render.astype(np.float32), voxel_size=spacing)
+    write_png(paths["loss_curve"], plot_series(fitted.losses))
     return finish_fit(paths, metrics, result, fitted.phases, fitted.warning)
 
 
@@ -131,6 +137,10 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     return Job(str(image), [output_paths(context.out, image, multi)["metrics"]], work)
 
 
+def check_config(cfg: DictConfig, device) -> None:
+    check_config_values(cfg, RULES)
+
+
 def check_inputs(items: list[InputItem], options: dict) -> None:
     if options.get("init") is not None and options.get("cells") is not None:
         raise ConfigError("--init and --cells: give one (a mesh to start from, or a foam of N cells)")
@@ -144,7 +154,8 @@ SPEC = MethodSpec(
     "mesh-fit",
     "mesh_fit",
     make_job,
-    check_inputs=check_inputs,
+    check_config,
+    check_inputs,
     input_options={"init": Path, "cells": int, "psf": Path},
     cpu_only=True,
     renderer_kind="mesh spectrum",

@@ -11,6 +11,7 @@ import trimesh
 from omegaconf import DictConfig
 
 from invrender.core.geometry.meshes import Mesh
+from invrender.core.io import finite_or_none
 from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.core.render.psf import measured_transfer
 from invrender.core.render.registry import get_renderer
@@ -91,8 +92,9 @@ def fit_stack(
         band = model.full_band if context.option("spectrum") == "full" else model.band()
         return {"render": model(band)[None], "target": target[None]}
 
+    phases, weights = list(cfg.phases), dict(cfg.loss)
     history = run_phases_recorded(
-        scene, objective, list(cfg.phases), dict(cfg.loss), seed, "intensity_weighted_mse", on_step
+        scene, objective, phases, weights, seed, "intensity_weighted_mse", on_step, MeshScene.divergence
     )
     with torch.no_grad():
         render = scene(scene.full_band).numpy()
@@ -117,13 +119,14 @@ def _render_options(cfg: DictConfig) -> dict:
     return {}
 
 
-def image_metrics(render: np.ndarray, stack: np.ndarray) -> dict[str, float]:
-    """MSE, SSIM and PSNR of the render against the stack (data range of the stack)."""
+def image_metrics(render: np.ndarray, stack: np.ndarray) -> dict[str, float | None]:
+    """MSE, SSIM and PSNR of the render against the stack (data range of the stack); None where a
+    value is not finite (JSON has no NaN; a perfect render has an infinite PSNR)."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     data_range = float(stack.max() - stack.min())
     return {
-        "mse": float(np.mean((render - stack) ** 2)),
-        "ssim": float(structural_similarity(stack, render, data_range=data_range)),
-        "psnr": float(peak_signal_noise_ratio(stack, render, data_range=data_range)),
+        "mse": finite_or_none(np.mean((render - stack) ** 2)),
+        "ssim": finite_or_none(structural_similarity(stack, render, data_range=data_range)),
+        "psnr": finite_or_none(peak_signal_noise_ratio(stack, render, data_range=data_range)),
     }

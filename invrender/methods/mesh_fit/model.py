@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from invrender.core.optim.divergence import far_outside, too_wide
 from invrender.core.optim.largesteps import LaplacianParametrisation
 from invrender.core.optim.multistart import MultiStartModule
 from invrender.core.render.microscope import render_stack, surface_spectrum
@@ -94,6 +95,18 @@ class MeshScene(MultiStartModule):
     def forward(self, band: Band) -> torch.Tensor:
         """(nz, ny, nx) the modelled stack: scale * density + offset."""
         return torch.exp(self.log_scale[0]) * self.density(band) + self.offset[0]
+
+    def divergence(self) -> str | None:
+        """Why the scene has diverged (see core/optim/divergence.py), or None: vertices far outside the
+        stack, or a Gaussian PSF wider than it by orders of magnitude (internal units: voxels)."""
+        (nz, ny, nx), (dz, dy, dx) = self.internal_grid.shape, self.internal_grid.spacing
+        extent = (nx * dx, ny * dy, nz * dz)  # x y z, like the vertices
+        with torch.no_grad():
+            reason = far_outside(self.vertices(), extent, "the mesh vertices", "voxels")
+            if reason is None and self.measured_transfer is None:
+                sigma = torch.linalg.matrix_norm(self.psf_factor(), ord=2)  # the largest sigma of L L^T
+                reason = too_wide(sigma, extent, "the PSF sigma", "voxels")
+        return reason
 
     # ------------------------------------------------------------ outputs in physical units
 

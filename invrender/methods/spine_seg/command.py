@@ -17,13 +17,15 @@ import numpy as np
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError
+from invrender.config import ConfigError, check_config_values
 from invrender.core.geometry.meshes import Mesh, write_mesh
-from invrender.core.io import write_png
+from invrender.core.io import InputError, write_png
 from invrender.core.metrics import dice_per_label
 from invrender.core.volumes import (
     NIFTI_SUFFIXES,
+    VERTEBRA_NAMES,
     check_same_grid,
+    check_voxel_size,
     read_centroids,
     read_label_volume,
     read_volume,
@@ -33,6 +35,8 @@ from invrender.core.volumes import (
 from invrender.inputs import InputItem, parse_voxel_size
 from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.spine_seg.fit import QUANTITIES, fit_spine, label_volume
+from invrender.methods.spine_seg.frames import chain_frames, cranial_order
+from invrender.methods.spine_seg.schema import RULES
 from invrender.methods.spine_seg.slices import slice_sheet
 from invrender.methods.spine_seg.template import default_template_path, load_template
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
@@ -40,6 +44,12 @@ from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
 CENTROID_SPACES = ("auto", "voxel", "world")
+#: Voxel sizes (mm) outside this range are no CT's but a header in another unit or a damaged one: the
+#: fit low-passes the CT by Gaussians of a few mm, (mm / voxel size) voxels wide, which at 1e-6 mm
+#: take hours; beyond it a vertebra is a voxel or two.
+CT_VOXEL_MM = (0.05, 20.0)
+#: Two centroids closer than this (mm) are one point given twice: no vertebra is that small.
+MIN_CENTROID_GAP_MM = 1.0
 
 
 def input_stem(path: Path) -> str:
@@ -74,7 +84,9 @@ def segment_file(
     on_step: StepCallback,
 ) -> dict:
     volume = read_volume(ct_path, voxel_size)
+    check_voxel_size(volume, *CT_VOXEL_MM, "a CT")
     centroids = read_centroids(centroids_path, volume, space)
+    check_chain(centroids_path, centroids)
     truth = None
     if gt_path is not None:
         truth = read_label_volume(gt_path)
@@ -107,7 +119,33 @@ def segment_file(
     return finish_fit(paths, metrics, result, fit.phases, fit.warning)
 
 
+def check_chain(path: Path, centroids: dict[int, np.ndarray]) -> None:
+    """InputError naming the centroid file unless the centroids `{label: (3,) world mm}` make a chain
+    that has vertebra frames (`frames.chain_frames`): at least two, no two at one point, and a spine
+    axis that does not run front to back."""
+    names = [f"{VERTEBRA_NAMES[label]} ({label})" for label in centroids]
+    if len(centroids) < 2:
+        raise InputError(path, f"a single centroid, {names[0]}: spine-seg needs at least two vertebrae")
+    points = np.stack(list(centroids.values()))
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=-1) + np.diag(np.full(len(points), np.inf))
+    a, b = np.unravel_index(np.argmin(gaps), gaps.shape)
+    if gaps[a, b] < MIN_CENTROID_GAP_MM:
+        raise InputError(
+            path,
+            f"the centroids of {names[a]} and {names[b]} are {gaps[a, b]:.3g} mm apart (less than "
+            f"{MIN_CENTROID_GAP_MM:g} mm): one point given twice?",
+        )
+    try:
+        chain_frames(np.stack([centroids[label] for label in sorted(centroids, key=cranial_order)]))
+    except ValueError as err:
+        raise InputError(path, f"no vertebra frames from these centroids: {err}") from None
+
+
 def check_config(cfg: DictConfig, device) -> None:
+    check_config_values(cfg, RULES)
+    low, high = cfg.region.percentiles
+    if low >= high:
+        raise ConfigError(f"config region.percentiles [{low}, {high}]: the first must be below the second")
     if cfg.template:
         load_template(Path(cfg.template))  # an unusable template is bad input before any job starts
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from scipy.ndimage import gaussian_filter
 
 from invrender.core.io import normalise_intensity
+from invrender.core.optim.divergence import Bound, far_outside
 from invrender.core.optim.phases import PhaseContext, PhaseRecord, run_phases_recorded
 from invrender.core.render.sampling import VolumeSampler
 from invrender.core.render.sdf import DistancePool, mesh_to_mask, signed_distance, signed_distances
@@ -317,7 +318,7 @@ def fit_spine(
     workers = int(cfg.sdf.workers) or torch.get_num_threads()
     with DistancePool(min(workers, model.n_vertebrae)) as pool:
         history = run_phases_recorded(
-            model, objective, list(cfg.phases), dict(cfg.loss), seed, "appearance_l1", on_step
+            model, objective, list(cfg.phases), dict(cfg.loss), seed, "appearance_l1", on_step, outside_ct(volume)
         )
     with torch.no_grad():
         vertices = model.world()[0, given].double().numpy()
@@ -330,6 +331,18 @@ def fit_spine(
         history.warning,
         None if placement is None else placement.select(given),
     )
+
+
+def outside_ct(volume: Volume) -> Bound:
+    """The fit's divergence bound (core/optim/divergence.py): vertices far outside the CT's voxels."""
+    size = [n - 1.0 for n in volume.shape]  # voxel centres span [0, n - 1] along each index axis
+
+    def bound(model: SpineModel) -> str | None:
+        with torch.no_grad():
+            index = world_to_index(volume.affine, model.world().reshape(-1, 3).double().numpy())
+        return far_outside(torch.from_numpy(index), size, "the vertebra vertices", "voxels")
+
+    return bound
 
 
 def label_volume(volume: Volume, fit: SpineFit) -> np.ndarray:

@@ -9,18 +9,18 @@ import numpy as np
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError
+from invrender.config import ConfigError, check_config_values
 from invrender.core.geometry.spline_io import read_splines, validate_splines, write_splines
-from invrender.core.io import InputError, read_image, write_png, write_tiff
+from invrender.core.io import InputError, finite_or_none, read_image, write_png, write_tiff
 from invrender.core.overlay import INIT_COLOUR, RESULT_COLOUR, draw_curves
 from invrender.inputs import InputItem
 from invrender.method import JobContext, MethodSpec
 from invrender.methods.spline_refine.fit import QUANTITIES
+from invrender.methods.spline_refine.schema import METHODS, RULES
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
-METHODS = ("render", "active-contour")
 INIT_SUFFIXES = (".json", ".npy")
 
 
@@ -62,14 +62,16 @@ def refine_file(
     validate_splines(init_path, frames, image.shape)
     stack = image if image.ndim == 3 else image[None]
     method = cfg.method
-    results, renders, losses, phases = [], [], [], []
-    for frame_image, records in zip(stack, frames):
+    results, renders, losses, phases, warnings = [], [], [], [], []
+    for f, (frame_image, records) in enumerate(zip(stack, frames)):
         if method == "render":
             fitted = refine_frame(frame_image, records, cfg, device, seed, on_step)
             results.append(fitted.records)
             renders.append(fitted.render)
             losses.append(fitted.recon_loss)
             phases.append([p.__dict__ for p in fitted.phases])
+            if fitted.warning:
+                warnings.append(fitted.warning if len(stack) == 1 else f"frame {f}: {fitted.warning}")
         else:
             results.append(active_contour_frame(frame_image, records, cfg))
 
@@ -87,14 +89,15 @@ def refine_file(
         "outputs": [str(p) for p in paths.values()],
     }
     if losses:
-        result["loss"] = float(np.mean(losses))
+        result["loss"] = finite_or_none(np.mean(losses))
         result["phases"] = phases
+    if warnings:  # the runner prints it and records it: the outputs are a diverged fit's last finite state
+        result["warning"] = "; ".join(warnings)
     return result
 
 
 def check_config(cfg: DictConfig, device) -> None:
-    if cfg.method not in METHODS:
-        raise ConfigError(f"config method {cfg.method!r}: expected one of {', '.join(METHODS)}")
+    check_config_values(cfg, RULES)
 
 
 def check_inputs(items: list[InputItem], options: dict) -> None:

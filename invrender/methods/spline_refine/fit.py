@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from invrender.core.geometry import splines
 from invrender.core.io import normalise_intensity
-from invrender.core.optim.phases import PhaseRecord, run_phases
+from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.core.render.splat2d import blob_fwhm
 from invrender.methods.spline_refine.model import SplineScene, gaussian_profile
 
@@ -24,6 +24,7 @@ class FrameResult:
     render: np.ndarray  # (H, W) reconstruction in the input's intensity units
     phases: list[PhaseRecord]
     recon_loss: float  # mean squared error on the normalised image
+    warning: str | None = None  # the fit diverged: the result is its last finite state
 
 
 #: What the objective returns for the loss registry: the scene's quantities and the priors.
@@ -141,7 +142,9 @@ def refine_frame(
     def objective(scene: SplineScene, ctx) -> dict[str, torch.Tensor]:
         return scene(target, priors, draw_splines=ctx.option("draw_splines", True), blur=ctx.ramps.get("blur", 0.0))
 
-    phases = run_phases(model, objective, list(cfg.phases), dict(cfg.loss), seed=seed, on_step=on_step)
+    history = run_phases_recorded(
+        model, objective, list(cfg.phases), dict(cfg.loss), seed=seed, on_step=on_step, bound=SplineScene.divergence
+    )
 
     records_out = []
     with torch.no_grad():
@@ -164,4 +167,6 @@ def refine_frame(
                 }
             )
     render_np = render.cpu().numpy() * span + offset
-    return FrameResult(records_out, render_np.astype(np.float32), phases, float(residual2.mean()))
+    return FrameResult(
+        records_out, render_np.astype(np.float32), history.phases, float(residual2.mean()), history.warning
+    )

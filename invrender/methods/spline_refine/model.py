@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from invrender.core.geometry import splines
+from invrender.core.optim.divergence import far_outside, too_wide
 from invrender.core.optim.multistart import MultiStartModule
 from invrender.core.render.filters import convolve3x3, gaussian_blur
 from invrender.core.render.registry import get_renderer
@@ -130,6 +131,15 @@ class SplineScene(MultiStartModule):
         relative = splines.evaluate(torch.sigmoid(self.knots_w).unsqueeze(-1), s).squeeze(-1)
         radii = self.width_px()[:, None, None] * relative.clamp_min(0.05)
         return centers, radii, length
+
+    def divergence(self) -> str | None:
+        """Why the scene has diverged (see core/optim/divergence.py), or None: knots far outside the
+        image, or a body wider than it by orders of magnitude."""
+        H, W = self.image_shape
+        size = (W - 1.0, H - 1.0)  # the pixel centres span [0, W - 1] x [0, H - 1]
+        return far_outside(self.knots_px().detach(), size, "spline knots") or too_wide(
+            self.width_px().detach(), size, "the body width"
+        )
 
     # ------------------------------------------------------------ rendering
 

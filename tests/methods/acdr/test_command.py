@@ -228,6 +228,7 @@ def test_eval_keeps_a_run_record_that_report_resume_and_timeout_use(trained, sha
     assert code == 1 and "timeout" in capsys.readouterr().err
     assert json.loads((stopped / "manifest.json").read_text())["summary"] == {"timeout": 1}
     assert not (stopped / "metrics.json").exists()
+    assert torch.is_grad_enabled()  # the timer fired inside torch.no_grad(): the runner restores autograd
 
 
 def test_timeout_stops_training_cleanly_with_its_checkpoint_and_record(shapes, tmp_path, capsys):

@@ -299,8 +299,9 @@ def test_stage_2_trains_again_on_the_masks_in_out_stage1(movie, both_run, tmp_pa
         seg_measure(read_label_frames(out, "mask"), read_label_frames(movie / "01_GT" / "SEG", "man_seg"))["seg"]
         > SEG_BOUND
     )
-    # Resume: the finished time-lapse is skipped, unless another stage is asked for.
-    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "2", "-q", "--resume"]) == 0
+    # Resume: the finished time-lapse is skipped (with the config that made it), unless another stage is asked for.
+    again = ["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "2", "-q", "--resume", *SMALL_NETWORK]
+    assert main([*again, "stage2.steps=40"]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "skipped"
     assert main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "1", "-q", "--resume", *FAST]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "done"

@@ -1,0 +1,173 @@
+"""Run a job in a forked child process, so that a time limit, SIGTERM or Ctrl-C stops it within a
+bounded time even inside a long native call (an FFT, a filter, a solver), which no signal handler of
+the computing process can interrupt: the runner waits and ends the child instead.
+
+The parent must not have run a parallel region of torch's OpenMP pool: GNU OpenMP's worker threads
+do not survive fork, and a child of such a parent hangs on its first parallel region. So only the
+`invrender` program forks jobs (`allow_forking` at its start, before anything is computed), and a
+command that runs jobs first lowers its own torch threads to one (`prepare_parent`); each child gets
+the jobs' thread count. Any other caller (tests calling `cli.main`, the Python API, a sweep's worker
+process), a CUDA device (CUDA does not survive fork either) or a platform without fork runs the jobs
+in its own process, stoppable between native calls (see `runner.time_limit`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invrender.core.io import InputError
+
+_forking_allowed = False
+#: The jobs' default torch threads once the parent keeps one: torch's default, read before it was lowered.
+_job_threads: int | None = None
+
+#: Seconds a child has to end after SIGTERM before it is killed.
+GRACE = 2.0
+
+
+def allow_forking() -> None:
+    """Called by the `invrender` program at its start, when nothing has been computed yet."""
+    global _forking_allowed
+    _forking_allowed = True
+
+
+def prepare_parent() -> None:
+    """Called by a command before it reads its inputs: if this process may fork jobs, it does its
+    own torch work on one thread from now on, and its jobs get the threads torch would have used."""
+    global _job_threads
+    if _forking_allowed and _job_threads is None:
+        _job_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+
+def default_threads() -> int:
+    """The jobs' torch threads when `--threads` is not given."""
+    return _job_threads if _job_threads is not None else torch.get_num_threads()
+
+
+def forks_jobs(device: torch.device) -> bool:
+    """Whether jobs on `device` run in forked children (see the module docstring)."""
+    return _job_threads is not None and device.type == "cpu" and sys.platform.startswith("linux")
+
+
+class ChildFailed(Exception):
+    """The job failed in its child; the message is the one line for the console (the traceback is
+    in the job's log)."""
+
+
+class ChildBadInput(Exception):
+    """The job refused its input in its child (an InputError there); the message is its line."""
+
+
+def run_in_child(
+    run: Callable[[Callable[[str, int, int, float], None]], dict[str, Any]],
+    threads: int,
+    on_step: Callable[[str, int, int, float], None],
+    deadline: float | None,
+    on_timeout: type[BaseException],
+) -> dict[str, Any]:
+    """Run `run(on_step)` in a forked child with `threads` torch threads; return its result.
+
+    The child's steps reach `on_step` here. At `deadline` (time.monotonic seconds) the child is
+    ended and `on_timeout` raised; an exception here (Ctrl-C, SIGTERM) ends it too. A job that
+    raised in the child raises ChildBadInput (an InputError) or ChildFailed here.
+    """
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(run, threads, sender, os.getpid()), name="invrender-job")
+    child.start()
+    sender.close()  # so that the child's end closing (it ended) shows as EOF here
+    try:
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and (remaining <= 0 or not receiver.poll(remaining)):
+                raise on_timeout
+            try:
+                kind, *payload = receiver.recv()
+            except EOFError:
+                child.join()
+                reason = _exit_reason(child.exitcode)
+                raise ChildFailed(f"the job's process ended without a result ({reason})") from None
+            if kind == "step":
+                on_step(*payload)
+            elif kind == "done":
+                return payload[0]
+            elif kind == "bad-input":
+                raise ChildBadInput(payload[0])
+            else:
+                raise ChildFailed(payload[0])
+    finally:
+        _end(child)
+        receiver.close()
+
+
+def _child_main(run, threads: int, sender, parent: int) -> None:
+    # Inherited handlers would turn SIGTERM into an exception that waits for the native call to
+    # return; the default ends the child at once. Ctrl-C reaches the whole process group: the parent
+    # handles it and ends the child.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent(parent)
+    torch.set_num_threads(threads)
+    try:
+        result = run(lambda *step: sender.send(("step", *step)))
+        sender.send(("done", result))
+    except InputError as err:
+        sender.send(("bad-input", str(err)))
+    except Exception as err:
+        logging.getLogger("invrender").error("%s", "".join(traceback.format_exception(err)))
+        sender.send(("failed", failure_line(err)))
+    finally:
+        sender.close()
+
+
+def _end_with_parent(parent: int) -> None:
+    """Have the kernel kill this child when its parent dies (a parent killed by SIGKILL cannot end
+    it), so that no orphan goes on computing and writing after its run was stopped."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
+def failure_line(err: BaseException) -> str:
+    """One line for the console: the error and where it was raised (the traceback goes to the log)."""
+    where = traceback.extract_tb(err.__traceback__)[-1]
+    return f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
+
+
+def _end(child) -> None:
+    """End the child if it still runs: SIGTERM, then SIGKILL after GRACE seconds."""
+    if child.is_alive():
+        child.terminate()
+        child.join(GRACE)
+        if child.is_alive():
+            child.kill()
+    child.join()
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def remove_partial_files(outputs: list[Path]) -> None:
+    """Remove the temporary files (`.*.part`, see `core.io.atomic_path`) that an ended job's atomic
+    writes left in the folders of its outputs; its finished outputs stay. One run owns its output
+    folder (the run lock), so no other writer's files are there."""
+    for folder in {Path(output).parent for output in outputs}:
+        for part in folder.glob(".*.part"):
+            part.unlink(missing_ok=True)
