@@ -14,6 +14,7 @@ in its own process, stoppable between native calls (see `runner.time_limit`).
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import multiprocessing
 import os
@@ -103,7 +104,9 @@ def run_in_child(
             if kind == "step":
                 on_step(*payload)
             elif kind == "done":
-                return payload[0]
+                result, imported = payload
+                _import_here(imported)
+                return result
             elif kind == "bad-input":
                 raise ChildBadInput(payload[0])
             else:
@@ -121,9 +124,10 @@ def _child_main(run, threads: int, sender, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with_parent(parent)
     torch.set_num_threads(threads)
+    modules = set(sys.modules)
     try:
         result = run(lambda *step: sender.send(("step", *step)))
-        sender.send(("done", result))
+        sender.send(("done", result, sorted(set(sys.modules) - modules)))
     except InputError as err:
         sender.send(("bad-input", str(err)))
     except Exception as err:
@@ -131,6 +135,19 @@ def _child_main(run, threads: int, sender, parent: int) -> None:
         sender.send(("failed", failure_line(err)))
     finally:
         sender.close()
+
+
+def _import_here(names: list[str]) -> None:
+    """Import the modules a finished job imported, so that the next child starts with them: a first
+    job imports a second or two of lazily loaded modules (torch's optimiser machinery, SymPy, ...),
+    which would otherwise be paid again by every job. Importing runs no parallel region here (this
+    process keeps one thread), so forking stays safe."""
+    for name in names:
+        if name not in sys.modules and not name.startswith("__"):
+            try:
+                importlib.import_module(name)
+            except Exception:  # a module that only imports in its own context: the child imports it again
+                pass
 
 
 def _end_with_parent(parent: int) -> None:

@@ -451,13 +451,12 @@ def run_phases_recorded(
     objective,
     phases: list[Mapping[str, Any]],
     weights: Mapping[str, float],
-    seed: int = 0,
-    select_by: str = "recon_mse",
     on_step: Callable[[str, int, int, float], None] | None = None,
-    bound: Bound | None = None,
+    **options: Any,
 ) -> FitHistory:
-    """`run_phases` keeping every step's loss; a divergence becomes a logged warning, the model
-    holding its last finite state (a method then writes what it has, flagged)."""
+    """`run_phases` (its other `options` by keyword: seed, select_by, bound) keeping every step's
+    loss; a divergence becomes a logged warning, the model holding its last finite state (a method
+    then writes what it has, flagged)."""
     losses: list[float] = []
 
     def record_step(phase: str, step: int, n_steps: int, loss: float) -> None:
@@ -466,7 +465,7 @@ def run_phases_recorded(
             on_step(phase, step, n_steps, loss)
 
     try:
-        return FitHistory(run_phases(model, objective, phases, weights, seed, select_by, record_step, bound), losses)
+        return FitHistory(run_phases(model, objective, phases, weights, on_step=record_step, **options), losses)
     except OptimisationDiverged as err:
         logging.getLogger("invrender").warning("%s", err)
         return FitHistory(err.records, losses, str(err))

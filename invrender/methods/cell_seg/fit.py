@@ -179,7 +179,14 @@ def fit_frame(
         torch.manual_seed(seed + round_index)
         scene = CellScene(cells, image.shape, render, int(cfg.contour.harmonics), float(cfg.contour.max_radius))
         history = run_phases_recorded(
-            scene, objective, phases, dict(cfg.loss), seed + round_index, "recon_mse", on_step, bound
+            scene,
+            objective,
+            phases,
+            dict(cfg.loss),
+            on_step,
+            seed=seed + round_index,
+            select_by="recon_mse",
+            bound=bound,
         )
         result.phases += history.phases
         result.warning = history.warning

@@ -94,7 +94,14 @@ def fit_stack(
 
     phases, weights = list(cfg.phases), dict(cfg.loss)
     history = run_phases_recorded(
-        scene, objective, phases, weights, seed, "intensity_weighted_mse", on_step, MeshScene.divergence
+        scene,
+        objective,
+        phases,
+        weights,
+        on_step,
+        seed=seed,
+        select_by="intensity_weighted_mse",
+        bound=MeshScene.divergence,
     )
     with torch.no_grad():
         render = scene(scene.full_band).numpy()

@@ -318,7 +318,14 @@ def fit_spine(
     workers = int(cfg.sdf.workers) or torch.get_num_threads()
     with DistancePool(min(workers, model.n_vertebrae)) as pool:
         history = run_phases_recorded(
-            model, objective, list(cfg.phases), dict(cfg.loss), seed, "appearance_l1", on_step, outside_ct(volume)
+            model,
+            objective,
+            list(cfg.phases),
+            dict(cfg.loss),
+            on_step,
+            seed=seed,
+            select_by="appearance_l1",
+            bound=outside_ct(volume),
         )
     with torch.no_grad():
         vertices = model.world()[0, given].double().numpy()

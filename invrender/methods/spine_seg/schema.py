@@ -3,54 +3,39 @@ rule per leaf key, checked with the config before any input is read (`check_conf
 
 from __future__ import annotations
 
+from invrender.core import schema as rule
 from invrender.core.optim.phases import phases_rule
 from invrender.core.render.sdf import SIGN_TYPES
-from invrender.core.schema import (
-    BOOLEAN,
-    NON_NEGATIVE,
-    NON_NEGATIVE_INT,
-    NUMBER,
-    POSITIVE,
-    POSITIVE_INT,
-    PROBABILITY,
-    STRING,
-    WEIGHTS,
-    Rule,
-    list_of,
-    number,
-    one_of,
-    optional,
-)
 from invrender.methods.spine_seg.model import SpineModel
 
-RULES: dict[str, Rule] = {
-    "template": optional(STRING),  # a folder; null: the shipped template
-    "region.margin": NON_NEGATIVE,
-    "region.percentiles": list_of(number(0, 100), length=2),  # low < high: check_config
-    "chain.extend": BOOLEAN,
-    "placement.enabled": BOOLEAN,
-    "placement.blur": NON_NEGATIVE,
-    "placement.points": POSITIVE_INT,
-    "placement.band": POSITIVE,
-    "placement.edge_width": POSITIVE,
-    "placement.step": POSITIVE,
-    "placement.posterior_reach": NON_NEGATIVE,
-    "placement.left_reach": NON_NEGATIVE,
-    "placement.superior_reach": NON_NEGATIVE,
-    "placement.scales": list_of(POSITIVE),
-    "placement.rotations": list_of(NUMBER),
-    "placement.refine_reach": NON_NEGATIVE,
-    "shape.modes": POSITIVE_INT,
-    "appearance.frequencies": POSITIVE_INT,
-    "appearance.scale": POSITIVE,
-    "appearance.max_frequency": POSITIVE,
-    "appearance.hidden": POSITIVE_INT,
-    "sdf.sign": one_of(*SIGN_TYPES),
-    "sdf.workers": NON_NEGATIVE_INT,  # 0: torch's thread count
-    "points.count": POSITIVE_INT,
-    "points.uniform_fraction": PROBABILITY,
-    "points.sigmas": list_of(POSITIVE),
-    "coarse_to_fine.levels": POSITIVE_INT,
-    "loss": WEIGHTS,
+RULES: dict[str, rule.Rule] = {
+    "template": rule.optional(rule.STRING),  # a folder; null: the shipped template
+    "region.margin": rule.NON_NEGATIVE,
+    "region.percentiles": rule.list_of(rule.number(0, 100), length=2),  # low < high: check_config
+    "chain.extend": rule.BOOLEAN,
+    "placement.enabled": rule.BOOLEAN,
+    "placement.blur": rule.NON_NEGATIVE,
+    "placement.points": rule.POSITIVE_INT,
+    "placement.band": rule.POSITIVE,
+    "placement.edge_width": rule.POSITIVE,
+    "placement.step": rule.POSITIVE,
+    "placement.posterior_reach": rule.NON_NEGATIVE,
+    "placement.left_reach": rule.NON_NEGATIVE,
+    "placement.superior_reach": rule.NON_NEGATIVE,
+    "placement.scales": rule.list_of(rule.POSITIVE),
+    "placement.rotations": rule.list_of(rule.NUMBER),
+    "placement.refine_reach": rule.NON_NEGATIVE,
+    "shape.modes": rule.POSITIVE_INT,
+    "appearance.frequencies": rule.POSITIVE_INT,
+    "appearance.scale": rule.POSITIVE,
+    "appearance.max_frequency": rule.POSITIVE,
+    "appearance.hidden": rule.POSITIVE_INT,
+    "sdf.sign": rule.one_of(*SIGN_TYPES),
+    "sdf.workers": rule.NON_NEGATIVE_INT,  # 0: torch's thread count
+    "points.count": rule.POSITIVE_INT,
+    "points.uniform_fraction": rule.PROBABILITY,
+    "points.sigmas": rule.list_of(rule.POSITIVE),
+    "coarse_to_fine.levels": rule.POSITIVE_INT,
+    "loss": rule.WEIGHTS,
     "phases": phases_rule(SpineModel.groups),
 }

@@ -143,7 +143,7 @@ def refine_frame(
         return scene(target, priors, draw_splines=ctx.option("draw_splines", True), blur=ctx.ramps.get("blur", 0.0))
 
     history = run_phases_recorded(
-        model, objective, list(cfg.phases), dict(cfg.loss), seed=seed, on_step=on_step, bound=SplineScene.divergence
+        model, objective, list(cfg.phases), dict(cfg.loss), on_step, seed=seed, bound=SplineScene.divergence
     )
 
     records_out = []
