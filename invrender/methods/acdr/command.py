@@ -119,6 +119,7 @@ def acdr_train(
     threads: Annotated[int | None, shared_option("threads")] = None,
     quiet: Annotated[bool, shared_option("quiet")] = False,
     timeout: Annotated[float | None, shared_option("timeout")] = None,
+    wait: Annotated[bool, shared_option("wait")] = False,
 ) -> None:
     """Train ACDRNet (or the pixel baseline) on a data set; checkpoints in OUT/checkpoints/."""
     check_timeout(timeout)
@@ -178,7 +179,7 @@ def acdr_train(
         quiet,
         timeout,
     )
-    with run_lock(out):
+    with run_lock(out, wait=wait):
         if resume and trainer.resume() and not quiet:
             typer.echo(f"resuming after epoch {trainer.state.epoch} ({trainer.state.elapsed:.0f} s)", err=True)
         state = trainer.run()
@@ -228,6 +229,7 @@ def acdr_eval(
         bool, typer.Option("--resume", help="Skip the scoring if OUT/metrics.json holds this checkpoint's.")
     ] = False,
     timeout: Annotated[float | None, shared_option("timeout")] = None,
+    wait: Annotated[bool, shared_option("wait")] = False,
 ) -> None:
     """Score a checkpoint on a test set: F1, mIoU, WCov, BoundF per image and their means, in OUT/metrics.json
     (the run record in OUT/manifest.json, as for every command)."""
@@ -301,7 +303,7 @@ def acdr_eval(
         threads=threads,
         fork=forks_jobs(dev),
     )
-    with run_lock(out):
+    with run_lock(out, wait=wait):
         code = runner.run([Job(str(checkpoint), [metrics_path], score, finished=scored_already)])
     record = runner.records[-1]
     if record.status in ("done", "skipped") and not quiet:

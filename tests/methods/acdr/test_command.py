@@ -340,3 +340,14 @@ def test_predict_refuses_an_image_with_other_channels(trained, tmp_path, capsys)
         ]
     )
     assert_one_line_error(code, capsys.readouterr().err, tmp_path / "out", "rgb.png", "3 channel(s)")
+
+
+def test_a_training_run_into_a_folder_in_use_is_refused(shapes, tmp_path, capsys):
+    from invrender.outdir import run_lock
+
+    out = tmp_path / "run"
+    with run_lock(out):  # another acdr-train or acdr-eval is writing there
+        code = main(["acdr-train", f"data.root={shapes}", *TINY, "train.epochs=1", "--out", str(out), "-q"])
+        assert not any(out.iterdir())  # nothing written beside the other run's files
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "another run" in err and "--wait" in err, err
