@@ -35,6 +35,16 @@ def write_init(path: Path, records: list[dict]) -> Path:
     return path
 
 
+def make_inputs(folder: Path, n: int) -> list[Path]:
+    """`n` synthetic frames `f0.tif` ... with their inits beside them (`f0.json` ...)."""
+    images = []
+    for i in range(n):
+        image, records = make_input(folder, f"f{i}", seed=i)
+        write_init(folder / f"f{i}.json", records)
+        images.append(image)
+    return images
+
+
 def assert_one_line_error(code: int, err: str, out: Path, *needles: str) -> str:
     """Exit code 2, one line on stderr naming what is wrong, no traceback, nothing in `out`."""
     assert code == 2, err

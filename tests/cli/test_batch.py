@@ -14,19 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAST, assert_one_line_error, make_input, write_init
+from helpers import FAST, assert_one_line_error, make_inputs
 from invrender.cli import main
 from invrender.core.geometry.spline_io import read_splines
-
-
-def make_inputs(folder: Path, n: int) -> list[Path]:
-    """`n` synthetic frames with their inits beside them."""
-    images = []
-    for i in range(n):
-        image, records = make_input(folder, f"f{i}", seed=i)
-        write_init(folder / f"f{i}.json", records)
-        images.append(image)
-    return images
 
 
 def run(capsys, *args) -> tuple[int, str]:
@@ -430,9 +420,10 @@ def test_killed_run_resumes_without_redoing_or_losing_inputs(tmp_path, sig):
     code = process.wait(timeout=60)
     before = {Path(r["input"]).name: r for r in manifest(out / "manifest.json")["inputs"]}
     finished = sorted(name for name, r in before.items() if r["status"] == "done")
-    assert 2 <= len(finished) < 6
+    err = process.stderr.read()
+    assert 2 <= len(finished) < 6, (code, err, [(r["status"], r["seconds"]) for r in before.values()])
     if sig == signal.SIGTERM:  # stopped cleanly: the manifest lists the rest as interrupted
-        assert code == 130 and "--resume" in process.stderr.read()
+        assert code == 130 and "--resume" in err
         assert {r["status"] for name, r in before.items() if name not in finished} == {"interrupted"}
         assert len(before) == 6
     assert not list(out.rglob(".*.part")), "a temporary file was left behind"

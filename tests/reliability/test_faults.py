@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAST, make_input, write_init
+from helpers import FAST, make_inputs
 from invrender.cli import main
 
 #: Runs the real program (`cli.program`, which forks its jobs), with one fault planted in the job of
@@ -47,15 +47,6 @@ command.write_tiff = write_tiff
 sys.argv[0] = "invrender"
 cli.program()
 """
-
-
-def spline_inputs(folder: Path, count: int) -> list[Path]:
-    images = []
-    for i in range(count):
-        image, records = make_input(folder, f"f{i}", seed=i)
-        write_init(folder / f"f{i}.json", records)
-        images.append(image)
-    return images
 
 
 def start_program(tmp_path: Path, fault: str, victim: str, args: list) -> tuple[subprocess.Popen, Path]:
@@ -114,7 +105,7 @@ def resume_finishes_the_rest(images: list[Path], out: Path, kept: dict[Path, byt
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jobs run in forked children on Linux")
 def test_sigkill_in_the_middle_of_a_write_loses_nothing_finished(tmp_path):
-    images = spline_inputs(tmp_path / "in", 3)
+    images = make_inputs(tmp_path / "in", 3)
     out = tmp_path / "out"
     process, mark = start_program(tmp_path, "kill-mid-write", "f1.", [*images, "--out", out])
     child = wait_for(mark, process)
@@ -130,7 +121,7 @@ def test_sigkill_in_the_middle_of_a_write_loses_nothing_finished(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jobs run in forked children on Linux")
 def test_sigterm_during_a_long_native_call_stops_the_run_at_once(tmp_path):
-    images = spline_inputs(tmp_path / "in", 3)
+    images = make_inputs(tmp_path / "in", 3)
     out = tmp_path / "out"
     process, mark = start_program(tmp_path, "native-call", "f1.", [*images, "--out", out])
     child = wait_for(mark, process)
@@ -149,7 +140,7 @@ def test_sigterm_during_a_long_native_call_stops_the_run_at_once(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jobs run in forked children on Linux")
 def test_timeout_ends_a_job_inside_a_long_native_call(tmp_path):
-    images = spline_inputs(tmp_path / "in", 3)
+    images = make_inputs(tmp_path / "in", 3)
     out = tmp_path / "out"
     process, _ = start_program(tmp_path, "native-call", "f1.", [*images, "--out", out, "--timeout", "20"])
     code = process.wait(180)
@@ -165,7 +156,7 @@ def test_a_disk_that_fills_up_costs_only_the_inputs_it_hit(tmp_path, capsys, mon
     and the manifest then records all three."""
     import invrender.runner as runner
 
-    images = spline_inputs(tmp_path / "in", 3)
+    images = make_inputs(tmp_path / "in", 3)
     out = tmp_path / "out"
     full = {"now": False}
     real_replace, real_run_job, real_flush = os.replace, runner.Runner._run_job, runner._LogHandler.flush

@@ -13,19 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAST, assert_one_line_error, make_input, write_init
+from helpers import FAST, assert_one_line_error, make_inputs, write_init
 from invrender.cli import main
 from invrender.outdir import run_lock
-
-
-def spline_inputs(folder: Path, count: int = 2) -> list[Path]:
-    """`count` small frames with their inits beside them (`<stem>.json`)."""
-    images = []
-    for i in range(count):
-        image, records = make_input(folder, f"f{i}", seed=i)
-        write_init(folder / f"f{i}.json", records)
-        images.append(image)
-    return images
 
 
 def refine(*args) -> int:
@@ -40,7 +30,7 @@ def manifest(out: Path) -> dict:
 
 
 def test_an_out_that_is_a_file_or_under_a_file_is_refused_before_anything_runs(tmp_path, capsys):
-    [image] = spline_inputs(tmp_path / "in", 1)
+    [image] = make_inputs(tmp_path / "in", 1)
     a_file = tmp_path / "taken.txt"
     a_file.write_text("precious\n")
     for out in (a_file, a_file / "below"):
@@ -63,7 +53,7 @@ def test_other_commands_refuse_an_output_of_the_wrong_kind_in_one_line(tmp_path,
     a_file, folder, run = tmp_path / "taken.txt", tmp_path / "folder", tmp_path / "run"
     a_file.write_text("x")
     folder.mkdir()
-    [image] = spline_inputs(tmp_path / "in", 1)
+    [image] = make_inputs(tmp_path / "in", 1)
     assert refine(image, "--out", run) == 0
     res = tmp_path / "labels.tif"
     shutil.copy(image, res)
@@ -80,7 +70,7 @@ def test_other_commands_refuse_an_output_of_the_wrong_kind_in_one_line(tmp_path,
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused_and_waits_with_wait(tmp_path, capsys):
-    [image] = spline_inputs(tmp_path / "in", 1)
+    [image] = make_inputs(tmp_path / "in", 1)
     out = tmp_path / "out"
     with run_lock(out):  # another run holds the folder
         code = refine(image, "--out", out)
@@ -104,7 +94,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_waits_with_wait(tmp_pa
 
 
 def test_shards_of_one_run_share_a_folder_but_a_whole_run_is_kept_out(tmp_path, capsys):
-    images = spline_inputs(tmp_path / "in", 2)
+    images = make_inputs(tmp_path / "in", 2)
     out = tmp_path / "out"
     with run_lock(out, shard=True):  # part 0 of 2 is running
         assert refine(*images, "--out", out, "--num-parts", 2, "--part-id", 1) == 0
@@ -126,7 +116,7 @@ def test_a_run_that_only_met_bad_inputs_leaves_no_folder_behind(tmp_path, capsys
 
 
 def test_a_bad_input_keeps_the_log_of_an_earlier_run(tmp_path, capsys):
-    [image] = spline_inputs(tmp_path / "in", 1)
+    [image] = make_inputs(tmp_path / "in", 1)
     out = tmp_path / "out"
     assert refine(image, "--out", out) == 0
     record = manifest(out)
@@ -140,7 +130,7 @@ def test_a_bad_input_keeps_the_log_of_an_earlier_run(tmp_path, capsys):
 
 
 def test_resume_refuses_outputs_made_with_another_config_and_redoes_them_with_force(tmp_path, capsys):
-    images = spline_inputs(tmp_path / "in", 2)
+    images = make_inputs(tmp_path / "in", 2)
     out = tmp_path / "out"
     assert refine(*images, "--out", out) == 0
     assert refine(*images, "--out", out, "--resume") == 0
@@ -161,7 +151,7 @@ def test_resume_refuses_outputs_made_with_another_config_and_redoes_them_with_fo
 
 def test_a_folder_that_is_both_input_and_out_never_feeds_a_run_its_own_outputs(tmp_path, capsys):
     folder = tmp_path / "data"
-    spline_inputs(folder, 2)
+    make_inputs(folder, 2)
     assert refine(folder, "--out", folder) == 0
     assert list(folder.glob("*.render.tif"))
     assert refine(folder, "--out", folder) == 0
@@ -169,7 +159,7 @@ def test_a_folder_that_is_both_input_and_out_never_feeds_a_run_its_own_outputs(t
 
 
 def test_a_killed_runs_partial_files_are_removed_by_the_next_run(tmp_path):
-    [image] = spline_inputs(tmp_path / "in", 1)
+    [image] = make_inputs(tmp_path / "in", 1)
     out = tmp_path / "out"
     out.mkdir()
     partial = out / ".f0.render.tif.abc123.part"  # what a run killed inside an atomic write leaves
@@ -180,7 +170,7 @@ def test_a_killed_runs_partial_files_are_removed_by_the_next_run(tmp_path):
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into any folder")
 def test_a_read_only_out_is_refused_in_one_line(tmp_path, capsys):
-    [image] = spline_inputs(tmp_path / "in", 1)
+    [image] = make_inputs(tmp_path / "in", 1)
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o500)
