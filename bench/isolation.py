@@ -20,21 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from invrender.methods.spline_refine.synth import write_spline_dataset
+from batch_throughput import dataset  # the same frames (bench/out/batch/data-N), written once
 
 OUT = Path(__file__).parent / "out" / "isolation"
 SETUPS = {
     "forked jobs (the program)": [sys.executable, "-m", "invrender.cli"],
     "in one process (cli.main)": [sys.executable, "-c", "import sys; from invrender.cli import main; sys.exit(main())"],
 }
-
-
-def dataset(frames: int) -> Path:
-    data = OUT / f"data-{frames}"
-    if not (data / "inits" / "rotation" / f"frame_{frames - 1:04d}.json").is_file():
-        shutil.rmtree(data, ignore_errors=True)
-        write_spline_dataset(data, bodies=3, frames=frames, size=128, seed=0)
-    return data
 
 
 def run(prefix: list[str], data: Path, out: Path) -> tuple[float, list[float], list[float]]:

@@ -164,7 +164,7 @@ class Runner:
         self.threads = threads  # torch threads for the jobs (None: torch's default)
         self.fork = fork  # run each job in a forked child that can be ended (see isolation.py)
         self.force = force  # --resume redoes finished jobs made with another config instead of refusing
-        self.redo: set[str] = set()
+        self.skip: set[str] = set()  # with --resume: the jobs already done with this config
         self.manifest_written = True  # false while the last attempt to write the manifest failed
         self.console = Console(stderr=True, quiet=silent)  # silent: not even errors (a sweep reports them)
         self.records: list[JobRecord] = []
@@ -221,24 +221,25 @@ class Runner:
         return code if self.manifest_written else max(code, 1)
 
     def _check_resumable(self, jobs: list[Job]) -> None:
-        """--resume: ConfigError if a finished job was made with another config (or, with --force,
-        mark it to be done again). A record without a hash (an older version's) is taken as it is."""
+        """--resume: the finished jobs to skip; ConfigError if one was made with another config (with
+        --force it is done again). A record without a hash (an older version's) is taken as it is."""
+        finished = [job for job in jobs if _finished(job)]
         changed = [
             job.name
-            for job in jobs
-            if _finished(job) and self.previous.get(job.name, {}).get("config_hash", job.config_hash) != job.config_hash
+            for job in finished
+            if self.previous.get(job.name, {}).get("config_hash", job.config_hash) != job.config_hash
         ]
         if changed and not self.force:
             raise ConfigError(
                 f"--resume: {len(changed)} finished input(s) in {self.manifest_path.parent} were made with another "
                 f"config, options or seed (first: {changed[0]}); add --force to redo them, or choose another --out"
             )
-        self.redo = set(changed)
+        self.skip = {job.name for job in finished} - set(changed)
 
     def _run_job(self, job: Job, show_step: StepCallback) -> JobRecord:
         outputs = [str(p) for p in job.outputs]
         overrides = list(job.overrides)
-        if self.resume and job.name not in self.redo and _finished(job):
+        if job.name in self.skip:
             old = self.previous.get(job.name, {})
             return JobRecord(
                 job.name,
