@@ -31,8 +31,7 @@ import torch
 from invrender.core.io import InputError
 
 _forking_allowed = False
-#: The jobs' default torch threads once the parent keeps one: torch's default, read before it was lowered.
-_job_threads: int | None = None
+_parent_prepared = False
 
 #: Seconds a child has to end after SIGTERM before it is killed.
 GRACE = 2.0
@@ -46,21 +45,16 @@ def allow_forking() -> None:
 
 def prepare_parent() -> None:
     """Called by a command before it reads its inputs: if this process may fork jobs, it does its
-    own torch work on one thread from now on, and its jobs get the threads torch would have used."""
-    global _job_threads
-    if _forking_allowed and _job_threads is None:
-        _job_threads = torch.get_num_threads()
+    own torch work on one thread from now on (its jobs get theirs in their children)."""
+    global _parent_prepared
+    if _forking_allowed and not _parent_prepared:
+        _parent_prepared = True
         torch.set_num_threads(1)
-
-
-def default_threads() -> int:
-    """The jobs' torch threads when `--threads` is not given."""
-    return _job_threads if _job_threads is not None else torch.get_num_threads()
 
 
 def forks_jobs(device: torch.device) -> bool:
     """Whether jobs on `device` run in forked children (see the module docstring)."""
-    return _job_threads is not None and device.type == "cpu" and sys.platform.startswith("linux")
+    return _parent_prepared and device.type == "cpu" and sys.platform.startswith("linux")
 
 
 class ChildFailed(Exception):

@@ -31,9 +31,10 @@ from rich.console import Console
 
 from invrender.config import CONFIG_ROOT, ConfigError, to_plain
 from invrender.core.io import InputError, read_json
+from invrender.cpus import cpu_budget
 from invrender.inputs import InputItem, select_part
 from invrender.isolation import forks_jobs
-from invrender.method import ConfigCache, JobContext, MethodSpec, check_distinct_outputs, cores, make_jobs, override_key
+from invrender.method import ConfigCache, JobContext, MethodSpec, check_distinct_outputs, make_jobs, override_key
 from invrender.options import SharedOptions
 from invrender.record import now, write_run_record
 from invrender.runner import Runner, count_statuses, exit_code, progress_bar
@@ -207,13 +208,13 @@ def threads_per_worker(launcher_cfg: DictConfig, n_jobs: int) -> int:
     target = str(launcher_cfg.get("_target_", ""))
     if target.endswith("JoblibLauncher"):
         n = int(launcher_cfg.n_jobs)
-        workers = n if n > 0 else max(1, cores() + 1 + n)  # joblib: -1 means every core
-        return max(1, cores() // max(1, min(workers, n_jobs)))
+        workers = n if n > 0 else max(1, cpu_budget().cores + 1 + n)  # joblib: -1 means every core
+        return max(1, cpu_budget().cores // max(1, min(workers, n_jobs)))
     if "submitit" in target:
         return int(launcher_cfg.get("cpus_per_task") or 1)
     if "ray" in target:
         return int(launcher_cfg.ray.remote.get("num_cpus") or 1)
-    return cores()  # the basic launcher runs one job at a time, here
+    return cpu_budget().cores  # the basic launcher runs one job at a time, here
 
 
 def _check_plugin(name: str) -> None:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from invrender.config import ConfigError, compose_config, resolve_device, to_plain
 from invrender.core.io import write_json
+from invrender.cpus import job_threads
 from invrender.inputs import IMAGE_SUFFIXES, InputItem
 from invrender.runner import Job
 
@@ -170,9 +171,9 @@ def check_threads(threads: int | None) -> int | None:
 
 
 def set_threads(threads: int | None) -> None:
-    """`--threads` for a command that computes in its own process (checked as in `check_threads`)."""
-    if check_threads(threads) is not None:
-        torch.set_num_threads(threads)
+    """Torch threads for a command that computes in its own process: `--threads` (checked as in
+    `check_threads`), else the cores this process may use."""
+    torch.set_num_threads(job_threads(check_threads(threads)).cores)
 
 
 def check_timeout(seconds: float | None) -> None:
@@ -191,11 +192,6 @@ def check_seed(seed: int) -> None:
         SEED.check(seed, "--seed")
     except BadValue as err:
         raise ConfigError(str(err)) from None
-
-
-def cores() -> int:
-    """CPU cores this process may use (the affinity mask, e.g. a SLURM allocation)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def finish_fit(paths: dict[str, Path], metrics: dict, result: dict, phases: list, warning: str | None) -> dict:

@@ -71,7 +71,11 @@ _SHARED_HELP = {
     ),
     "force": (("--force",), "With --resume: redo the finished inputs that were made with another config or seed."),
     "wait": (("--wait",), "If another run is writing into --out, wait for it to end instead of stopping."),
-    "threads": (("--threads",), "CPU threads for torch (default: torch's choice; with -m, cores / workers)."),
+    "threads": (
+        ("--threads",),
+        "CPU threads for torch (default: the cores this job may use, from its affinity, SLURM_CPUS_PER_TASK and "
+        "cgroup quota; with -m, those cores / workers).",
+    ),
     "multirun": (
         ("--multirun", "-m"),
         "Sweep: one job per combination of comma-separated override values (and per part of the inputs), run by the "

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from invrender.config import ConfigError, to_plain
+from invrender.cpus import threads_record
 from invrender.inputs import InputItem, expand_inputs, select_part, split_arguments
-from invrender.isolation import default_threads, forks_jobs, prepare_parent
+from invrender.isolation import forks_jobs, prepare_parent
 from invrender.launch import run_sweep
 from invrender.method import (
     ConfigCache,
@@ -80,7 +81,7 @@ def run_method(
         "config": to_plain(base),
         "device": str(device),
         "seed": shared.seed,
-        "torch_threads": shared.threads or default_threads(),
+        **threads_record(shared.threads),
         "part": None if shared.num_parts is None else {"id": shared.part_id, "of": shared.num_parts},
     }
     runner = Runner(

@@ -31,10 +31,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from invrender.config import ConfigError
 from invrender.core.io import InputError, read_json
+from invrender.cpus import job_threads
 from invrender.isolation import (
     ChildBadInput,
     ChildFailed,
-    default_threads,
     failure_line,
     remove_partial_files,
     run_in_child,
@@ -195,8 +195,8 @@ class Runner:
         if self.resume:
             self._check_resumable(jobs)
         remove_partial_files([path for job in jobs for path in job.outputs])  # left by a run that was killed
-        if not self.fork and self.threads is not None:
-            torch.set_num_threads(self.threads)
+        if not self.fork:
+            torch.set_num_threads(job_threads(self.threads).cores)
         progress = progress_bar(self.console, not self.quiet and self.console.is_terminal)
         with progress:
             overall = progress.add_task("inputs", total=len(jobs))
@@ -306,8 +306,7 @@ class Runner:
 
         if self.fork:
             deadline = None if self.timeout is None else time.monotonic() + self.timeout
-            threads = self.threads or default_threads()
-            return run_in_child(job.run, threads, logged_step, deadline, JobTimeout)
+            return run_in_child(job.run, job_threads(self.threads).cores, logged_step, deadline, JobTimeout)
         grad_enabled = torch.is_grad_enabled()
         try:
             with time_limit(self.timeout) as check_time:

@@ -87,7 +87,12 @@ class _NonUniformFT(torch.autograd.Function):
         angles, box = _angles(points, band), band.max_modes
         strengths = weights.detach().cpu().numpy().astype(np.complex128)
         modes = finufft.nufft3d1(
-            *angles, strengths, n_modes=tuple(2 * m + 1 for m in box), isign=-1, eps=NUFFT_TOLERANCE
+            *angles,
+            strengths,
+            n_modes=tuple(2 * m + 1 for m in box),
+            isign=-1,
+            eps=NUFFT_TOLERANCE,
+            nthreads=torch.get_num_threads(),
         )
         ctx.save_for_backward(points, weights)
         ctx.band = band
@@ -105,7 +110,9 @@ class _NonUniformFT(torch.autograd.Function):
         freqs = band.freqs.numpy()
         for n, factor in enumerate([np.ones(len(g)), freqs[:, 0], freqs[:, 1], freqs[:, 2]]):
             fields[n][_box_index(band)] = g * factor
-        values = finufft.nufft3d2(*_angles(points, band), fields, isign=1, eps=NUFFT_TOLERANCE)  # (4, P)
+        values = finufft.nufft3d2(  # (4, P)
+            *_angles(points, band), fields, isign=1, eps=NUFFT_TOLERANCE, nthreads=torch.get_num_threads()
+        )
         grad_weights = torch.from_numpy(values[0].real).to(weights)
         grad_points = -weights.detach()[:, None] * torch.from_numpy(values[1:].imag.T.copy()).to(points)
         return grad_points, grad_weights, None

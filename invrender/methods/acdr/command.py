@@ -19,8 +19,9 @@ from invrender.core.geometry.polygons import write_polygons
 from invrender.core.io import PICTURE_SUFFIXES, InputError, read_json, read_picture, write_json, write_png
 from invrender.core.losses import check_weights
 from invrender.core.overlay import FINAL_COLOUR, draw_curves, mask_outlines
+from invrender.cpus import threads_record
 from invrender.inputs import InputItem
-from invrender.isolation import default_threads, forks_jobs, prepare_parent
+from invrender.isolation import forks_jobs, prepare_parent
 from invrender.method import (
     JobContext,
     MethodSpec,
@@ -163,7 +164,7 @@ def acdr_train(
         "config": to_plain(cfg),
         "device": str(dev),
         "seed": seed,
-        "torch_threads": torch.get_num_threads(),
+        **threads_record(threads),
     }
     trainer = Trainer(
         network,
@@ -292,7 +293,7 @@ def acdr_eval(
         "overrides": all_overrides,
         "config": to_plain(cfg),
         "device": str(dev),
-        "torch_threads": threads or default_threads(),
+        **threads_record(threads),
     }
     runner = Runner(
         out / "manifest.json",
