@@ -56,31 +56,52 @@ def refine_file(
     """Read, validate, refine every frame, then write all outputs (the splines JSON last)."""
     from invrender.methods.spline_refine.active_contour import active_contour_frame
     from invrender.methods.spline_refine.fit import refine_frame
+    from invrender.methods.spline_refine.video import refine_video
 
     image = read_image(image_path)
     frames = read_splines(init_path)
-    validate_splines(init_path, frames, image.shape)
     stack = image if image.ndim == 3 else image[None]
     method = cfg.method
-    results, renders, losses, phases, warnings = [], [], [], [], []
-    for f, (frame_image, records) in enumerate(zip(stack, frames)):
-        if method == "render":
-            fitted = refine_frame(frame_image, records, cfg, device, seed, on_step)
-            results.append(fitted.records)
-            renders.append(fitted.render)
-            losses.append(fitted.recon_loss)
-            phases.append([p.__dict__ for p in fitted.phases])
-            if fitted.warning:
-                warnings.append(fitted.warning if len(stack) == 1 else f"frame {f}: {fitted.warning}")
+    propagate = method == "render" and bool(cfg.video.propagate) and len(stack) > 1
+    if propagate and len(frames) == 1:  # only the first frame's init: propagation finds the rest
+        validate_splines(init_path, frames, stack.shape[1:])
+        frames = frames + [None] * (len(stack) - 1)
+    else:
+        validate_splines(init_path, frames, image.shape)
+    extra: dict = {}
+    lost_warnings: list[str] = []
+    if method != "render":
+        results = [active_contour_frame(frame_image, records, cfg) for frame_image, records in zip(stack, frames)]
+        renders, losses, phases, warnings = [], [], [], []
+    else:
+        if propagate:
+            video = refine_video(stack, frames, cfg, device, seed, on_step)
+            fits = video.frames
+            extra = {"refound": video.refound, "lost": video.lost}
+            lost_warnings = [
+                f"frame {e['frame']}: splines {e['ids']} lost, no init to find them again" for e in video.lost
+            ]
         else:
-            results.append(active_contour_frame(frame_image, records, cfg))
+            fits = [refine_frame(frame, records, cfg, device, seed, on_step) for frame, records in zip(stack, frames)]
+        results = [fitted.records for fitted in fits]
+        renders = [fitted.render for fitted in fits]
+        losses = [fitted.recon_loss for fitted in fits]
+        phases = [[p.__dict__ for p in fitted.phases] for fitted in fits]
+        warnings = [
+            fitted.warning if len(stack) == 1 else f"frame {f}: {fitted.warning}"
+            for f, fitted in enumerate(fits)
+            if fitted.warning
+        ] + lost_warnings
 
     paths = output_paths(out, image_path, len(stack), method)
     if renders:
         write_tiff(paths["render"], np.stack(renders) if image.ndim == 3 else renders[0])
     for f, (frame_image, records, refined) in enumerate(zip(stack, frames, results)):
         key = "overlay" if "overlay" in paths else f"overlay{f}"
-        curve_sets = [([r["points"] for r in records], INIT_COLOUR), ([r["points"] for r in refined], RESULT_COLOUR)]
+        curve_sets = [
+            ([r["points"] for r in records or []], INIT_COLOUR),
+            ([r["points"] for r in refined], RESULT_COLOUR),
+        ]
         write_png(paths[key], draw_curves(frame_image, curve_sets))
     write_splines(paths["splines"], results, image=image_path.name, extra={"method": method})
     result: dict = {
@@ -91,6 +112,7 @@ def refine_file(
     if losses:
         result["loss"] = finite_or_none(np.mean(losses))
         result["phases"] = phases
+    result.update(extra)
     if warnings:  # the runner prints it and records it: the outputs are a diverged fit's last finite state
         result["warning"] = "; ".join(warnings)
     return result
@@ -144,12 +166,23 @@ def spline_refine(
         str | None,
         typer.Option("--method", help="render (differentiable rendering, default) | active-contour (baseline)."),
     ] = None,
+    propagate: Annotated[
+        bool,
+        typer.Option(
+            "--propagate",
+            help="Stacks (time-lapses): each frame starts from the previous frame's result with a short schedule "
+            "(video.phases); a body lost on the way is found again from that frame's init, if the init file has one "
+            "per frame (it may hold the first frame's only).",
+        ),
+    ] = False,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Refine splines of slender bodies (e.g. C. elegans) to sub-pixel accuracy by rendering them."""
     if method is not None and method not in METHODS:
         raise ConfigError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     overrides = [] if method is None else [f"method={method}"]
+    if propagate:
+        overrides.append("video.propagate=true")
     raise typer.Exit(run_method(SPEC, arguments, shared, overrides, {"init": init}))
 
 
@@ -157,12 +190,44 @@ def synth_splines(
     bodies: Annotated[int, typer.Option("--bodies", "-n", min=1, help="Bodies per frame.")] = 1,
     frames: Annotated[int, typer.Option("--frames", "-f", min=1, help="Number of frames.")] = 8,
     size: Annotated[int, typer.Option("--size", min=32, help="Frame size in pixels.")] = 128,
+    body_size: Annotated[
+        int | None,
+        typer.Option(
+            "--body-size",
+            min=32,
+            help="Bodies as long and wide as in a frame of this size (default: --size); smaller: a plate.",
+        ),
+    ] = None,
+    crossing: Annotated[
+        float,
+        typer.Option("--crossing", min=0.0, max=1.0, help="Fraction of the bodies that cross an earlier one."),
+    ] = 1.0,
     seed: SynthSeed = 0,
     out: SynthOut = Path("synth-splines"),
 ) -> None:
     """Frames of overlapping slender bodies with labels and perturbed inits (rotation, displacement,
-    scaling, PCA, straight lines), as in Zdyb et al.'s robustness study."""
+    scaling, PCA, straight lines), as in Zdyb et al.'s robustness study; with --body-size and
+    --crossing, whole plates of mostly separate bodies."""
     from invrender.methods.spline_refine.synth import write_spline_dataset
 
-    write_spline_dataset(out, bodies=bodies, frames=frames, size=size, seed=seed)
+    if body_size is not None and body_size > size:
+        raise ConfigError(f"--body-size {body_size}: must be at most --size {size}")
+    write_spline_dataset(
+        out, bodies=bodies, frames=frames, size=size, seed=seed, body_size=body_size, crossing=crossing
+    )
     typer.echo(f"wrote {frames} frame(s) of {bodies} bodies to {out}", err=True)
+
+
+def synth_splines_movie(
+    bodies: Annotated[int, typer.Option("--bodies", "-n", min=1, help="Bodies in the movie.")] = 3,
+    frames: Annotated[int, typer.Option("--frames", "-f", min=2, help="Number of frames.")] = 100,
+    size: Annotated[int, typer.Option("--size", min=64, help="Frame size in pixels.")] = 128,
+    seed: SynthSeed = 0,
+    out: SynthOut = Path("synth-splines-movie"),
+) -> None:
+    """A time-lapse of crawling bodies (movie.tif) with labels, a detector's init for every frame and
+    the first frame's init alone, and a few dropped frames where the bodies jump."""
+    from invrender.methods.spline_refine.synth_movie import write_spline_movie
+
+    write_spline_movie(out, bodies=bodies, frames=frames, size=size, seed=seed)
+    typer.echo(f"wrote a {frames}-frame movie of {bodies} bodies to {out}", err=True)

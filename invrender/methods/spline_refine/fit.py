@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from invrender.core.geometry import splines
 from invrender.core.io import normalise_intensity
 from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.core.render.splat2d import blob_fwhm
+from invrender.methods.spline_refine.groups import crops, interacting_groups, local_background, nearest_group
 from invrender.methods.spline_refine.model import SplineScene, gaussian_profile
 
 
@@ -89,10 +90,54 @@ def refine_frame(
     seed: int,
     on_step: Callable[[str, int, int, float], None] | None = None,
 ) -> FrameResult:
-    """Refine the init splines `records` on the 2D `image` (y, x) with the config `cfg`."""
-    torch.manual_seed(seed)
+    """Refine the init splines `records` on the 2D `image` (y, x) with the config `cfg`: jointly,
+    or (`groups.enabled`) each group of bodies that can touch in its own crop (see groups.py)."""
     normalised, offset, span = normalise_intensity(image)
     polarity = body_polarity(normalised, cfg.init.polarity)
+    polylines = [np.asarray(r["points"], dtype=np.float64) for r in records]
+    reach = float(cfg.groups.reach)
+    joint = [list(range(len(records)))]
+    groups = interacting_groups(polylines, reach) if cfg.groups.enabled and len(records) > 1 else joint
+    boxes = crops(polylines, groups, reach, image.shape, int(cfg.groups.min_crop))
+    if len(boxes) == 1 or sum(box.area for box in boxes) >= image.size:  # one fit of the frame is cheaper
+        return fit_bodies(image, records, cfg, device, seed, polarity, on_step)
+
+    labels, distance = nearest_group(polylines, groups, image.shape)
+    near_body = distance <= reach
+    background = local_background(image.astype(np.float64), near_body)
+    render = background.astype(np.float32)
+    records_out: list[dict] = [{} for _ in records]
+    phases, warnings = [], []
+    for g, crop in enumerate(boxes):
+        # Other groups' bodies that reach into the crop are replaced by the background around them.
+        foreign = crop.take(near_body & (labels != g))
+        patch = np.where(foreign, crop.take(background), crop.take(image)).astype(np.float32)
+        shifted = [{**records[i], "points": polylines[i] - crop.offset} for i in crop.members]
+        fitted = fit_bodies(patch, shifted, cfg, device, seed, polarity, on_step)
+        for i, rec in zip(crop.members, fitted.records):
+            records_out[i] = {**rec, "points": rec["points"] + crop.offset, "knots": rec["knots"] + crop.offset}
+        own = crop.take(labels) == g  # each pixel shows the group nearest to it
+        crop.take(render)[own] = fitted.render[own]
+        label = f"group {g + 1}/{len(boxes)}"
+        phases += [replace(p, name=f"{label}: {p.name}") for p in fitted.phases]
+        if fitted.warning:
+            warnings.append(f"{label}: {fitted.warning}")
+    recon_loss = float(np.mean(((render - image) / span) ** 2))
+    return FrameResult(records_out, render, phases, recon_loss, "; ".join(warnings) or None)
+
+
+def fit_bodies(
+    image: np.ndarray,
+    records: list[dict],
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    polarity: float,
+    on_step: Callable[[str, int, int, float], None] | None = None,
+) -> FrameResult:
+    """Fit the bodies `records` jointly on `image`; `polarity` +1 for bright bodies, -1 for dark."""
+    torch.manual_seed(seed)
+    normalised, offset, span = normalise_intensity(image)
     low, median, high = np.percentile(normalised, [0.5, 50, 99.5])
     amplitude = (high - median) if polarity > 0 else (median - low)
 

@@ -12,6 +12,7 @@ Also the label perturbations of Zdyb, Alonso, Kirkegaard (Table 1/2) and a datas
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ BEND = 1.2  # rad, largest net turn of the heading (C shapes)
 # bounds above the heading spans < pi, so a body never crosses itself.
 MAX_CURVATURE_LENGTH = 6.0
 PLACEMENT_TRIES = 1000
+PLATE_GAP = 12.0  # px between the centrelines of bodies that do not cross, on a plate
 
 # Imaging.
 SUPERSAMPLE = 4
@@ -56,53 +58,102 @@ NOISE = (0.02, 0.05)  # read noise std, fraction of the body contrast
 PHOTONS = (3000.0, 20000.0)  # photons at intensity 1: sets the shot noise
 
 
-def make_body(rng: np.random.Generator, size: int) -> dict:
-    """A random body inside a `size x size` image, keeping a margin of its maximum width.
+@dataclass(frozen=True)
+class BodyShape:
+    """A body's length, widths and its posture: a heading that bends by `bend` and undulates with
+    `cycles` waves of `amplitude` rad along the body, at wave phase `phase` (a crawling body's phase
+    advances with time)."""
 
-    Returns `{"points": (100, 2) centreline [x, y] px, "widths": (100,) full width px}`.
-    """
-    scale = size / 128
-    length = rng.uniform(*LENGTH_FRACTION) * size
+    length: float  # px
+    width_max: float  # px
+    widths: np.ndarray  # (100,) full widths px, width_max * sin(pi s)^TAPER_EXPONENT floored at the tips
+    cycles: float
+    amplitude: float
+    phase: float
+    bend: float
+    heading: float  # rad, of the first segment's direction before the wave
+
+    def centreline(self, phase: float | None = None) -> np.ndarray:
+        """(100, 2) points [x, y] px starting at the origin, at wave phase `phase` (default own)."""
+        phase = self.phase if phase is None else phase
+        peak = abs(self.bend) + self.amplitude * 2 * np.pi * self.cycles  # bound on |curvature| * length
+        shrink = min(1.0, MAX_CURVATURE_LENGTH / peak)
+        # Heading at the segment midpoints: integral of curvature bend + A 2 pi f sin(2 pi f s + phase).
+        s = np.linspace(0.0, 1.0, LABEL_POINTS)
+        mid = (s[:-1] + s[1:]) / 2
+        heading = self.heading + shrink * (
+            self.bend * mid + self.amplitude * (np.cos(phase) - np.cos(2 * np.pi * self.cycles * mid + phase))
+        )
+        step = self.length / (LABEL_POINTS - 1)
+        points = np.zeros((LABEL_POINTS, 2))
+        points[1:] = np.cumsum(step * np.stack([np.cos(heading), np.sin(heading)], axis=1), axis=0)
+        return points
+
+
+def body_shape(rng: np.random.Generator, body_size: int) -> BodyShape:
+    """A random body's shape, as long and wide as a body in a `body_size` image."""
+    scale = body_size / 128
+    length = rng.uniform(*LENGTH_FRACTION) * body_size
     width_max = rng.uniform(*MAX_WIDTH) * scale
     s = np.linspace(0.0, 1.0, LABEL_POINTS)
     widths = np.maximum(width_max * np.sin(np.pi * s) ** TAPER_EXPONENT, TIP_WIDTH * scale)
-
     cycles = rng.uniform(*WAVE_CYCLES)
     amplitude = rng.uniform(*WAVE_AMPLITUDE)
     phase = rng.uniform(0.0, 2 * np.pi)
     bend = rng.uniform(-BEND, BEND)
-    peak = abs(bend) + amplitude * 2 * np.pi * cycles  # bound on |curvature| * length
-    shrink = min(1.0, MAX_CURVATURE_LENGTH / peak)
-    # Heading at the segment midpoints: integral of curvature bend + A 2 pi f sin(2 pi f s + phase).
-    mid = (s[:-1] + s[1:]) / 2
-    heading = rng.uniform(0.0, 2 * np.pi) + shrink * (
-        bend * mid + amplitude * (np.cos(phase) - np.cos(2 * np.pi * cycles * mid + phase))
-    )
-    step = length / (LABEL_POINTS - 1)
-    points = np.zeros((LABEL_POINTS, 2))
-    points[1:] = np.cumsum(step * np.stack([np.cos(heading), np.sin(heading)], axis=1), axis=0)
+    return BodyShape(length, width_max, widths, cycles, amplitude, phase, bend, rng.uniform(0.0, 2 * np.pi))
 
+
+def make_body(rng: np.random.Generator, size: int, body_size: int | None = None) -> dict:
+    """A random body inside a `size x size` image, keeping a margin of its maximum width, with the
+    length and width of a body in a `body_size` image (default `size`; smaller: a plate of many).
+
+    Returns `{"points": (100, 2) centreline [x, y] px, "widths": (100,) full width px}`.
+    """
+    shape = body_shape(rng, size if body_size is None else body_size)
+    points = shape.centreline()
+    width_max = shape.width_max
     low = width_max - points.min(axis=0)
     high = size - 1 - width_max - points.max(axis=0)
-    return {"points": points + rng.uniform(low, high), "widths": widths}
+    return {"points": points + rng.uniform(low, high), "widths": shape.widths}
 
 
-def make_frame(rng: np.random.Generator, n_bodies: int, size: int = 128) -> tuple[np.ndarray, list[dict]]:
+def make_frame(
+    rng: np.random.Generator, n_bodies: int, size: int = 128, body_size: int | None = None, crossing: float = 1.0
+) -> tuple[np.ndarray, list[dict]]:
     """A `(size, size)` float32 frame of `n_bodies` bodies and their labels (see make_body).
 
-    Every body after the first passes through a point of the middle half of an earlier one, so
-    bodies cross or overlap.
+    A fraction `crossing` of the bodies after the first pass through a point of the middle half of
+    an earlier one, so bodies cross or overlap; the others (a plate: `body_size` < `size`) are
+    placed at least PLATE_GAP px from every earlier body.
     """
     bodies: list[dict] = []
-    for _ in range(n_bodies):
-        bodies.append(_crossing_body(rng, size, bodies) if bodies else make_body(rng, size))
+    n_crossing = round(crossing * (n_bodies - 1))
+    for k in range(n_bodies):
+        if k >= n_bodies - n_crossing:
+            bodies.append(_crossing_body(rng, size, bodies, body_size))
+        else:
+            bodies.append(_separate_body(rng, size, bodies, body_size))
     return render_frame(rng, bodies, size), bodies
 
 
-def _crossing_body(rng: np.random.Generator, size: int, bodies: list[dict]) -> dict:
+def _separate_body(rng: np.random.Generator, size: int, bodies: list[dict], body_size: int | None) -> dict:
+    for _ in range(PLACEMENT_TRIES):
+        body = make_body(rng, size, body_size)
+        if all(_polyline_gap(body["points"], other["points"]) >= PLATE_GAP for other in bodies):
+            return body
+    raise RuntimeError(f"could not place {len(bodies) + 1} separate bodies in a {size}x{size} image")
+
+
+def _polyline_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """The least distance between the points of two centrelines (px)."""
+    return float(np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min())
+
+
+def _crossing_body(rng: np.random.Generator, size: int, bodies: list[dict], body_size: int | None = None) -> dict:
     quarter = LABEL_POINTS // 4
     for _ in range(PLACEMENT_TRIES):
-        body = make_body(rng, size)
+        body = make_body(rng, size, body_size)
         target = bodies[rng.integers(len(bodies))]["points"][rng.integers(quarter, 3 * quarter)]
         anchor = body["points"][rng.integers(quarter, 3 * quarter)]
         points = body["points"] + (target - anchor)
@@ -155,17 +206,20 @@ def _tube_chord(samples: np.ndarray, points: np.ndarray, radii: np.ndarray) -> n
     return out
 
 
-def render_frame(rng: np.random.Generator, bodies: list[dict], size: int) -> np.ndarray:
-    """Render `bodies` into a `(size, size)` float32 brightfield frame, dark bodies on a bright,
-    uneven background, values roughly in [0, 1]. Nuisance parameters are drawn from `rng`."""
-    thickness = sum((body_thickness(b, size) for b in bodies), np.zeros((size * SUPERSAMPLE,) * 2, np.float32))
-    # Absorption per pixel of path, set so the middle of a body of the frame's mean width absorbs
-    # a fraction `contrast` of the light; bodies on top of each other absorb more.
-    contrast = rng.uniform(*CONTRAST)
-    mean_width = np.mean([b["widths"].max() for b in bodies]) if bodies else 1.0
-    mu = -np.log1p(-contrast) / mean_width
-    transmission = np.exp(-mu * thickness).reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))
+@dataclass(frozen=True)
+class Imaging:
+    """A frame's nuisance: how dark bodies are, the uneven background, the blur and the noise."""
 
+    contrast: float  # fraction of light absorbed at the middle of a body of the frame's mean width
+    brightness: float  # mean illumination
+    background: np.ndarray  # (size, size) illumination
+    blur: float  # px
+    read_noise: float  # fraction of the body contrast
+    photons: float  # at intensity 1
+
+
+def draw_imaging(rng: np.random.Generator, size: int) -> Imaging:
+    contrast = rng.uniform(*CONTRAST)
     brightness = rng.uniform(*BRIGHTNESS)
     angle = rng.uniform(0.0, 2 * np.pi)
     y, x = np.mgrid[0:size, 0:size] / (size - 1) - 0.5
@@ -173,11 +227,25 @@ def render_frame(rng: np.random.Generator, bodies: list[dict], size: int) -> np.
     wobble = gaussian_filter(rng.standard_normal((size, size)), WOBBLE_SCALE * size, mode="wrap")
     wobble *= rng.uniform(*BACKGROUND_WOBBLE) / wobble.std()
     background = brightness + gradient + wobble
+    return Imaging(
+        contrast, brightness, background, rng.uniform(*BLUR_SIGMA), rng.uniform(*NOISE), rng.uniform(*PHOTONS)
+    )
 
-    clean = gaussian_filter(background * transmission, rng.uniform(*BLUR_SIGMA), mode="nearest")
-    read_sigma = rng.uniform(*NOISE) * contrast * brightness
-    photons = rng.uniform(*PHOTONS)
-    sigma = np.sqrt(read_sigma**2 + np.maximum(clean, 0) / photons)
+
+def render_frame(rng: np.random.Generator, bodies: list[dict], size: int, imaging: Imaging | None = None) -> np.ndarray:
+    """Render `bodies` into a `(size, size)` float32 brightfield frame, dark bodies on a bright,
+    uneven background, values roughly in [0, 1]. The nuisance is `imaging` (default: drawn from
+    `rng`); the noise is drawn from `rng`."""
+    thickness = sum((body_thickness(b, size) for b in bodies), np.zeros((size * SUPERSAMPLE,) * 2, np.float32))
+    imaging = draw_imaging(rng, size) if imaging is None else imaging
+    # Absorption per pixel of path, set so the middle of a body of the frame's mean width absorbs
+    # a fraction `contrast` of the light; bodies on top of each other absorb more.
+    mean_width = np.mean([b["widths"].max() for b in bodies]) if bodies else 1.0
+    mu = -np.log1p(-imaging.contrast) / mean_width
+    transmission = np.exp(-mu * thickness).reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))
+    clean = gaussian_filter(imaging.background * transmission, imaging.blur, mode="nearest")
+    read_sigma = imaging.read_noise * imaging.contrast * imaging.brightness
+    sigma = np.sqrt(read_sigma**2 + np.maximum(clean, 0) / imaging.photons)
     return (clean + sigma * rng.standard_normal((size, size))).astype(np.float32)
 
 
@@ -232,6 +300,8 @@ def write_spline_dataset(
     frames: int,
     size: int = 128,
     seed: int = 0,
+    body_size: int | None = None,
+    crossing: float = 1.0,
 ) -> None:
     """Write a benchmark set of `frames` frames with `bodies` bodies each under `out_dir`.
 
@@ -239,7 +309,8 @@ def write_spline_dataset(
     `inits/<name>/frame_0000.json` for each perturbation in INIT_NAMES (points only, every
     INIT_STRIDE-th point plus the last), and `dataset.json` with the parameters. Rotation signs and
     displacement directions are random per body; the PCA is fitted on all labels of the set.
-    Deterministic for a given seed.
+    Deterministic for a given seed. `body_size` and `crossing`: see make_frame (a plate of separate
+    bodies with a few crossing: e.g. size 1024, body_size 128, crossing 0.2).
     """
     out = Path(out_dir)
     # Seeds by index: a set with more frames starts with the same frames. Perturbations have their
@@ -247,7 +318,7 @@ def write_spline_dataset(
     perturbation_seed, *frame_seeds = np.random.SeedSequence(seed).spawn(frames + 1)
     labels = []
     for f, frame_seed in enumerate(frame_seeds):
-        image, frame_bodies = make_frame(np.random.default_rng(frame_seed), bodies, size)
+        image, frame_bodies = make_frame(np.random.default_rng(frame_seed), bodies, size, body_size, crossing)
         write_tiff(out / _frame_name(f, ".tif"), image)
         labels.append(frame_bodies)
         records = [{"id": i, "points": b["points"], "widths": b["widths"]} for i, b in enumerate(frame_bodies)]
@@ -277,6 +348,8 @@ def write_spline_dataset(
             "bodies": bodies,
             "frames": frames,
             "size": size,
+            "body_size": size if body_size is None else body_size,
+            "crossing": crossing,
             "seed": seed,
             "label_points": LABEL_POINTS,
             "init_points": len(keep),
