@@ -43,7 +43,7 @@ def refine(data: Path, frames: int, init_kind: str, overrides: list[str]) -> tup
     images = [str(data / f"frame_{f:04d}.tif") for f in range(frames)]
     command = [*INVRENDER, "spline-refine", *images, "--init", str(data / "inits" / init_kind), "--out", str(out)]
     subprocess.run([*command, "-q", *overrides], check=True)
-    records = json.loads((out / "manifest.json").read_text())["records"]
+    records = json.loads((out / "manifest.json").read_text())["inputs"]
     seconds = [r["seconds"] for r in records]
     dtw = []
     for f in range(frames):

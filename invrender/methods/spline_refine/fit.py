@@ -82,6 +82,14 @@ def initial_knots(records: list[dict], n_knots: int) -> tuple[torch.Tensor, torc
     return torch.stack(knots), (torch.stack(widths) if len(widths) == len(records) else None)
 
 
+def background_nodes(nodes: int, side: int, unit: float | None) -> int:
+    """Nodes of the background grid over an image of `side` px that keep the spacing of `nodes`
+    nodes over `unit` px (0 stays 0: no grid; at least 2)."""
+    if not nodes or unit is None:
+        return nodes
+    return max(2, round(1 + (nodes - 1) * side / unit))
+
+
 def refine_frame(
     image: np.ndarray,
     records: list[dict],
@@ -98,9 +106,12 @@ def refine_frame(
     reach = float(cfg.groups.reach)
     joint = [list(range(len(records)))]
     groups = interacting_groups(polylines, reach) if cfg.groups.enabled and len(records) > 1 else joint
-    boxes = crops(polylines, groups, reach, image.shape, int(cfg.groups.min_crop))
+    boxes = crops(polylines, groups, reach, image.shape)
     if len(boxes) == 1 or sum(box.area for box in boxes) >= image.size:  # one fit of the frame is cheaper
         return fit_bodies(image, records, cfg, device, seed, polarity, on_step)
+    # Crops are fitted in the length unit of the frames the defaults were tuned on, so that steps,
+    # priors and the background grid's spacing mean the same px in a small crop as in a frame.
+    unit = float(cfg.groups.unit)
 
     labels, distance = nearest_group(polylines, groups, image.shape)
     near_body = distance <= reach
@@ -113,7 +124,7 @@ def refine_frame(
         foreign = crop.take(near_body & (labels != g))
         patch = np.where(foreign, crop.take(background), crop.take(image)).astype(np.float32)
         shifted = [{**records[i], "points": polylines[i] - crop.offset} for i in crop.members]
-        fitted = fit_bodies(patch, shifted, cfg, device, seed, polarity, on_step)
+        fitted = fit_bodies(patch, shifted, cfg, device, seed, polarity, on_step, unit)
         for i, rec in zip(crop.members, fitted.records):
             records_out[i] = {**rec, "points": rec["points"] + crop.offset, "knots": rec["knots"] + crop.offset}
         own = crop.take(labels) == g  # each pixel shows the group nearest to it
@@ -134,8 +145,11 @@ def fit_bodies(
     seed: int,
     polarity: float,
     on_step: Callable[[str, int, int, float], None] | None = None,
+    unit: float | None = None,
 ) -> FrameResult:
-    """Fit the bodies `records` jointly on `image`; `polarity` +1 for bright bodies, -1 for dark."""
+    """Fit the bodies `records` jointly on `image`; `polarity` +1 for bright bodies, -1 for dark.
+    `unit`: the length unit (px) of the model's positions (default: the image's larger side); the
+    background grid then has `model.background_grid` nodes per `unit` px."""
     torch.manual_seed(seed)
     normalised, offset, span = normalise_intensity(image)
     low, median, high = np.percentile(normalised, [0.5, 50, 99.5])
@@ -170,10 +184,11 @@ def fit_bodies(
         mix=float(cfg.init.mix),
         points_per_spline=points_per_spline,
         cut=float(cfg.render.cut),
-        background_grid=int(cfg.model.background_grid),
+        background_grid=background_nodes(int(cfg.model.background_grid), max(image.shape), unit),
         peak_scales_with_width=bool(cfg.render.peak_scales_with_width),
         renderer=str(cfg.render.backend),
         device=device,
+        scale=unit,
     ).to(device)
 
     scale = model.scale

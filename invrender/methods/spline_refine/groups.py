@@ -5,11 +5,8 @@ every body into the whole frame, so a frame's cost grows with its area times its
 only lie within `reach` px of its init polyline (the init's error plus half the body's width), so
 two bodies whose init polylines stay more than 2 * reach apart can never overlap: they are fitted
 separately, each group of bodies that might touch in the bounding box of its polylines grown by
-reach, and at least as large as the frames the defaults were tuned on (`groups.min_crop`): learning
-rates are in units of the image's side and the background grid spans the image, so a much smaller
-crop would move and bend differently. What else reaches into a group's crop (parts of other
-groups' bodies) is painted over with the local background before the fit, so the fit never tries
-to explain it.
+reach. What else reaches into a group's crop (parts of other groups' bodies) is painted over with
+the local background before the fit, so the fit never tries to explain it.
 
 Coordinates are pixels, points `[x, y]` as in the spline files; images are indexed (y, x).
 """
@@ -76,32 +73,16 @@ def interacting_groups(polylines: list[np.ndarray], reach: float) -> list[list[i
     return sorted(groups.values())
 
 
-def crops(
-    polylines: list[np.ndarray], groups: list[list[int]], reach: float, shape: tuple[int, int], min_size: int = 0
-) -> list[Crop]:
-    """Each group's box: the bounding box of its polylines grown by `reach`, and to at least
-    `min_size` px on each side about its centre, kept within the image."""
+def crops(polylines: list[np.ndarray], groups: list[list[int]], reach: float, shape: tuple[int, int]) -> list[Crop]:
+    """Each group's box: the bounding box of its polylines grown by `reach`, within the image."""
     H, W = shape
     boxes = []
     for members in groups:
         points = np.concatenate([polylines[i] for i in members])
         low = np.floor(points.min(axis=0) - reach).astype(int)
         high = np.ceil(points.max(axis=0) + reach).astype(int) + 1
-        x0, x1 = _span(low[0], high[0], min_size, W)
-        y0, y1 = _span(low[1], high[1], min_size, H)
-        boxes.append(Crop(members, y0, y1, x0, x1))
+        boxes.append(Crop(members, max(0, low[1]), min(H, high[1]), max(0, low[0]), min(W, high[0])))
     return boxes
-
-
-def _span(low: int, high: int, min_size: int, size: int) -> tuple[int, int]:
-    """[low, high) clipped to [0, size), then, if shorter than `min_size`, grown to it about its
-    centre and moved (not shrunk) to stay inside."""
-    low, high = max(0, low), min(size, high)
-    target = min(min_size, size)
-    if high - low < target:
-        low = min(max(0, round((low + high - target) / 2)), size - target)
-        high = low + target
-    return low, high
 
 
 def nearest_group(polylines: list[np.ndarray], groups: list[list[int]], shape: tuple[int, int]):

@@ -71,16 +71,18 @@ class SplineScene(MultiStartModule):
         peak_scales_with_width: bool = False,
         renderer: str = "splat2d",
         device: torch.device | str = "cpu",
+        scale: float | None = None,
     ):
         """knots_xy (N, K, 2) in pixels; knots_w (N, K) in (0, 1); width: the radius W in pixels.
 
         `renderer` names a registered curve renderer (invrender.core.render.registry) able to run
-        on `device`; the module is not moved there (call `.to(device)`).
+        on `device`; the module is not moved there (call `.to(device)`). `scale`: the length unit (px)
+        of positions, lengths and widths (default: the image's larger side).
         """
         super().__init__()
         self.render_curves = get_renderer(renderer, torch.device(device), "curves")
         self.image_shape = tuple(image_shape)
-        self.scale = float(max(image_shape))
+        self.scale = float(scale or max(image_shape))
         self.points_per_spline = int(points_per_spline)
         self.cut = float(cut)
         self.peak_scales_with_width = bool(peak_scales_with_width)

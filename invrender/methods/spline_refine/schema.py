@@ -31,7 +31,7 @@ RULES: dict[str, rule.Rule] = {
     "phases": phases_rule(SplineScene.groups),
     "groups.enabled": rule.BOOLEAN,
     "groups.reach": rule.POSITIVE,
-    "groups.min_crop": rule.NON_NEGATIVE_INT,
+    "groups.unit": rule.POSITIVE,
     "video.propagate": rule.BOOLEAN,
     "video.lost_factor": rule.number(1, open_low=True),
     "video.phases": phases_rule(SplineScene.groups),
