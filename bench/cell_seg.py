@@ -14,7 +14,10 @@
    to both daughters at frame t (the CTC rule: covering more than half of them) are two tracks with
    one and the same parent that begin at frame t.
 
-    python bench/cell_seg.py [overrides ...]
+    python bench/cell_seg.py [--threads N] [overrides ...]
+
+`--threads N` runs cell-seg with N torch threads (default: its own choice, the cores it may use); on
+a machine shared with other work, 1 thread gives steadier timings.
 """
 
 from __future__ import annotations
@@ -60,10 +63,16 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def nuclei(overrides: list[str]) -> None:
+def threads_option(threads: int | None) -> tuple[list[str], str]:
+    """cell-seg's `--threads` option for `threads` (none: its own choice) and its note in a table's title."""
+    return ([], "") if threads is None else (["--threads", str(threads)], f", {threads} torch thread(s)")
+
+
+def nuclei(overrides: list[str], threads: int | None) -> None:
     from invrender.core.io import read_image
 
     image, truth = read_image(SHARED / "img2d_left.tif"), read_label_image(SHARED / "mask2d_left.tif")
+    option, note = threads_option(threads)
     seconds = run(
         [
             *INVRENDER,
@@ -74,12 +83,15 @@ def nuclei(overrides: list[str]) -> None:
             "--device",
             "cpu",
             "-q",
+            *option,
             *overrides,
         ]
     )
     result = read_label_image(OUT / "nuclei" / "img2d_left.labels.tif")
     scores = seg_jaccards(result, truth)
-    print(f"nuclei image (512 x 256, {len(scores)} annotated nuclei), stage 1, default config {' '.join(overrides)}")
+    print(
+        f"nuclei image (512 x 256, {len(scores)} annotated nuclei), stage 1{note}, default config {' '.join(overrides)}"
+    )
     print()
     print("| method | SEG | matched | objects found | seconds per frame |")
     print("| --- | --- | --- | --- | --- |")
@@ -133,12 +145,13 @@ def matched_label(result: np.ndarray, reference: np.ndarray) -> int:
     return int(values[best]) if values[best] > 0 and 2 * counts[best] > reference.sum() else 0
 
 
-def time_lapse(overrides: list[str], frames: int) -> None:
+def time_lapse(overrides: list[str], frames: int, threads: int | None) -> None:
     data = OUT / "synth"
+    option, note = threads_option(threads)
     subprocess.run([*INVRENDER, "synth", "cells", "--frames", str(frames), "--out", str(data)], check=True)
     truth = read_label_frames(data / "01_GT" / "SEG", "man_seg")
     print(
-        f"synthetic time-lapse ({frames} frames, 256 x 256, `invrender synth cells` defaults), default config "
+        f"synthetic time-lapse ({frames} frames, 256 x 256, `invrender synth cells` defaults){note}, default config "
         f"{' '.join(overrides)}"
     )
     print()
@@ -161,6 +174,7 @@ def time_lapse(overrides: list[str], frames: int) -> None:
                 "--device",
                 "cpu",
                 "-q",
+                *option,
                 *overrides,
             ]
         )
@@ -178,13 +192,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--only", choices=("nuclei", "synth"))
+    parser.add_argument("--threads", type=int, help="torch threads of cell-seg (default: the cores it may use)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
     if args.only in (None, "nuclei"):
-        nuclei(args.overrides)
+        nuclei(args.overrides, args.threads)
     if args.only in (None, "synth"):
-        time_lapse(args.overrides, args.frames)
+        time_lapse(args.overrides, args.frames, args.threads)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,6 @@ def fit_frame(
     `cfg.rounds` rounds; between rounds, drop the cells that explain no signal, join cells with no
     boundary between them, split cells at a neck and add cells where the residual shows signal."""
     target = torch.from_numpy(image.astype(np.float64))[None]
-    phases = scaled_phases(cfg.phases, steps_factor)
     result = FrameFit(cells, np.zeros(image.shape, dtype=np.int64), image * 0)
     bound = within_frame(image.shape)
 
@@ -178,10 +177,11 @@ def fit_frame(
     for round_index in range(int(cfg.rounds)):
         torch.manual_seed(seed + round_index)
         scene = CellScene(cells, image.shape, render, int(cfg.contour.harmonics), float(cfg.contour.max_radius))
+        refit = float(cfg.refit_steps_factor) if round_index > 0 else 1.0
         history = run_phases_recorded(
             scene,
             objective,
-            phases,
+            scaled_phases(cfg.phases, steps_factor * refit),
             dict(cfg.loss),
             on_step,
             seed=seed + round_index,

@@ -22,9 +22,10 @@ import torch.nn.functional as F
 
 from invrender.core.geometry.polygons import star_polygon
 from invrender.core.optim.multistart import MultiStartModule
-from invrender.core.render.filters import gaussian_blur
+from invrender.methods.cell_seg.psf import two_gaussian_blur
 from invrender.methods.cell_seg.windows import (
     PolygonRenderer,
+    WindowGroup,
     areas_inside,
     paste_windows,
     render_in_windows,
@@ -121,6 +122,7 @@ class CellScene(MultiStartModule):
         self.shape = shape
         self.render = render
         self.max_radius = max_radius
+        self._still: dict[int, tuple[torch.Tensor, list[WindowGroup]]] = {}  # seed -> contours, their windows
 
     def log_radii(self) -> torch.Tensor:
         """(S, N, R) log(radius - MIN_RADIUS)."""
@@ -142,15 +144,28 @@ class CellScene(MultiStartModule):
                 renders.append(background)
                 coverages.append(torch.zeros_like(background))
                 continue
-            windows, origins = render_in_windows(self.render, polygons[s])
-            cells = paste_windows(windows * self.log_brightness[s].exp()[:, None, None], origins, height, width)
-            halo = torch.sigmoid(self.halo_logit[s]).squeeze()
-            psf_image = (1 - halo) * gaussian_blur(cells, self.log_sigma[s].exp().squeeze()) + halo * gaussian_blur(
-                cells, self.log_halo_sigma[s].exp().squeeze()
+            windows = self.windows(s, polygons[s])
+            cells = paste_windows(windows, height, width, self.log_brightness[s].exp())
+            psf_image = two_gaussian_blur(
+                cells,
+                self.log_sigma[s].exp().squeeze(),
+                self.log_halo_sigma[s].exp().squeeze(),
+                torch.sigmoid(self.halo_logit[s]).squeeze(),
             )
             renders.append(background + psf_image)
-            coverages.append(paste_windows(windows, origins, height, width))
+            coverages.append(paste_windows(windows, height, width))
         return {"render": torch.stack(renders), "coverage": torch.stack(coverages), "log_radii": self.log_radii()}
+
+    def windows(self, seed: int, polygons: torch.Tensor) -> list[WindowGroup]:
+        """The cells' contours (N, R, 2) of one seed rendered in windows. Contours that are not trained
+        (a phase of brightness, background and PSF only) and have not changed since the last call
+        are not rendered again."""
+        if polygons.requires_grad:
+            return render_in_windows(self.render, polygons)
+        still = self._still.get(seed)
+        if still is None or not torch.equal(still[0], polygons):
+            still = self._still[seed] = (polygons, render_in_windows(self.render, polygons))
+        return still[1]
 
     @torch.no_grad()
     def cells(self) -> Cells:
@@ -173,6 +188,6 @@ class CellScene(MultiStartModule):
         if len(self.labels) == 0:
             return np.zeros(self.shape, dtype=np.int64), np.zeros(0)
         polygons = star_polygon(self.centres[0], self.radii()[0])
-        windows, origins = render_in_windows(self.render, polygons)
-        labels = windows_to_labels(windows, origins, torch.from_numpy(self.labels), *self.shape).numpy()
-        return labels, areas_inside(windows, origins, *self.shape).numpy()
+        windows = self.windows(0, polygons)
+        labels = windows_to_labels(windows, torch.from_numpy(self.labels), *self.shape).numpy()
+        return labels, areas_inside(windows, len(self.labels), *self.shape).numpy()

@@ -42,6 +42,7 @@ RULES: dict[str, rule.Rule] = {
     "split.min_area_ratio": rule.POSITIVE,
     "residual.level": rule.POSITIVE,
     "rounds": rule.POSITIVE_INT,
+    "refit_steps_factor": rule.POSITIVE,
     "loss": rule.WEIGHTS,
     "phases": phases_rule(CellScene.groups),
     "tracking.steps_factor": rule.POSITIVE,

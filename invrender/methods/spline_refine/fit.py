@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ class FrameResult:
     phases: list[PhaseRecord]
     recon_loss: float  # mean squared error on the normalised image
     warning: str | None = None  # the fit diverged: the result is its last finite state
+    # The fitted scene of each group of bodies (keyed by their ids), to start the next frame of a movie.
+    scenes: dict[tuple, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 #: What the objective returns for the loss registry: the scene's quantities and the priors.
@@ -97,9 +99,13 @@ def refine_frame(
     device: torch.device,
     seed: int,
     on_step: Callable[[str, int, int, float], None] | None = None,
+    previous: FrameResult | None = None,
 ) -> FrameResult:
     """Refine the init splines `records` on the 2D `image` (y, x) with the config `cfg`: jointly,
-    or (`groups.enabled`) each group of bodies that can touch in its own crop (see groups.py)."""
+    or (`groups.enabled`) each group of bodies that can touch in its own crop (see groups.py).
+    `previous`: the result of the movie's previous frame, whose fitted scenes (background,
+    appearance, widths) start the groups made of the same bodies."""
+    scenes = {} if previous is None else previous.scenes
     normalised, offset, span = normalise_intensity(image)
     polarity = body_polarity(normalised, cfg.init.polarity)
     polylines = [np.asarray(r["points"], dtype=np.float64) for r in records]
@@ -108,7 +114,7 @@ def refine_frame(
     groups = interacting_groups(polylines, reach) if cfg.groups.enabled and len(records) > 1 else joint
     boxes = crops(polylines, groups, reach, image.shape)
     if len(boxes) == 1 or sum(box.area for box in boxes) >= image.size:  # one fit of the frame is cheaper
-        return fit_bodies(image, records, cfg, device, seed, polarity, on_step)
+        return fit_bodies(image, records, cfg, device, seed, polarity, on_step, start=scenes.get(_ids(records)))
     # Crops are fitted in the length unit of the frames the defaults were tuned on, so that steps,
     # priors and the background grid's spacing mean the same px in a small crop as in a frame.
     unit = float(cfg.groups.unit)
@@ -118,13 +124,14 @@ def refine_frame(
     background = local_background(image.astype(np.float64), near_body)
     render = background.astype(np.float32)
     records_out: list[dict] = [{} for _ in records]
-    phases, warnings = [], []
+    phases, warnings, result_scenes = [], [], {}
     for g, crop in enumerate(boxes):
         # Other groups' bodies that reach into the crop are replaced by the background around them.
         foreign = crop.take(near_body & (labels != g))
         patch = np.where(foreign, crop.take(background), crop.take(image)).astype(np.float32)
         shifted = [{**records[i], "points": polylines[i] - crop.offset} for i in crop.members]
-        fitted = fit_bodies(patch, shifted, cfg, device, seed, polarity, on_step, unit)
+        fitted = fit_bodies(patch, shifted, cfg, device, seed, polarity, on_step, unit, scenes.get(_ids(shifted)))
+        result_scenes.update(fitted.scenes)
         for i, rec in zip(crop.members, fitted.records):
             records_out[i] = {**rec, "points": rec["points"] + crop.offset, "knots": rec["knots"] + crop.offset}
         own = crop.take(labels) == g  # each pixel shows the group nearest to it
@@ -134,7 +141,11 @@ def refine_frame(
         if fitted.warning:
             warnings.append(f"{label}: {fitted.warning}")
     recon_loss = float(np.mean(((render - image) / span) ** 2))
-    return FrameResult(records_out, render, phases, recon_loss, "; ".join(warnings) or None)
+    return FrameResult(records_out, render, phases, recon_loss, "; ".join(warnings) or None, result_scenes)
+
+
+def _ids(records: list[dict]) -> tuple:
+    return tuple(r["id"] for r in records)
 
 
 def fit_bodies(
@@ -146,10 +157,13 @@ def fit_bodies(
     polarity: float,
     on_step: Callable[[str, int, int, float], None] | None = None,
     unit: float | None = None,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> FrameResult:
     """Fit the bodies `records` jointly on `image`; `polarity` +1 for bright bodies, -1 for dark.
     `unit`: the length unit (px) of the model's positions (default: the image's larger side); the
-    background grid then has `model.background_grid` nodes per `unit` px."""
+    background grid then has `model.background_grid` nodes per `unit` px. `start`: a fitted scene
+    of the same bodies (a previous frame's) whose parameters, but for the knot positions (those are
+    the records'), start this fit where their shapes agree."""
     torch.manual_seed(seed)
     normalised, offset, span = normalise_intensity(image)
     low, median, high = np.percentile(normalised, [0.5, 50, 99.5])
@@ -190,6 +204,11 @@ def fit_bodies(
         device=device,
         scale=unit,
     ).to(device)
+    if start is not None:
+        with torch.no_grad():
+            for name, value in model.named_parameters():
+                if name != "knots_xy" and name in start and start[name].shape == value.shape:
+                    value.copy_(start[name])
 
     scale = model.scale
     priors = {
@@ -227,6 +246,12 @@ def fit_bodies(
                 }
             )
     render_np = render.cpu().numpy() * span + offset
+    scene = {name: value.detach().clone() for name, value in model.named_parameters()}
     return FrameResult(
-        records_out, render_np.astype(np.float32), history.phases, float(residual2.mean()), history.warning
+        records_out,
+        render_np.astype(np.float32),
+        history.phases,
+        float(residual2.mean()),
+        history.warning,
+        {_ids(records): scene},
     )

@@ -57,8 +57,9 @@ def refine_video(
     short = short_schedule(cfg)
     factor = float(cfg.video.lost_factor)
     for f in range(1, len(stack)):
-        starts = [{"id": r["id"], "points": r["points"], "widths": r["widths"]} for r in result.frames[-1].records]
-        fitted = refine_frame(stack[f], starts, short, device, seed, on_step)
+        previous = result.frames[-1]
+        starts = [{"id": r["id"], "points": r["points"], "widths": None} for r in previous.records]
+        fitted = refine_frame(stack[f], starts, short, device, seed, on_step, previous)
         lost = [r["id"] for r in fitted.records if is_lost(r.get("loss"), reference.get(r["id"]), factor)]
         if lost and inits[f]:
             restarts = restart_records(fitted.records, lost, inits[f])

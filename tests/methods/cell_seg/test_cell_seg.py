@@ -4,6 +4,7 @@ layouts (a CTC sequence folder, a single image), with its bad-input cases."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,10 +16,12 @@ from invrender.cli import main
 from invrender.config import compose_config
 from invrender.core.geometry.polygons import shoelace_area, star_polygon
 from invrender.core.metrics import seg_measure
+from invrender.core.render.filters import gaussian_blur
 from invrender.core.render.polygon2d import render_polygons
 from invrender.methods.cell_seg.ctc import read_label_frames, read_tracks
 from invrender.methods.cell_seg.fit import split_at_valley, two_means
-from invrender.methods.cell_seg.model import Cells
+from invrender.methods.cell_seg.model import Cells, CellScene
+from invrender.methods.cell_seg.psf import two_gaussian_blur
 from invrender.methods.cell_seg.synth import write_cell_dataset
 from invrender.methods.cell_seg.windows import paste_windows, render_in_windows, windows_to_labels
 
@@ -40,20 +43,53 @@ def test_a_star_convex_contour_renders_to_its_own_area():
 
 def test_windows_paste_to_the_full_render_with_its_gradient():
     centres = torch.tensor(
-        [[10.2, 12.5], [30.7, 25.1], [2.0, 44.0]], dtype=torch.float64, requires_grad=True
-    )  # the last one cut by the border
-    radii = torch.full((3, 16), 5.5, dtype=torch.float64)
+        [[10.2, 12.5], [30.7, 25.1], [2.0, 44.0], [24.0, 10.0]], dtype=torch.float64, requires_grad=True
+    )  # the third one cut by the border
+    radii = torch.tensor([5.5, 5.5, 5.5, 2.5], dtype=torch.float64)[:, None].expand(4, 16)  # the last one small
     weights = torch.rand(40, 48, dtype=torch.float64)
-    full = render_polygons(star_polygon(centres, radii), 40, 48).sum(0)
+    brightness = torch.tensor([1.0, 0.5, 2.0, 3.0], dtype=torch.float64)
+    full = (render_polygons(star_polygon(centres, radii), 40, 48) * brightness[:, None, None]).sum(0)
     (grad_full,) = torch.autograd.grad((full * weights).sum(), centres)
-    windows, origins = render_in_windows(render_polygons, star_polygon(centres, radii))
-    pasted = paste_windows(windows, origins, 40, 48)
+    windows = render_in_windows(render_polygons, star_polygon(centres, radii))
+    assert windows[0].index.tolist() == [3]  # the small cell, cheapest, in a window of its own size
+    assert sorted(torch.cat([group.index for group in windows]).tolist()) == [0, 1, 2, 3]
+    pasted = paste_windows(windows, 40, 48, brightness)
     (grad_pasted,) = torch.autograd.grad((pasted * weights).sum(), centres)
     torch.testing.assert_close(pasted, full)
     torch.testing.assert_close(grad_pasted, grad_full)
-    labels = windows_to_labels(windows.detach(), origins, torch.tensor([5, 6, 7]), 40, 48)
-    assert set(np.unique(labels.numpy())) == {0, 5, 6, 7}
+    labels = windows_to_labels([group.detach() for group in windows], torch.tensor([5, 6, 7, 8]), 40, 48)
+    assert set(np.unique(labels.numpy())) == {0, 5, 6, 7, 8}
     assert ((labels == 5).sum() - np.pi * 5.5**2).abs() < 12
+
+
+def test_the_two_gaussian_psf_by_fft_is_the_two_separable_blurs():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(53, 37, generator=generator, dtype=torch.float64, requires_grad=True)
+    psf = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (1.3, 4.7, 0.3)]
+    sigma, halo_sigma, halo_weight = psf
+    weights = torch.rand(53, 37, generator=generator, dtype=torch.float64)
+    direct = (1 - halo_weight) * gaussian_blur(image, sigma) + halo_weight * gaussian_blur(image, halo_sigma)
+    by_fft = two_gaussian_blur(image, sigma, halo_sigma, halo_weight)
+    torch.testing.assert_close(by_fft, direct, rtol=0, atol=1e-12)
+    for got, expected in zip(
+        torch.autograd.grad((by_fft * weights).sum(), [image, *psf]),
+        torch.autograd.grad((direct * weights).sum(), [image, *psf]),
+    ):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_scene_with_contours_not_trained_renders_them_again_once_they_change():
+    centres = np.array([[12.0, 10.0], [26.0, 20.0]])
+    cells = Cells(np.array([1, 2]), centres, np.full((2, 16), 5.0), np.ones(2), np.zeros((2, 2)), 1.5, 8.0, 0.2)
+    scene = CellScene(cells, (32, 40), render_polygons, 3, 25.0)
+    scene.requires_grad_(False)  # as in a phase that trains the appearance only: the windows are kept
+    first = scene()["render"]
+    torch.testing.assert_close(scene()["render"], first)
+    with torch.no_grad():
+        scene.centres += 0.5
+    moved = CellScene(replace(cells, centres=cells.centres + 0.5), (32, 40), render_polygons, 3, 25.0)
+    torch.testing.assert_close(scene()["render"], moved()["render"].detach())
+    assert not torch.allclose(scene()["render"], first)
 
 
 def test_two_means_separates_two_blobs_of_points():
