@@ -26,7 +26,7 @@ def test_the_movie_is_deterministic_inside_the_frame_and_jumps_where_frames_were
     moves = np.abs(np.diff(points, axis=0)).mean(axis=(1, 2, 3))  # mean move between frames, px
     usual = np.median(moves)
     assert all(moves[d - 1] > 3 * usual for d in drops), (moves, drops)
-    assert usual < 1.0  # bodies crawl slowly between ordinary frames
+    assert usual < 1.5  # bodies crawl slowly between ordinary frames (the wave moves them most)
     assert DROPPED > 1
 
 
