@@ -97,9 +97,9 @@ def main() -> None:
     seconds_base, results_base, _ = fit(sub / "movie.tif", sub / "movie.json", OUT / "every-frame", args.overrides)
     dtw_base = dtw_per_frame([labels[f] for f in chosen], results_base)
 
-    refound = summary.get("refound", [])
-    refound_bodies = [(e["frame"], i) for e in refound for i in e["ids"]]
-    found_again = sum(dtw_prop[f][i] <= LOST_DTW for f, i in refound_bodies)
+    refitted = summary.get("refitted", [])
+    refitted_bodies = [(e["frame"], i) for e in refitted for i in e["ids"]]
+    found_again = sum(dtw_prop[f][i] <= LOST_DTW for f, i in refitted_bodies)
     lost_prop = sum(v > LOST_DTW for frame in dtw_prop for v in frame)
     lost_base = sum(v > LOST_DTW for frame in dtw_base for v in frame)
     flat = lambda rows: [v for row in rows for v in row]  # noqa: E731
@@ -127,8 +127,8 @@ def main() -> None:
     print()
     print(f"speed-up per frame: {seconds_base / seconds_prop:.1f}x (target at least 5x)")
     print(
-        f"lost bodies found again: {found_again} of {len(refound_bodies)} flagged "
-        f"(frames {sorted({f for f, _ in refound_bodies})}); frames dropped after "
+        f"lost bodies found again: {found_again} of {len(refitted_bodies)} flagged "
+        f"(frames {sorted({f for f, _ in refitted_bodies})}); frames dropped after "
         f"{json.loads((data / 'dataset.json').read_text())['dropped_after']}"
     )
 

@@ -77,7 +77,7 @@ def refine_file(
         if propagate:
             video = refine_video(stack, frames, cfg, device, seed, on_step)
             fits = video.frames
-            extra = {"refound": video.refound, "lost": video.lost}
+            extra = {"refitted": video.refitted, "lost": video.lost}
             lost_warnings = [
                 f"frame {e['frame']}: splines {e['ids']} lost, no init to find them again" for e in video.lost
             ]

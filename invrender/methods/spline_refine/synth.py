@@ -25,6 +25,8 @@ from invrender.core.io import write_json, write_tiff
 LABEL_POINTS = 100
 #: Every how many label points an init keeps (plus the last), so inits look like detector output.
 INIT_STRIDE = 9
+#: The label points an init keeps.
+INIT_POINTS = np.unique(np.r_[np.arange(0, LABEL_POINTS, INIT_STRIDE), LABEL_POINTS - 1])
 INIT_NAMES = ("rotation", "displacement", "scaling", "pca", "straight")
 # How far each init is from its label (the robustness study's perturbations).
 ROTATION = 20.0  # degrees about the body's centre, sign random per body
@@ -326,7 +328,6 @@ def write_spline_dataset(
 
     all_points = np.array([b["points"] for frame in labels for b in frame]).reshape(-1, LABEL_POINTS, 2)
     compressed = pca_compress(all_points, PCA_K).reshape(frames, bodies, LABEL_POINTS, 2)
-    keep = np.unique(np.r_[np.arange(0, LABEL_POINTS, INIT_STRIDE), LABEL_POINTS - 1])
     pert_rng = np.random.default_rng(perturbation_seed)
     for f, frame_bodies in enumerate(labels):
         inits: dict[str, list[np.ndarray]] = {name: [] for name in INIT_NAMES}
@@ -338,7 +339,7 @@ def write_spline_dataset(
             inits["pca"].append(compressed[f, i])
             inits["straight"].append(straight_line(p))
         for name, curves in inits.items():
-            records = [{"id": i, "points": c[keep], "widths": None} for i, c in enumerate(curves)]
+            records = [{"id": i, "points": c[INIT_POINTS], "widths": None} for i, c in enumerate(curves)]
             write_splines(out / "inits" / name / _frame_name(f, ".json"), [records], image=_frame_name(f, ".tif"))
 
     write_json(
@@ -352,7 +353,7 @@ def write_spline_dataset(
             "crossing": crossing,
             "seed": seed,
             "label_points": LABEL_POINTS,
-            "init_points": len(keep),
+            "init_points": len(INIT_POINTS),
             "perturbations": {
                 "rotation": {"degrees": ROTATION, "sign": "random"},
                 "displacement": {"pixels": DISPLACEMENT, "direction": "random"},

@@ -8,7 +8,7 @@ between two frames), so the bodies move and change posture much more than usual 
 two frames: a propagated fit can lose them there, and must find them again.
 
 The detector's init of a frame is its label rotated by a random angle (sd `DETECTOR_ROTATION`)
-and moved by `DETECTOR_SHIFT` px in a random direction, every INIT_STRIDE-th point kept: a
+and moved by `DETECTOR_SHIFT` px in a random direction, every INIT_STRIDE-th point kept (synth.py): a
 detector that finds every body roughly, as used for the robustness study (synth.py).
 """
 
@@ -22,8 +22,7 @@ import numpy as np
 from invrender.core.geometry.spline_io import write_splines
 from invrender.core.io import write_json, write_tiff
 from invrender.methods.spline_refine.synth import (
-    INIT_STRIDE,
-    LABEL_POINTS,
+    INIT_POINTS,
     body_shape,
     displace,
     draw_imaging,
@@ -96,8 +95,7 @@ def _push_inside(points: np.ndarray, margin: float, size: int) -> np.ndarray:
 def detector_init(rng: np.random.Generator, points: np.ndarray) -> np.ndarray:
     """A detector's rough init of a label: rotated, moved, subsampled."""
     moved = displace(rotate(points, rng.normal(0.0, DETECTOR_ROTATION)), DETECTOR_SHIFT, rng)
-    keep = np.unique(np.r_[np.arange(0, LABEL_POINTS, INIT_STRIDE), LABEL_POINTS - 1])
-    return moved[keep]
+    return moved[INIT_POINTS]
 
 
 def write_spline_movie(out_dir: str | os.PathLike, bodies: int, frames: int, size: int = 128, seed: int = 0) -> None:

@@ -1,8 +1,9 @@
 """Refining the splines of a time-lapse by propagation: each frame starts from the previous one's.
 
-Between two frames of a movie a worm moves a little, so the previous frame's result is a far better
-start than a detector's init, and a short schedule (`video.phases`: one start, no coarse-to-fine
-blur, few steps) refines it. The first frame gets the full schedule from its init.
+Between two frames of a movie a worm moves a little, so the previous frame's result, with its
+fitted scene (background, appearance, widths), is a far better start than a detector's init, and a
+short schedule (`video.phases`: one start, no coarse-to-fine blur, no background-only phase, few
+steps) refines it. The first frame gets the full schedule from its init.
 
 A propagated fit can lose a body: it moved too far between two frames (dropped frames, a fast
 turn) and the short fit settled beside it. Its own loss (the residual where its rendering is,
@@ -30,7 +31,7 @@ from invrender.methods.spline_refine.fit import FrameResult, refine_frame
 @dataclass
 class VideoResult:
     frames: list[FrameResult]
-    refound: list[dict] = field(default_factory=list)  # {"frame", "ids"}: lost bodies found again
+    refitted: list[dict] = field(default_factory=list)  # {"frame", "ids"}: lost, re-fitted from the frame's init
     lost: list[dict] = field(default_factory=list)  # {"frame", "ids"}: lost, no detector init to restart from
 
 
@@ -65,7 +66,7 @@ def refine_video(
             restarts = restart_records(fitted.records, lost, inits[f])
             fitted = refine_frame(stack[f], restarts, cfg, device, seed, on_step)
             reference = own_losses(fitted)
-            result.refound.append({"frame": f, "ids": lost})
+            result.refitted.append({"frame": f, "ids": lost})
         elif lost:
             result.lost.append({"frame": f, "ids": lost})
         result.frames.append(fitted)

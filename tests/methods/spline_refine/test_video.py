@@ -13,7 +13,7 @@ from invrender.core.geometry.spline_io import read_splines, write_splines
 from invrender.methods.spline_refine.synth_movie import DROPPED, make_movie, write_spline_movie
 from invrender.methods.spline_refine.video import is_lost, restart_records
 
-SHORT = ["video.phases.0.steps=2", "video.phases.1.steps=3", "video.phases.2.steps=2"]
+SHORT = ["video.phases.0.steps=3", "video.phases.1.steps=2"]
 
 
 def test_the_movie_is_deterministic_inside_the_frame_and_jumps_where_frames_were_dropped():
@@ -66,7 +66,7 @@ def test_propagate_refines_every_frame_of_a_stack(tmp_path, movie, init):
     assert len(frames) == 4 and all(len(f) == 2 for f in frames)
     record = json.loads((out / "manifest.json").read_text())["inputs"][0]
     assert record["status"] == "done"
-    assert {"refound", "lost"} <= set(record["result"])
+    assert {"refitted", "lost"} <= set(record["result"])
     assert all((out / f"movie.overlay.{f:04d}.png").is_file() for f in range(4))
 
 
