@@ -8,10 +8,13 @@ the symmetric Chamfer distance between the fitted and the true surface (200 000 
 samples each, voxels), SSIM and PSNR of the render against the stack, the PSF's sigmas against
 the truth, and the wall-clock seconds of the fit command. With a multi-material mesh (cell4.rec)
 and `--cells N`, the fit starts from a foam of N cells and the Chamfer distance is also given per
-cell, cells matched by the assignment of least total distance.
+cell, cells matched by the assignment of least total distance. `--size` sets the box (the mesh
+keeps 60% of it) and `--copies` puts that many randomly turned copies of the mesh side by side (two
+copies of cell4 are a cluster of 8 cells).
 
     python bench/mesh_fit.py [--noise 0.05] [overrides ...]
     python bench/mesh_fit.py --mesh ../shared/data/meshes/cell4.rec --cells 4
+    python bench/mesh_fit.py --mesh ../shared/data/meshes/cell4.rec --copies 2 --cells 8 --size 128
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.05)
     parser.add_argument("--sigma", type=float, default=2.0)
     parser.add_argument("--mesh", default=str(SHARED / "spot.obj"))
+    parser.add_argument("--size", type=int, default=64, help="the stack's side, voxels")
+    parser.add_argument("--copies", type=int, default=1, help="copies of the mesh side by side")
     parser.add_argument(
         "--cells", type=int, help="fit from a foam of this many cells (for a multi-material mesh such as cell4.rec)"
     )
@@ -51,7 +56,9 @@ def main() -> None:
             "mesh",
             args.mesh,
             "--size",
-            "64",
+            str(args.size),
+            "--copies",
+            str(args.copies),
             "--sigma",
             str(args.sigma),
             "--noise",
@@ -92,7 +99,8 @@ def main() -> None:
     if truth.materials is not None and fitted.materials is not None:
         per_cell = "; per cell (matched): " + ", ".join(f"{d:.3f}" for d in per_cell_chamfer(truth, fitted))
     print(
-        f"mesh-fit on {name}, 64^3, Gaussian PSF sigma {args.sigma} voxels, noise {args.noise}, default config "
+        f"mesh-fit on {name}{f' x {args.copies}' if args.copies > 1 else ''}, {args.size}^3, "
+        f"Gaussian PSF sigma {args.sigma} voxels, noise {args.noise}, default config "
         f"{' '.join(cells + args.overrides)}{per_cell}"
     )
     print()

@@ -196,6 +196,15 @@ def synth_mesh(
     size: Annotated[int, typer.Option("--size", min=16, help="Stack size in voxels (a cube).")] = 64,
     sigma: Annotated[float, typer.Option("--sigma", min=0.1, help="Gaussian PSF standard deviation, voxels.")] = 2.0,
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="Gaussian noise, relative to the peak.")] = 0.05,
+    copies: Annotated[
+        int,
+        typer.Option(
+            "--copies",
+            min=1,
+            max=64,
+            help="Copies of the mesh side by side, each randomly turned (a cluster of 2 x 4 cells from cell4.rec).",
+        ),
+    ] = 1,
     seed: SynthSeed = 0,
     out: SynthOut = Path("synth-mesh"),
 ) -> None:
@@ -204,5 +213,5 @@ def synth_mesh(
     from invrender.core.geometry.meshes import read_mesh
     from invrender.methods.mesh_fit.synth import write_mesh_dataset
 
-    paths = write_mesh_dataset(read_mesh(mesh), mesh.stem, out, size, sigma, noise, seed)
+    paths = write_mesh_dataset(read_mesh(mesh), mesh.stem, out, size, sigma, noise, seed, copies)
     typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}", err=True)

@@ -89,7 +89,8 @@ def fit_stack(
         scene.offset.fill_(float(offset))
 
     def objective(model: MeshScene, context) -> dict:
-        band = model.full_band if context.option("spectrum") == "full" else model.band()
+        spectrum = context.option("spectrum", "band")
+        band = model.full_band if spectrum == "full" else model.band(context.option("band_threshold"))
         return {"render": model(band)[None], "target": target[None]}
 
     phases, weights = list(cfg.phases), dict(cfg.loss)

@@ -2,7 +2,10 @@
 
 The stack's foreground (its bright membranes, closed and filled) is split into N cells around seed
 points found by k-means on the foreground voxels (a Voronoi partition inside the foreground), on
-a grid coarser than the stack's. The cells' boundaries are taken as the faces between grid cells
+a grid coarser than the stack's. Separate clusters (the foreground's connected components) share
+the N cells in proportion to their volumes and are split apart, so that no cell spans two clusters
+(k-means over all of them at once gave one cluster of 4 cells 5 seeds and the other 3); components
+too small for a cell of their own are left out. The cells' boundaries are taken as the faces between grid cells
 of different labels ("cuberille"): every face carries the materials on its two sides (0 outside),
 vertices are the grid's corners and are shared, so interfaces are single faces between two cells
 and every cell is closed. A few steps of Laplacian smoothing round off the staircase.
@@ -24,13 +27,33 @@ def foam_labels(stack: np.ndarray, n_cells: int, bright_fraction: float, step: i
     membranes = smooth > bright_fraction * np.percentile(smooth, 99.9)
     foreground = ndimage.binary_fill_holes(ndimage.binary_closing(membranes, iterations=2))
     coarse = foreground[::step, ::step, ::step]
-    points = np.argwhere(coarse).astype(np.float64)
-    if len(points) < n_cells:
-        raise ValueError(f"the bright region has {len(points)} voxels on the coarse grid, fewer than {n_cells} cells")
-    centres, labels = kmeans2(points, n_cells, seed=seed, minit="++")
+    if coarse.sum() < n_cells:
+        raise ValueError(f"the bright region has {coarse.sum()} voxels on the coarse grid, fewer than {n_cells} cells")
+    components, count = ndimage.label(coarse)
+    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
     grid = np.zeros(coarse.shape, dtype=np.int64)
-    grid[tuple(points.astype(int).T)] = labels + 1
+    first = 1
+    for component, cells in enumerate(share_cells(sizes, n_cells), start=1):
+        if cells == 0:
+            continue
+        points = np.argwhere(components == component).astype(np.float64)
+        _, labels = kmeans2(points, cells, seed=seed, minit="++")
+        grid[tuple(points.astype(int).T)] = labels + first
+        first += cells
     return grid
+
+
+def share_cells(sizes: np.ndarray, n_cells: int) -> np.ndarray:
+    """How many of `n_cells` each component gets: in proportion to its size (largest remainders),
+    never more than its voxels."""
+    quota = n_cells * sizes / sizes.sum()
+    shares = np.minimum(np.floor(quota).astype(np.int64), sizes)
+    for index in np.argsort(-(quota - shares), kind="stable"):
+        if shares.sum() == n_cells:
+            break
+        if shares[index] < sizes[index]:
+            shares[index] += 1
+    return shares
 
 
 def cuberille_mesh(labels: np.ndarray, spacing: tuple[float, float, float]) -> Mesh:

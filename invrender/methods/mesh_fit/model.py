@@ -70,11 +70,13 @@ class MeshScene(MultiStartModule):
     def psf_factor(self) -> torch.Tensor:
         return cholesky_factor(self.psf_log_diagonal[0], self.psf_lower[0])
 
-    def band(self) -> Band:
-        """The narrow band of the current PSF (|h^| >= threshold; h^(0) = 1)."""
+    def band(self, threshold: float | None = None) -> Band:
+        """The band of the current PSF: where |h^| >= `threshold` (default: the shape steps'
+        `band_threshold`; h^(0) = 1)."""
+        threshold = self.band_threshold if threshold is None else threshold
         with torch.no_grad():
             transfer = self.transfer(self.full_band).abs()
-        return Band.where(self.internal_grid, (transfer >= self.band_threshold).reshape(self.internal_grid.half_shape))
+        return Band.where(self.internal_grid, (transfer >= threshold).reshape(self.internal_grid.half_shape))
 
     def transfer(self, band: Band) -> torch.Tensor:
         """h^ on the band: the measured PSF's, or the Gaussian's (differentiable in its parameters)."""

@@ -1,6 +1,7 @@
 """Synthetic fluorescence stacks of a known mesh: `invrender synth mesh`.
 
-The mesh is scaled (its largest extent to `fill` of the box) and centred in a cube of `size`
+The mesh (or `copies` of it side by side along x, each turned by its own random rotation, as a
+cluster of separate cells) is scaled (its largest extent to `fill` of the box) and centred in a cube of `size`
 voxels, rendered through a Gaussian PSF of `sigma` voxels with the NUFFT renderer on the full
 spectrum (each triangle subdivided 3 x 3 for the quadrature, so that the data is not made by the
 exact settings the fit uses), scaled to a peak of 1, plus Gaussian noise of standard deviation
@@ -23,6 +24,25 @@ from invrender.core.render.registry import get_renderer
 from invrender.core.render.spectrum import Band, Grid
 
 SYNTH_SUBDIVISIONS = 3
+
+
+def side_by_side(mesh: Mesh, copies: int, seed: int) -> Mesh:
+    """`copies` of the mesh along x, each turned by a random rotation about its centre and kept a
+    tenth of its bounding sphere's diameter from the next; a multi-material mesh's cells are
+    numbered on (copy k's cell c is k * n_cells + c), a plain mesh stays one surface."""
+    from scipy.spatial.transform import Rotation
+
+    centre = (mesh.vertices.min(axis=0) + mesh.vertices.max(axis=0)) / 2
+    diameter = 2 * np.linalg.norm(mesh.vertices - centre, axis=1).max()
+    rotations = Rotation.random(copies, random_state=seed)
+    vertices, faces, materials = [], [], []
+    for k in range(copies):
+        turned = rotations[k].apply(mesh.vertices - centre)
+        vertices.append(turned + [1.1 * diameter * k, 0.0, 0.0])
+        faces.append(mesh.faces + k * len(mesh.vertices))
+        if mesh.materials is not None:
+            materials.append(np.where(mesh.materials > 0, mesh.materials + k * mesh.n_cells, 0))
+    return Mesh(np.concatenate(vertices), np.concatenate(faces), np.concatenate(materials) if materials else None)
 
 
 def place_mesh(mesh: Mesh, size: int, fill: float = 0.6) -> Mesh:
@@ -54,10 +74,10 @@ def render_mesh_stack(mesh: Mesh, size: int, sigma: float, noise: float, seed: i
 
 
 def write_mesh_dataset(
-    mesh: Mesh, name: str, out: Path, size: int, sigma: float, noise: float, seed: int
+    mesh: Mesh, name: str, out: Path, size: int, sigma: float, noise: float, seed: int, copies: int = 1
 ) -> list[Path]:
     """Write `<name>.tif`, `<name>.truth.ply|.rec` and `<name>.psf.json` into `out`; their paths."""
-    placed = place_mesh(mesh, size)
+    placed = place_mesh(mesh if copies == 1 else side_by_side(mesh, copies, seed), size)
     stack = render_mesh_stack(placed, size, sigma, noise, seed)
     paths = [
         out / f"{name}.tif",
@@ -75,6 +95,7 @@ def write_mesh_dataset(
             "units": "voxels",
             "noise": noise,
             "seed": seed,
+            "copies": copies,
         },
     )
     return paths

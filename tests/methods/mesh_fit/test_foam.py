@@ -53,3 +53,26 @@ def test_foam_of_two_touching_cells_finds_two_cells():
 def test_foam_of_an_empty_stack():
     with pytest.raises(ValueError, match="fewer than"):
         foam_labels(np.zeros((20, 20, 20)), 3, 0.2, 2, seed=0)
+
+
+def test_separate_clusters_share_the_cells_by_volume():
+    """Two clusters of two touching cells each: 4 cells split 2 + 2, never one cell across both
+    clusters, whatever the k-means seed."""
+    stack = shell_stack([(8, 12, 20), (16, 12, 20), (28, 30, 20), (36, 30, 20)], 4.5, size=48)
+    for seed in range(5):
+        labels = foam_labels(stack, 4, 0.3, 1, seed=seed)
+        left = set(np.unique(labels[:, :, :22])) - {0}
+        right = set(np.unique(labels[:, :, 22:])) - {0}
+        assert len(left) == 2 and len(right) == 2 and not left & right
+
+
+def test_cells_are_shared_in_proportion_to_size():
+    from invrender.methods.mesh_fit.foam import share_cells
+
+    assert share_cells(np.array([100, 100]), 8).tolist() == [4, 4]
+    assert share_cells(np.array([300, 100]), 4).tolist() == [3, 1]
+    assert share_cells(np.array([500, 3, 2]), 3).tolist() == [3, 0, 0]  # specks get no cell
+    assert share_cells(np.array([1, 1000]), 5).tolist() == [0, 5]
+    assert share_cells(np.array([2, 2]), 4).tolist() == [2, 2]
+    shares = share_cells(np.array([7, 5, 3, 1]), 6)
+    assert shares.sum() == 6 and (shares <= [7, 5, 3, 1]).all()

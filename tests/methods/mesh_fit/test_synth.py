@@ -45,3 +45,24 @@ def test_voxel_size_metadata_round_trip(tmp_path):
         metadata={"axes": "ZYX", "PhysicalSizeZ": 3.0, "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.1},
     )
     assert np.allclose(read_voxel_size(ome), (3.0, 0.2, 0.1))
+
+
+def test_copies_are_separate_turned_cells_with_their_own_numbers():
+    from invrender.core.geometry.meshes import Mesh
+    from invrender.methods.mesh_fit.synth import side_by_side
+
+    box = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
+    faces = np.asarray(box.faces)
+    two_cells = Mesh(np.asarray(box.vertices), faces, np.stack([np.ones(len(faces)), np.zeros(len(faces))], 1))
+    two_cells.materials[:2] = [1, 2]  # two faces between cell 1 and cell 2
+    cluster = side_by_side(two_cells, 3, seed=0)
+    assert len(cluster.vertices) == 3 * 8 and cluster.n_cells == 6
+    assert sorted(np.unique(cluster.materials)) == [0, 1, 2, 3, 4, 5, 6]
+    assert (cluster.materials[len(faces) : 2 + len(faces)] == [3, 4]).all()
+    copies = cluster.vertices.reshape(3, 8, 3)
+    for k in range(3):  # each copy is the box turned: the same pairwise distances, another orientation
+        distances = np.linalg.norm(copies[k][:, None] - copies[k][None], axis=-1)
+        assert np.allclose(distances, np.linalg.norm(box.vertices[:, None] - box.vertices[None], axis=-1))
+    assert not np.allclose(copies[0] - copies[0].mean(0), copies[1] - copies[1].mean(0))
+    gaps = [copies[k + 1][:, 0].min() - copies[k][:, 0].max() for k in range(2)]
+    assert min(gaps) > 0  # apart along x, never touching
