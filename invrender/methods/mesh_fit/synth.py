@@ -27,18 +27,20 @@ SYNTH_SUBDIVISIONS = 3
 
 
 def side_by_side(mesh: Mesh, copies: int, seed: int) -> Mesh:
-    """`copies` of the mesh along x, each turned by a random rotation about its centre and kept a
-    tenth of its bounding sphere's diameter from the next; a multi-material mesh's cells are
-    numbered on (copy k's cell c is k * n_cells + c), a plain mesh stays one surface."""
+    """`copies` of the mesh along x, each turned by a random rotation about its centre, with gaps of
+    a tenth of the mesh's largest extent between them; a multi-material mesh's cells are numbered on
+    (copy k's cell c is k * n_cells + c), a plain mesh stays one surface."""
     from scipy.spatial.transform import Rotation
 
     centre = (mesh.vertices.min(axis=0) + mesh.vertices.max(axis=0)) / 2
-    diameter = 2 * np.linalg.norm(mesh.vertices - centre, axis=1).max()
+    gap = 0.1 * (mesh.vertices.max(axis=0) - mesh.vertices.min(axis=0)).max()
     rotations = Rotation.random(copies, random_state=seed)
-    vertices, faces, materials = [], [], []
+    vertices, faces, materials, right = [], [], [], 0.0
     for k in range(copies):
         turned = rotations[k].apply(mesh.vertices - centre)
-        vertices.append(turned + [1.1 * diameter * k, 0.0, 0.0])
+        left = turned[:, 0].min()
+        vertices.append(turned + [right - left + (gap if k else 0.0), 0.0, 0.0])
+        right = vertices[-1][:, 0].max()
         faces.append(mesh.faces + k * len(mesh.vertices))
         if mesh.materials is not None:
             materials.append(np.where(mesh.materials > 0, mesh.materials + k * mesh.n_cells, 0))
