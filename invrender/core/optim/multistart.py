@@ -1,12 +1,19 @@
 """Models whose parameters carry a leading seed axis, for vectorised multi-start optimisation.
 
 Every parameter of a `MultiStartModule` has shape `(S, ...)`, one slice per start (seed). A phase
-that runs from several seeds widens the model with `expand_seeds(S)`, optimises all slices at once
-(their losses are summed, so each slice gets its own gradient and Adam state), then keeps one
-slice with `select_seed(i)`.
+that runs from several seeds widens the model with `expand_seeds(n)`, optimises all slices at once
+(their losses are summed, so each slice gets its own gradient and Adam state), then keeps the best
+slice with `select_seeds`.
+
+A model may also hold P independent problems side by side (e.g. several crops of one image, see
+`stack_starts`): before a multi-start phase it has P slices, one per problem; `expand_seeds(n)`
+makes problem p's starts the slices p * n ... p * n + n - 1, and one slice is kept per problem.
+Data given per problem, `(P, ...)`, meets the slices through `per_start`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -20,6 +27,7 @@ class MultiStartModule(nn.Module):
 
     @property
     def n_seeds(self) -> int:
+        """The number of slices on the leading axis (all starts of all problems)."""
         return next(self.parameters()).shape[0]
 
     def parameter_groups(self, names: list[str]) -> list[nn.Parameter]:
@@ -32,12 +40,34 @@ class MultiStartModule(nn.Module):
 
     @torch.no_grad()
     def expand_seeds(self, n_seeds: int) -> None:
-        """Replicate the current (single) start `n_seeds` times."""
+        """Replicate each current slice (one per problem) `n_seeds` times, the copies adjacent."""
         for p in self.parameters():
-            p.data = p.data[:1].expand(n_seeds, *p.shape[1:]).clone()
+            p.data = p.data.repeat_interleave(n_seeds, dim=0)
 
     @torch.no_grad()
-    def select_seed(self, index: int) -> None:
-        """Keep only start `index`."""
+    def select_seeds(self, indices: Sequence[int]) -> None:
+        """Keep only the slices `indices` (one per problem), in that order."""
+        keep = torch.as_tensor(list(indices), dtype=torch.long, device=next(self.parameters()).device)
         for p in self.parameters():
-            p.data = p.data[index : index + 1].clone()
+            p.data = p.data.index_select(0, keep)
+
+
+@torch.no_grad()
+def stack_starts(models: Sequence[MultiStartModule]) -> MultiStartModule:
+    """One model holding the problems of `models` side by side: the first of them, its parameters
+    replaced by all models' parameters concatenated on the leading axis. The models must differ only
+    in their parameters' values (the same class, shapes, buffers and settings)."""
+    first = models[0]
+    others = [dict(m.named_parameters()) for m in models[1:]]
+    for name, p in first.named_parameters():
+        p.data = torch.cat([p.data, *(o[name].data for o in others)])
+    return first
+
+
+def per_start(values: torch.Tensor, n_slices: int) -> torch.Tensor:
+    """Per-problem data `values (P, ...)` for a model's `n_slices` slices `(n_slices, ...)`: problem
+    p's row for each of its n_slices / P starts (a view when P is 1)."""
+    problems = values.shape[0]
+    if problems == 1:
+        return values.expand(n_slices, *values.shape[1:])
+    return values.repeat_interleave(n_slices // problems, dim=0)

@@ -19,7 +19,8 @@ A phase (one entry of the config's `phases` list) says
     grad_noise: {eta, gamma}: Gaussian noise of variance eta / (1 + t)^gamma added to every
                gradient at step t (a simulated-annealing exploration; eta 0 disables it)
     seeds:     run this many starts at once (each with its own noise) and keep the one with the
-               lowest `select_by` term at the end
+               lowest `select_by` term at the end (per problem, when the model holds several
+               problems side by side: see multistart.py)
     ramps:     {name: {start, end, until}}: values that move linearly from start to end over the
                first `until` fraction of the phase (e.g. a blur that fades out), passed to the
                objective through the context
@@ -29,7 +30,9 @@ A phase is read into a `Phase` (`parse_phase`, also at config time by `check_pha
 not one of the above is refused, so a misspelt setting cannot be silently ignored.
 
 The objective is the method's forward pass: `objective(model, context) -> quantities`, the dict
-that the loss registry's terms read. The model is a MultiStartModule.
+that the loss registry's terms read. The model is a MultiStartModule. It may hold P independent
+problems side by side (its slices when a phase starts): each gets its own starts, its own record
+and its own best seed, and a stop rule follows the sum over problems of their best start's loss.
 
 A fit diverges when its loss or a trained parameter becomes NaN or infinite, or when the method's
 `bound` (see divergence.py) says a parameter has left the image; the model then gets back the state
@@ -97,7 +100,7 @@ class PhaseRecord:
 
     name: str
     steps: int
-    seconds: float
+    seconds: float  # the whole phase's, shared by the problems of a model that holds several
     final: dict[str, float | None]
     seed_losses: list[float | None] = field(default_factory=list)
     best_seed: int = 0
@@ -299,7 +302,8 @@ def run_phases(
     on_step: Callable[[str, int, int, float], None] | None = None,
     bound: Bound | None = None,
 ) -> list[PhaseRecord]:
-    """Run the phases in order; returns one record per phase.
+    """Run the phases in order; returns one record per phase (per phase and problem when the model
+    holds several problems: phase by phase, each phase's records in problem order).
 
     Raises OptimisationDiverged (after restoring the parameters of the step before, and with the
     records so far) if the loss or a trained parameter becomes non-finite, or `bound(model)` gives
@@ -309,10 +313,10 @@ def run_phases(
     records = []
     for index, phase in enumerate(parsed):
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed * 1009 + index)
-        record, reason = _run_phase(model, objective, phase, weights, generator, select_by, on_step, bound)
-        records.append(record)
+        phase_records, reason = _run_phase(model, objective, phase, weights, generator, select_by, on_step, bound)
+        records += phase_records
         if reason is not None:
-            where = f"in phase {record.name!r} at step {record.steps - 1}"
+            where = f"in phase {phase.name!r} at step {phase_records[0].steps - 1}"
             raise OptimisationDiverged(f"{reason} {where}; kept the state before it diverged", records)
     return records
 
@@ -351,10 +355,11 @@ def _diverged(model: MultiStartModule, params: list[torch.nn.Parameter], bound: 
 
 def _run_phase(
     model, objective, phase: Phase, weights, generator, select_by, on_step, bound
-) -> tuple[PhaseRecord, str | None]:
-    """Run one phase: its record, and why it diverged (None if it did not)."""
+) -> tuple[list[PhaseRecord], str | None]:
+    """Run one phase: its record per problem, and why it diverged (None if it did not)."""
     start_time = time.perf_counter()
     name, n_steps, n_seeds = phase.name, phase.steps, phase.seeds
+    problems = model.n_seeds  # one slice per problem until the starts are expanded
     if n_seeds > 1:
         model.expand_seeds(n_seeds)
     # Alternating parts each step in turn (each with its own optimizer, trained groups, options and
@@ -401,7 +406,8 @@ def _run_phase(
             diverged = _diverged(model, part.params, bound)
             if diverged:
                 break
-            value = float(total.detach().min()) if value is None else value  # the first part's loss leads
+            if value is None:  # the first part's loss leads: each problem's best start, summed
+                value = float(total.detach().reshape(problems, -1).amin(1).sum())
         if diverged:
             break
         if on_step is not None:
@@ -419,22 +425,28 @@ def _run_phase(
                 p.data = saved
     with torch.no_grad():
         total, terms = weighted_losses(objective(model, context(n_steps, parts[0])), parts[0].weights)
-    select = terms.get(select_by, total)
-    best_seed = int(torch.nan_to_num(select, nan=math.inf).argmin()) if n_seeds > 1 else 0
-    record = PhaseRecord(
-        name=name,
-        steps=step + 1,
-        seconds=time.perf_counter() - start_time,
-        final={k: finite_or_none(v[best_seed]) for k, v in [("total", total), *terms.items()]},
-        seed_losses=[finite_or_none(v) for v in select] if n_seeds > 1 else [],
-        best_seed=best_seed,
-        diverged=diverged is not None,
-    )
+    select = terms.get(select_by, total).reshape(problems, -1)  # (problems, starts)
+    best_seeds = torch.nan_to_num(select, nan=math.inf).argmin(1).tolist()  # a tie goes to the first
+    seconds = time.perf_counter() - start_time
+    records = []
+    for problem, best_seed in enumerate(best_seeds):
+        kept = problem * select.shape[1] + best_seed
+        records.append(
+            PhaseRecord(
+                name=name,
+                steps=step + 1,
+                seconds=seconds,
+                final={k: finite_or_none(v[kept]) for k, v in [("total", total), *terms.items()]},
+                seed_losses=[finite_or_none(v) for v in select[problem]] if n_seeds > 1 else [],
+                best_seed=best_seed,
+                diverged=diverged is not None,
+            )
+        )
     if n_seeds > 1:
-        model.select_seed(best_seed)
+        model.select_seeds([p * n_seeds + best for p, best in enumerate(best_seeds)])
     for p in model.parameters():
         p.requires_grad_(False)
-    return record, diverged
+    return records, diverged
 
 
 @dataclass

@@ -13,9 +13,16 @@ from omegaconf import DictConfig
 
 from invrender.core.geometry import splines
 from invrender.core.io import normalise_intensity
+from invrender.core.optim.multistart import stack_starts
 from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.core.render.splat2d import blob_fwhm
-from invrender.methods.spline_refine.groups import crops, interacting_groups, local_background, nearest_group
+from invrender.methods.spline_refine.groups import (
+    crops,
+    interacting_groups,
+    local_background,
+    nearest_group,
+    side_by_side,
+)
 from invrender.methods.spline_refine.model import SplineScene, gaussian_profile
 
 
@@ -124,22 +131,33 @@ def refine_frame(
     background = local_background(image.astype(np.float64), near_body)
     render = background.astype(np.float32)
     records_out: list[dict] = [{} for _ in records]
+    fits: list[FrameResult | None] = [None] * len(boxes)
+    # Groups of as many bodies are fitted side by side in one model, each in its crop grown to the
+    # batch's common size: a step's large fixed cost (Python, autograd, optimizers) is paid once a batch.
+    for batch in side_by_side(boxes):
+        height, width = max(boxes[g].y1 - boxes[g].y0 for g in batch), max(boxes[g].x1 - boxes[g].x0 for g in batch)
+        batch_crops = [boxes[g].grown_to(height, width, image.shape) for g in batch]
+        patches, shifted = [], []
+        for g, crop in zip(batch, batch_crops):
+            # Other groups' bodies that reach into the crop are replaced by the background around them.
+            foreign = crop.take(near_body & (labels != g))
+            patches.append(np.where(foreign, crop.take(background), crop.take(image)).astype(np.float32))
+            shifted.append([{**records[i], "points": polylines[i] - crop.offset} for i in crop.members])
+        starts = [scenes.get(_ids(group_records)) for group_records in shifted]
+        fitted = fit_problems(patches, shifted, cfg, device, seed, polarity, on_step, unit, starts)
+        for g, crop, fit in zip(batch, batch_crops, fitted):
+            for i, rec in zip(crop.members, fit.records):
+                records_out[i] = {**rec, "points": rec["points"] + crop.offset, "knots": rec["knots"] + crop.offset}
+            own = crop.take(labels) == g  # each pixel shows the group nearest to it
+            crop.take(render)[own] = fit.render[own]
+            fits[g] = fit
     phases, warnings, result_scenes = [], [], {}
-    for g, crop in enumerate(boxes):
-        # Other groups' bodies that reach into the crop are replaced by the background around them.
-        foreign = crop.take(near_body & (labels != g))
-        patch = np.where(foreign, crop.take(background), crop.take(image)).astype(np.float32)
-        shifted = [{**records[i], "points": polylines[i] - crop.offset} for i in crop.members]
-        fitted = fit_bodies(patch, shifted, cfg, device, seed, polarity, on_step, unit, scenes.get(_ids(shifted)))
-        result_scenes.update(fitted.scenes)
-        for i, rec in zip(crop.members, fitted.records):
-            records_out[i] = {**rec, "points": rec["points"] + crop.offset, "knots": rec["knots"] + crop.offset}
-        own = crop.take(labels) == g  # each pixel shows the group nearest to it
-        crop.take(render)[own] = fitted.render[own]
+    for g, fit in enumerate(fits):
+        result_scenes.update(fit.scenes)
         label = f"group {g + 1}/{len(boxes)}"
-        phases += [replace(p, name=f"{label}: {p.name}") for p in fitted.phases]
-        if fitted.warning:
-            warnings.append(f"{label}: {fitted.warning}")
+        phases += [replace(p, name=f"{label}: {p.name}") for p in fit.phases]
+        if fit.warning:
+            warnings.append(f"{label}: {fit.warning}")
     recon_loss = float(np.mean(((render - image) / span) ** 2))
     return FrameResult(records_out, render, phases, recon_loss, "; ".join(warnings) or None, result_scenes)
 
@@ -164,11 +182,104 @@ def fit_bodies(
     background grid then has `model.background_grid` nodes per `unit` px. `start`: a fitted scene
     of the same bodies (a previous frame's) whose parameters, but for the knot positions (those are
     the records'), start this fit where their shapes agree."""
+    return fit_problems([image], [records], cfg, device, seed, polarity, on_step, unit, [start])[0]
+
+
+def fit_problems(
+    images: list[np.ndarray],
+    records: list[list[dict]],
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    polarity: float,
+    on_step: Callable[[str, int, int, float], None] | None = None,
+    unit: float | None = None,
+    starts: list[dict[str, torch.Tensor] | None] | None = None,
+) -> list[FrameResult]:
+    """`fit_bodies` of P problems at once, side by side in one model (see core/optim/multistart.py):
+    problem p fits the bodies `records[p]` on `images[p]` from `starts[p]`. The images have one
+    shape and the problems one number of bodies; each problem keeps its own best start. The
+    problems share the schedule, so a divergence in one ends the phases of all."""
     torch.manual_seed(seed)
+    starts = starts or [None] * len(images)
+    problems = [
+        _problem(image, recs, cfg, device, polarity, unit, start) for image, recs, start in zip(images, records, starts)
+    ]
+    model = stack_starts([problem.model for problem in problems])
+    # The longest body of all sets the sampling of all, as in a joint fit of the same bodies.
+    model.points_per_spline = max(problem.model.points_per_spline for problem in problems)
+    target = torch.cat([problem.target for problem in problems])
+    priors = {name: torch.cat([problem.priors[name] for problem in problems]) for name in problems[0].priors}
+
+    def objective(scene: SplineScene, ctx) -> dict[str, torch.Tensor]:
+        return scene(target, priors, draw_splines=ctx.option("draw_splines", True), blur=ctx.ramps.get("blur", 0.0))
+
+    history = run_phases_recorded(
+        model, objective, list(cfg.phases), dict(cfg.loss), on_step, seed=seed, bound=SplineScene.divergence
+    )
+
+    results = []
+    with torch.no_grad():
+        bodies, _, _ = model.render_bodies()
+        render = model.compose(bodies)
+        centers, radii, _ = model.sample(int(cfg.output.points))
+        knots_out = model.knots_px().cpu().numpy()
+        for p, problem in enumerate(problems):
+            residual2 = (render[p] - target[p]) ** 2
+            fwhm_final = blob_fwhm(model.profile[p], model.cut)
+            records_out = []
+            for i, rec in enumerate(problem.records):
+                own = bodies[p, i] > cfg.output.own_pixels_threshold * bodies[p, i].max()
+                own_loss = float(residual2[own].mean()) if own.any() else float("nan")
+                records_out.append(
+                    {
+                        "id": rec["id"],
+                        "points": centers[p, i].cpu().numpy(),
+                        "widths": fwhm_final * radii[p, i].cpu().numpy(),
+                        "knots": knots_out[p, i],
+                        "loss": own_loss if math.isfinite(own_loss) else None,
+                    }
+                )
+            render_np = render[p].cpu().numpy() * problem.span + problem.offset
+            scene = {name: value[p : p + 1].detach().clone() for name, value in model.named_parameters()}
+            results.append(
+                FrameResult(
+                    records_out,
+                    render_np.astype(np.float32),
+                    history.phases[p :: len(problems)],
+                    float(residual2.mean()),
+                    history.warning,
+                    {_ids(problem.records): scene},
+                )
+            )
+    return results
+
+
+@dataclass
+class _Problem:
+    """One problem of a fit, before it joins the others side by side."""
+
+    records: list[dict]
+    model: SplineScene  # one slice: the problem's starting scene
+    target: torch.Tensor  # (1, H, W) the normalised image
+    priors: dict[str, torch.Tensor]  # each (1, ...)
+    offset: float  # normalised = (image - offset) / span
+    span: float
+
+
+def _problem(
+    image: np.ndarray,
+    records: list[dict],
+    cfg: DictConfig,
+    device: torch.device,
+    polarity: float,
+    unit: float | None,
+    start: dict[str, torch.Tensor] | None,
+) -> _Problem:
+    """The starting scene, target and priors of the bodies `records` on `image` (see fit_bodies)."""
     normalised, offset, span = normalise_intensity(image)
     low, median, high = np.percentile(normalised, [0.5, 50, 99.5])
     amplitude = (high - median) if polarity > 0 else (median - low)
-
     knots, init_widths = initial_knots(records, int(cfg.model.knots))
     # Widths (input, prior, output) are the FWHM of a body's cross-section; the model uses blob radii.
     fwhm_per_radius = blob_fwhm(gaussian_profile(int(cfg.model.profile_nodes)), float(cfg.render.cut))
@@ -211,47 +322,10 @@ def fit_bodies(
                     value.copy_(start[name])
 
     scale = model.scale
-    priors = {
-        "length_prior": (lengths / scale).to(device=device, dtype=torch.float32),
-        "min_width_ratio_prior": torch.tensor(float(cfg.prior.min_width_ratio), device=device),
-        "width_prior": torch.tensor(width / scale, device=device),
+    priors = {  # per problem: (1, N) lengths, (1, 1) the ratio (against (S, N) ratios), (1,) the width
+        "length_prior": (lengths / scale).to(device=device, dtype=torch.float32)[None],
+        "min_width_ratio_prior": torch.tensor([[float(cfg.prior.min_width_ratio)]], device=device),
+        "width_prior": torch.tensor([width / scale], device=device),
     }
     target = torch.as_tensor(normalised, device=device)[None]
-
-    def objective(scene: SplineScene, ctx) -> dict[str, torch.Tensor]:
-        return scene(target, priors, draw_splines=ctx.option("draw_splines", True), blur=ctx.ramps.get("blur", 0.0))
-
-    history = run_phases_recorded(
-        model, objective, list(cfg.phases), dict(cfg.loss), on_step, seed=seed, bound=SplineScene.divergence
-    )
-
-    records_out = []
-    with torch.no_grad():
-        bodies, _, _ = model.render_bodies()
-        render = model.compose(bodies)[0]
-        residual2 = (render - target[0]) ** 2
-        centers, radii, _ = model.sample(int(cfg.output.points))
-        fwhm_final = blob_fwhm(model.profile[0], model.cut)
-        knots_out = model.knots_px()[0].cpu().numpy()
-        for i, rec in enumerate(records):
-            own = bodies[0, i] > cfg.output.own_pixels_threshold * bodies[0, i].max()
-            own_loss = float(residual2[own].mean()) if own.any() else float("nan")
-            records_out.append(
-                {
-                    "id": rec["id"],
-                    "points": centers[0, i].cpu().numpy(),
-                    "widths": fwhm_final * radii[0, i].cpu().numpy(),
-                    "knots": knots_out[i],
-                    "loss": own_loss if math.isfinite(own_loss) else None,
-                }
-            )
-    render_np = render.cpu().numpy() * span + offset
-    scene = {name: value.detach().clone() for name, value in model.named_parameters()}
-    return FrameResult(
-        records_out,
-        render_np.astype(np.float32),
-        history.phases,
-        float(residual2.mean()),
-        history.warning,
-        {_ids(records): scene},
-    )
+    return _Problem(records, model, target, priors, offset, span)

@@ -6,7 +6,8 @@ only lie within `reach` px of its init polyline (the init's error plus half the 
 two bodies whose init polylines stay more than 2 * reach apart can never overlap: they are fitted
 separately, each group of bodies that might touch in the bounding box of its polylines grown by
 reach. What else reaches into a group's crop (parts of other groups' bodies) is painted over with
-the local background before the fit, so the fit never tries to explain it.
+the local background before the fit, so the fit never tries to explain it. Groups of as many
+bodies are fitted side by side in one model (`side_by_side`), their crops grown to one size.
 
 Coordinates are pixels, points `[x, y]` as in the spline files; images are indexed (y, x).
 """
@@ -47,6 +48,13 @@ class Crop:
     def take(self, image: np.ndarray) -> np.ndarray:
         return image[self.y0 : self.y1, self.x0 : self.x1]
 
+    def grown_to(self, height: int, width: int, shape: tuple[int, int]) -> Crop:
+        """The crop grown about its centre to `height` x `width` px (at least its own size, at most
+        `shape`), shifted to lie within an image of `shape`."""
+        y0 = min(max(0, self.y0 - (height - (self.y1 - self.y0)) // 2), shape[0] - height)
+        x0 = min(max(0, self.x0 - (width - (self.x1 - self.x0)) // 2), shape[1] - width)
+        return Crop(self.members, y0, y0 + height, x0, x0 + width)
+
 
 def densify(points: np.ndarray, spacing: float = 1.0) -> np.ndarray:
     """The polyline `points (K, 2)` resampled with at most `spacing` px between neighbours."""
@@ -83,6 +91,17 @@ def crops(polylines: list[np.ndarray], groups: list[list[int]], reach: float, sh
         high = np.ceil(points.max(axis=0) + reach).astype(int) + 1
         boxes.append(Crop(members, max(0, low[1]), min(H, high[1]), max(0, low[0]), min(W, high[0])))
     return boxes
+
+
+def side_by_side(boxes: list[Crop]) -> list[list[int]]:
+    """The crops (indices into `boxes`) that are fitted side by side in one model: those of groups
+    with as many bodies, in order of their first crop. A step has a large fixed cost, paid once for
+    all crops of a batch; an inactive body would cost every start a splat and an image of its own,
+    while the pixels by which a crop grows to the batch's size cost less."""
+    batches: dict[int, list[int]] = {}
+    for index, box in enumerate(boxes):
+        batches.setdefault(len(box.members), []).append(index)
+    return list(batches.values())
 
 
 def nearest_group(polylines: list[np.ndarray], groups: list[list[int]], shape: tuple[int, int]):

@@ -33,7 +33,7 @@ from torch import nn
 
 from invrender.core.geometry import splines
 from invrender.core.optim.divergence import far_outside, too_wide
-from invrender.core.optim.multistart import MultiStartModule
+from invrender.core.optim.multistart import MultiStartModule, per_start
 from invrender.core.render.filters import convolve3x3, gaussian_blur
 from invrender.core.render.registry import get_renderer
 from invrender.core.render.splat2d import combine_sum_max
@@ -180,12 +180,14 @@ class SplineScene(MultiStartModule):
     def forward(
         self, target: torch.Tensor, priors: dict[str, torch.Tensor], draw_splines: bool = True, blur: float = 0.0
     ) -> dict[str, torch.Tensor]:
-        """Quantities for the loss registry (see invrender.core.losses)."""
+        """Quantities for the loss registry (see invrender.core.losses). `target (P, H, W)` and each
+        prior `(P, ...)` are given per problem (P 1, or one per crop fitted side by side)."""
         bodies, length, centers = self.render_bodies() if draw_splines else (None, None, None)
         render = self.compose(bodies)
+        priors = {name: per_start(value, self.n_seeds) for name, value in priors.items()}
         quantities = {
             "render": gaussian_blur(render, blur),
-            "target": gaussian_blur(target, blur).expand_as(render),
+            "target": per_start(gaussian_blur(target, blur), self.n_seeds),
             "width": torch.exp(self.log_width),
             "min_width_ratio": torch.sigmoid(self.knots_w).amin(-1),
             "bending": splines.bending_energy(self.knots_xy),

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from invrender.core.losses import LOSSES, check_weights
-from invrender.core.optim.multistart import MultiStartModule
+from invrender.core.optim.multistart import MultiStartModule, per_start, stack_starts
 from invrender.core.optim.phases import (
     OptimisationDiverged,
     Part,
@@ -135,6 +135,68 @@ def test_multistart_seeds_are_optimised_independently():
     # Every seed improved on its start (2.5, 2.5, 6.25), and the kept one is the best of them.
     assert max(record.seed_losses) < 6.25 and record.seed_losses[record.best_seed] == min(record.seed_losses)
     assert record.final["recon_mse"] == pytest.approx(min(record.seed_losses))
+
+
+class Problems(Toy):
+    """P problems side by side: slice p holds `a = starts[p]`; expanding to n seeds shifts start i
+    of every problem by `shifts[i]` (a (n, 2) table), so every slice's loss is known."""
+
+    def __init__(self, starts, shifts):
+        super().__init__()
+        self.a.data = torch.as_tensor(starts, dtype=torch.float64)
+        self.b.data = self.b.data.expand(len(starts), -1).clone()
+        self.unused.data = self.unused.data.expand(len(starts), -1).clone()
+        self.shifts = torch.as_tensor(shifts, dtype=torch.float64)
+
+    @torch.no_grad()
+    def expand_seeds(self, n_seeds):
+        super().expand_seeds(n_seeds)
+        self.a.data += self.shifts[:n_seeds].repeat(self.a.shape[0] // n_seeds, 1)
+
+
+def test_each_problem_keeps_its_own_best_seed_as_brute_force_finds_it():
+    rng = np.random.default_rng(3)
+    starts, shifts = rng.normal(size=(5, 2)), rng.normal(size=(4, 2))
+    spec = phase(train=["a"], lr=0.0, steps=2, seeds=4)  # lr 0: the slices stay where the seeds put them
+    model = Problems(starts, shifts)
+    records = run_phases(model, toy_objective, [spec], {"recon_mse": 1.0})
+    assert len(records) == 5 and model.n_seeds == 5
+    for p, record in enumerate(records):
+        # Brute force: every start of problem p, its loss (the mean of a^2 and b^2), the smallest.
+        candidates = starts[p] + shifts
+        losses = [(np.sum(c**2) + 9.0) / 3 for c in candidates]
+        assert record.seed_losses == pytest.approx(losses)
+        assert record.best_seed == int(np.argmin(losses))
+        np.testing.assert_allclose(model.a[p].numpy(), candidates[record.best_seed])
+        assert record.final["recon_mse"] == pytest.approx(min(losses))
+
+
+def test_problems_side_by_side_are_fitted_as_each_alone():
+    rng = np.random.default_rng(4)
+    starts, shifts = rng.normal(size=(3, 2)), rng.normal(size=(2, 2))
+    phases = [phase(train=["a"], lr=0.05, steps=15, seeds=2), phase(train=["a", "b"], lr=0.02, steps=10)]
+    together = Problems(starts, shifts)
+    records = run_phases(together, toy_objective, phases, {"recon_mse": 1.0})
+    assert [r.name for r in records] == ["p"] * 6  # phase by phase, each phase's records in problem order
+    for p in range(3):
+        alone = Problems(starts[p : p + 1], shifts)
+        [first, second] = run_phases(alone, toy_objective, phases, {"recon_mse": 1.0})
+        assert records[p].best_seed == first.best_seed and records[p].seed_losses == pytest.approx(first.seed_losses)
+        assert records[3 + p].final == pytest.approx(second.final)
+        torch.testing.assert_close(together.a[p : p + 1], alone.a)
+        torch.testing.assert_close(together.b[p : p + 1], alone.b)
+
+
+def test_stack_starts_and_per_start_lay_out_problems_and_their_starts():
+    models = [Toy(a=(1.0, 2.0), b=(3.0,)), Toy(a=(4.0, 5.0), b=(6.0,))]
+    model = stack_starts(models)
+    model.expand_seeds(3)
+    np.testing.assert_array_equal(model.a[:, 0].detach().numpy(), [1, 1, 1, 4, 4, 4])
+    data = torch.tensor([[10.0], [20.0]])
+    np.testing.assert_array_equal(per_start(data, 6)[:, 0].numpy(), [10, 10, 10, 20, 20, 20])
+    np.testing.assert_array_equal(per_start(data[:1], 4)[:, 0].numpy(), [10, 10, 10, 10])
+    model.select_seeds([2, 3])
+    np.testing.assert_array_equal(model.b[:, 0].detach().numpy(), [3, 6])
 
 
 # ---------------------------------------------------------------- stopping, schedule, noise

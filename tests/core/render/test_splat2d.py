@@ -1,5 +1,7 @@
 """The splatting renderer (invrender.core.render.splat2d) and the small filters around it."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -167,6 +169,27 @@ def test_gaussian_blur_preserves_the_sum_in_the_interior():
     out = gaussian_blur(point, 1.2).numpy()
     np.testing.assert_allclose(out, out[::-1, ::-1], atol=1e-15)
     np.testing.assert_allclose(out, out.T, atol=1e-15)
+
+
+@pytest.mark.parametrize("sigma", [0.6, 2.3, 4.0])  # 4.0: the support (13 px) exceeds the 11-px side
+def test_gaussian_blur_is_the_convolution_with_replicated_borders(sigma):
+    images = torch.rand(2, 11, 16, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    radius = max(1, math.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    # Brute force: each axis in turn, every output pixel a sum over the kernel of clamped neighbours.
+    out = images.numpy().copy()
+    for axis in (2, 1):
+        n = out.shape[axis]
+        taps = [np.take(out, np.clip(np.arange(n) + k, 0, n - 1), axis=axis) for k in range(-radius, radius + 1)]
+        out = sum(w * tap for w, tap in zip(kernel, taps))
+    np.testing.assert_allclose(gaussian_blur(images, sigma).numpy(), out, rtol=1e-12, atol=1e-14)
+
+
+def test_gaussian_blur_differentiates_a_tensor_sigma():
+    images = torch.rand(1, 9, 12, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    sigma = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda s: gaussian_blur(images, s), (sigma,))
 
 
 def test_gaussian_blur_with_nonpositive_sigma_is_the_identity():

@@ -8,13 +8,15 @@ import torch
 
 from invrender.config import compose_config
 from invrender.core.metrics import matched_dtw
-from invrender.methods.spline_refine.fit import background_nodes, refine_frame
+from invrender.methods.spline_refine.fit import background_nodes, fit_bodies, fit_problems, refine_frame
 from invrender.methods.spline_refine.groups import (
+    Crop,
     crops,
     densify,
     interacting_groups,
     local_background,
     nearest_group,
+    side_by_side,
 )
 from invrender.methods.spline_refine.synth import make_frame, rotate
 
@@ -48,6 +50,19 @@ def test_a_crop_is_the_groups_box_grown_by_the_reach_within_the_image():
     boxes = crops(polylines, [[0], [1]], reach=10.0, shape=(100, 125))
     assert (boxes[0].y0, boxes[0].y1, boxes[0].x0, boxes[0].x1) == (30, 51, 0, 71)
     assert (boxes[1].y0, boxes[1].y1, boxes[1].x0, boxes[1].x1) == (0, 100, 90, 125)
+
+
+def test_a_crop_grows_about_its_centre_and_stays_within_the_image():
+    grown = Crop([0], 40, 60, 20, 30).grown_to(30, 20, (100, 105))
+    assert (grown.y0, grown.y1, grown.x0, grown.x1) == (35, 65, 15, 35)
+    at_edges = Crop([0], 2, 12, 95, 105).grown_to(30, 40, (100, 105))  # shifted back inside
+    assert (at_edges.y0, at_edges.y1, at_edges.x0, at_edges.x1) == (0, 30, 65, 105)
+    assert at_edges.members == [0]
+
+
+def test_crops_of_groups_of_as_many_bodies_are_fitted_side_by_side():
+    boxes = [Crop(members, 0, 10, 0, 10) for members in ([0], [1, 2], [3], [4, 5], [6, 7, 8])]
+    assert side_by_side(boxes) == [[0, 2], [1, 3], [4]]
 
 
 def test_background_nodes_keep_the_spacing_of_the_tuned_frame_size():
@@ -110,3 +125,40 @@ def test_a_frame_of_two_separate_bodies_is_fitted_in_two_crops_as_well_as_jointl
     assert max(dtw_grouped) < 0.5 and max(dtw_grouped) < max(dtw_joint) + 0.1, (dtw_grouped, dtw_joint)
     assert grouped.render.shape == image.shape and np.isfinite(grouped.render).all()
     assert [r["id"] for r in grouped.records] == [0, 1]
+
+
+def test_crops_fitted_side_by_side_are_fitted_as_each_alone():
+    """`fit_problems` runs crops as problems of one model: each crop's result is its `fit_bodies`
+    result (one schedule with two starts per crop; no gradient noise, whose draws depend on the batch)."""
+    cfg = compose_config("spline_refine", "default", ["render.max_points=20"])  # every body: 20 samples
+    cfg.phases = [
+        {"name": "background", "train": ["background"], "lr": 1e-2, "steps": 5, "options": {"draw_splines": False}},
+        {
+            "name": "shape",
+            "train": ["splines", "background", "appearance"],
+            "lr": 1e-2,
+            "steps": 12,
+            "seeds": 2,
+            "ramps": {"blur": {"start": 2.0, "end": 0.0, "until": 0.5}},
+        },
+        {
+            "name": "finetune",
+            "train": ["splines", "background", "appearance", "filter", "blob"],
+            "lr": 1e-4,
+            "steps": 3,
+        },
+    ]
+    images, inits = [], []
+    for seed in (1, 2):
+        image, labels = make_frame(np.random.default_rng(seed), 1, size=64, body_size=64)
+        images.append(image.astype(np.float32))
+        inits.append([{"id": seed, "points": rotate(labels[0]["points"], 10.0)[::9], "widths": None}])
+    device = torch.device("cpu")
+    together = fit_problems(images, inits, cfg, device, seed=0, polarity=-1.0, unit=128.0)
+    for image, init, fitted in zip(images, inits, together):
+        alone = fit_bodies(image, init, cfg, device, seed=0, polarity=-1.0, unit=128.0)
+        assert [p.name for p in fitted.phases] == ["background", "shape", "finetune"]
+        assert fitted.phases[1].seed_losses == pytest.approx(alone.phases[1].seed_losses, rel=1e-4)
+        np.testing.assert_allclose(fitted.records[0]["points"], alone.records[0]["points"], atol=1e-3)
+        np.testing.assert_allclose(fitted.render, alone.render, atol=1e-4 * np.ptp(image))
+        assert list(fitted.scenes) == [(init[0]["id"],)]
