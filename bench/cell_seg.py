@@ -13,8 +13,12 @@
    (mother ending at frame t - 1, daughters starting at t) is found when the result objects matched
    to both daughters at frame t (the CTC rule: covering more than half of them) are two tracks with
    one and the same parent that begin at frame t.
+3. Only with `--only movie`: a longer synthetic time-lapse (`--movie-frames`, default 100, otherwise
+   the defaults of `invrender synth cells`) with `--stage both` only, timed end to end: the wall clock
+   of the command (start-up included) and the job's own seconds from the run's manifest, in total and
+   per frame; scored as in 2.
 
-    python bench/cell_seg.py [--threads N] [overrides ...]
+    python bench/cell_seg.py [--only nuclei|synth|movie] [--movie-frames N] [--threads N] [overrides ...]
 
 `--threads N` runs cell-seg with N torch threads (default: its own choice, the cores it may use); on
 a machine shared with other work, 1 thread gives steadier timings.
@@ -63,6 +67,12 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def job_seconds(out: Path) -> float:
+    """The seconds the run's manifest in `out` records for its one job (start-up excluded)."""
+    (job,) = json.loads((out / "manifest.json").read_text())["inputs"]
+    return float(job["seconds"])
+
+
 def threads_option(threads: int | None) -> tuple[list[str], str]:
     """cell-seg's `--threads` option for `threads` (none: its own choice) and its note in a table's title."""
     return ([], "") if threads is None else (["--threads", str(threads)], f", {threads} torch thread(s)")
@@ -93,11 +103,11 @@ def nuclei(overrides: list[str], threads: int | None) -> None:
         f"nuclei image (512 x 256, {len(scores)} annotated nuclei), stage 1{note}, default config {' '.join(overrides)}"
     )
     print()
-    print("| method | SEG | matched | objects found | seconds per frame |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| method | SEG | matched | objects found | seconds per frame (job, start-up excluded) | wall seconds |")
+    print("| --- | --- | --- | --- | --- | --- |")
     print(
         f"| cell-seg (rendered star-convex contours) | {scores.mean():.3f} | {(scores > 0).sum()}/{len(scores)} | "
-        f"{len(np.unique(result)) - 1} | {seconds:.1f} |"
+        f"{len(np.unique(result)) - 1} | {job_seconds(OUT / 'nuclei'):.1f} | {seconds:.1f} |"
     )
     best = None
     for smooth in (0.0, 1.0):
@@ -112,7 +122,7 @@ def nuclei(overrides: list[str], threads: int | None) -> None:
     print(
         f"| Otsu + distance transform + watershed (best of 8: smooth {smooth:g}, min_distance {min_distance}) | "
         f"{score.mean():.3f} | "
-        f"{(score > 0).sum()}/{len(score)} | {len(np.unique(labels)) - 1} | {elapsed:.2f} |"
+        f"{(score > 0).sum()}/{len(score)} | {len(np.unique(labels)) - 1} | {elapsed:.2f} | {elapsed:.2f} |"
     )
     print()
 
@@ -145,14 +155,50 @@ def matched_label(result: np.ndarray, reference: np.ndarray) -> int:
     return int(values[best]) if values[best] > 0 and 2 * counts[best] > reference.sum() else 0
 
 
-def time_lapse(overrides: list[str], frames: int, threads: int | None) -> None:
-    data = OUT / "synth"
-    option, note = threads_option(threads)
+def synth_time_lapse(frames: int, data: Path) -> Path:
+    """`invrender synth cells` of `frames` frames (its other defaults) into `data`; returns `data`."""
     subprocess.run([*INVRENDER, "synth", "cells", "--frames", str(frames), "--out", str(data)], check=True)
-    truth = read_label_frames(data / "01_GT" / "SEG", "man_seg")
+    return data
+
+
+def segment_and_score(data: Path, stage: str, overrides: list[str], threads: int | None) -> dict:
+    """Run `cell-seg --stage stage` on the time-lapse in `data` (CTC layout) and score it against its
+    truth: SEG, objects matched, divisions found and reported, wall and job seconds."""
+    result = data / f"01_RES_stage{stage}"
+    wall = run(
+        [
+            *INVRENDER,
+            "cell-seg",
+            str(data / "01"),
+            "--out",
+            str(result),
+            "--stage",
+            stage,
+            "--device",
+            "cpu",
+            "-q",
+            *threads_option(threads)[0],
+            *overrides,
+        ]
+    )
+    measure = seg_measure(read_label_frames(result, "mask"), read_label_frames(data / "01_GT" / "SEG", "man_seg"))
+    found, total = divisions_found(result, data / "01_GT")
+    cells = json.loads((result / "01.cells.json").read_text())
+    return {
+        "seg": measure["seg"],
+        "matched": f"{measure['matched']}/{measure['objects']}",
+        "divisions": f"{found}/{total}",
+        "reported": len(cells["divisions"]),
+        "wall": wall,
+        "job": job_seconds(result),
+    }
+
+
+def time_lapse(overrides: list[str], frames: int, threads: int | None) -> None:
+    data = synth_time_lapse(frames, OUT / "synth")
     print(
-        f"synthetic time-lapse ({frames} frames, 256 x 256, `invrender synth cells` defaults){note}, default config "
-        f"{' '.join(overrides)}"
+        f"synthetic time-lapse ({frames} frames, 256 x 256, `invrender synth cells` defaults)"
+        f"{threads_option(threads)[1]}, default config {' '.join(overrides)}"
     )
     print()
     print("| stage | SEG | objects matched | divisions found | divisions reported | seconds per frame |")
@@ -161,37 +207,39 @@ def time_lapse(overrides: list[str], frames: int, threads: int | None) -> None:
         ("1", "1: every frame fitted"),
         ("both", "both: 5 frames fitted, a U-Net trained on them segments all"),
     ):
-        result = data / f"01_RES_stage{stage}"
-        seconds = run(
-            [
-                *INVRENDER,
-                "cell-seg",
-                str(data / "01"),
-                "--out",
-                str(result),
-                "--stage",
-                stage,
-                "--device",
-                "cpu",
-                "-q",
-                *option,
-                *overrides,
-            ]
-        )
-        measure = seg_measure(read_label_frames(result, "mask"), truth)
-        found, total = divisions_found(result, data / "01_GT")
-        cells = json.loads((result / "01.cells.json").read_text())
+        score = segment_and_score(data, stage, overrides, threads)
         print(
-            f"| {label} | {measure['seg']:.3f} | {measure['matched']}/{measure['objects']} | {found}/{total} | "
-            f"{len(cells['divisions'])} | {seconds / frames:.1f} |"
+            f"| {label} | {score['seg']:.3f} | {score['matched']} | {score['divisions']} | {score['reported']} | "
+            f"{score['wall'] / frames:.1f} |"
         )
+    print()
+
+
+def movie(overrides: list[str], frames: int, threads: int | None) -> None:
+    data = synth_time_lapse(frames, OUT / "movie")
+    score = segment_and_score(data, "both", overrides, threads)
+    print(
+        f"synthetic movie ({frames} frames, 256 x 256, `invrender synth cells` defaults), `--stage both` end to end"
+        f"{threads_option(threads)[1]}, default config {' '.join(overrides)}"
+    )
+    print()
+    print(
+        "| frames | SEG | objects matched | divisions found | divisions reported | wall seconds (per frame) "
+        "| job seconds, start-up excluded (per frame) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| {frames} | {score['seg']:.3f} | {score['matched']} | {score['divisions']} | {score['reported']} | "
+        f"{score['wall']:.1f} ({score['wall'] / frames:.2f}) | {score['job']:.1f} ({score['job'] / frames:.2f}) |"
+    )
     print()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--only", choices=("nuclei", "synth"))
+    parser.add_argument("--only", choices=("nuclei", "synth", "movie"), help="movie runs only when asked for")
+    parser.add_argument("--movie-frames", type=int, default=100, help="frames of the movie (--only movie)")
     parser.add_argument("--threads", type=int, help="torch threads of cell-seg (default: the cores it may use)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
@@ -200,6 +248,8 @@ def main() -> None:
         nuclei(args.overrides, args.threads)
     if args.only in (None, "synth"):
         time_lapse(args.overrides, args.frames, args.threads)
+    if args.only == "movie":
+        movie(args.overrides, args.movie_frames, args.threads)
 
 
 if __name__ == "__main__":

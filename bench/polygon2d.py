@@ -1,8 +1,9 @@
 """Cost model of the polygon renderer (invrender.core.render.polygon2d.render_polygons).
 
 Forward and forward+backward seconds and peak memory as the image, the number of polygons and their
-vertices grow. The work is polygons x edges x R x width, R the rows spanned by the tallest edge, so
-the polygons' size enters through R. Each case runs in a fresh process so that its peak resident
+vertices grow. The work is polygons x (edges x R x C + height x width), R the rows spanned by the
+tallest edge and C the most columns one edge's piece in a row crosses, so the polygons' size enters
+through R and C. Each case runs in a fresh process so that its peak resident
 memory (ru_maxrss, minus the process's footprint after imports) is its own. The sum of each mask is
 checked against the polygon's shoelace area (the largest relative difference is printed).
 

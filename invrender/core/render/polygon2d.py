@@ -15,9 +15,13 @@ point with the absolute winding number, clamped to 1 (the non-zero fill rule). T
 respect to the vertices is non-zero on the pixels the edges pass through: exact anti-aliasing.
 
 Each edge is cut into its pieces in the pixel rows it spans (at most R rows, R the tallest edge's
-row count), and only those pieces are spread over the columns: the work is polygons x edges x R x
-width rather than x height x width. The spread and its gradient are written out (`_RowSpread`), so
-that nothing of size edges x pixels is kept for the backward pass.
+row count). A piece adds its whole `dy` to every pixel of its row left of its x range and nothing
+right of it, so only the C columns it crosses are computed per piece (C the most any piece crosses,
+a few for short edges); the whole `dy`s are dropped at the row's first column, their negatives at
+the piece's first crossed column, and summed along the row. The work is polygons x edges x R x C,
+plus a running sum over polygons x height x width, rather than polygons x edges x R x width. The spread and its
+gradient are written out (`_RowSpread`), so that nothing of size edges x pixels is kept for the
+backward pass.
 """
 
 from __future__ import annotations
@@ -44,10 +48,9 @@ def _ramp_integral(u: torch.Tensor) -> torch.Tensor:
     return 0.5 * inside * inside + (u - 1.0).clamp_min(0.0)
 
 
-def _piece_means(xs: torch.Tensor, xe: torch.Tensor, width: int, with_derivatives: bool):
-    """Mean of g over each piece, for every column: (..., ) -> (..., width); with its derivatives
-    with respect to the piece's two x ends when asked."""
-    left = torch.arange(width, dtype=xs.dtype, device=xs.device) - 0.5
+def _piece_means(xs: torch.Tensor, xe: torch.Tensor, left: torch.Tensor, with_derivatives: bool):
+    """Mean of g over each piece for the columns whose left sides are `left`: xs, xe (...) and left
+    (..., C) -> (..., C); with its derivatives with respect to the piece's two x ends when asked."""
     us = xs[..., None] - left
     ue = xe[..., None] - left
     run = ue - us
@@ -63,8 +66,26 @@ def _piece_means(xs: torch.Tensor, xe: torch.Tensor, width: int, with_derivative
     return mean, d_start, d_end
 
 
-def _chunks(n_pieces_per_polygon: int, n_polygons: int, width: int):
-    step = max(1, _CHUNK_ELEMENTS // max(1, n_pieces_per_polygon * width))
+def _crossed_columns(xs: torch.Tensor, xe: torch.Tensor, dy: torch.Tensor, width: int) -> tuple[torch.Tensor, int]:
+    """(P, N) int64 the first column in [0, width] that each piece does not cover whole (g < 1
+    somewhere on it; every column left of it has g = 1), and C, the most columns from there on that
+    any piece with a height crosses (g > 0 somewhere), at least 1 and at most `width`."""
+    with torch.no_grad():
+        first = (torch.minimum(xs, xe) + 0.5).floor().clamp(0, width)
+        beyond = (torch.maximum(xs, xe) + 0.5).ceil()  # g = 0 on the piece from this column on
+        crossed = torch.where(dy != 0, beyond - first, torch.zeros_like(first))
+        count = int(crossed.max().clamp(1, width).item()) if crossed.numel() else 1
+    return first.long(), count
+
+
+def _columns(first: torch.Tensor, count: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., C) int64 the C columns from each piece's `first` (...) on, and whether each lies in the image."""
+    columns = first[..., None] + torch.arange(count, device=first.device)
+    return columns, columns < width
+
+
+def _chunks(n_pieces_per_polygon: int, n_polygons: int, columns: int):
+    step = max(1, _CHUNK_ELEMENTS // max(1, n_pieces_per_polygon * columns))
     return [slice(i, i + step) for i in range(0, n_polygons, step)]
 
 
@@ -77,22 +98,41 @@ class _RowSpread(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xs, xe, dy, rows, height: int, width: int):
+        first, count = _crossed_columns(xs, xe, dy, width)
+        # The whole columns 0 .. first - 1: dy dropped at column 0 and -dy at `first`, summed along the row.
         out = xs.new_zeros(xs.shape[0], height, width)
-        for part in _chunks(xs.shape[1], xs.shape[0], width):
-            values = dy[part, :, None] * _piece_means(xs[part], xe[part], width, False)
-            out[part].scatter_add_(1, rows[part, :, None].expand_as(values), values)
-        ctx.save_for_backward(xs, xe, dy, rows)
-        ctx.width = width
+        flat = out.view(xs.shape[0], height * width)
+        whole = torch.where(first > 0, dy, torch.zeros_like(dy))
+        flat.scatter_add_(1, rows * width, whole)
+        flat.scatter_add_(1, rows * width + first.clamp_max(width - 1), torch.where(first < width, -whole, whole * 0))
+        out.cumsum_(-1)
+        for part in _chunks(xs.shape[1], xs.shape[0], count):
+            columns, inside = _columns(first[part], count, width)
+            means = _piece_means(xs[part], xe[part], columns.to(xs.dtype) - 0.5, False)
+            values = torch.where(inside, dy[part, :, None] * means, torch.zeros_like(means))
+            index = rows[part, :, None] * width + columns.clamp_max(width - 1)
+            flat[part].scatter_add_(1, index.flatten(1), values.flatten(1))
+        ctx.save_for_backward(xs, xe, dy, rows, first)
+        ctx.sizes = height, width, count
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        xs, xe, dy, rows = ctx.saved_tensors
-        grad_xs, grad_xe, grad_dy = torch.zeros_like(xs), torch.zeros_like(xe), torch.zeros_like(dy)
-        for part in _chunks(xs.shape[1], xs.shape[0], ctx.width):
-            mean, d_start, d_end = _piece_means(xs[part], xe[part], ctx.width, True)
-            grad = grad_out[part].gather(1, rows[part, :, None].expand_as(mean))
-            grad_dy[part] = (grad * mean).sum(-1)
+        xs, xe, dy, rows, first = ctx.saved_tensors
+        height, width, count = ctx.sizes
+        # The whole columns: each piece's dy reaches the sum of the gradient left of its first column.
+        left_sums = grad_out.cumsum(-1).reshape(xs.shape[0], height * width)
+        grad_dy = left_sums.gather(1, rows * width + (first - 1).clamp(0, width - 1))
+        grad_dy = torch.where(first > 0, grad_dy, torch.zeros_like(grad_dy))
+        grad_xs, grad_xe = torch.zeros_like(xs), torch.zeros_like(xe)
+        flat = grad_out.reshape(xs.shape[0], height * width)
+        for part in _chunks(xs.shape[1], xs.shape[0], count):
+            columns, inside = _columns(first[part], count, width)
+            mean, d_start, d_end = _piece_means(xs[part], xe[part], columns.to(xs.dtype) - 0.5, True)
+            index = rows[part, :, None] * width + columns.clamp_max(width - 1)
+            grad = flat[part].gather(1, index.flatten(1)).view_as(mean)
+            grad = torch.where(inside, grad, torch.zeros_like(grad))
+            grad_dy[part] += (grad * mean).sum(-1)
             weighted = grad * dy[part, :, None]
             grad_xs[part] = (weighted * d_start).sum(-1)
             grad_xe[part] = (weighted * d_end).sum(-1)
@@ -145,6 +185,10 @@ def render_polygons(vertices: torch.Tensor, height: int, width: int) -> torch.Te
 
 register_renderer(
     RendererSpec(
-        "polygon2d", "polygons", render_polygons, ("cpu", "cuda"), cost="polygons x edges x rows per edge x width"
+        "polygon2d",
+        "polygons",
+        render_polygons,
+        ("cpu", "cuda"),
+        cost="polygons x (edges x rows per edge x columns per piece + height x width)",
     )
 )

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from invrender.core.geometry.polygons import star_polygon
 from invrender.core.optim.multistart import MultiStartModule
@@ -89,6 +88,14 @@ def fourier_basis(n_radii: int, harmonics: int) -> np.ndarray:
     return np.stack(rows)
 
 
+def linear_upsampling(size: int, knots: int) -> torch.Tensor:
+    """(size, knots) float64: linear interpolation of `knots` values evenly spaced over `size` pixels,
+    the first and last knot on the first and last pixel (torch's bilinear with align_corners), as the
+    hat function of each knot at each pixel's position in knot units."""
+    position = torch.arange(size, dtype=torch.float64) * ((knots - 1) / max(size - 1, 1))
+    return (1.0 - (position[:, None] - torch.arange(knots, dtype=torch.float64)).abs()).clamp_min(0.0)
+
+
 class CellScene(MultiStartModule):
     """The differentiable frame model; parameters carry a leading seed axis S."""
 
@@ -115,6 +122,9 @@ class CellScene(MultiStartModule):
         )
         self.log_brightness = as_param(np.log(np.maximum(cells.brightness, 1e-3)))
         self.background = as_param(cells.background)
+        # Bilinear upsampling of the grid is separable: rows and columns each a (size, knots) matrix.
+        self.register_buffer("upsample_rows", linear_upsampling(shape[0], cells.background.shape[0]))
+        self.register_buffer("upsample_cols", linear_upsampling(shape[1], cells.background.shape[1]))
         self.log_sigma = as_param(np.log([cells.sigma]))
         self.log_halo_sigma = as_param(np.log([cells.halo_sigma]))
         self.halo_logit = as_param(np.log([cells.halo_weight / (1.0 - cells.halo_weight)]))
@@ -137,9 +147,7 @@ class CellScene(MultiStartModule):
         renders, coverages = [], []
         polygons = star_polygon(self.centres, self.radii())  # (S, N, R, 2)
         for s in range(self.n_seeds):
-            background = F.interpolate(
-                self.background[s][None, None], size=(height, width), mode="bilinear", align_corners=True
-            )[0, 0]
+            background = self.upsample_rows @ self.background[s] @ self.upsample_cols.T
             if len(self.labels) == 0:
                 renders.append(background)
                 coverages.append(torch.zeros_like(background))

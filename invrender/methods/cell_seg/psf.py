@@ -59,5 +59,35 @@ def two_gaussian_blur(
         transfer = transfer + weight * (
             even_kernel_transform(taps, rows, False)[:, None] * even_kernel_transform(taps, cols, True)
         )
-    blurred = torch.fft.irfft2(torch.fft.rfft2(padded, s=(rows, cols)) * transfer, s=(rows, cols))
+    blurred = _EvenFilter.apply(padded, transfer, rows, cols)
     return blurred[radius : radius + height, radius : radius + width]
+
+
+class _EvenFilter(torch.autograd.Function):
+    """irfft2(rfft2(image, s) * transfer, s), s = (rows, cols): the circular convolution of the image
+    (h, w), zero-padded to s, with an even kernel of real transfer function `transfer` (rows,
+    cols // 2 + 1). Written out because its backward pass is two real FFTs where autograd's takes a
+    complex one and more: an even kernel is its own adjoint, so the image's gradient is the same
+    filter applied to the output's gradient G; and with X, G the spectra of image and gradient,
+    dL/dtransfer = Re(X conj(G)) / (rows cols), twice that in the columns of the half spectrum that
+    also stand for their mirror images (all but the first and, for even cols, the last)."""
+
+    @staticmethod
+    def forward(ctx, image, transfer, rows: int, cols: int):
+        spectrum = torch.fft.rfft2(image, s=(rows, cols))
+        ctx.save_for_backward(spectrum, transfer)
+        ctx.size = image.shape
+        return torch.fft.irfft2(spectrum * transfer, s=(rows, cols))
+
+    @staticmethod
+    def backward(ctx, grad):
+        spectrum, transfer = ctx.saved_tensors
+        rows, cols = grad.shape
+        grad_spectrum = torch.fft.rfft2(grad)
+        grad_image = torch.fft.irfft2(grad_spectrum * transfer, s=(rows, cols))[: ctx.size[0], : ctx.size[1]]
+        mirrored = torch.full((cols // 2 + 1,), 2.0 / (rows * cols), dtype=transfer.dtype, device=transfer.device)
+        mirrored[0] /= 2
+        if cols % 2 == 0:
+            mirrored[-1] /= 2
+        grad_transfer = (spectrum * grad_spectrum.conj()).real * mirrored
+        return grad_image, grad_transfer, None, None

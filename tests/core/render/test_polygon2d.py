@@ -63,6 +63,21 @@ def test_a_polygon_partly_outside_covers_only_its_part_inside_the_image():
     assert exact.sum() < 0.5 * abs(float(shoelace_area(polygon)))
 
 
+#: Long, nearly horizontal edges (one row's piece crosses many columns), a nearly vertical edge on a
+#: pixel boundary, and parts beyond the image's left and right sides.
+SLIVERS = torch.tensor(
+    [[-6.3, 2.2], [29.5, 6.9], [29.5 + 1e-9, 12.3], [45.6, 12.6], [45.6, 17.4], [20.2, 17.45], [-6.3, 14.1]],
+    dtype=torch.float64,
+)
+
+
+def test_long_flat_and_steep_edges_and_both_sides_outside_match_brute_force():
+    exact = render_polygons(SLIVERS, 20, 40).numpy()
+    brute = supersampled(SLIVERS.numpy(), 20, 40, n=64)
+    assert np.abs(exact - brute).max() < 0.03
+    assert abs(exact.sum() - brute.sum()) < 1e-3 * exact.sum()
+
+
 def test_a_self_intersecting_polygon_fills_both_lobes():
     # A figure eight: two triangles of opposite orientation meeting at a pixel corner, (19.5, 9.5).
     # (A pixel holding parts of both would count them as cancelling: the documented limit of the rule.)
@@ -83,6 +98,7 @@ def test_batches_render_each_polygon():
     [
         star(centre=(9.6, 10.3), radius=5.0, wobble=2.0, lobes=3, k=9),
         circle(torch.tensor([10.2, 9.1], dtype=torch.float64), 6.3, 7),
+        SLIVERS * torch.tensor([0.5, 1.0], dtype=torch.float64) + torch.tensor([0.0, 0.5], dtype=torch.float64),
     ],
 )
 def test_gradients_match_finite_differences(polygon):

@@ -20,7 +20,7 @@ from invrender.core.render.filters import gaussian_blur
 from invrender.core.render.polygon2d import render_polygons
 from invrender.methods.cell_seg.ctc import read_label_frames, read_tracks
 from invrender.methods.cell_seg.fit import split_at_valley, two_means
-from invrender.methods.cell_seg.model import Cells, CellScene
+from invrender.methods.cell_seg.model import Cells, CellScene, linear_upsampling
 from invrender.methods.cell_seg.psf import two_gaussian_blur
 from invrender.methods.cell_seg.synth import write_cell_dataset
 from invrender.methods.cell_seg.windows import paste_windows, render_in_windows, windows_to_labels
@@ -62,12 +62,15 @@ def test_windows_paste_to_the_full_render_with_its_gradient():
     assert ((labels == 5).sum() - np.pi * 5.5**2).abs() < 12
 
 
-def test_the_two_gaussian_psf_by_fft_is_the_two_separable_blurs():
+# Widths whose padded FFT length (next_fast_len(width + 2 * 15)) is even (72) and odd (45): the
+# gradient of the half spectrum counts its last column once or twice.
+@pytest.mark.parametrize("width", [37, 15])
+def test_the_two_gaussian_psf_by_fft_is_the_two_separable_blurs(width):
     generator = torch.Generator().manual_seed(0)
-    image = torch.rand(53, 37, generator=generator, dtype=torch.float64, requires_grad=True)
+    image = torch.rand(53, width, generator=generator, dtype=torch.float64, requires_grad=True)
     psf = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (1.3, 4.7, 0.3)]
     sigma, halo_sigma, halo_weight = psf
-    weights = torch.rand(53, 37, generator=generator, dtype=torch.float64)
+    weights = torch.rand(53, width, generator=generator, dtype=torch.float64)
     direct = (1 - halo_weight) * gaussian_blur(image, sigma) + halo_weight * gaussian_blur(image, halo_sigma)
     by_fft = two_gaussian_blur(image, sigma, halo_sigma, halo_weight)
     torch.testing.assert_close(by_fft, direct, rtol=0, atol=1e-12)
@@ -76,6 +79,14 @@ def test_the_two_gaussian_psf_by_fft_is_the_two_separable_blurs():
         torch.autograd.grad((direct * weights).sum(), [image, *psf]),
     ):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("size, knots", [(512, 4), (37, 5), (9, 1), (1, 3)])
+def test_the_background_upsampling_is_torchs_bilinear_with_aligned_corners(size, knots):
+    grid = torch.rand(knots, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = torch.nn.functional.interpolate(grid[None, None], size=(size, 7), mode="bilinear", align_corners=True)
+    upsampled = linear_upsampling(size, knots) @ grid @ linear_upsampling(7, 3).T
+    torch.testing.assert_close(upsampled, expected[0, 0], rtol=0, atol=1e-14)
 
 
 def test_a_scene_with_contours_not_trained_renders_them_again_once_they_change():
