@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import trimesh
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from invrender.core.geometry.meshes import Mesh
 from invrender.core.io import finite_or_none
@@ -60,9 +60,78 @@ def fit_stack(
     on_step=None,
     bead: np.ndarray | None = None,
 ) -> MeshFit:
-    """Fit `init` (physical units) and a Gaussian PSF to `stack` (z, y, x) with voxel `spacing`; with
-    a `bead` stack (same voxel size), its measured PSF is used instead and only the shape and the
-    intensity are fitted."""
+    """Fit `init` (physical units) and a Gaussian PSF to `stack` (z, y, x) with voxel `spacing`,
+    coarse to fine: first on the stack binned 2x (4x, ...) while its smallest side stays at least
+    `coarse_to_fine.min_side` voxels, each level starting from the one before. With a `bead` stack
+    (same voxel size), its measured PSF is used instead, only the shape and the intensity are
+    fitted, and only at full resolution."""
+    factors = [1] if bead is not None else bin_factors(stack.shape, int(cfg.coarse_to_fine.min_side))
+    mesh, sigmas = init, tuple(float(s) for s in cfg.psf.sigma)
+    phases, losses, warning = [], [], None
+    for factor in factors:
+        offset = binned_origin(spacing, factor)
+        level = fit_level(
+            bin_stack(stack, factor),
+            tuple(d * factor for d in spacing),
+            Mesh(mesh.vertices - offset, mesh.faces, mesh.materials),
+            tuple(s / factor for s in sigmas),
+            cfg,
+            device,
+            seed,
+            on_step,
+            bead,
+            "" if factor == 1 else f", binned {factor}x",
+        )
+        mesh = Mesh(level.mesh.vertices + offset, level.mesh.faces, level.mesh.materials)
+        phases, losses, warning = phases + level.phases, losses + level.losses, level.warning
+        if warning is not None:
+            break
+        if factor > 1:  # the coarse level's Gaussian includes the binning's box: take its variance off
+            box = np.array([d**2 * (factor**2 - 1) / 12 for d in spacing[::-1]])  # x y z
+            variances = np.maximum(np.diag(level.covariance) - box, (0.5 * np.array(spacing[::-1])) ** 2)
+            sigmas = tuple(np.sqrt(variances) / min(spacing))  # never below half a voxel, in voxels
+    return MeshFit(mesh, level.covariance, level.render, phases, losses, warning)
+
+
+def bin_factors(shape: tuple[int, int, int], min_side: int) -> list[int]:
+    """The bin factors of the levels, coarse to fine (..., 4, 2, 1): 2x more while the binned
+    stack's smallest side stays at least `min_side` voxels; [1] with `min_side` 0."""
+    factors = [1]
+    while min_side > 0 and min(shape) // (2 * factors[0]) >= min_side:
+        factors.insert(0, 2 * factors[0])
+    return factors
+
+
+def bin_stack(stack: np.ndarray, factor: int) -> np.ndarray:
+    """(nz // f, ny // f, nx // f) means of f^3 blocks of voxels (a remainder at the far sides is
+    dropped)."""
+    if factor == 1:
+        return stack
+    nz, ny, nx = (n // factor for n in stack.shape)
+    blocks = stack[: nz * factor, : ny * factor, : nx * factor].reshape(nz, factor, ny, factor, nx, factor)
+    return blocks.mean(axis=(1, 3, 5))
+
+
+def binned_origin(spacing: tuple[float, float, float], factor: int) -> np.ndarray:
+    """(3,) x y z: where the centre of binned voxel [0, 0, 0] sits in the stack's coordinates (the
+    centre of its f^3 block), so that a mesh at `vertices - origin` is in the binned stack's."""
+    return np.array([d * (factor - 1) / 2 for d in spacing[::-1]])
+
+
+def fit_level(
+    stack: np.ndarray,
+    spacing: tuple[float, float, float],
+    init: Mesh,
+    sigmas: tuple[float, float, float],
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    on_step,
+    bead: np.ndarray | None,
+    level_name: str,
+) -> MeshFit:
+    """One level of `fit_stack`: `init` and a Gaussian PSF started at `sigmas` (x y z, voxels)
+    fitted to `stack`; the phases' names end with `level_name`."""
     torch.manual_seed(seed)
     unit = min(spacing)
     grid = Grid(stack.shape, spacing)
@@ -73,7 +142,7 @@ def fit_stack(
         init.face_weights,
         grid,
         unit,
-        tuple(cfg.psf.sigma),
+        sigmas,
         float(cfg.shape["lambda"]),
         get_renderer(cfg.render.backend, device, "mesh spectrum"),
         _render_options(cfg),
@@ -93,7 +162,8 @@ def fit_stack(
         band = model.full_band if spectrum == "full" else model.band(context.option("band_threshold"))
         return {"render": model(band)[None], "target": target[None]}
 
-    phases, weights = list(cfg.phases), dict(cfg.loss)
+    phases = [{**phase, "name": phase["name"] + level_name} for phase in OmegaConf.to_container(cfg.phases)]
+    weights = dict(cfg.loss)
     history = run_phases_recorded(
         scene,
         objective,

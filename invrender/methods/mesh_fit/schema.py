@@ -18,6 +18,7 @@ RULES: dict[str, rule.Rule] = {
     "init.foam.step": rule.POSITIVE_INT,
     "init.foam.smoothing": rule.NON_NEGATIVE_INT,
     "psf.sigma": rule.list_of(rule.POSITIVE, length=3),
+    "coarse_to_fine.min_side": rule.NON_NEGATIVE_INT,
     "shape.lambda": rule.NON_NEGATIVE,
     "loss": rule.WEIGHTS,
     "phases": phases_rule(MeshScene.groups),
