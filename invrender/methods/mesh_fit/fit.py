@@ -62,7 +62,8 @@ def fit_stack(
 ) -> MeshFit:
     """Fit `init` (physical units) and a Gaussian PSF to `stack` (z, y, x) with voxel `spacing`,
     coarse to fine: first on the stack binned 2x (4x, ...) while its smallest side stays at least
-    `coarse_to_fine.min_side` voxels, each level starting from the one before. With a `bead` stack
+    `coarse_to_fine.min_side` voxels, for at most `coarse_to_fine.steps` steps a phase, each level
+    starting from the one before. With a `bead` stack
     (same voxel size), its measured PSF is used instead, only the shape and the intensity are
     fitted, and only at full resolution."""
     factors = [1] if bead is not None else bin_factors(stack.shape, int(cfg.coarse_to_fine.min_side))
@@ -162,7 +163,9 @@ def fit_level(
         band = model.full_band if spectrum == "full" else model.band(context.option("band_threshold"))
         return {"render": model(band)[None], "target": target[None]}
 
-    phases = [{**phase, "name": phase["name"] + level_name} for phase in OmegaConf.to_container(cfg.phases)]
+    phases = OmegaConf.to_container(cfg.phases)
+    if level_name:  # a coarse level: its phases run at most coarse_to_fine.steps steps
+        phases = [{**p, "name": p["name"] + level_name, "steps": int(cfg.coarse_to_fine.steps)} for p in phases]
     weights = dict(cfg.loss)
     history = run_phases_recorded(
         scene,

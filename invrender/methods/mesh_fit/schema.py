@@ -19,6 +19,7 @@ RULES: dict[str, rule.Rule] = {
     "init.foam.smoothing": rule.NON_NEGATIVE_INT,
     "psf.sigma": rule.list_of(rule.POSITIVE, length=3),
     "coarse_to_fine.min_side": rule.NON_NEGATIVE_INT,
+    "coarse_to_fine.steps": rule.POSITIVE_INT,
     "shape.lambda": rule.NON_NEGATIVE,
     "loss": rule.WEIGHTS,
     "phases": phases_rule(MeshScene.groups),
