@@ -19,9 +19,9 @@ row count). A piece adds its whole `dy` to every pixel of its row left of its x 
 right of it, so only the C columns it crosses are computed per piece (C the most any piece crosses,
 a few for short edges); the whole `dy`s are dropped at the row's first column, their negatives at
 the piece's first crossed column, and summed along the row. The work is polygons x edges x R x C,
-plus a running sum over polygons x height x width, rather than polygons x edges x R x width. The spread and its
-gradient are written out (`_RowSpread`), so that nothing of size edges x pixels is kept for the
-backward pass.
+plus a running sum over polygons x height x width, rather than polygons x edges x R x width. The
+spread and its gradient are written out (`_RowSpread`), so that nothing of size edges x pixels is
+kept for the backward pass.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ class _RowSpread(torch.autograd.Function):
         flat = out.view(xs.shape[0], height * width)
         whole = torch.where(first > 0, dy, torch.zeros_like(dy))
         flat.scatter_add_(1, rows * width, whole)
-        flat.scatter_add_(1, rows * width + first.clamp_max(width - 1), torch.where(first < width, -whole, whole * 0))
+        ends = torch.where(first < width, -whole, torch.zeros_like(whole))
+        flat.scatter_add_(1, rows * width + first.clamp_max(width - 1), ends)
         out.cumsum_(-1)
         for part in _chunks(xs.shape[1], xs.shape[0], count):
             columns, inside = _columns(first[part], count, width)

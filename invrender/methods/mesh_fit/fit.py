@@ -63,9 +63,8 @@ def fit_stack(
     """Fit `init` (physical units) and a Gaussian PSF to `stack` (z, y, x) with voxel `spacing`,
     coarse to fine: first on the stack binned 2x (4x, ...) while its smallest side stays at least
     `coarse_to_fine.min_side` voxels, for at most `coarse_to_fine.steps` steps a phase, each level
-    starting from the one before. With a `bead` stack
-    (same voxel size), its measured PSF is used instead, only the shape and the intensity are
-    fitted, and only at full resolution."""
+    starting from the one before. With a `bead` stack (same voxel size), its measured PSF is used
+    instead, only the shape and the intensity are fitted, and only at full resolution."""
     factors = [1] if bead is not None else bin_factors(stack.shape, int(cfg.coarse_to_fine.min_side))
     mesh, sigmas = init, tuple(float(s) for s in cfg.psf.sigma)
     phases, losses, warning = [], [], None
@@ -76,12 +75,12 @@ def fit_stack(
             tuple(d * factor for d in spacing),
             Mesh(mesh.vertices - offset, mesh.faces, mesh.materials),
             tuple(s / factor for s in sigmas),
+            level_phases(cfg, factor),
             cfg,
             device,
             seed,
             on_step,
             bead,
-            "" if factor == 1 else f", binned {factor}x",
         )
         mesh = Mesh(level.mesh.vertices + offset, level.mesh.faces, level.mesh.materials)
         phases, losses, warning = phases + level.phases, losses + level.losses, level.warning
@@ -119,20 +118,30 @@ def binned_origin(spacing: tuple[float, float, float], factor: int) -> np.ndarra
     return np.array([d * (factor - 1) / 2 for d in spacing[::-1]])
 
 
+def level_phases(cfg: DictConfig, factor: int) -> list[dict]:
+    """The phases of the level binned `factor` x: the config's, on a binned level renamed after it
+    and each run at most `coarse_to_fine.steps` steps (in place of its own `steps`)."""
+    phases = OmegaConf.to_container(cfg.phases)
+    if factor == 1:
+        return phases
+    steps = int(cfg.coarse_to_fine.steps)
+    return [{**p, "name": f"{p['name']}, binned {factor}x", "steps": steps} for p in phases]
+
+
 def fit_level(
     stack: np.ndarray,
     spacing: tuple[float, float, float],
     init: Mesh,
     sigmas: tuple[float, float, float],
+    phases: list[dict],
     cfg: DictConfig,
     device: torch.device,
     seed: int,
     on_step,
     bead: np.ndarray | None,
-    level_name: str,
 ) -> MeshFit:
     """One level of `fit_stack`: `init` and a Gaussian PSF started at `sigmas` (x y z, voxels)
-    fitted to `stack`; the phases' names end with `level_name`."""
+    fitted to `stack` by `phases`."""
     torch.manual_seed(seed)
     unit = min(spacing)
     grid = Grid(stack.shape, spacing)
@@ -163,15 +172,11 @@ def fit_level(
         band = model.full_band if spectrum == "full" else model.band(context.option("band_threshold"))
         return {"render": model(band)[None], "target": target[None]}
 
-    phases = OmegaConf.to_container(cfg.phases)
-    if level_name:  # a coarse level: its phases run at most coarse_to_fine.steps steps
-        phases = [{**p, "name": p["name"] + level_name, "steps": int(cfg.coarse_to_fine.steps)} for p in phases]
-    weights = dict(cfg.loss)
     history = run_phases_recorded(
         scene,
         objective,
         phases,
-        weights,
+        dict(cfg.loss),
         on_step,
         seed=seed,
         select_by="intensity_weighted_mse",

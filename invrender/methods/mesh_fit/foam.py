@@ -5,8 +5,8 @@ points found by k-means on the foreground voxels (a Voronoi partition inside the
 a grid coarser than the stack's. Separate clusters (the foreground's connected components) share
 the N cells in proportion to their volumes and are split apart, so that no cell spans two clusters
 (k-means over all of them at once gave one cluster of 4 cells 5 seeds and the other 3); components
-too small for a cell of their own are left out. The cells' boundaries are taken as the faces between grid cells
-of different labels ("cuberille"): every face carries the materials on its two sides (0 outside),
+too small for a cell of their own are left out. The cells' boundaries are taken as the faces
+between grid cells of different labels ("cuberille"): every face carries the materials on its two sides (0 outside),
 vertices are the grid's corners and are shared, so interfaces are single faces between two cells
 and every cell is closed. A few steps of Laplacian smoothing round off the staircase.
 """
@@ -27,10 +27,10 @@ def foam_labels(stack: np.ndarray, n_cells: int, bright_fraction: float, step: i
     membranes = smooth > bright_fraction * np.percentile(smooth, 99.9)
     foreground = ndimage.binary_fill_holes(ndimage.binary_closing(membranes, iterations=2))
     coarse = foreground[::step, ::step, ::step]
-    if coarse.sum() < n_cells:
-        raise ValueError(f"the bright region has {coarse.sum()} voxels on the coarse grid, fewer than {n_cells} cells")
     components, count = ndimage.label(coarse)
     sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    if sizes.sum() < n_cells:
+        raise ValueError(f"the bright region has {sizes.sum()} voxels on the coarse grid, fewer than {n_cells} cells")
     grid = np.zeros(coarse.shape, dtype=np.int64)
     first = 1
     for component, cells in enumerate(share_cells(sizes, n_cells), start=1):

@@ -17,11 +17,11 @@ from invrender.core.optim.multistart import stack_starts
 from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.core.render.splat2d import blob_fwhm
 from invrender.methods.spline_refine.groups import (
+    batches_by_body_count,
     crops,
     interacting_groups,
     local_background,
     nearest_group,
-    side_by_side,
 )
 from invrender.methods.spline_refine.model import SplineScene, gaussian_profile
 
@@ -134,7 +134,7 @@ def refine_frame(
     fits: list[FrameResult | None] = [None] * len(boxes)
     # Groups of as many bodies are fitted side by side in one model, each in its crop grown to the
     # batch's common size: a step's large fixed cost (Python, autograd, optimizers) is paid once a batch.
-    for batch in side_by_side(boxes):
+    for batch in batches_by_body_count(boxes):
         height, width = max(boxes[g].y1 - boxes[g].y0 for g in batch), max(boxes[g].x1 - boxes[g].x0 for g in batch)
         batch_crops = [boxes[g].grown_to(height, width, image.shape) for g in batch]
         patches, shifted = [], []

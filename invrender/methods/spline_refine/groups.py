@@ -7,7 +7,7 @@ two bodies whose init polylines stay more than 2 * reach apart can never overlap
 separately, each group of bodies that might touch in the bounding box of its polylines grown by
 reach. What else reaches into a group's crop (parts of other groups' bodies) is painted over with
 the local background before the fit, so the fit never tries to explain it. Groups of as many
-bodies are fitted side by side in one model (`side_by_side`), their crops grown to one size.
+bodies are fitted side by side in one model (`batches_by_body_count`), their crops grown to one size.
 
 Coordinates are pixels, points `[x, y]` as in the spline files; images are indexed (y, x).
 """
@@ -93,7 +93,7 @@ def crops(polylines: list[np.ndarray], groups: list[list[int]], reach: float, sh
     return boxes
 
 
-def side_by_side(boxes: list[Crop]) -> list[list[int]]:
+def batches_by_body_count(boxes: list[Crop]) -> list[list[int]]:
     """The crops (indices into `boxes`) that are fitted side by side in one model: those of groups
     with as many bodies, in order of their first crop. A step has a large fixed cost, paid once for
     all crops of a batch; an inactive body would cost every start a splat and an image of its own,

@@ -11,12 +11,12 @@ from invrender.core.metrics import matched_dtw
 from invrender.methods.spline_refine.fit import background_nodes, fit_bodies, fit_problems, refine_frame
 from invrender.methods.spline_refine.groups import (
     Crop,
+    batches_by_body_count,
     crops,
     densify,
     interacting_groups,
     local_background,
     nearest_group,
-    side_by_side,
 )
 from invrender.methods.spline_refine.synth import make_frame, rotate
 
@@ -62,7 +62,7 @@ def test_a_crop_grows_about_its_centre_and_stays_within_the_image():
 
 def test_crops_of_groups_of_as_many_bodies_are_fitted_side_by_side():
     boxes = [Crop(members, 0, 10, 0, 10) for members in ([0], [1, 2], [3], [4, 5], [6, 7, 8])]
-    assert side_by_side(boxes) == [[0, 2], [1, 3], [4]]
+    assert batches_by_body_count(boxes) == [[0, 2], [1, 3], [4]]
 
 
 def test_background_nodes_keep_the_spacing_of_the_tuned_frame_size():
