@@ -31,16 +31,17 @@ from invrender.core.render.spectrum import Band
 # the quadrature's own error (bench/README.md, mesh-fit renderers).
 NUFFT_TOLERANCE = 1e-6
 
-# Below this many modes in the box, the backward's type-2 transforms run on one thread: there its
-# threads cost more than they gain (measured on 2 cores beside torch: 36 000 points from a 33^3 box,
-# four type-2 transforms took 0.13 s with 2 threads and 0.06 s with 1; from a 65^3 box 0.19 s with 2
-# and 0.30 s with 1). The forward's type 1 gains from its threads at every size measured.
-SINGLE_THREAD_MODES = 50_000
+# finufft spreads every point onto a fine grid `upsampfac` times the box and FFTs that grid. Left to
+# itself (upsampfac 0) it chose 1.25 for the shape steps' boxes, where the point spreading dominates
+# and 2.0's narrower kernel is 1.5-3x faster. Measured on 2 cores (36 000 to 290 000 points on
+# spheres, bench/README.md "finufft's upsampling"): 2.0 is faster for boxes up to 45^3 modes, 1.25
+# from 65^3 up, where the fine grid's FFT dominates.
+FINE_UPSAMPLING_MODES = 150_000
 
 
-def _backward_threads(box: tuple[int, int, int]) -> int:
-    """finufft's threads for the type-2 transforms from a box of (2 m + 1)^3 modes."""
-    return 1 if math.prod(2 * m + 1 for m in box) < SINGLE_THREAD_MODES else torch.get_num_threads()
+def _upsampling(box: tuple[int, int, int]) -> float:
+    """finufft's upsampling factor for a box of (2 m + 1)^3 modes."""
+    return 2.0 if math.prod(2 * m + 1 for m in box) < FINE_UPSAMPLING_MODES else 1.25
 
 
 def _rule(degree: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +108,7 @@ class _NonUniformFT(torch.autograd.Function):
             n_modes=tuple(2 * m + 1 for m in box),
             isign=-1,
             eps=NUFFT_TOLERANCE,
+            upsampfac=_upsampling(box),
             nthreads=torch.get_num_threads(),
         )
         ctx.save_for_backward(points, weights)
@@ -126,7 +128,12 @@ class _NonUniformFT(torch.autograd.Function):
         for n, factor in enumerate([np.ones(len(g)), freqs[:, 0], freqs[:, 1], freqs[:, 2]]):
             fields[n][_box_index(band)] = g * factor
         values = finufft.nufft3d2(  # (4, P)
-            *_angles(points, band), fields, isign=1, eps=NUFFT_TOLERANCE, nthreads=_backward_threads(box)
+            *_angles(points, band),
+            fields,
+            isign=1,
+            eps=NUFFT_TOLERANCE,
+            upsampfac=_upsampling(box),
+            nthreads=torch.get_num_threads(),
         )
         grad_weights = torch.from_numpy(values[0].real).to(weights)
         grad_points = -weights.detach()[:, None] * torch.from_numpy(values[1:].imag.T.copy()).to(points)
