@@ -9,3 +9,35 @@ import os
 # It must be set before libgomp is loaded (by `import torch`); a user's own setting wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
+
+# The Python API, one function per method (each in its method's api.py, which the command line calls
+# too). Imported on first use, so that `import invrender` stays light and the CLI loads one method.
+_API = {
+    "refine_splines": "invrender.methods.spline_refine.api",
+    "SplineRefineResult": "invrender.methods.spline_refine.api",
+    "fit_mesh": "invrender.methods.mesh_fit.api",
+    "MeshFitResult": "invrender.methods.mesh_fit.api",
+    "segment_cells": "invrender.methods.cell_seg.api",
+    "CellSegResult": "invrender.methods.cell_seg.api",
+    "segment_spine": "invrender.methods.spine_seg.api",
+    "SpineSegResult": "invrender.methods.spine_seg.api",
+    "Mesh": "invrender.core.geometry.meshes",
+    "InputError": "invrender.core.io",
+    "ConfigError": "invrender.config",
+}
+_MODULES = {"acdr": "invrender.methods.acdr.api"}  # invrender.acdr.load(checkpoint), invrender.acdr.train(...)
+__all__ = sorted([*_API, *_MODULES])
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'invrender' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -149,7 +149,8 @@ def _refuse_unknown_key(config: dict, key: str) -> None:
                 check_keys({part: None}, value, where)
             except ValueError as err:  # named by the whole key given, e.g. a.b.c when a.b is unknown
                 missing = ".".join(parts[: i + 1])
-                raise ConfigError(f"bad override: {str(err).replace(missing, key, 1)}") from None
+                message = str(err).replace(f"unknown key {missing}", f"unknown key {key}", 1)
+                raise ConfigError(f"bad override: {message}") from None
         else:
             break
 

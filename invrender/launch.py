@@ -250,7 +250,7 @@ def _hydra(
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(
-            config_dir=str(CONFIG_ROOT / spec.config_dir), job_name=f"invrender-{spec.name}", version_base="1.3"
+            config_dir=str(CONFIG_ROOT / spec.config.config_dir), job_name=f"invrender-{spec.name}", version_base="1.3"
         ):
             loader = GlobalHydra.instance().config_loader()
             try:

@@ -1,31 +1,35 @@
 """What every method command shares: the path from arguments to finished jobs.
 
-A method describes itself with a `MethodSpec` (its config folder, how to turn one input into a
-`Job`, how to check a config) and writes a Typer command that takes its own options only;
-`options.with_shared_options` adds the options every command has (`--out`, `--device`, `-m`, shards,
-...) and hands them over as one `SharedOptions`. The command then calls `run.run_method`, which reads
-the inputs, composes and checks the config, and runs the jobs here, or as a sweep through a Hydra
-launcher (`launch.py`) with `-m`.
+A method describes its configs with a `MethodConfig` (folder, checks, devices; its Python function
+uses it too) and itself with a `MethodSpec` (that, and how to turn one input into a `Job`), and
+writes a Typer command that takes its own options only; `options.with_shared_options` adds the
+options every command has (`--out`, `--device`, `-m`, shards, ...) and hands them over as one
+`SharedOptions`. The command then calls `run.run_method`, which reads the inputs, composes and
+checks the config, and runs the jobs here, or as a sweep through a Hydra launcher (`launch.py`)
+with `-m`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from rich.console import Console
 
 from invrender.config import ConfigError, compose_config, resolve_device, to_plain
 from invrender.core.io import write_json
 from invrender.cpus import job_threads
 from invrender.inputs import IMAGE_SUFFIXES, InputItem
-from invrender.runner import Job
+from invrender.runner import Job, StepCallback, progress_bar
 
 
 @dataclass(frozen=True)
@@ -39,31 +43,63 @@ class JobContext:
 
 
 @dataclass(frozen=True)
-class MethodSpec:
-    """A method as the batch machinery sees it."""
+class MethodConfig:
+    """A method's configs and devices, checked the same way by its command and its Python function."""
 
     name: str  # the command, e.g. "spline-refine"
     config_dir: str  # configs/<config_dir>/NAME.yaml
+    check: Callable[[DictConfig, torch.device], None] | None = None  # raises ConfigError
+    cpu_only: bool = False  # `auto` means the CPU, and an explicit cuda is refused
+    renderer_kind: str | None = None  # the kind of renderer `render.backend` names (core/render/registry.KINDS)
+    quantities: frozenset[str] | None = None  # what its objective gives the loss registry (config `loss` is checked)
+
+    def device(self, option: str | torch.device) -> torch.device:
+        """`--device` resolved; a CPU-only method stays on the CPU with `auto` (so that its default
+        works on a GPU node too) and refuses cuda. ConfigError otherwise."""
+        option = str(option)
+        if self.cpu_only and option.strip().lower() == "auto":
+            return torch.device("cpu")
+        device = resolve_device(option)
+        if self.cpu_only and device.type != "cpu":
+            raise ConfigError(f"{self.name} runs on the CPU for now (asked for {device})")
+        return device
+
+    def compose(self, name: str, overrides: Sequence[str], device: torch.device) -> DictConfig:
+        """configs/<config_dir>/`name`.yaml with `overrides`, checked (renderer, losses, values) for
+        `device`; ConfigError otherwise."""
+        cfg = compose_config(self.config_dir, name, list(overrides))
+        if self.renderer_kind is not None:
+            config_renderer(cfg, device, self.renderer_kind)
+        if self.quantities is not None:
+            check_losses(cfg, self.quantities)
+        if self.check is not None:
+            self.check(cfg, device)
+        return cfg
+
+    def resolve(
+        self, name: str, overrides: Sequence[str], device: str | torch.device
+    ) -> tuple[DictConfig, torch.device]:
+        """The Python API's config and device: `name` with `overrides`, checked for `device`."""
+        if isinstance(overrides, str):
+            raise ConfigError(f"overrides={overrides!r}: give a list of key=value strings")
+        resolved = self.device(device)
+        return self.compose(name, overrides, resolved), resolved
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method as the batch machinery sees it: its configs, and how one input becomes a `Job`."""
+
+    config: MethodConfig
     make_job: Callable[[InputItem, DictConfig, JobContext], Job]
-    check_config: Callable[[DictConfig, torch.device], None] | None = None  # raises ConfigError
     check_inputs: Callable[[list[InputItem], dict[str, Any]], None] | None = None  # raises ConfigError
     input_suffixes: tuple[str, ...] = IMAGE_SUFFIXES
     input_options: dict[str, type] = field(default_factory=dict)  # options a CSV input list may set per input
     keep_folders: bool = False  # a folder is one input (a time-lapse), not a list of files
-    cpu_only: bool = False  # `--device auto` means the CPU, and an explicit cuda is refused
-    renderer_kind: str | None = None  # the kind of renderer `render.backend` names (core/render/registry.KINDS)
-    quantities: frozenset[str] | None = None  # what its objective gives the loss registry (config `loss` is checked)
 
-
-def method_device(spec: MethodSpec, option: str) -> torch.device:
-    """The device of a run: `--device` resolved; a CPU-only method stays on the CPU with `auto` (so
-    that its default works on a GPU node too) and refuses cuda. ConfigError otherwise."""
-    if spec.cpu_only and option.strip().lower() == "auto":
-        return torch.device("cpu")
-    device = resolve_device(option)
-    if spec.cpu_only and device.type != "cpu":
-        raise ConfigError(f"{spec.name} runs on the CPU for now (asked for {device})")
-    return device
+    @property
+    def name(self) -> str:
+        return self.config.name
 
 
 @dataclass
@@ -78,17 +114,32 @@ class ConfigCache:
     def get(self, overrides: tuple[str, ...], where: str = "") -> DictConfig:
         if overrides not in self.configs:
             try:
-                cfg = compose_config(self.spec.config_dir, self.name, list(overrides))
-                if self.spec.renderer_kind is not None:
-                    config_renderer(cfg, self.device, self.spec.renderer_kind)
-                if self.spec.quantities is not None:
-                    check_losses(cfg, self.spec.quantities)
-                if self.spec.check_config is not None:
-                    self.spec.check_config(cfg, self.device)
+                cfg = self.spec.config.compose(self.name, overrides, self.device)
             except ConfigError as err:
                 raise ConfigError(f"{where}: {err}" if where else str(err)) from None
             self.configs[overrides] = cfg
         return self.configs[overrides]
+
+
+@contextmanager
+def api_steps(progress: bool | StepCallback | None) -> Iterator[StepCallback | None]:
+    """The Python API's step callback: none (silent, the default), the caller's own
+    `(phase, step, steps, loss)` function, or with `True` a progress bar on stderr. The fits seed
+    torch's generator (for `seed`); the caller's random state is restored afterwards."""
+    with torch.random.fork_rng():
+        if not progress:
+            yield None
+        elif callable(progress):
+            yield progress
+        else:
+            with progress_bar(Console(stderr=True)) as bar:
+                task = bar.add_task("", total=1)
+
+                def show_step(phase: str, step: int, steps: int, loss: float) -> None:
+                    description = phase if math.isnan(loss) else f"{phase} loss {loss:.3g}"
+                    bar.update(task, description=description, completed=step + 1, total=steps)
+
+                yield show_step
 
 
 def check_losses(cfg: DictConfig, produced: frozenset[str]) -> None:

@@ -20,7 +20,6 @@ from invrender.method import (
     check_threads,
     check_timeout,
     make_jobs,
-    method_device,
     override_key,
 )
 from invrender.options import SharedOptions
@@ -45,7 +44,7 @@ def run_method(
     if not inputs:
         raise ConfigError("no input given")
     check_shard_options(shared)
-    device = method_device(spec, shared.device)
+    device = spec.config.device(shared.device)
     check_threads(shared.threads)
     prepare_parent()  # before anything is computed here: the jobs may run in forked children
     check_timeout(shared.timeout)

@@ -53,13 +53,19 @@ def read_image(path: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.n
     except Exception as err:  # tifffile raises many types for corrupt files
         raise InputError(path, f"not a readable TIFF image ({type(err).__name__}: {err})") from None
     _refuse_colour(path, axes, shape, photometric)
+    return check_image(array, path, ndims)
+
+
+def check_image(array: Any, source: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    """An image as `read_image` returns it (squeezed, float32, checked) from an array in memory;
+    InputError naming `source` (a file, or an argument of the Python API) otherwise."""
     array = np.squeeze(np.asarray(array))
     if array.ndim not in ndims:
         want = " or ".join(f"{n}D" for n in ndims)
-        raise InputError(path, f"image is {array.ndim}D with shape {array.shape}, expected {want}")
+        raise InputError(source, f"image is {array.ndim}D with shape {array.shape}, expected {want}")
     if array.size == 0 or min(array.shape) < 2:
-        raise InputError(path, f"image of shape {array.shape} is too small")
-    return _finite_float32(path, array)
+        raise InputError(source, f"image of shape {array.shape} is too small")
+    return _finite_float32(source, array)
 
 
 def _refuse_colour(path: Path, axes: str, shape: tuple[int, ...], photometric: int) -> None:
@@ -76,7 +82,7 @@ def _refuse_colour(path: Path, axes: str, shape: tuple[int, ...], photometric: i
         raise InputError(path, f"{kind} image (shape {shape}, axes {axes}): give one channel as a grayscale TIFF")
 
 
-def _finite_float32(path: Path, array: np.ndarray) -> np.ndarray:
+def _finite_float32(path: str | os.PathLike, array: np.ndarray) -> np.ndarray:
     """A numeric image as float32; InputError for other pixel types and for NaN or infinite values."""
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
         raise InputError(path, f"unsupported pixel type {array.dtype}")
@@ -110,7 +116,15 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
                 array = np.asarray(picture.convert("RGB") if picture.mode in ("P", "CMYK", "YCbCr") else picture)
     except Exception as err:  # PIL and tifffile raise many types for corrupt files
         raise InputError(path, f"not a readable image ({type(err).__name__}: {err})") from None
-    array = np.squeeze(array)
+    return check_picture(array, path)
+
+
+def check_picture(array: Any, source: str | os.PathLike) -> np.ndarray:
+    """A picture as `read_picture` returns it, float32 `(channels, y, x)`, from an array in memory:
+    grey `(y, x)`, or colour `(y, x, 3|4)` or `(3|4, y, x)` (alpha dropped; a leading 3 or 4 is
+    taken for the channels); InputError naming `source` (a file, or an argument of the Python API)
+    otherwise."""
+    array = np.squeeze(np.asarray(array))
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] not in (3, 4):
         array = np.moveaxis(array[..., :3], -1, 0)
     elif array.ndim == 3 and array.shape[0] in (3, 4):
@@ -118,10 +132,10 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
     elif array.ndim == 2:
         array = array[None]
     else:
-        raise InputError(path, f"image of shape {array.shape} is not a 2D grey or RGB picture")
+        raise InputError(source, f"image of shape {array.shape} is not a 2D grey or RGB picture")
     if min(array.shape[1:]) < 2:
-        raise InputError(path, f"image of shape {array.shape} is too small")
-    return _finite_float32(path, array)
+        raise InputError(source, f"image of shape {array.shape} is too small")
+    return _finite_float32(source, array)
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

@@ -9,10 +9,14 @@ Readable volumes: NIfTI (`.nii`, `.nii.gz`), a folder holding one DICOM series, 
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,14 +111,22 @@ def read_label_volume(path: str | os.PathLike, voxel_size: tuple[float, float, f
     InputError (naming the file) for non-integer values or negative labels.
     """
     volume = _load(Path(path), voxel_size, None)  # the file's own dtype, so no rounding hides fractions
-    data = volume.data
+    return Volume(check_labels(path, volume.data), volume.affine, volume.path)
+
+
+def check_labels(source: str | os.PathLike, data: Any) -> np.ndarray:
+    """A label mask's values as int32, 0 = background; InputError naming `source` (a file, or an
+    argument of the Python API) for values that are not numbers, not integers, negative or too large."""
+    data = np.asarray(data)
+    if data.dtype == bool or not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise InputError(source, f"not a label mask: values of type {data.dtype}")
     if not np.issubdtype(data.dtype, np.integer) and not np.all(data == np.round(data)):
-        raise InputError(path, "not a label mask: non-integer values")
+        raise InputError(source, "not a label mask: non-integer values")
     if data.min() < 0:
-        raise InputError(path, f"not a label mask: negative label {data.min():g}")
+        raise InputError(source, f"not a label mask: negative label {data.min():g}")
     if data.max() > np.iinfo(np.int32).max:
-        raise InputError(path, f"not a label mask: label {data.max():g} is too large")
-    return Volume(data.astype(np.int32), volume.affine, volume.path)
+        raise InputError(source, f"not a label mask: label {data.max():g} is too large")
+    return data.astype(np.int32)
 
 
 def _load(path: Path, voxel_size: tuple[float, float, float] | None, dtype: type | None) -> Volume:
@@ -138,12 +150,26 @@ def _load(path: Path, voxel_size: tuple[float, float, float] | None, dtype: type
         raise InputError(path, f"volume of shape {data.shape} is not 3D (a 2D image or a single slice?)")
     if not np.isfinite(data).all():
         raise InputError(path, "the volume contains NaN or infinite values")
-    if not np.isfinite(affine).all():
-        raise InputError(path, "the voxel-to-world affine contains NaN or infinite values (a damaged header?)")
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-        raise InputError(path, "degenerate voxel-to-world affine (zero voxel size?)")
     data = data if dtype is None else data.astype(dtype, copy=False)
-    return Volume(data, affine, path)
+    return Volume(data, check_affine(path, affine), path)
+
+
+def check_affine(source: str | os.PathLike, affine: Any) -> np.ndarray:
+    """A voxel-to-world affine as a (4, 4) float64 array; InputError naming `source` (a file, or an
+    argument of the Python API) unless it is 4 x 4, finite, of last row 0 0 0 1 and not degenerate."""
+    try:
+        affine = np.asarray(affine, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(source, "the voxel-to-world affine is not a 4 x 4 array of numbers") from None
+    if affine.shape != (4, 4):
+        raise InputError(source, f"the voxel-to-world affine has shape {affine.shape}, expected (4, 4)")
+    if not np.isfinite(affine).all():
+        raise InputError(source, "the voxel-to-world affine contains NaN or infinite values (a damaged header?)")
+    if not np.array_equal(affine[3], [0.0, 0.0, 0.0, 1.0]):
+        raise InputError(source, f"the voxel-to-world affine's last row is {affine[3].tolist()}, expected [0, 0, 0, 1]")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise InputError(source, "degenerate voxel-to-world affine (zero voxel size?)")
+    return affine
 
 
 def _read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]:
@@ -364,7 +390,7 @@ def read_centroids(path: str | os.PathLike, volume: Volume, space: str = "auto")
     if suffix == ".json":
         if space == "world":
             raise InputError(path, "VerSe centroid JSON is in voxel coordinates; --centroid-space world does not apply")
-        points = _read_verse_json(path, volume)
+        points = _verse_points(path, read_json(path), volume)
     elif suffix in LIST_SUFFIXES:
         if space == "auto":
             raise InputError(path, "a centroid list needs its coordinate space: pass --centroid-space voxel|world")
@@ -373,17 +399,60 @@ def read_centroids(path: str | os.PathLike, volume: Volume, space: str = "auto")
             points = {label: index_to_world(volume.affine, p) for label, p in points.items()}
     else:
         raise InputError(path, "unsupported centroid file; expected VerSe .json, or a .csv/.txt list")
+    return _checked_centroids(path, points, volume)
+
+
+def parse_centroids(source: str, centroids: Any, volume: Volume) -> dict[int, np.ndarray]:
+    """Vertebra centroids given in memory, as `read_centroids` returns a file's: `{VerSe label: (3,)
+    world mm}`, sorted by label, each inside `volume`.
+
+    `centroids` is VerSe JSON content (as `json.load` gives it: a list starting with `{"direction":
+    [...]}`, coordinates in voxels of `volume` reoriented to those axis codes), a mapping `{label:
+    (x, y, z)}` or an (N, 4) array of rows `label, x, y, z`, the last two in world mm (RAS+, what
+    the affine maps voxel indices to). InputError naming `source` otherwise (the checks of
+    `read_centroids`).
+    """
+    if isinstance(centroids, list | tuple | Mapping) and not centroids:
+        raise InputError(source, "no centroids")
+    if isinstance(centroids, list | tuple) and isinstance(centroids[0], Mapping):
+        return _checked_centroids(source, _verse_points(source, centroids, volume), volume)
+    if isinstance(centroids, Mapping):
+        rows = [(f"key {label!r}", label, point) for label, point in centroids.items()]
+    else:
+        try:
+            array = np.asarray(centroids, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.ndim != 2 or array.shape[1] != 4:
+            given = type(centroids).__name__ if array is None else f"an array of shape {array.shape}"
+            raise InputError(
+                source, f"expected VerSe JSON, a mapping label -> (x, y, z) or rows label, x, y, z; got {given}"
+            )
+        rows = [(f"row {number}", row[0], row[1:]) for number, row in enumerate(array)]
+    points: dict[int, np.ndarray] = {}
+    for where, label, point in rows:
+        try:
+            coordinates = np.asarray(point, dtype=np.float64)
+        except (TypeError, ValueError):
+            coordinates = None
+        if coordinates is None or coordinates.shape != (3,) or not np.isfinite(coordinates).all():
+            raise InputError(source, f"{where}: {point!r} is not three finite coordinates x, y, z")
+        _add(source, points, _label(source, label, where), coordinates, where)
+    return _checked_centroids(source, points, volume)
+
+
+def _checked_centroids(source: str | os.PathLike, points: dict[int, np.ndarray], volume: Volume) -> dict:
+    """`points` sorted by label; InputError naming `source` when there are none or one lies outside `volume`."""
     if not points:
-        raise InputError(path, "no centroids in the file")
+        raise InputError(source, "no centroids")
     for label, point in points.items():
-        _check_inside(path, volume, label, point)
+        _check_inside(source, volume, label, point)
     return dict(sorted(points.items()))
 
 
-def _read_verse_json(path: Path, volume: Volume) -> dict[int, np.ndarray]:
+def _verse_points(path: str | os.PathLike, content: Any, volume: Volume) -> dict[int, np.ndarray]:
     """World mm of VerSe JSON centroids, whose voxel axes are those of "direction"."""
-    content = read_json(path)
-    header = content[0] if isinstance(content, list) and content else None
+    header = content[0] if isinstance(content, list | tuple) and content else None
     if not isinstance(header, dict) or "direction" not in header:
         raise InputError(path, 'not a VerSe centroid file: expected a list starting with {"direction": [...]}')
     to_file_index = _verse_to_file_index(path, header["direction"], volume)
@@ -398,7 +467,7 @@ def _read_verse_json(path: Path, volume: Volume) -> dict[int, np.ndarray]:
     return points
 
 
-def _verse_to_file_index(path: Path, direction, volume: Volume) -> np.ndarray:
+def _verse_to_file_index(path: str | os.PathLike, direction, volume: Volume) -> np.ndarray:
     """(4, 4) voxel index of `volume` reoriented to the axis codes `direction` -> voxel index of `volume`."""
     from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
@@ -439,29 +508,49 @@ def _number(path: Path, text: str, where: str) -> float:
     return value
 
 
-def _coordinate(path: Path, value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(path, f"{where}: coordinate {value!r} is not a number")
-    return float(value)
+def _is_real(value) -> bool:
+    """A real number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _label(path: Path, value, where: str) -> int:
+def _finite_real(value) -> float | None:
+    """`value` as a float when it is a finite real number, else None: JSON parsed in memory (not by
+    `read_json`) may hold NaN, infinity or an integer beyond any float."""
+    if not _is_real(value):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _coordinate(path: str | os.PathLike, value, where: str) -> float:
+    number = _finite_real(value)
+    if number is None:
+        kind = "a finite number" if _is_real(value) else "a number"
+        raise InputError(path, f"{where}: coordinate {value!r} is not {kind}")
+    return number
+
+
+def _label(path: str | os.PathLike, value, where: str) -> int:
     """A VerSe vertebra code from an int or an integral float (16.0, as some exporters write)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    number = _finite_real(value)
+    if number is None or number != int(number):
         raise InputError(path, f"{where}: label {value!r} is not an integer")
-    label = int(value)
+    label = int(number)
     if label not in VERTEBRA_NAMES:
         raise InputError(path, f"{where}: label {label} is not a VerSe vertebra code (valid: {VALID_CODES})")
     return label
 
 
-def _add(path: Path, points: dict[int, np.ndarray], label: int, point: np.ndarray, where: str) -> None:
+def _add(path: str | os.PathLike, points: dict[int, np.ndarray], label: int, point: np.ndarray, where: str) -> None:
     if label in points:
         raise InputError(path, f"{where}: label {label} ({VERTEBRA_NAMES[label]}) appears twice")
     points[label] = np.asarray(point, dtype=np.float64).reshape(3)
 
 
-def _check_inside(path: Path, volume: Volume, label: int, point: np.ndarray) -> None:
+def _check_inside(path: str | os.PathLike, volume: Volume, label: int, point: np.ndarray) -> None:
     """InputError unless the world point `point` (3,) lies within the volume's voxels (index -0.5..n-0.5)."""
     index = world_to_index(volume.affine, point[None])[0]
     shape = np.array(volume.shape)

@@ -95,6 +95,15 @@ def test_a_misspelt_phase_key_on_the_command_line_is_refused(tmp_path, capsys, o
     assert_one_line_error(code, err, out, "unknown key phases.1.sedes", "did you mean phases.1.seeds?")
 
 
+def test_an_unknown_key_is_named_whole_in_its_refusal():
+    """The message names the key as given, even where the unknown part ("no") also occurs inside
+    another word of the message ("unknown")."""
+    from invrender.config import ConfigError, compose_config
+
+    with pytest.raises(ConfigError, match=r"^bad override: unknown key no\.such\.key \(valid here: "):
+        compose_config("spline_refine", "default", ["no.such.key=1"])
+
+
 def test_a_misspelt_key_in_a_csv_column_is_refused(tmp_path, capsys):
     make_inputs(tmp_path, 1)
     listing = tmp_path / "list.csv"

@@ -140,7 +140,7 @@ SHIPPED = [(config_dir, name) for config_dir in METHODS for name in available_co
 @pytest.mark.parametrize("config_dir, name", SHIPPED)
 def test_every_shipped_config_passes_its_checks(config_dir, name):
     cfg = compose_config(config_dir, name, [])
-    method_module(config_dir, "command").check_config(cfg, torch.device("cpu"))
+    method_module(config_dir, "api").CONFIG.check(cfg, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("config_dir", METHODS)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from invrender.core.io import InputError, atomic_path
+
+if TYPE_CHECKING:
+    import trimesh
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".rec")
 
@@ -38,6 +42,13 @@ class Mesh:
     @property
     def n_cells(self) -> int:
         return 1 if self.materials is None else int(self.materials.max())
+
+    def to_trimesh(self, cell: int | None = None) -> trimesh.Trimesh:
+        """The surface (or with `cell`, that cell's closed surface) as a `trimesh.Trimesh`."""
+        import trimesh
+
+        faces = self.faces if cell is None else self.cell_faces(cell)
+        return trimesh.Trimesh(self.vertices, faces, process=False)
 
     def cell_faces(self, cell: int) -> np.ndarray:
         """(F_c, 3) the faces that bound cell `cell` (1..n_cells): its closed surface."""

@@ -6,6 +6,8 @@ frame (`"splines"`) or several (`"frames": [{"splines": [...]}, ...]`, for a 3D 
 
 Accepted as input, besides that schema: a bare JSON list of point lists (one frame) or a list of
 such lists (frames), and `.npy` arrays of shape `(n_splines, k, 2)` or `(frames, n_splines, k, 2)`.
+`parse_splines` and `frames_from_array` read the same from memory (the Python API's init), and
+`splines_json` is the object `write_splines` writes.
 """
 
 from __future__ import annotations
@@ -29,22 +31,40 @@ def read_splines(path: str | os.PathLike) -> list[list[dict]]:
     """Read splines from JSON or `.npy`; returns a list of frames, each a list of spline records."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        return _frames_from_array(path, _load_npy(path))
-    data = read_json(path)
+        return frames_from_array(path, _load_npy(path))
+    return parse_splines(read_json(path), path)
+
+
+def parse_splines(data: Any, source: str | os.PathLike) -> list[list[dict]]:
+    """The frames of spline records in the parsed JSON `data` of a splines file (the schema's
+    object, or bare point lists); InputError naming `source` (a file, or an argument of the Python
+    API) otherwise."""
     if isinstance(data, dict):
         if data.get("format", FORMAT) != FORMAT:
-            raise InputError(path, f"format is {data.get('format')!r}, expected {FORMAT!r}")
+            raise InputError(source, f"format is {data.get('format')!r}, expected {FORMAT!r}")
         if "frames" in data:
             frames = data["frames"]
             if not isinstance(frames, list):
-                raise InputError(path, "'frames' must be a list")
-            return [_records(path, _get_splines(path, f, i), frame=i) for i, f in enumerate(frames)]
-        return [_records(path, _get_splines(path, data, None))]
+                raise InputError(source, "'frames' must be a list")
+            return [_records(source, _get_splines(source, f, i), frame=i) for i, f in enumerate(frames)]
+        return [_records(source, _get_splines(source, data, None))]
     if isinstance(data, list):
         if _depth(data) == 4:
-            return [_records(path, frame, frame=i) for i, frame in enumerate(data)]
-        return [_records(path, data)]
-    raise InputError(path, "expected a JSON object with 'splines' or a list of point lists")
+            return [_records(source, frame, frame=i) for i, frame in enumerate(data)]
+        return [_records(source, data)]
+    raise InputError(source, "expected a JSON object with 'splines' or a list of point lists")
+
+
+def frames_from_array(source: str | os.PathLike, array: np.ndarray) -> list[list[dict]]:
+    """The frames of spline records in an array `(n_splines, k, 2)` or `(frames, n_splines, k, 2)` of
+    `[x, y]` points (px); InputError naming `source` otherwise."""
+    if array.ndim not in (3, 4) or array.shape[-1] != 2:
+        raise InputError(
+            source, f"array of shape {array.shape}, expected (n_splines, k, 2) or (frames, n_splines, k, 2)"
+        )
+    if array.ndim == 3:
+        array = array[None]
+    return [_records(source, list(frame), frame=i) for i, frame in enumerate(array)]
 
 
 def validate_splines(path: str | os.PathLike, frames: list[list[dict]], image_shape: tuple[int, ...]) -> None:
@@ -89,10 +109,14 @@ def validate_splines(path: str | os.PathLike, frames: list[list[dict]], image_sh
 def write_splines(
     path: str | os.PathLike, frames: list[list[dict]], image: str, extra: dict[str, Any] | None = None
 ) -> None:
-    """Write frames of spline records atomically; a single frame is written as `"splines"`.
+    """Write frames of spline records atomically, as `splines_json` makes them."""
+    write_json(path, splines_json(frames, image, extra))
 
-    Records may carry extra keys (e.g. `"knots"`, `"loss"`); arrays become lists.
-    """
+
+def splines_json(frames: list[list[dict]], image: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `invrender.splines` JSON object of frames of spline records; a single frame is written
+    as `"splines"`. Records may carry extra keys (e.g. `"knots"`, `"loss"`); arrays become lists
+    and keys whose value is None are left out."""
 
     def encode(rec: dict) -> dict:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rec.items() if v is not None}
@@ -103,7 +127,7 @@ def write_splines(
         data["splines"] = [encode(r) for r in frames[0]]
     else:
         data["frames"] = [{"splines": [encode(r) for r in frame]} for frame in frames]
-    write_json(path, data)
+    return data
 
 
 # ---------------------------------------------------------------- helpers
@@ -118,18 +142,10 @@ def _load_npy(path: Path) -> np.ndarray:
         raise InputError(path, f"not a readable .npy array ({err})") from None
 
 
-def _frames_from_array(path: Path, array: np.ndarray) -> list[list[dict]]:
-    if array.ndim not in (3, 4) or array.shape[-1] != 2:
-        raise InputError(path, f"array of shape {array.shape}, expected (n_splines, k, 2) or (frames, n_splines, k, 2)")
-    if array.ndim == 3:
-        array = array[None]
-    return [_records(path, list(frame), frame=i) for i, frame in enumerate(array)]
-
-
-def _get_splines(path: Path, obj: Any, frame: int | None) -> list:
+def _get_splines(source: str | os.PathLike, obj: Any, frame: int | None) -> list:
     where = "" if frame is None else f" in frame {frame}"
     if not isinstance(obj, dict) or "splines" not in obj:
-        raise InputError(path, f"no 'splines' list{where}")
+        raise InputError(source, f"no 'splines' list{where}")
     return obj["splines"]
 
 
@@ -140,10 +156,10 @@ def _depth(obj: Any) -> int:
     return depth
 
 
-def _records(path: Path, splines: Any, frame: int | None = None) -> list[dict]:
+def _records(source: str | os.PathLike, splines: Any, frame: int | None = None) -> list[dict]:
     where = "" if frame is None else f" in frame {frame}"
     if not isinstance(splines, list) or not splines:
-        raise InputError(path, f"no splines{where}")
+        raise InputError(source, f"no splines{where}")
     records = []
     for i, item in enumerate(splines):
         if isinstance(item, dict):
@@ -151,24 +167,24 @@ def _records(path: Path, splines: Any, frame: int | None = None) -> list[dict]:
         else:
             sid, points, widths = i, item, None
         label = f"spline {sid}{where}"
-        points = _float_array(path, points, label, "points")
+        points = _float_array(source, points, label, "points")
         if points.ndim != 2 or points.shape[1] != 2:
-            raise InputError(path, f"{label}: points must be a list of [x, y] pairs")
+            raise InputError(source, f"{label}: points must be a list of [x, y] pairs")
         if len(points) < 2:
-            raise InputError(path, f"{label} has {len(points)} point(s), at least 2 are needed")
+            raise InputError(source, f"{label} has {len(points)} point(s), at least 2 are needed")
         if widths is not None:
-            widths = _float_array(path, widths, label, "widths")
+            widths = _float_array(source, widths, label, "widths")
             if widths.shape != (len(points),) or np.any(widths <= 0):
-                raise InputError(path, f"{label}: widths must be one positive number per point")
+                raise InputError(source, f"{label}: widths must be one positive number per point")
         records.append({"id": sid, "points": points, "widths": widths})
     return records
 
 
-def _float_array(path: Path, value: Any, label: str, what: str) -> np.ndarray:
+def _float_array(source: str | os.PathLike, value: Any, label: str, what: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(path, f"{label}: {what} are not numbers") from None
+        raise InputError(source, f"{label}: {what} are not numbers") from None
     if not np.all(np.isfinite(array)):
-        raise InputError(path, f"{label}: {what} contain NaN or infinite values")
+        raise InputError(source, f"{label}: {what} contain NaN or infinite values")
     return array

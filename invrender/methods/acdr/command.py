@@ -14,11 +14,10 @@ import torch
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, check_config_values, compose_config, resolve_device, to_plain
+from invrender.config import ConfigError, to_plain
 from invrender.core.geometry.polygons import write_polygons
 from invrender.core.io import PICTURE_SUFFIXES, InputError, read_json, read_picture, write_json, write_png
-from invrender.core.losses import check_weights
-from invrender.core.overlay import FINAL_COLOUR, draw_curves, mask_outlines
+from invrender.core.overlay import FINAL_COLOUR, draw_curves
 from invrender.cpus import threads_record
 from invrender.inputs import InputItem
 from invrender.isolation import forks_jobs, prepare_parent
@@ -31,18 +30,20 @@ from invrender.method import (
     config_renderer,
     set_threads,
 )
-from invrender.methods.acdr.checkpoint import model_from_checkpoint, read_checkpoint
-from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare, resize_picture
-from invrender.methods.acdr.evaluate import full_size_mask, predict_set, score_set, to_image_size
-from invrender.methods.acdr.models import CONTOUR_QUANTITIES, MODEL_KINDS, PIXEL_QUANTITIES, build_model
-from invrender.methods.acdr.schema import RULES
-from invrender.methods.acdr.trainer import Trainer, TrainSettings
+from invrender.methods.acdr.api import (
+    CONFIG,
+    PREDICT_CONFIG,
+    Predictor,
+    loaded_model,
+    train_with_config,
+)
+from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare
+from invrender.methods.acdr.evaluate import score_set
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, shared_option, with_shared_options
 from invrender.outdir import check_out_folder, run_lock
 from invrender.run import run_method
 from invrender.runner import Job, Runner, StepCallback
 
-CONFIG_DIR = "acdr"
 Overrides = Annotated[
     list[str] | None, typer.Argument(help="key=value config overrides, e.g. data.root=DIR.", show_default=False)
 ]
@@ -59,48 +60,13 @@ Tta = Annotated[
 ]
 
 
-def check_config(cfg: DictConfig, device: torch.device) -> None:
-    check_config_values(cfg, RULES)
-    try:
-        check_weights(cfg.loss, CONTOUR_QUANTITIES)
-        check_weights(cfg.pixel_loss, PIXEL_QUANTITIES)
-    except ValueError as err:
-        raise ConfigError(f"config loss: {err}") from None
-    depth = len(cfg.model.widths)
-    if cfg.data.size < 2**depth:
-        raise ConfigError(f"config data.size {cfg.data.size}: must be at least 2^{depth} for {depth} encoder blocks")
-    config_renderer(cfg, device, "polygons")
-
-
 def start(
     config: str, overrides: list[str] | None, device: str, threads: int | None
 ) -> tuple[DictConfig, torch.device]:
     """Compose and check the config, choose the device and the threads."""
-    dev = resolve_device(device)
+    dev = CONFIG.device(device)
     set_threads(threads)
-    cfg = compose_config(CONFIG_DIR, config, list(overrides or []))
-    check_config(cfg, dev)
-    return cfg, dev
-
-
-def model_info(kind: str, channels_in: int, cfg: DictConfig, config_name: str, overrides: list[str]) -> dict:
-    """What a checkpoint records about its model besides the weights (and how its config was made)."""
-    return {
-        "kind": kind,
-        "channels_in": channels_in,
-        "size": int(cfg.data.size),
-        "model": to_plain(cfg.model),
-        "config": to_plain(cfg),
-        "config_name": config_name,
-        "overrides": overrides,
-    }
-
-
-def loaded_model(path: Path, device: torch.device, training_record: bool = False) -> tuple[torch.nn.Module, dict]:
-    """The checkpoint's network on `device`, and the checkpoint (`read_checkpoint`: checked, with the
-    record of its training run when `training_record`)."""
-    checkpoint = read_checkpoint(path, training_record)
-    return model_from_checkpoint(path, checkpoint).to(device), checkpoint
+    return CONFIG.compose(config, list(overrides or []), dev), dev
 
 
 # ---------------------------------------------------------------- acdr-train
@@ -126,75 +92,31 @@ def acdr_train(
     check_timeout(timeout)
     check_seed(seed)
     check_out_folder(out)
-    if model not in MODEL_KINDS:
-        raise ConfigError(f"--model {model!r}: expected one of {', '.join(MODEL_KINDS)}")
     cfg, dev = start(config, overrides, device, threads)
-    if model == "pixel":
-        cfg.loss = cfg.pixel_loss
-    last = out / "checkpoints" / "last.pt"
-    if last.exists() and not resume:
-        raise ConfigError(
-            f"{out} already holds a training run ({last}): add --resume to continue it, or choose another --out"
-        )
-    if resume and last.exists() and (previous := read_checkpoint(last)["kind"]) != model:
-        raise ConfigError(f"--resume: {last} is a {previous} model, not {model} (--model)")
-    splits = load_splits(cfg.data, ("train", "val"))
-    size = int(cfg.data.size)
-    train_set, val_set = prepare(splits["train"], size), prepare(splits["val"], size)
-    for name, part in (("training", train_set), ("validation", val_set)):
-        if len(part) == 0:
-            raise InputError(
-                cfg.data.root,
-                f"no {name} images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]}; "
-                "a split.json or a smaller data.val_every sets the validation images)",
-            )
-    if train_set.images.shape[1] != val_set.images.shape[1]:
-        raise InputError(cfg.data.root, "training and validation images have different channel counts")
-    torch.manual_seed(seed)
-    channels = int(train_set.images.shape[1])
-    network = build_model(model, channels, cfg.model)
-    render = config_renderer(cfg, dev, "polygons")
-    if model == "contour":
-        network.render = render
-    run_info = {
-        "method": "acdr-train",
-        "model": model,
-        "config_name": config,
-        "overrides": list(overrides or []),
-        "config": to_plain(cfg),
-        "device": str(dev),
-        "seed": seed,
-        **threads_record(threads),
-    }
-    trainer = Trainer(
-        network,
-        model_info(model, channels, cfg, config, list(overrides or [])),
-        TrainSettings.from_config(cfg),
-        train_set,
-        val_set,
-        out,
+    trained = train_with_config(
+        cfg,
         dev,
+        model,
+        out,
         seed,
-        render,
-        run_info,
-        quiet,
+        config,
+        list(overrides or []),
+        threads_record(threads),
+        resume,
         timeout,
+        wait,
+        quiet=quiet,
     )
-    with run_lock(out, wait=wait):
-        if resume and trainer.resume() and not quiet:
-            typer.echo(f"resuming after epoch {trainer.state.epoch} ({trainer.state.elapsed:.0f} s)", err=True)
-        state = trainer.run()
-    if trainer.timed_out():
+    if trained.timed_out:
         typer.echo(
-            f"stopped by --timeout after {state.epoch} epoch(s) ({state.elapsed:.0f} s); the current weights are "
-            f"{out / 'checkpoints' / 'last.pt'}; --resume goes on",
+            f"stopped by --timeout after {trained.epochs} epoch(s) ({trained.seconds:.0f} s); the current weights "
+            f"are {trained.last}; --resume goes on",
             err=True,
         )
         raise typer.Exit(1)
     typer.echo(
-        f"trained {state.epoch} epochs in {state.elapsed:.0f} s; best smoothed validation mIoU {state.best_miou:.3f} "
-        f"at epoch {state.best_epoch}; "
-        f"checkpoints in {out / 'checkpoints'}",
+        f"trained {trained.epochs} epochs in {trained.seconds:.0f} s; best smoothed validation mIoU "
+        f"{trained.best_miou:.3f} at epoch {trained.best_epoch}; checkpoints in {out / 'checkpoints'}",
         err=True,
     )
 
@@ -240,8 +162,7 @@ def acdr_eval(
     prepare_parent()  # before anything is computed here: the scoring may run in a forked child
     if data is not None and config is not None:
         raise ConfigError("--data and --config: give one (a folder in the generic layout, or a preset's test split)")
-    network, saved = loaded_model(checkpoint, resolve_device(device), training_record=True)  # epoch, config_name
-    network.dihedral_average = tta
+    network, saved = loaded_model(checkpoint, CONFIG.device(device), tta, training_record=True)  # epoch, config_name
     # Without --config, the test split of the data the checkpoint was trained on.
     name, base = (config, []) if config is not None else (saved["config_name"], list(saved["overrides"]))
     all_overrides = base + list(overrides or [])
@@ -332,30 +253,16 @@ def output_paths(out: Path, image: Path) -> dict[str, Path]:
     }
 
 
-def predict_file(
-    image_path: Path, network: torch.nn.Module, saved: dict, render, out: Path, device: torch.device
-) -> dict:
+def predict_file(image_path: Path, predictor: Predictor, out: Path) -> dict:
     picture = read_picture(image_path)
-    if picture.shape[0] != saved["channels_in"]:
-        raise InputError(
-            image_path,
-            f"image has {picture.shape[0]} channel(s) but the checkpoint's model takes {saved['channels_in']}",
-        )
-    height, width = picture.shape[1:]
-    size = int(saved["size"])
-    prediction = predict_set(network, resize_picture(picture, size)[None], 1, device)
-    mask = full_size_mask(prediction, 0, (height, width), render)
-    if "polygons" in prediction:
-        polygons = [to_image_size(prediction["polygons"][0, -1].double(), size, height, width).numpy()]
-    else:  # the pixel model: the longest outline of its mask
-        outlines = mask_outlines(mask)
-        polygons = [max(outlines, key=len)] if outlines else []
+    found = predictor.predict_picture(picture, image_path)
     paths = output_paths(out, image_path)
-    write_png(paths["mask"], mask.astype(np.uint8) * 255)
-    closed = [np.concatenate([p, p[:1]]) for p in polygons]
+    write_png(paths["mask"], found.mask.astype(np.uint8) * 255)
+    closed = [np.concatenate([p, p[:1]]) for p in found.polygons]
     write_png(paths["overlay"], draw_curves(picture.mean(0), [(closed, FINAL_COLOUR)]))
-    write_polygons(paths["polygon"], polygons, image=image_path.name, extra={"method": f"acdr ({saved['kind']})"})
-    return {"outputs": [str(p) for p in paths.values()], "area": int(mask.sum())}
+    extra = {"method": f"acdr ({predictor.kind})"}
+    write_polygons(paths["polygon"], found.polygons, image=image_path.name, extra=extra)
+    return {"outputs": [str(p) for p in paths.values()], "area": int(found.mask.sum())}
 
 
 @with_shared_options
@@ -366,27 +273,17 @@ def acdr_predict(
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Segment images with a trained checkpoint: <stem>.mask.png, <stem>.polygon.json, <stem>.overlay.png."""
-    device = resolve_device(shared.device)
-    network, saved = loaded_model(checkpoint, device)
-    network.dihedral_average = tta
+    network, saved = loaded_model(checkpoint, PREDICT_CONFIG.device(shared.device), tta)
 
     def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
-        render = config_renderer(cfg, context.device, "polygons")
-        if saved["kind"] == "contour":
-            network.render = render
+        predictor = Predictor(network, saved, config_renderer(cfg, context.device, "polygons"), context.device)
 
         def work(on_step: StepCallback) -> dict:
-            return predict_file(item.path, network, saved, render, context.out, context.device)
+            return predict_file(item.path, predictor, context.out)
 
         return Job(str(item.path), [output_paths(context.out, item.path)["polygon"]], work)
 
-    spec = MethodSpec(
-        "acdr-predict",
-        CONFIG_DIR,
-        make_job,
-        input_suffixes=PICTURE_SUFFIXES,
-        renderer_kind="polygons",
-    )
+    spec = MethodSpec(PREDICT_CONFIG, make_job, input_suffixes=PICTURE_SUFFIXES)
     raise typer.Exit(run_method(spec, arguments, shared, [], {"checkpoint": checkpoint}))
 
 

@@ -34,7 +34,7 @@ from invrender.methods.acdr.checkpoint import read_checkpoint, save_checkpoint
 from invrender.methods.acdr.datasets import SegmentationSet
 from invrender.methods.acdr.evaluate import predict_set, score_set
 from invrender.record import write_run_record
-from invrender.runner import progress_bar
+from invrender.runner import StepCallback, progress_bar
 
 
 @dataclass
@@ -114,6 +114,7 @@ class Trainer:
         run_info: dict[str, Any],
         quiet: bool = False,
         timeout: float | None = None,
+        on_step: StepCallback | None = None,
     ):
         self.model = model.to(device)
         self.info = checkpoint_info  # kind, channels_in, size, model, config: what a checkpoint says of the model
@@ -121,7 +122,8 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         self.out, self.device, self.seed, self.render = Path(out), device, seed, render
         self.run_info = run_info
-        self.quiet = quiet
+        self.quiet = quiet  # no progress bar and no line per validation on stderr
+        self.on_step = on_step  # called after every epoch: ("epochs", epoch - 1, epochs, its mean training loss)
         # --timeout: wall-clock seconds of this invocation, checked after every batch
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
@@ -159,11 +161,15 @@ class Trainer:
                 task = progress.add_task("epochs", total=self.settings.epochs, completed=self.state.epoch)
                 pending = _Pending()
                 while self.state.epoch < self.settings.epochs and not self._out_of_time():
+                    batches_before = len(pending.losses)
                     self._train_epoch(pending)
                     progress.update(task, completed=self.state.epoch)
                     if self.timed_out():
                         self._save(improved=False, status="timeout")
                         return self.state
+                    if self.on_step is not None:
+                        epoch_loss = float(np.mean(pending.losses[batches_before:]))
+                        self.on_step("epochs", self.state.epoch - 1, self.settings.epochs, epoch_loss)
                     if (
                         self.state.epoch % self.settings.val_every
                         and self.state.epoch < self.settings.epochs

@@ -14,7 +14,6 @@ already in `OUT/stage1/`.
 
 from __future__ import annotations
 
-import time as clock
 from pathlib import Path
 from typing import Annotated
 
@@ -23,17 +22,14 @@ import torch
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, check_config_values
-from invrender.core.io import InputError, atomic_path, normalise_intensity, read_json, write_json, write_png, write_tiff
-from invrender.core.overlay import draw_curves, label_colours, mask_outlines
+from invrender.config import ConfigError
+from invrender.core.io import InputError, atomic_path, read_json, write_json, write_png, write_tiff
+from invrender.core.overlay import draw_curves, label_colours
 from invrender.inputs import InputItem
-from invrender.method import JobContext, MethodSpec, config_renderer
+from invrender.method import JobContext, MethodSpec
 from invrender.methods.cell_seg import stage2
+from invrender.methods.cell_seg.api import CONFIG, CellSegResult, check_frames, segment_with_config, stage_override
 from invrender.methods.cell_seg.ctc import Frames, read_frames, read_label_frames, write_label_frames, write_tracks
-from invrender.methods.cell_seg.fit import QUANTITIES
-from invrender.methods.cell_seg.overlap_tracking import link_by_overlap
-from invrender.methods.cell_seg.schema import RULES
-from invrender.methods.cell_seg.track import Tracker
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
@@ -71,63 +67,73 @@ def output_paths(out: Path, path: Path, kind: str, stage: str = "1") -> dict[str
 def segment_file(
     path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback
 ) -> dict:
+    """One input at the stage `cfg.stage`: read it, segment it (`segment_with_config`, what
+    `invrender.segment_cells` runs) and write the result into `out` (the module docstring says what)."""
+    stage = str(cfg.stage)
     frames = read_frames(path)
-    refuse_blank(frames)
+    check_frames(frames, stage)
     kind = "image" if frames.kind == "image" else "sequence"
     if kind == "sequence":
         claim_sequence_folder(out, path)
-    paths = output_paths(out, path, kind)
-    tracker = Tracker(cfg, config_renderer(cfg, device, "polygons"), seed)
-    label_frames, records = [], []
-    for time, image in zip(frames.times, frames.images):
-        normalised, _, _ = normalise_intensity(image)
-        fit = tracker.step(time, normalised, on_step)
-        label_frames.append(fit.labels)
-        records.append(frame_record(time, fit))
-    labels = np.stack(label_frames).astype(np.uint16)
-    warnings = [f"frame {r['frame']}: {r['warning']}" for r in records if "warning" in r]  # a fit that diverged
+    masks = read_stage1_masks(stage1_folder(out)) if stage == "2" else None
+    result = segment_with_config(frames, cfg, device, seed, on_step, masks, str(stage1_folder(out)))
+    return write_result(path, out, frames, result, cfg)
+
+
+def write_result(path: Path, out: Path, frames: Frames, result: CellSegResult, cfg: DictConfig) -> dict:
+    """Write what cell-seg found in the input `path` (read as `frames`) into `out`; returns the job's
+    result for the manifest."""
+    stage = result.stage
+    kind = "image" if frames.kind == "image" else "sequence"
+    paths = output_paths(out, path, kind, stage)
+    if kind == "image":
+        write_tiff(paths["labels"], result.labels[0])
+        write_png(paths["overlay"], contour_overlay(frames.images[0], result.records[0]))
+    else:
+        if stage == "both":
+            write_label_frames(stage1_folder(out), "mask", result.stage1_masks, result.train_frames, frames.digits)
+        if stage != "1":
+            stage2.save_network(paths["network"], result.network, cfg.stage2, result.train_frames)
+            write_losses(paths["loss"], result.training_losses)
+        write_sequence(out, paths, frames, result.labels, result.records, result.tracks)
+    record = {
+        "format": "invrender.cells",
+        "layout": "ctc-sequence" if kind == "sequence" else "image",
+        "version": 1,
+        "input": str(path),
+        "stage": stage,
+    }
     summary = {
         "frames": len(frames.times),
-        "cells": [len(r["cells"]) for r in records],
-        "divisions": len(tracker.divisions),
-        "tracks": len(tracker.tracks),
-        "dropped": sum(r["dropped"] for r in records),
-        "added": sum(r["added"] for r in records),
-        **({"warning": "; ".join(warnings)} if warnings else {}),
+        "cells": [len(r["cells"]) for r in result.records],
+        "divisions": len(result.divisions),
+        "tracks": len(result.tracks),
     }
-    if kind == "image":
-        write_tiff(paths["labels"], labels[0])
-        write_png(paths["overlay"], contour_overlay(frames.images[0], records[0]))
+    if stage == "1":
+        summary |= {
+            "dropped": sum(r["dropped"] for r in result.records),
+            "added": sum(r["added"] for r in result.records),
+        }
     else:
-        write_sequence(out, paths, frames, labels, records, tracker.track_list())
-    write_json(
-        paths["cells"],
-        {
-            "format": "invrender.cells",
-            "layout": "ctc-sequence" if kind == "sequence" else "image",
-            "version": 1,
-            "input": str(path),
-            "stage": "1",
-            "frames": records,
-            "divisions": [d.__dict__ for d in tracker.divisions],
-        },
-    )
+        record["stage2"] = stage2_record(result, stage1_folder(out), paths["network"])
+        summary |= {"train_frames": result.train_frames, "loss": result.training_loss, "seconds": result.seconds}
+    if result.warnings:
+        summary["warning"] = "; ".join(result.warnings)  # a fit that diverged
+    write_json(paths["cells"], {**record, "frames": result.records, "divisions": result.divisions})
     return {"outputs": [str(p) for p in paths.values()], **summary}
 
 
-def refuse_blank(frames: Frames) -> None:
-    """InputError naming the input when every frame is blank (one value throughout): nothing to
-    segment, most likely the wrong file or channel. A blank frame among others is valid data: its
-    fit has no cells."""
-    images = frames.images
-    if np.any(images.min(axis=(1, 2)) != images.max(axis=(1, 2))):
-        return
-    values = np.unique(images[:, 0, 0])
-    detail = (
-        f"every pixel {values[0]:g}" if len(values) == 1 else f"one value per frame, {values[0]:g} to {values[-1]:g}"
-    )
-    what = "the image is" if len(images) == 1 else f"all {len(images)} frames are"
-    raise InputError(frames.source, f"{what} blank ({detail}): no cells to segment")
+def stage2_record(result: CellSegResult, masks: Path, network: Path) -> dict:
+    """What `<name>.cells.json` says of stage 2: the frames and masks that trained the network, where
+    it is, how long it trained and its final loss, and the seconds of each part."""
+    return {
+        "train_frames": result.train_frames,
+        "masks": str(masks),
+        "network": str(network),
+        "steps": len(result.training_losses),
+        "final_loss": result.training_loss,
+        "seconds": result.seconds,
+    }
 
 
 def write_sequence(
@@ -136,11 +142,12 @@ def write_sequence(
     frames: Frames,
     labels: np.ndarray,
     records: list[dict],
-    tracks: list[tuple[int, int, int, int]],
+    tracks: np.ndarray,
 ) -> None:
     """The CTC result layout of a time-lapse: `maskTTT.tif` from labels (T, H, W), an overlay of the
-    cells' outlines per frame, `res_track.txt`. Frames of an earlier run of this sequence that this
-    run has not (a sequence with fewer frames now) are removed, so the folder holds one result."""
+    cells' outlines per frame, `res_track.txt` from tracks (n, 4) `L B E P`. Frames of an earlier
+    run of this sequence that this run has not (a sequence with fewer frames now) are removed, so
+    the folder holds one result."""
     written = write_label_frames(out, "mask", labels, frames.times, frames.digits)
     paths["overlays"].mkdir(parents=True, exist_ok=True)
     overlays = [paths["overlays"] / f"t{time:0{frames.digits}d}.png" for time in frames.times]
@@ -171,126 +178,13 @@ def claim_sequence_folder(out: Path, path: Path) -> None:
             )
 
 
-def segment_with_network(
-    path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback
-) -> dict:
-    """Stage 2 on a time-lapse: masks of a few frames (fitted now, or from `OUT/stage1/`) train the
-    U-Net, which segments every frame; the cells are linked into tracks by overlap. Writes the CTC
-    layout into `out` like stage 1, plus `stage1/` (with "both"), `stage2/network.pt` and
-    `stage2/loss.csv`."""
-    frames = read_frames(path)
-    if frames.kind == "image":
-        raise InputError(
-            path,
-            "a single 2D image: stage 2 needs a time-lapse (a CTC sequence folder or a 2D+t TIFF); use --stage 1 "
-            f"(got stage {cfg.stage})",
-        )
-    refuse_blank(frames)
-    claim_sequence_folder(out, path)
-    paths = output_paths(out, path, "sequence", str(cfg.stage))
-    settings = cfg.stage2
-    normalised = np.stack([normalise_intensity(image)[0] for image in frames.images])
-    started = clock.perf_counter()
-    train_indices, masks = training_masks(frames, normalised, out, cfg, device, seed, on_step)
-    fitted = clock.perf_counter()
-    targets = np.stack([stage2.class_targets(mask, int(settings.boundary)) for mask in masks])
-    network, losses = stage2.train_network(normalised[train_indices], targets, settings, seed, on_step)
-    train_times = [frames.times[i] for i in train_indices]
-    stage2.save_network(paths["network"], network, settings, train_times)
-    write_losses(paths["loss"], losses)
-    trained = clock.perf_counter()
-    predicted = np.stack(
-        [stage2.segment_frame(network, image, float(settings.min_area), int(settings.tile)) for image in normalised]
-    )
-    labels, tracks = link_by_overlap(predicted, float(settings.min_iou), float(settings.division_cover))
-    tracks = [
-        (label, frames.times[begin], frames.times[end], parent) for label, begin, end, parent in tracks
-    ]  # indices -> frame numbers
-    segmented = clock.perf_counter()
-    records = [labels_record(time, frame) for time, frame in zip(frames.times, labels)]
-    write_sequence(out, paths, frames, labels, records, tracks)
-    divisions = divisions_from_tracks(tracks)
-    final_loss = float(np.mean(losses[-max(1, len(losses) // 10) :]))  # the last tenth: one step's loss is noisy
-    seconds = {"stage1": fitted - started, "training": trained - fitted, "segmentation": segmented - trained}
-    write_json(
-        paths["cells"],
-        {
-            "format": "invrender.cells",
-            "layout": "ctc-sequence",
-            "version": 1,
-            "input": str(path),
-            "stage": str(cfg.stage),
-            "stage2": {
-                "train_frames": train_times,
-                "masks": str(stage1_folder(out)),
-                "network": str(paths["network"]),
-                "steps": len(losses),
-                "final_loss": final_loss,
-                "seconds": seconds,
-            },
-            "frames": records,
-            "divisions": divisions,
-        },
-    )
-    return {
-        "outputs": [str(p) for p in paths.values()],
-        "frames": len(frames.times),
-        "cells": [len(r["cells"]) for r in records],
-        "divisions": len(divisions),
-        "tracks": len(tracks),
-        "train_frames": train_times,
-        "loss": final_loss,
-        "seconds": seconds,
-    }
-
-
-def training_masks(
-    frames: Frames,
-    normalised: np.ndarray,
-    out: Path,
-    cfg: DictConfig,
-    device: torch.device,
-    seed: int,
-    on_step: StepCallback,
-) -> tuple[list[int], np.ndarray]:
-    """The frames that train the network (indices into `frames`) and their instance masks (K, H, W):
-    with stage "both" the evenly spaced `stage2.train_frames` fitted now (and written to
-    `OUT/stage1/`), with "2" whichever masks are in `OUT/stage1/` already."""
-    if str(cfg.stage) != "both":
-        return read_stage1_masks(stage1_folder(out), frames)
-    indices = stage2.training_indices(int(cfg.stage2.train_frames), len(frames.times))
-    masks = fit_training_frames(normalised, indices, cfg, device, seed, on_step)
-    write_label_frames(stage1_folder(out), "mask", masks, [frames.times[i] for i in indices], frames.digits)
-    return indices, masks
-
-
-def fit_training_frames(
-    normalised: np.ndarray, indices: list[int], cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback
-) -> np.ndarray:
-    """Stage-1 instance masks (K, H, W) uint16 of the frames `indices` of normalised frames (T, H, W),
-    by stage 1's tracker run over these frames only: each starts from the previous training frame's
-    cells. (Fitting each from its own seeds instead was 9 times slower on a synthetic time-lapse,
-    222 s against 24 s for 5 frames of 256 x 256, and the network it trained no better.)"""
-    tracker = Tracker(cfg, config_renderer(cfg, device, "polygons"), seed)
-    return np.stack([tracker.step(index, normalised[index], on_step).labels for index in indices]).astype(np.uint16)
-
-
-def read_stage1_masks(folder: Path, frames: Frames) -> tuple[list[int], np.ndarray]:
-    """The stage-1 masks an earlier `--stage both` run wrote: the indices of their frames in `frames`
-    and the masks (K, H, W). InputError (naming the folder or file) when there are none, or one
-    does not fit the time-lapse."""
+def read_stage1_masks(folder: Path) -> dict[int, np.ndarray]:
+    """The stage-1 masks an earlier `--stage both` run wrote, by frame number; InputError (naming the
+    folder or file) when there are none or one is unreadable (`segment_with_config` checks that they
+    fit the time-lapse)."""
     if not folder.is_dir() or not any(folder.glob("mask*.tif")):
         raise InputError(folder, "no stage-1 masks maskTTT.tif here: run --stage both first (it writes them)")
-    masks = read_label_frames(folder, "mask")
-    index_of = {time: i for i, time in enumerate(frames.times)}
-    for time, mask in masks.items():
-        if time not in index_of:
-            raise InputError(folder, f"stage-1 mask of frame {time}, which {frames.source} does not have")
-        if mask.shape != frames.images.shape[1:]:
-            raise InputError(
-                folder, f"stage-1 mask of frame {time} has shape {mask.shape}, the frames {frames.images.shape[1:]}"
-            )
-    return [index_of[time] for time in masks], np.stack(list(masks.values())).astype(np.uint16)
+    return read_label_frames(folder, "mask")
 
 
 def write_losses(path: Path, losses: list[float]) -> None:
@@ -301,80 +195,11 @@ def write_losses(path: Path, losses: list[float]) -> None:
         )
 
 
-def labels_record(time: int, labels: np.ndarray) -> dict:
-    """One frame of the network's segmentation for `<name>.cells.json`: per cell its label, centre
-    `[x, y]` px, area px and outline `points` (the longest marching-squares contour of its mask,
-    `[x, y]` px), so that the record reads like a stage-1 frame without the fitted appearance."""
-    from skimage.measure import regionprops
-
-    cells = []
-    for region in regionprops(labels):
-        top, left = region.bbox[:2]
-        outline = max(mask_outlines(region.image), key=len) + [left, top]
-        cells.append(
-            {
-                "label": int(region.label),
-                "centre": [float(region.centroid[1]), float(region.centroid[0])],
-                "area": int(region.area),
-                "points": outline.round(2).tolist(),
-            }
-        )
-    return {"frame": int(time), "cells": cells}
-
-
-def divisions_from_tracks(tracks: list[tuple[int, int, int, int]]) -> list[dict]:
-    """The divisions that CTC tracks `(L, B, E, P)` hold: for every parent, its label, the frame its
-    daughters begin in, and their labels."""
-    daughters: dict[int, list[int]] = {}
-    for label, _, _, parent in tracks:
-        if parent:
-            daughters.setdefault(parent, []).append(label)
-    begins = {label: begin for label, begin, _, _ in tracks}
-    return [
-        {"mother": mother, "frame": begins[children[0]], "daughters": children}
-        for mother, children in sorted(daughters.items())
-    ]
-
-
-def frame_record(time: int, fit) -> dict:
-    """One frame's fit for `<name>.cells.json`: contours `[x, y]` px, brightness (normalised units)."""
-    cells = fit.cells
-    return {
-        "frame": time,
-        "psf_sigma": cells.sigma,
-        "dropped": fit.dropped,
-        "added": fit.added,
-        "loss": fit.phases[-1].final.get("recon_mse") if fit.phases else None,
-        **({"warning": fit.warning} if fit.warning else {}),
-        "cells": [
-            {"label": int(label), "centre": centre.tolist(), "brightness": float(b), "points": polygon.tolist()}
-            for label, centre, b, polygon in zip(cells.labels, cells.centres, cells.brightness, cells.polygons())
-        ],
-    }
-
-
 def contour_overlay(image: np.ndarray, record: dict) -> np.ndarray:
     """The frame with every cell's contour, coloured by its label."""
     colours = label_colours([c["label"] for c in record["cells"]])
     closed = [np.asarray(c["points"] + c["points"][:1]) for c in record["cells"]]
     return draw_curves(image, [([outline], colour) for outline, colour in zip(closed, colours)])
-
-
-def check_config(cfg: DictConfig, device: torch.device) -> None:
-    check_config_values(cfg, RULES)
-    contour, seeds, settings = cfg.contour, cfg.seeds, cfg.stage2
-    if int(contour.harmonics) > int(contour.radii) // 2:
-        raise ConfigError(
-            f"config contour.harmonics {contour.harmonics}: must be at most radii // 2 = {contour.radii // 2}"
-        )
-    if float(seeds.min_sigma) > float(seeds.max_sigma):
-        raise ConfigError(f"config seeds.min_sigma {seeds.min_sigma}: must be at most max_sigma {seeds.max_sigma}")
-    if int(settings.crop) < 2 ** len(settings.widths):
-        raise ConfigError(
-            f"config stage2.crop {settings.crop}: must be at least 2**len(widths) = {2 ** len(settings.widths)} px, "
-            "one pixel at the coarsest level"
-        )
-    config_renderer(cfg, device, "polygons")
 
 
 def is_time_lapse(path: Path) -> bool:
@@ -404,10 +229,9 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     path = item.path
     kind = "sequence" if is_time_lapse(path) else "image"
     stage = str(cfg.stage)
-    segment = segment_file if stage == "1" else segment_with_network
 
     def work(on_step: StepCallback) -> dict:
-        return segment(path, context.out, cfg, context.device, context.seed, on_step)
+        return segment_file(path, context.out, cfg, context.device, context.seed, on_step)
 
     cells = output_paths(context.out, path, kind, stage)["cells"]  # written last
 
@@ -421,17 +245,7 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     return Job(str(path), [cells], work, finished=finished)
 
 
-SPEC = MethodSpec(
-    "cell-seg",
-    "cell_seg",
-    make_job,
-    check_config,
-    check_inputs,
-    keep_folders=True,
-    cpu_only=True,
-    renderer_kind="polygons",
-    quantities=QUANTITIES,
-)
+SPEC = MethodSpec(CONFIG, make_job, check_inputs, keep_folders=True)
 
 
 @with_shared_options
@@ -449,10 +263,7 @@ def cell_seg(
 ) -> None:
     """Segment and track cells: every cell a star-convex contour fitted by differentiable rendering
     (CTC sequence folder -> maskTTT.tif + res_track.txt; single image -> <stem>.labels.tif)."""
-    # Checked with the config (its rule in schema.py). Quoted: the config's `stage` is a string, and Hydra
-    # would read a bare 2 as a number.
-    overrides = [] if stage is None else [f"stage='{stage}'"]
-    raise typer.Exit(run_method(SPEC, arguments, shared, overrides))
+    raise typer.Exit(run_method(SPEC, arguments, shared, stage_override(stage)))
 
 
 def synth_cells(

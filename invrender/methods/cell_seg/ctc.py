@@ -33,8 +33,8 @@ class Frames:
 
     images: np.ndarray  # (T, H, W) float32
     times: list[int]  # frame numbers, e.g. [0, 1, ...]
-    kind: str  # "sequence" (a folder of tNNN.tif) | "image" (one 2D file) | "stack" (one 3D file, 2D+t)
-    source: Path
+    kind: str  # "sequence" (a folder of tNNN.tif) | "image" (one 2D file or array) | "stack" (one 3D, 2D+t)
+    source: str | Path  # the file or folder, or the Python API's argument name (named in errors)
     digits: int  # digits of the frame numbers in the input names (3 for t000.tif), 3 for a single image/stack
 
 
@@ -140,11 +140,18 @@ def read_label_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        array = np.squeeze(np.asarray(tifffile.imread(path)))
+        array = tifffile.imread(path)
     except Exception as err:  # tifffile raises many types for corrupt files
         raise InputError(path, f"not a readable TIFF image ({type(err).__name__}: {err})") from None
+    return check_label_image(array, path)
+
+
+def check_label_image(array, source: str | Path) -> np.ndarray:
+    """A label image as `read_label_image` returns it (squeezed, 2D, integer) from an array in
+    memory; InputError naming `source` (a file, or an argument of the Python API) otherwise."""
+    array = np.squeeze(np.asarray(array))
     if array.ndim != 2:
-        raise InputError(path, f"label image is {array.ndim}D with shape {array.shape}, expected 2D")
+        raise InputError(source, f"label image is {array.ndim}D with shape {array.shape}, expected 2D")
     if array.dtype == bool:
         return array.astype(np.uint8)
     if not np.issubdtype(array.dtype, np.integer):
@@ -153,12 +160,12 @@ def read_label_image(path: Path) -> np.ndarray:
             or not np.all(np.isfinite(array))
             or np.any(array != np.round(array))
         ):
-            raise InputError(path, f"labels must be integers, found pixel type {array.dtype} with non-integer values")
+            raise InputError(source, f"labels must be integers, found pixel type {array.dtype} with non-integer values")
         if array.size and array.max() > np.iinfo(np.int64).max:
-            raise InputError(path, f"label {array.max():g} is too large")
+            raise InputError(source, f"label {array.max():g} is too large")
         array = array.astype(np.int64)
     if array.size and array.min() < 0:
-        raise InputError(path, f"negative label {array.min()}: labels are 0 (background) or positive")
+        raise InputError(source, f"negative label {array.min()}: labels are 0 (background) or positive")
     return array
 
 

@@ -9,15 +9,13 @@ import numpy as np
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, check_config_values
-from invrender.core.geometry.meshes import check_inside, read_mesh, write_mesh
+from invrender.config import ConfigError
+from invrender.core.geometry.meshes import read_mesh, write_mesh
 from invrender.core.io import InputError, read_image, read_voxel_size, write_json, write_png, write_tiff
 from invrender.core.overlay import plot_series
-from invrender.core.render.psf import principal_axes
 from invrender.inputs import InputItem, parse_voxel_size
 from invrender.method import JobContext, MethodSpec, finish_fit
-from invrender.methods.mesh_fit.fit import QUANTITIES
-from invrender.methods.mesh_fit.schema import RULES
+from invrender.methods.mesh_fit.api import CONFIG, fit_with_config
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
@@ -42,8 +40,6 @@ def read_bead(path: Path, spacing: tuple[float, float, float]) -> np.ndarray:
         raise InputError(
             path, f"bead stack voxel size {recorded} differs from the image's {spacing}; resample it first"
         )
-    if np.clip(bead - np.median(bead), 0, None).sum() <= 0:
-        raise InputError(path, "the bead stack has no signal above its median")
     return bead
 
 
@@ -59,70 +55,42 @@ def fit_file(
     seed: int,
     on_step: StepCallback,
 ) -> dict:
-    from invrender.methods.mesh_fit.fit import bright_region_sphere, fit_stack, image_metrics
-    from invrender.methods.mesh_fit.foam import foam_mesh
-
     stack = read_image(image_path, ndims=(3,))
     spacing = voxel_size or read_voxel_size(image_path) or (1.0, 1.0, 1.0)
     if min(spacing) <= 0:
         raise InputError(
             image_path, f"voxel size {spacing} in the file's metadata is not positive; give --voxel-size z,y,x"
         )
-    extent = np.array([stack.shape[2] * spacing[2], stack.shape[1] * spacing[1], stack.shape[0] * spacing[0]])
-    if init_path is not None:
-        init = read_mesh(init_path)
-        check_inside(init_path, init, extent)
-    elif cells is not None:
-        try:
-            foam = cfg.init.foam
-            init = foam_mesh(
-                stack, spacing, cells, float(cfg.init.bright_fraction), int(foam.step), int(foam.smoothing), seed
-            )
-        except ValueError as err:
-            raise InputError(image_path, f"cannot build a foam of {cells} cells: {err}") from None
-    else:
-        try:
-            init = bright_region_sphere(stack, spacing, float(cfg.init.bright_fraction), int(cfg.init.subdivisions))
-        except ValueError as err:
-            raise InputError(image_path, f"cannot place the initial sphere: {err}") from None
+    init = None if init_path is None else read_mesh(init_path)
     bead = None if psf_path is None else read_bead(psf_path, spacing)
-    fitted = fit_stack(stack, spacing, init, cfg, device, seed, on_step, bead)
+    fitted = fit_with_config(
+        stack, spacing, init, cells, bead, cfg, device, seed, on_step, str(image_path), str(init_path), str(psf_path)
+    )
 
     # Everything the JSON files say is computed before the first file is written.
-    paths = output_paths(out, image_path, init.materials is not None)
+    paths = output_paths(out, image_path, fitted.mesh.materials is not None)
     units = "physical (voxel size z,y,x = " + ",".join(f"{s:g}" for s in spacing) + ")"
     if fitted.covariance is None:
-        sigmas = None
         psf_record = {"kind": "measured", "file": str(psf_path), "units": units}
     else:
-        sigmas, axes = principal_axes(fitted.covariance)
         psf_record = {
             "kind": "gaussian",
             "covariance_xyz": fitted.covariance,
-            "sigmas": sigmas,
-            "axes": axes,
+            "sigmas": fitted.sigmas,
+            "axes": fitted.axes,
             "units": units,
         }
-    final = fitted.phases[-1].final if fitted.phases else {}
-    metrics = {
-        **image_metrics(fitted.render, stack),
-        "final_losses": final,
-        "steps": len(fitted.losses),
-        "voxel_size": spacing,
-        "vertices": len(fitted.mesh.vertices),
-        "faces": len(fitted.mesh.faces),
-    }
     result = {
-        "loss": final.get("intensity_weighted_mse"),
-        "ssim": metrics["ssim"],
-        "psnr": metrics["psnr"],
-        "psf_sigmas": sigmas,
+        "loss": fitted.metrics["final_losses"].get("intensity_weighted_mse"),
+        "ssim": fitted.metrics["ssim"],
+        "psnr": fitted.metrics["psnr"],
+        "psf_sigmas": fitted.sigmas,
     }
     write_mesh(paths["mesh"], fitted.mesh)
     write_json(paths["psf"], psf_record)
-    write_tiff(paths["render"], fitted.render.astype(np.float32), voxel_size=spacing)
+    write_tiff(paths["render"], fitted.render, voxel_size=spacing)
     write_png(paths["loss_curve"], plot_series(fitted.losses))
-    return finish_fit(paths, metrics, result, fitted.phases, fitted.warning)
+    return finish_fit(paths, fitted.metrics, result, fitted.phases, fitted.warning)
 
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
@@ -137,10 +105,6 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     return Job(str(image), [output_paths(context.out, image, multi)["metrics"]], work)
 
 
-def check_config(cfg: DictConfig, device) -> None:
-    check_config_values(cfg, RULES)
-
-
 def check_inputs(items: list[InputItem], options: dict) -> None:
     if options.get("init") is not None and options.get("cells") is not None:
         raise ConfigError("--init and --cells: give one (a mesh to start from, or a foam of N cells)")
@@ -151,15 +115,10 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
 
 
 SPEC = MethodSpec(
-    "mesh-fit",
-    "mesh_fit",
+    CONFIG,
     make_job,
-    check_config,
     check_inputs,
     input_options={"init": Path, "cells": int, "psf": Path},
-    cpu_only=True,
-    renderer_kind="mesh spectrum",
-    quantities=QUANTITIES,
 )
 
 

@@ -17,15 +17,12 @@ import numpy as np
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, check_config_values
-from invrender.core.geometry.meshes import Mesh, write_mesh
-from invrender.core.io import InputError, write_png
-from invrender.core.metrics import dice_per_label
+from invrender.config import ConfigError
+from invrender.core.geometry.meshes import write_mesh
+from invrender.core.io import write_png
 from invrender.core.volumes import (
     NIFTI_SUFFIXES,
-    VERTEBRA_NAMES,
     check_same_grid,
-    check_voxel_size,
     read_centroids,
     read_label_volume,
     read_volume,
@@ -34,22 +31,13 @@ from invrender.core.volumes import (
 )
 from invrender.inputs import InputItem, parse_voxel_size
 from invrender.method import JobContext, MethodSpec, finish_fit
-from invrender.methods.spine_seg.fit import QUANTITIES, fit_spine, label_volume
-from invrender.methods.spine_seg.frames import chain_frames, cranial_order
-from invrender.methods.spine_seg.schema import RULES
+from invrender.methods.spine_seg.api import CONFIG, check_ct, segment_with_config
 from invrender.methods.spine_seg.slices import slice_sheet
-from invrender.methods.spine_seg.template import default_template_path, load_template
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
 CENTROID_SPACES = ("auto", "voxel", "world")
-#: Voxel sizes (mm) outside this range are no CT's but a header in another unit or a damaged one: the
-#: fit low-passes the CT by Gaussians of a few mm, (mm / voxel size) voxels wide, which at 1e-6 mm
-#: take hours; beyond it a vertebra is a voxel or two.
-CT_VOXEL_MM = (0.05, 20.0)
-#: Two centroids closer than this (mm) are one point given twice: no vertebra is that small.
-MIN_CENTROID_GAP_MM = 1.0
 
 
 def input_stem(path: Path) -> str:
@@ -84,70 +72,27 @@ def segment_file(
     on_step: StepCallback,
 ) -> dict:
     volume = read_volume(ct_path, voxel_size)
-    check_voxel_size(volume, *CT_VOXEL_MM, "a CT")
+    check_ct(volume)
     centroids = read_centroids(centroids_path, volume, space)
-    check_chain(centroids_path, centroids)
     truth = None
     if gt_path is not None:
         truth = read_label_volume(gt_path)
         check_same_grid(volume, truth, gt_path)
-    template = load_template(Path(cfg.template) if cfg.template else default_template_path())
-    fit = fit_spine(volume, centroids, template, cfg, seed, on_step)
-    labels = label_volume(volume, fit)
+    segmented = segment_with_config(
+        volume, centroids, None if truth is None else truth.data, cfg, seed, on_step, str(centroids_path)
+    )
 
-    paths = output_paths(out, ct_path, fit.labels)
-    write_nifti(paths["labels"], labels, volume)
-    for label, vertices in zip(fit.labels, fit.vertices):
-        write_mesh(paths[f"mesh_{label}"], Mesh(vertices, fit.faces))
-    write_png(paths["slices"], slice_sheet(volume, labels, np.stack([centroids[label] for label in fit.labels])))
-    final = fit.phases[-1].final if fit.phases else {}
-    metrics = {
-        "vertebrae": {vertebra_name(label): label for label in fit.labels},
-        "final_losses": final,
-        "steps": len(fit.losses),
-        "voxels": {vertebra_name(label): int((labels == label).sum()) for label in fit.labels},
-    }
-    if truth is not None:
-        dice = dice_per_label(labels, truth.data, fit.labels)
-        metrics["dice"] = {vertebra_name(label): value for label, value in dice.items()}
-        metrics["mean_dice"] = float(np.mean(list(dice.values())))
-    if fit.placement is not None:
-        metrics["placement"] = fit.placement.summary([vertebra_name(label) for label in fit.labels])
-    result = {"loss": final.get("appearance_l1"), "vertebrae": len(fit.labels)}
+    paths = output_paths(out, ct_path, list(segmented.meshes))
+    write_nifti(paths["labels"], segmented.labels, volume)
+    for label, mesh in segmented.meshes.items():
+        write_mesh(paths[f"mesh_{label}"], mesh)
+    chain = np.stack([centroids[label] for label in segmented.meshes])
+    write_png(paths["slices"], slice_sheet(volume, segmented.labels, chain))
+    metrics = segmented.metrics
+    result = {"loss": metrics["final_losses"].get("appearance_l1"), "vertebrae": len(segmented.meshes)}
     if truth is not None:
         result["mean_dice"] = metrics["mean_dice"]
-    return finish_fit(paths, metrics, result, fit.phases, fit.warning)
-
-
-def check_chain(path: Path, centroids: dict[int, np.ndarray]) -> None:
-    """InputError naming the centroid file unless the centroids `{label: (3,) world mm}` make a chain
-    that has vertebra frames (`frames.chain_frames`): at least two, no two at one point, and a spine
-    axis that does not run front to back."""
-    names = [f"{VERTEBRA_NAMES[label]} ({label})" for label in centroids]
-    if len(centroids) < 2:
-        raise InputError(path, f"a single centroid, {names[0]}: spine-seg needs at least two vertebrae")
-    points = np.stack(list(centroids.values()))
-    gaps = np.linalg.norm(points[:, None] - points[None], axis=-1) + np.diag(np.full(len(points), np.inf))
-    a, b = np.unravel_index(np.argmin(gaps), gaps.shape)
-    if gaps[a, b] < MIN_CENTROID_GAP_MM:
-        raise InputError(
-            path,
-            f"the centroids of {names[a]} and {names[b]} are {gaps[a, b]:.3g} mm apart (less than "
-            f"{MIN_CENTROID_GAP_MM:g} mm): one point given twice?",
-        )
-    try:
-        chain_frames(np.stack([centroids[label] for label in sorted(centroids, key=cranial_order)]))
-    except ValueError as err:
-        raise InputError(path, f"no vertebra frames from these centroids: {err}") from None
-
-
-def check_config(cfg: DictConfig, device) -> None:
-    check_config_values(cfg, RULES)
-    low, high = cfg.region.percentiles
-    if low >= high:
-        raise ConfigError(f"config region.percentiles [{low}, {high}]: the first must be below the second")
-    if cfg.template:
-        load_template(Path(cfg.template))  # an unusable template is bad input before any job starts
+    return finish_fit(paths, metrics, result, segmented.phases, segmented.warning)
 
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
@@ -177,18 +122,13 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
             raise ConfigError(f"--{key}: with several CTs, give each its own in a CSV input list (column {key})")
 
 
-# CPU only: libigl's queries, the cost of a fit, run on the CPU.
 SPEC = MethodSpec(
-    "spine-seg",
-    "spine_seg",
+    CONFIG,
     make_job,
-    check_config,
     check_inputs,
     input_suffixes=(*NIFTI_SUFFIXES, ".tif", ".tiff"),
     input_options={"centroids": Path, "gt": Path},
     keep_folders=True,
-    cpu_only=True,
-    quantities=QUANTITIES,
 )
 
 

@@ -9,14 +9,14 @@ import numpy as np
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, check_config_values
-from invrender.core.geometry.spline_io import read_splines, validate_splines, write_splines
-from invrender.core.io import InputError, finite_or_none, read_image, write_png, write_tiff
+from invrender.config import ConfigError
+from invrender.core.geometry.spline_io import read_splines
+from invrender.core.io import InputError, finite_or_none, read_image, write_json, write_png, write_tiff
 from invrender.core.overlay import INIT_COLOUR, RESULT_COLOUR, draw_curves
 from invrender.inputs import InputItem
 from invrender.method import JobContext, MethodSpec
-from invrender.methods.spline_refine.fit import QUANTITIES
-from invrender.methods.spline_refine.schema import METHODS, RULES
+from invrender.methods.spline_refine.api import CONFIG, refine_with_config
+from invrender.methods.spline_refine.schema import METHODS
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
@@ -53,73 +53,35 @@ def output_paths(out: Path, image: Path, n_frames: int, method: str) -> dict[str
 def refine_file(
     image_path: Path, init_path: Path, out: Path, cfg: DictConfig, device, seed: int, on_step: StepCallback
 ) -> dict:
-    """Read, validate, refine every frame, then write all outputs (the splines JSON last)."""
-    from invrender.methods.spline_refine.active_contour import active_contour_frame
-    from invrender.methods.spline_refine.fit import refine_frame
-    from invrender.methods.spline_refine.video import refine_video
-
+    """Read the image and its init, refine them (`refine_with_config`), then write all outputs (the
+    splines JSON last)."""
     image = read_image(image_path)
-    frames = read_splines(init_path)
-    stack = image if image.ndim == 3 else image[None]
-    method = cfg.method
-    propagate = method == "render" and bool(cfg.video.propagate) and len(stack) > 1
-    if propagate and len(frames) == 1:  # only the first frame's init: propagation finds the rest
-        validate_splines(init_path, frames, stack.shape[1:])
-        frames = frames + [None] * (len(stack) - 1)
-    else:
-        validate_splines(init_path, frames, image.shape)
-    extra: dict = {}
-    lost_warnings: list[str] = []
-    if method != "render":
-        results = [active_contour_frame(frame_image, records, cfg) for frame_image, records in zip(stack, frames)]
-        renders, losses, phases, warnings = [], [], [], []
-    else:
-        if propagate:
-            video = refine_video(stack, frames, cfg, device, seed, on_step)
-            fits = video.frames
-            extra = {"refitted": video.refitted, "lost": video.lost}
-            lost_warnings = [
-                f"frame {e['frame']}: splines {e['ids']} lost, no init to find them again" for e in video.lost
-            ]
-        else:
-            fits = [refine_frame(frame, records, cfg, device, seed, on_step) for frame, records in zip(stack, frames)]
-        results = [fitted.records for fitted in fits]
-        renders = [fitted.render for fitted in fits]
-        losses = [fitted.recon_loss for fitted in fits]
-        phases = [[p.__dict__ for p in fitted.phases] for fitted in fits]
-        warnings = [
-            fitted.warning if len(stack) == 1 else f"frame {f}: {fitted.warning}"
-            for f, fitted in enumerate(fits)
-            if fitted.warning
-        ] + lost_warnings
+    inits = read_splines(init_path)
+    fitted = refine_with_config(image, inits, cfg, device, seed, on_step, str(init_path))
 
-    paths = output_paths(out, image_path, len(stack), method)
-    if renders:
-        write_tiff(paths["render"], np.stack(renders) if image.ndim == 3 else renders[0])
-    for f, (frame_image, records, refined) in enumerate(zip(stack, frames, results)):
+    stack = image if image.ndim == 3 else image[None]
+    paths = output_paths(out, image_path, len(stack), fitted.method)
+    if fitted.render is not None:
+        write_tiff(paths["render"], fitted.render)
+    for f, (frame_image, refined) in enumerate(zip(stack, fitted.splines)):
         key = "overlay" if "overlay" in paths else f"overlay{f}"
-        curve_sets = [
-            ([r["points"] for r in records or []], INIT_COLOUR),
-            ([r["points"] for r in refined], RESULT_COLOUR),
-        ]
+        init_curves = [r["points"] for r in inits[f]] if f < len(inits) else []  # a propagated frame without one
+        curve_sets = [(init_curves, INIT_COLOUR), ([r["points"] for r in refined], RESULT_COLOUR)]
         write_png(paths[key], draw_curves(frame_image, curve_sets))
-    write_splines(paths["splines"], results, image=image_path.name, extra={"method": method})
+    write_json(paths["splines"], fitted.to_json(image_path.name))
     result: dict = {
         "frames": len(stack),
-        "splines": sum(len(r) for r in results),
+        "splines": sum(len(r) for r in fitted.splines),
         "outputs": [str(p) for p in paths.values()],
     }
-    if losses:
-        result["loss"] = finite_or_none(np.mean(losses))
-        result["phases"] = phases
-    result.update(extra)
-    if warnings:  # the runner prints it and records it: the outputs are a diverged fit's last finite state
-        result["warning"] = "; ".join(warnings)
+    if fitted.method == "render":
+        result["loss"] = finite_or_none(np.mean(fitted.frame_losses))
+        result["phases"] = [[p.__dict__ for p in phases] for phases in fitted.phases]
+    if fitted.refitted is not None:
+        result.update(refitted=fitted.refitted, lost=fitted.lost)
+    if fitted.warnings:  # the runner prints it and records it: the outputs are a diverged fit's last finite state
+        result["warning"] = "; ".join(fitted.warnings)
     return result
-
-
-def check_config(cfg: DictConfig, device) -> None:
-    check_config_values(cfg, RULES)
 
 
 def check_inputs(items: list[InputItem], options: dict) -> None:
@@ -140,14 +102,10 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
 
 
 SPEC = MethodSpec(
-    "spline-refine",
-    "spline_refine",
+    CONFIG,
     make_job,
-    check_config,
     check_inputs,
     input_options={"init": Path},
-    renderer_kind="curves",
-    quantities=QUANTITIES,
 )
 
 

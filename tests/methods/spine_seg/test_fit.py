@@ -299,7 +299,6 @@ def test_chain_distances_equal_querying_every_point_against_every_neighbour():
 def test_auto_device_stays_on_the_cpu_for_cpu_only_methods(monkeypatch):
     """On a GPU node, `--device auto` of a CPU-only method (spine-seg, cell-seg, mesh-fit) is the
     CPU rather than a refusal, and an explicit cuda is refused; other methods take the GPU."""
-    from invrender.method import method_device
     from invrender.methods.cell_seg.command import SPEC as CELL_SEG
     from invrender.methods.mesh_fit.command import SPEC as MESH_FIT
     from invrender.methods.spine_seg.command import SPEC as SPINE_SEG
@@ -309,10 +308,10 @@ def test_auto_device_stays_on_the_cpu_for_cpu_only_methods(monkeypatch):
     from invrender.config import ConfigError
 
     for spec in (SPINE_SEG, CELL_SEG, MESH_FIT):
-        assert method_device(spec, "auto").type == "cpu"
+        assert spec.config.device("auto").type == "cpu"
         with pytest.raises(ConfigError, match=f"{spec.name} runs on the CPU"):
-            method_device(spec, "cuda")
-    assert method_device(SPLINE_REFINE, "auto").type == "cuda"
+            spec.config.device("cuda")
+    assert SPLINE_REFINE.config.device("auto").type == "cuda"
 
 
 # ---------------------------------------------------------------- placement and the chain

@@ -1,0 +1,182 @@
+"""`invrender.refine_splines`: spline-refine on arrays in memory.
+
+The command line reads its files, calls `refine_with_config` (what `refine_splines` calls after
+composing its config) and writes what it returns: one code path for both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from invrender.config import check_config_values
+from invrender.core.geometry.spline_io import (
+    frames_from_array,
+    parse_splines,
+    read_splines,
+    splines_json,
+    validate_splines,
+)
+from invrender.core.io import check_image
+from invrender.core.optim.phases import PhaseRecord
+from invrender.method import MethodConfig, api_steps
+from invrender.methods.spline_refine.fit import QUANTITIES
+from invrender.methods.spline_refine.schema import RULES
+from invrender.runner import StepCallback
+
+
+def check_config(cfg: DictConfig, device) -> None:
+    check_config_values(cfg, RULES)
+
+
+CONFIG = MethodConfig("spline-refine", "spline_refine", check_config, renderer_kind="curves", quantities=QUANTITIES)
+
+
+@dataclass
+class SplineRefineResult:
+    """What spline-refine found, per frame of the image (one frame for a 2D image). Points are
+    `[x, y]` in pixels (x = column, the centre of the top-left pixel at `[0, 0]`); widths are the
+    full width at half maximum of a body's cross-section, in pixels."""
+
+    method: str  # the config's `method`: "render" or "active-contour"
+    # Per frame, one record per spline: "id" (the init's), "points" (N, 2) uniform in arc length
+    # (N = config output.points), "widths" (N,) px or None (active-contour), and with method render
+    # "knots" (K, 2) px and "loss": the spline's own loss (the mean squared residual where its
+    # rendering is, intensities normalised to about [0, 1]), None where it has no pixels. A frame's
+    # records are a valid init for `refine_splines` again.
+    splines: list[list[dict]]
+    render: np.ndarray | None  # float32, the image's shape: the modelled image in its grey values (method render)
+    losses: list[float]  # the objective at every step of every fit, in the order they ran
+    frame_losses: list[float]  # per frame, the render's mean squared error on the normalised image (method render)
+    phases: list[list[PhaseRecord]]  # per frame (method render)
+    warnings: list[str]  # diverged fits (their result is the last finite state) and bodies lost in a video
+    # A propagated video's (config video.propagate) bodies that the short fit lost: {"frame", "ids"},
+    # re-fitted from that frame's init, or lost for good (no init for the frame). None for other inputs.
+    refitted: list[dict] | None = None
+    lost: list[dict] | None = None
+
+    def to_json(self, image: str = "") -> dict[str, Any]:
+        """The `invrender.splines` JSON object the command line writes (`json.dump` it to save it);
+        `image` names the image file the splines belong to."""
+        return splines_json(self.splines, image, extra={"method": self.method})
+
+
+def refine_splines(
+    image: np.ndarray,
+    init: Any,
+    *,
+    config: str = "default",
+    overrides: Sequence[str] = (),
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: bool | StepCallback | None = None,
+) -> SplineRefineResult:
+    """Refine the splines of slender bodies (e.g. C. elegans) on an image by rendering them (Splender).
+
+    image: `(y, x)`, or a stack `(t, y, x)` refined frame by frame (with the override
+    `video.propagate=true` each frame starts from the previous one's result, and `init` may hold the
+    first frame's splines only). init: the splines to start from, points `[x, y]` in pixels, as
+    - a list of `(N, 2)` arrays (one frame),
+    - a list of records `{"id", "points", "widths"}` (widths `(N,)` px or None), as in the JSON format,
+    - a list of such lists, one per frame of a stack,
+    - an array `(n_splines, N, 2)` or `(frames, n_splines, N, 2)`,
+    - the `invrender.splines` JSON object (parsed), or the path of a `.json` or `.npy` file.
+    config and overrides as on the command line (`invrender spline-refine --config NAME key=value ...`;
+    `method=active-contour` for the classical baseline); progress: a `(phase, step, steps, loss)`
+    callback, or True for a progress bar. Torch's global random state is left as it was.
+    Raises InputError or ConfigError (one line) on bad input, as the command line does.
+    """
+    cfg, device = CONFIG.resolve(config, overrides, device)
+    image = check_image(image, "image", ndims=(2, 3))
+    frames, init_source = init_frames(init)
+    with api_steps(progress) as on_step:
+        return refine_with_config(image, frames, cfg, device, seed, on_step, init_source)
+
+
+def init_frames(init: Any) -> tuple[list[list[dict]], str]:
+    """The frames of spline records of any form `refine_splines` takes, and the name its errors give
+    the init (the file's path, else "init")."""
+    if isinstance(init, str | os.PathLike):
+        return read_splines(init), str(init)
+    if isinstance(init, np.ndarray):
+        return frames_from_array("init", init), "init"
+    data = _as_lists(init)
+    if isinstance(data, list) and data and isinstance(data[0], list) and data[0] and isinstance(data[0][0], dict):
+        data = {"frames": [{"splines": frame} for frame in data]}  # frames of records, as in the JSON format
+    return parse_splines(data, "init"), "init"
+
+
+def _as_lists(value: Any) -> Any:
+    """Arrays and tuples as the nested lists JSON would give (a record's arrays are read as they are)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [_as_lists(item) for item in value]
+    return value
+
+
+def refine_with_config(
+    image: np.ndarray,
+    frames: list[list[dict]],
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    on_step: StepCallback | None,
+    init_source: str = "init",
+) -> SplineRefineResult:
+    """`refine_splines` with its config composed and checked, on a checked image `(y, x)` or
+    `(t, y, x)` and the init's frames of spline records, validated here against the image;
+    `init_source` names the init in errors (its file on the command line)."""
+    from invrender.methods.spline_refine.active_contour import active_contour_frame
+    from invrender.methods.spline_refine.fit import refine_frame
+    from invrender.methods.spline_refine.video import refine_video
+
+    stack = image if image.ndim == 3 else image[None]
+    method = str(cfg.method)
+    propagate = method == "render" and bool(cfg.video.propagate) and len(stack) > 1
+    if propagate and len(frames) == 1:  # only the first frame's init: propagation finds the rest
+        validate_splines(init_source, frames, stack.shape[1:])
+        frames = frames + [None] * (len(stack) - 1)
+    else:
+        validate_splines(init_source, frames, image.shape)
+    if method != "render":
+        splines = [active_contour_frame(frame_image, records, cfg) for frame_image, records in zip(stack, frames)]
+        return SplineRefineResult(method, splines, None, [], [], [], [])
+
+    losses: list[float] = []
+
+    def record_step(phase: str, step: int, steps: int, loss: float) -> None:
+        losses.append(loss)
+        if on_step is not None:
+            on_step(phase, step, steps, loss)
+
+    refitted = lost = None
+    if propagate:
+        video = refine_video(stack, frames, cfg, device, seed, record_step)
+        fits, refitted, lost = video.frames, video.refitted, video.lost
+    else:
+        fits = [refine_frame(frame, records, cfg, device, seed, record_step) for frame, records in zip(stack, frames)]
+    warnings = [
+        fitted.warning if len(stack) == 1 else f"frame {f}: {fitted.warning}"
+        for f, fitted in enumerate(fits)
+        if fitted.warning
+    ]
+    warnings += [f"frame {e['frame']}: splines {e['ids']} lost, no init to find them again" for e in lost or []]
+    renders = np.stack([fitted.render for fitted in fits]).astype(np.float32)
+    return SplineRefineResult(
+        method,
+        [fitted.records for fitted in fits],
+        renders if image.ndim == 3 else renders[0],
+        losses,
+        [fitted.recon_loss for fitted in fits],
+        [fitted.phases for fitted in fits],
+        warnings,
+        refitted,
+        lost,
+    )

@@ -1,0 +1,86 @@
+"""TIFF and NIfTI images as napari Image or Labels layer data, and a Labels layer as a TIFF.
+
+A 3D TIFF written by invrender records its voxel size (z, y, x) (`write_tiff`); it becomes the
+layer's `scale`, which puts the stack in the physical units of mesh-fit's meshes. 2D images (and
+time-lapses, which record none) stay in pixels, the units of splines and polygons. A NIfTI volume
+keeps its voxel order (i, j, k), with the voxel spacing of its header as `scale` (spine-seg writes
+its labels on the CT's grid, so both lie over each other).
+
+Label images are told from images by their names: invrender's `<stem>.labels.tif|.nii.gz`, the Cell
+Tracking Challenge's `maskNNN.tif`, `man_segNNN.tif`, `man_trackNNN.tif`, and VerSe's `<stem>_msk.nii.gz`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from invrender.core.io import InputError, read_image, read_voxel_size, write_tiff
+from invrender.napari import LayerData
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+LABEL_STEM = re.compile(r".*(\.labels|_msk)|mask\d+|man_seg\d+|man_track\d+", re.IGNORECASE)
+#: Labels are written as 16-bit TIFFs, as cell-seg and the Cell Tracking Challenge write them.
+MAX_LABEL = int(np.iinfo(np.uint16).max)
+
+
+def stem(path: str | os.PathLike) -> str:
+    """The file name without its image suffix (`.tif`, `.tiff`, `.nii`, `.nii.gz`)."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_label_image(path: str | os.PathLike) -> bool:
+    return LABEL_STEM.fullmatch(stem(path)) is not None
+
+
+def tiff_layer(path: str | os.PathLike) -> LayerData:
+    """Image or Labels layer data of a 2D or 3D TIFF, with the voxel size it records as scale (3D)."""
+    array = read_image(path)
+    recorded = read_voxel_size(path) if array.ndim == 3 else None
+    scale = tuple(float(s) for s in recorded) if recorded is not None else (1.0,) * array.ndim
+    if is_label_image(path):
+        return _whole_labels(array, path), {"name": stem(path), "scale": scale}, "labels"
+    return array, {"name": stem(path), "scale": scale}, "image"
+
+
+def nifti_layer(path: str | os.PathLike) -> LayerData:
+    """Image or Labels layer data `(i, j, k)` of a NIfTI volume, its header's voxel spacing as scale."""
+    from invrender.core.volumes import read_label_volume, read_volume
+
+    labels = is_label_image(path)
+    volume = read_label_volume(path) if labels else read_volume(path)
+    attributes = {"name": stem(path), "scale": tuple(float(s) for s in volume.spacing)}
+    return volume.data, attributes, "labels" if labels else "image"
+
+
+def write_labels_tiff(path: str | os.PathLike, data: Any, attributes: dict[str, Any]) -> None:
+    """Write a Labels layer's data `(y, x)` or `(z, y, x)` as a 16-bit TIFF, a 3D one with the
+    layer's scale as its voxel size. ValueError for labels outside 0..65535 or not whole numbers."""
+    labels = np.asarray(data)
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"labels of shape {labels.shape}: a TIFF of labels is 2D or 3D")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool) and np.any(labels != np.round(labels)):
+        raise ValueError("labels must be whole numbers")
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
+        raise ValueError(f"labels {labels.min()}..{labels.max()} do not fit a 16-bit TIFF (0..{MAX_LABEL})")
+    scale = attributes.get("scale")
+    voxel_size = tuple(float(s) for s in scale[-3:]) if labels.ndim == 3 and scale is not None else None
+    write_tiff(path, labels.astype(np.uint16), voxel_size=voxel_size)
+
+
+def _whole_labels(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """The float image `read_image` gives, as int32 labels; InputError for fractions or negatives."""
+    if np.any(array != np.round(array)):
+        raise InputError(path, "not a label image: non-integer values")
+    if array.min() < 0:
+        raise InputError(path, f"not a label image: negative label {array.min():g}")
+    return array.astype(np.int32)

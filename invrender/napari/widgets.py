@@ -1,0 +1,125 @@
+"""The plugin's widgets (napari.yaml): each runs one method of the Python API on the viewer's layers,
+with a preset (config name), a few key options and free `key=value` overrides (as on the command
+line), in a worker thread so that the viewer stays responsive, and adds the results as layers.
+
+Calling a widget returns its worker (`napari.qt.threading.FunctionWorker`), already started; errors
+(the API's one-line InputError and ConfigError) are shown as napari notifications.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+
+import napari
+import numpy as np
+from magicgui import magic_factory
+
+from invrender.config import available_configs
+from invrender.napari import LayerData, runs
+from invrender.napari.surfaces import mesh_from_surface
+
+OVERRIDES_TIP = "config overrides key=value, separated by spaces, as on the command line"
+
+
+@magic_factory(
+    call_button="Refine",
+    config={"choices": available_configs("spline_refine")},
+    device={"choices": ["auto", "cpu", "cuda"]},
+    overrides={"tooltip": OVERRIDES_TIP},
+)
+def refine_splines_widget(
+    viewer: napari.Viewer,
+    image: napari.layers.Image,
+    init: napari.layers.Shapes,
+    config: str = "default",
+    seed: int = 0,
+    device: str = "auto",
+    overrides: str = "",
+):
+    """Refine the paths of a Shapes layer (splines, e.g. corrected inits) on an image."""
+    paths, attributes, _ = init.as_layer_data_tuple()
+    return start(
+        viewer,
+        runs.refine_splines_layers,
+        np.asarray(image.data),
+        paths,
+        attributes,
+        name=image.name,
+        config=config,
+        overrides=shlex.split(overrides),
+        device=device,
+        seed=seed,
+    )
+
+
+@magic_factory(
+    call_button="Fit",
+    config={"choices": available_configs("mesh_fit")},
+    cells={"min": 0, "tooltip": "0: one surface (from the init, or a sphere); N: a foam of N cells"},
+    overrides={"tooltip": OVERRIDES_TIP},
+)
+def fit_mesh_widget(
+    viewer: napari.Viewer,
+    stack: napari.layers.Image,
+    init: napari.layers.Surface | None = None,
+    cells: int = 0,
+    config: str = "default",
+    seed: int = 0,
+    overrides: str = "",
+):
+    """Fit a mesh (and the PSF) to a 3D stack; its scale is the voxel size."""
+    return start(
+        viewer,
+        runs.fit_mesh_layers,
+        np.asarray(stack.data),
+        tuple(float(s) for s in stack.scale),
+        name=stack.name,
+        init=None if init is None else mesh_from_surface(init.data),
+        cells=cells or None,
+        config=config,
+        overrides=shlex.split(overrides),
+        seed=seed,
+    )
+
+
+@magic_factory(
+    call_button="Segment",
+    config={"choices": available_configs("cell_seg")},
+    stage={"choices": ["1", "both"], "tooltip": "1: fit every frame; both: fit a few, train a U-Net, segment all"},
+    overrides={"tooltip": OVERRIDES_TIP},
+)
+def segment_cells_widget(
+    viewer: napari.Viewer,
+    frames: napari.layers.Image,
+    stage: str = "1",
+    config: str = "default",
+    seed: int = 0,
+    overrides: str = "",
+):
+    """Segment and track the cells of a 2D image or time-lapse `(t, y, x)`."""
+    return start(
+        viewer,
+        runs.segment_cells_layers,
+        np.asarray(frames.data),
+        name=frames.name,
+        stage=stage,
+        config=config,
+        overrides=shlex.split(overrides),
+        seed=seed,
+    )
+
+
+def start(viewer: napari.Viewer, work: Callable[..., list[LayerData]], *args, **kwargs):
+    """Run `work(*args, **kwargs)` in a worker thread, started; its layers are added to the viewer
+    when it returns, its error (the API's one-line message) shown as a notification."""
+    from napari.qt.threading import create_worker
+    from napari.utils.notifications import show_error
+
+    connect = {"returned": lambda layers: add_layers(viewer, layers), "errored": lambda error: show_error(str(error))}
+    return create_worker(work, *args, _connect=connect, **kwargs)
+
+
+def add_layers(viewer: napari.Viewer, layers: list[LayerData]) -> None:
+    for data, attributes, kind in layers:
+        viewer.add_layer(napari.layers.Layer.create(data, attributes, kind))

@@ -1,0 +1,96 @@
+"""The plugin's widgets in a napari viewer (napari's `make_napari_viewer` fixture): docked from the
+manifest, run on the viewer's layers in a worker thread, their results added as layers.
+
+napari's canvas needs OpenGL, which Qt's offscreen platform does not give: these tests need a
+display, a virtual one headless (pytest-xvfb starts Xvfb when it is installed, or run pytest under
+`xvfb-run -a`), a Qt binding and pytest-qt (`pip install -e ".[napari-test]"`). They are skipped
+without them."""
+
+import os
+
+import numpy as np
+import pytest
+import tifffile
+import trimesh
+
+from helpers import FAST, make_input, write_init
+from invrender.cli import main
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+try:
+    import qtpy  # noqa: F401  (raises its own error, not ImportError, when no Qt binding is installed)
+except Exception as err:
+    pytest.skip(f"no Qt binding ({err})", allow_module_level=True)
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    pytest.skip("no display for napari's OpenGL canvas (install Xvfb, or run under xvfb-run)", allow_module_level=True)
+
+#: Long enough for a short fit on 2 cores shared with other work.
+TIMEOUT_MS = 180_000
+
+
+def dock(viewer, name: str):
+    _, widget = viewer.window.add_plugin_dock_widget("invrender", name)
+    return widget
+
+
+def test_refine_splines_widget(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    image_path, records = make_input(tmp_path, "worms")
+    viewer.open(str(image_path), plugin="invrender")
+    viewer.open(str(write_init(tmp_path / "init.json", records)), plugin="invrender")
+    widget = dock(viewer, "Refine splines")
+    widget(
+        viewer=viewer, image=viewer.layers["worms"], init=viewer.layers["init"], overrides=" ".join(FAST), device="cpu"
+    )
+    qtbot.waitUntil(lambda: "worms refined" in viewer.layers, timeout=TIMEOUT_MS)
+    refined = viewer.layers["worms refined"]
+    assert refined.nshapes == len(records)
+    assert (
+        "worms render" in viewer.layers
+        and viewer.layers["worms render"].data.shape == tifffile.imread(image_path).shape
+    )
+
+
+def test_fit_mesh_widget(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    source = tmp_path / "blob.ply"
+    source.write_bytes(trimesh.creation.icosphere(subdivisions=2).export(file_type="ply"))
+    assert main(["synth", "mesh", str(source), "--size", "16", "--sigma", "1", "--out", str(tmp_path)]) == 0
+    [stack] = viewer.open(str(tmp_path / "blob.tif"), plugin="invrender")
+    widget = dock(viewer, "Fit a mesh")
+    widget(viewer=viewer, stack=stack, overrides="phases.0.steps=2 init.subdivisions=1")
+    qtbot.waitUntil(lambda: "blob mesh" in viewer.layers, timeout=TIMEOUT_MS)
+    vertices = viewer.layers["blob mesh"].data[0]
+    assert np.all(vertices >= 0) and np.all(vertices <= np.array(stack.data.shape) - 1)
+
+
+def test_segment_cells_widget(make_napari_viewer, qtbot, tmp_path):
+    from invrender.methods.cell_seg.synth import write_cell_dataset
+
+    viewer = make_napari_viewer()
+    write_cell_dataset(tmp_path, frames=2, size=48, cells=2, divisions=0, seed=3)
+    frames = np.stack([tifffile.imread(tmp_path / "01" / f"t{t:03d}.tif") for t in range(2)])
+    layer = viewer.add_image(frames, name="movie")
+    widget = dock(viewer, "Segment cells")
+    widget(viewer=viewer, frames=layer, overrides="phases.0.steps=2 phases.1.steps=3 rounds=1")
+    qtbot.waitUntil(lambda: "movie tracks" in viewer.layers, timeout=TIMEOUT_MS)
+    assert viewer.layers["movie labels"].data.shape == frames.shape
+
+
+def test_an_error_is_shown_as_a_notification_and_adds_nothing(make_napari_viewer, qtbot, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    image_path, records = make_input(tmp_path, "worms")
+    viewer.open(str(image_path), plugin="invrender")
+    viewer.open(str(write_init(tmp_path / "init.json", records)), plugin="invrender")
+    widget = dock(viewer, "Refine splines")
+    worker = widget(
+        viewer=viewer, image=viewer.layers["worms"], init=viewer.layers["init"], overrides="prior.nowhere=1"
+    )
+    qtbot.waitUntil(
+        lambda: any("prior.nowhere" in str(n.message) for n in notification_manager.records), timeout=TIMEOUT_MS
+    )
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT_MS)
+    assert [layer.name for layer in viewer.layers] == ["worms", "init"]
