@@ -9,6 +9,7 @@ import tifffile
 import trimesh
 
 import invrender
+from helpers import ellipsoid_stack
 from invrender.cli import main
 from invrender.core.geometry.meshes import read_mesh
 from invrender.core.io import write_tiff
@@ -20,13 +21,7 @@ SHORT = ["phases.0.steps=30", "init.subdivisions=2"]
 def blob(tmp_path_factory):
     """A 32^3 stack of an ellipsoid through a Gaussian PSF (sigma 1.5 voxels), voxels 2 x 1 x 1."""
     folder = tmp_path_factory.mktemp("blob")
-    ellipsoid = trimesh.creation.icosphere(subdivisions=3)
-    ellipsoid.vertices *= [1.0, 0.75, 0.6]
-    source = folder / "ellipsoid.ply"
-    source.write_bytes(ellipsoid.export(file_type="ply"))
-    args = ["synth", "mesh", str(source), "--size", "32", "--sigma", "1.5", "--noise", "0.02", "--out", str(folder)]
-    assert main(args) == 0
-    stack = tifffile.imread(folder / "ellipsoid.tif")
+    stack = tifffile.imread(ellipsoid_stack(folder))
     path = folder / "stack.tif"
     write_tiff(path, stack, voxel_size=(2.0, 1.0, 1.0))
     return path, stack

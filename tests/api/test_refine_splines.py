@@ -88,6 +88,16 @@ def test_the_active_contour_baseline_gives_what_the_command_line_writes(tmp_path
     assert result.method == "active-contour" and result.render is None and result.losses == []
 
 
+def test_a_result_with_numpy_ids_saves_as_json(frame):
+    """Ids a user made with numpy (np.int64) are written as plain numbers."""
+    image, _, records = frame
+    init = [{**record, "id": np.int64(7 + i)} for i, record in enumerate(records)]
+    overrides = ["method=active-contour", "active_contour.max_num_iter=5"]
+    result = invrender.refine_splines(tifffile.imread(image), init, overrides=overrides, device="cpu")
+    saved = json.loads(json.dumps(result.to_json("worms.tif")))
+    assert [spline["id"] for spline in saved["splines"]] == [7, 8]
+
+
 def test_a_propagated_stack_gives_what_the_command_line_writes(tmp_path, movie):
     stack, first = movie / "movie.tif", movie / "inits" / "first" / "movie.json"
     overrides = [*FAST, *VIDEO, "video.propagate=true"]

@@ -116,10 +116,12 @@ def write_splines(
 def splines_json(frames: list[list[dict]], image: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `invrender.splines` JSON object of frames of spline records; a single frame is written
     as `"splines"`. Records may carry extra keys (e.g. `"knots"`, `"loss"`); arrays become lists
-    and keys whose value is None are left out."""
+    and numpy numbers (a user's ids) plain numbers; keys whose value is None are left out."""
 
     def encode(rec: dict) -> dict:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rec.items() if v is not None}
+        return {
+            k: (v.tolist() if isinstance(v, np.ndarray | np.generic) else v) for k, v in rec.items() if v is not None
+        }
 
     data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "image": image}
     data.update(extra or {})

@@ -21,6 +21,7 @@ from invrender.config import ConfigError
 from invrender.core.geometry.meshes import write_mesh
 from invrender.core.io import write_png
 from invrender.core.volumes import (
+    CENTROID_SPACES,
     NIFTI_SUFFIXES,
     check_same_grid,
     read_centroids,
@@ -36,8 +37,6 @@ from invrender.methods.spine_seg.slices import slice_sheet
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
-
-CENTROID_SPACES = ("auto", "voxel", "world")
 
 
 def input_stem(path: Path) -> str:

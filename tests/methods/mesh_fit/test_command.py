@@ -8,7 +8,7 @@ import pytest
 import tifffile
 import trimesh
 
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, ellipsoid_stack
 from invrender.cli import main
 from invrender.core.geometry.meshes import read_mesh
 from invrender.core.metrics import chamfer_distance, surface_samples
@@ -20,15 +20,7 @@ SHORT = ["phases.0.steps=40", "init.subdivisions=2"]
 def blob(tmp_path_factory):
     """A 32^3 stack of an ellipsoid through a Gaussian PSF (sigma 1.5 voxels), with its truth."""
     folder = tmp_path_factory.mktemp("blob")
-    ellipsoid = trimesh.creation.icosphere(subdivisions=3)
-    ellipsoid.vertices *= [1.0, 0.75, 0.6]
-    source = folder / "ellipsoid.ply"
-    source.write_bytes(ellipsoid.export(file_type="ply"))
-    assert (
-        main(["synth", "mesh", str(source), "--size", "32", "--sigma", "1.5", "--noise", "0.02", "--out", str(folder)])
-        == 0
-    )
-    return folder / "ellipsoid.tif", read_mesh(folder / "ellipsoid.truth.ply")
+    return ellipsoid_stack(folder), read_mesh(folder / "ellipsoid.truth.ply")
 
 
 def run(capsys, *args) -> tuple[int, str]:
