@@ -66,18 +66,42 @@ def central_gradient(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([dx, dy], dim=1)
 
 
-def ellipsoid_stack(folder: Path) -> Path:
-    """`invrender synth mesh` of an ellipsoid (semi-axes 1, 0.75, 0.6 before placing) in a 32^3
-    stack through a Gaussian PSF (sigma 1.5 voxels), 2% noise: `folder/ellipsoid.tif`, with
-    `ellipsoid.truth.ply` beside it."""
+def ellipsoid_stack(folder: Path, size: int = 32, subdivisions: int = 3, name: str = "ellipsoid") -> Path:
+    """`invrender synth mesh` of an ellipsoid (an icosphere of `subdivisions`, semi-axes 1, 0.75,
+    0.6 before placing) in a `size`^3 stack through a Gaussian PSF (sigma 1.5 voxels), 2% noise:
+    `folder/<name>.tif`, with `<name>.truth.ply` beside it."""
     import trimesh
 
     from invrender.cli import main
 
-    ellipsoid = trimesh.creation.icosphere(subdivisions=3)
+    ellipsoid = trimesh.creation.icosphere(subdivisions=subdivisions)
     ellipsoid.vertices *= [1.0, 0.75, 0.6]
-    source = folder / "ellipsoid.ply"
+    source = folder / f"{name}.ply"
     source.write_bytes(ellipsoid.export(file_type="ply"))
-    args = ["synth", "mesh", str(source), "--size", "32", "--sigma", "1.5", "--noise", "0.02", "--out", str(folder)]
+    args = [
+        "synth",
+        "mesh",
+        str(source),
+        "--size",
+        str(size),
+        "--sigma",
+        "1.5",
+        "--noise",
+        "0.02",
+        "--out",
+        str(folder),
+    ]
     assert main(args) == 0
-    return folder / "ellipsoid.tif"
+    return folder / f"{name}.tif"
+
+
+#: acdr-train overrides for a small, fast network and schedule on 32 x 32 synthetic shapes.
+ACDR_TINY = [
+    "data.size=32",
+    "model.widths=[8,16]",
+    "model.convs=2",
+    "model.dropout=0",
+    "model.vertices=16",
+    "train.batch_size=8",
+    "train.eval_batch=16",
+]

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import invrender
+from helpers import ACDR_TINY
 from invrender.cli import main
 from invrender.core.io import check_picture, write_png, write_tiff
 from invrender.methods.acdr.checkpoint import read_checkpoint, save_checkpoint
@@ -20,17 +21,7 @@ from invrender.methods.acdr.models import build_model
 from invrender.methods.acdr.synth import make_shape_image
 
 #: 24 synthetic 32 x 32 shapes (19 train, 2 validate) and a small network: a few seconds an epoch.
-SHORT = [
-    "data.count=24",
-    "data.size=32",
-    "model.widths=[8,16]",
-    "model.convs=2",
-    "model.dropout=0",
-    "model.vertices=16",
-    "train.batch_size=8",
-    "train.eval_batch=16",
-    "train.examples=2",
-]
+SHORT = [*ACDR_TINY, "data.count=24", "train.examples=2"]
 EPOCHS = 3
 #: An untrained model for the input forms: what it predicts is not the point, only that each form gives the same.
 MODEL = {

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import trimesh
 
-from helpers import FAST, make_input, write_init
+from helpers import FAST, ellipsoid_stack, make_input, write_init
 from invrender.cli import main
 from invrender.core.geometry.meshes import read_mesh
 from invrender.core.optim.divergence import far_outside
@@ -126,14 +125,7 @@ def test_spline_refine_keeps_its_last_finite_splines(tmp_path, capsys, lr, reaso
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Path:
     """A 16^3 stack of an ellipsoid through a Gaussian PSF."""
-    folder = tmp_path_factory.mktemp("stack")
-    ellipsoid = trimesh.creation.icosphere(subdivisions=2)
-    ellipsoid.vertices *= [1.0, 0.75, 0.6]
-    source = folder / "ell.ply"
-    source.write_bytes(ellipsoid.export(file_type="ply"))
-    synth = ["synth", "mesh", str(source), "--size", "16", "--sigma", "1.5", "--noise", "0.02", "--out", str(folder)]
-    assert main(synth) == 0
-    return folder / "ell.tif"
+    return ellipsoid_stack(tmp_path_factory.mktemp("stack"), size=16, subdivisions=2, name="ell")
 
 
 @pytest.mark.parametrize(

@@ -13,22 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import assert_one_line_error
+from helpers import ACDR_TINY, assert_one_line_error
 from invrender.cli import main
 from invrender.core.io import write_png
 from invrender.methods.acdr.checkpoint import read_checkpoint, save_checkpoint
 from invrender.methods.acdr.synth import write_shape_dataset
-
-#: A small, fast network and schedule on 32 x 32 synthetic shapes.
-TINY = [
-    "data.size=32",
-    "model.widths=[8,16]",
-    "model.convs=2",
-    "model.dropout=0",
-    "model.vertices=16",
-    "train.batch_size=8",
-    "train.eval_batch=16",
-]
 
 
 def epochs_logged(out) -> list[dict]:
@@ -51,7 +40,7 @@ def trained(tmp_path_factory, shapes):
         [
             "acdr-train",
             f"data.root={shapes}",
-            *TINY,
+            *ACDR_TINY,
             "train.epochs=16",
             "train.lr=0.003",
             "data.augment.scales=[1.0]",
@@ -172,7 +161,7 @@ def test_tta_averages_over_the_symmetries_in_eval_and_predict(trained, shapes, t
 
 def test_resume_goes_on_from_the_last_epoch(shapes, tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["acdr-train", f"data.root={shapes}", *TINY, "--out", str(out), "-q"]
+    common = ["acdr-train", f"data.root={shapes}", *ACDR_TINY, "--out", str(out), "-q"]
     assert main([*common, "train.epochs=2"]) in (0, None)
     first = epochs_logged(out)
     capsys.readouterr()
@@ -233,7 +222,7 @@ def test_eval_keeps_a_run_record_that_report_resume_and_timeout_use(trained, sha
 
 def test_timeout_stops_training_cleanly_with_its_checkpoint_and_record(shapes, tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["acdr-train", f"data.root={shapes}", *TINY, "--out", str(out), "--quiet"]
+    common = ["acdr-train", f"data.root={shapes}", *ACDR_TINY, "--out", str(out), "--quiet"]
     start = time.monotonic()
     code = main([*common, "train.epochs=100000", "--timeout", "5"])
     seconds = time.monotonic() - start
@@ -252,7 +241,7 @@ def test_timeout_stops_training_cleanly_with_its_checkpoint_and_record(shapes, t
 def test_the_pixel_baseline_trains_and_evaluates(shapes, tmp_path):
     out = tmp_path / "pixel"
     assert main(
-        ["acdr-train", f"data.root={shapes}", *TINY, "train.epochs=2", "--model", "pixel", "--out", str(out), "-q"]
+        ["acdr-train", f"data.root={shapes}", *ACDR_TINY, "train.epochs=2", "--model", "pixel", "--out", str(out), "-q"]
     ) in (0, None)
     assert read_checkpoint(out / "checkpoints" / "last.pt")["kind"] == "pixel"
     assert main(
@@ -269,7 +258,7 @@ def test_an_image_without_a_mask(shapes, tmp_path, capsys):
     root = tmp_path / "data"
     write_shape_dataset(root, 3, size=32)
     (root / "masks" / "shape_0001.png").unlink()
-    code = main(["acdr-train", f"data.root={root}", *TINY, "--out", str(tmp_path / "out")])
+    code = main(["acdr-train", f"data.root={root}", *ACDR_TINY, "--out", str(tmp_path / "out")])
     assert_one_line_error(code, capsys.readouterr().err, tmp_path / "out", "shape_0001.png", "no mask")
 
 
@@ -277,7 +266,7 @@ def test_a_mask_of_another_size(tmp_path, capsys):
     root = tmp_path / "data"
     write_shape_dataset(root, 3, size=32)
     write_png(root / "masks" / "shape_0002.png", np.zeros((30, 32), np.uint8))
-    code = main(["acdr-train", f"data.root={root}", *TINY, "--out", str(tmp_path / "out")])
+    code = main(["acdr-train", f"data.root={root}", *ACDR_TINY, "--out", str(tmp_path / "out")])
     assert_one_line_error(code, capsys.readouterr().err, tmp_path / "out", "shape_0002.png", "mask is 32x30")
 
 
@@ -347,7 +336,7 @@ def test_a_training_run_into_a_folder_in_use_is_refused(shapes, tmp_path, capsys
 
     out = tmp_path / "run"
     with run_lock(out):  # another acdr-train or acdr-eval is writing there
-        code = main(["acdr-train", f"data.root={shapes}", *TINY, "train.epochs=1", "--out", str(out), "-q"])
+        code = main(["acdr-train", f"data.root={shapes}", *ACDR_TINY, "train.epochs=1", "--out", str(out), "-q"])
         assert not any(out.iterdir())  # nothing written beside the other run's files
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "another run" in err and "--wait" in err, err
