@@ -92,7 +92,7 @@ def main() -> None:
     chosen = list(range(0, args.frames, args.baseline_every))
     sub = OUT / "baseline-data"
     sub.mkdir(parents=True, exist_ok=True)
-    write_tiff(sub / "movie.tif", read_image(data / "movie.tif")[chosen])
+    write_tiff(sub / "movie.tif", read_image(data / "movie.tif")[chosen], axes="TYX")
     write_splines(sub / "movie.json", [read_splines(detector)[f] for f in chosen], image="movie.tif")
     seconds_base, results_base, _ = fit(sub / "movie.tif", sub / "movie.json", OUT / "every-frame", args.overrides)
     dtw_base = dtw_per_frame([labels[f] for f in chosen], results_base)

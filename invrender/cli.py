@@ -8,6 +8,7 @@ third-party plug-in would.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from invrender.config import ConfigError
 from invrender.core.io import InputError
 from invrender.isolation import allow_forking
+from invrender.messages import PROGRAM, error_line, one_line
 from invrender.outdir import check_out_file
 
 app = typer.Typer(
@@ -53,12 +55,25 @@ def main_options(
 
 @app.command("report")
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder (the --out of a run or sweep).", show_default=False)],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR",
+            help="A run folder (the --out of any command: a run, sweep, shards, acdr-train or acdr-eval), or the "
+            "scores file of cell-eval --json.",
+            show_default=False,
+        ),
+    ],
     csv_path: Annotated[
-        Path | None, typer.Option("--csv", help="Where to write the CSV (default: RUN_DIR/report.csv).")
+        Path | None,
+        typer.Option(
+            "--csv", help="Where to write the CSV (default: RUN_DIR/report.csv; NAME.report.csv beside a file)."
+        ),
     ] = None,
 ) -> None:
-    """Print a run folder's manifest(s) as a table, one row per input, and write it as CSV."""
+    """Print a run folder's manifest(s) as a table, one row per input with its status, time, loss
+    and quality figures (Dice, SSIM, PSNR, mIoU, SEG, DET, TRA, where the outputs hold them), and
+    write it as CSV."""
     from rich.console import Console
 
     from invrender.report import print_report, report_rows, write_report
@@ -103,19 +118,56 @@ def main(argv: list[str] | None = None) -> int:
     except Exit as done:
         return done.exit_code
     except TyperException as err:  # unknown option, missing argument, bad value
-        message = " ".join((err.format_message() if hasattr(err, "format_message") else str(err)).split())
-        if message:  # empty when the help was shown for a bare command (no_args_is_help)
-            print(f"invrender: error: {message}", file=sys.stderr)
+        # (Typer's Click exception classes are private: they are told apart by name.)
+        if type(err).__name__ == "NoArgsIsHelpError":  # a bare `invrender` or `invrender synth`: its help, shown
+            return 2
+        print(error_line(usage_problem(err)), file=sys.stderr)
         return 2
     except (ConfigError, InputError) as err:
-        print(f"invrender: error: {err}", file=sys.stderr)
+        print(error_line(str(err)), file=sys.stderr)
         return 2
     except Abort:  # end of input at a prompt
-        print("invrender: aborted", file=sys.stderr)
+        print(f"{PROGRAM}: aborted", file=sys.stderr)
         return INTERRUPTED
     if code == INTERRUPTED:  # Typer turns Ctrl-C (and SIGTERM, above) into this code; no command returns it
-        print("invrender: interrupted; finished inputs are kept, run again with --resume", file=sys.stderr)
+        print(f"{PROGRAM}: interrupted; finished inputs are kept, run again with --resume", file=sys.stderr)
     return code if isinstance(code, int) else 0
+
+
+def usage_problem(err: TyperException) -> str:
+    """A usage error found by Typer's parser as "<option or argument>: <problem>", the form of every
+    error line (Click says "Invalid value for '--seed': ...", "Missing option '--checkpoint'.", "No
+    such option: --sed")."""
+    message = one_line(err.message).rstrip(".")
+    param = getattr(err, "param", None)
+    hint = getattr(err, "param_hint", None)
+    option = getattr(err, "option_name", None)  # NoSuchOption, BadOptionUsage
+    if type(err).__name__ == "MissingParameter":
+        return f"{_param_name(param, hint)}: missing (it is required)"
+    if param is not None or hint is not None:  # BadParameter: from a parameter's type or a command's check
+        return f"{_param_name(param, hint)}: {message}"
+    if option is not None:
+        possible = getattr(err, "possibilities", None)
+        if type(err).__name__ == "NoSuchOption":
+            return f"{option}: no such option" + (f" (did you mean {', '.join(sorted(possible))}?)" if possible else "")
+        return f"{option}: {message.removeprefix(f'Option {option!r} ')}"
+    unknown = re.fullmatch(r"No such command '([^']+)'\.?\s*(.*)", message)  # and perhaps "Did you mean ...?"
+    if unknown:
+        return f"{unknown.group(1)}: no such command ({unknown.group(2) or f'`{PROGRAM} --help` lists them'})"
+    ctx = getattr(err, "ctx", None)
+    command = ctx.command_path if ctx is not None else PROGRAM
+    return f"{command}: {message[:1].lower()}{message[1:]}"  # e.g. "got unexpected extra argument (x)"
+
+
+def _param_name(param, hint) -> str:
+    """How an error names a parameter: its long option (`--seed`) or an argument's metavar (`RES`)."""
+    if hint is not None:
+        return hint if isinstance(hint, str) else " / ".join(hint)
+    if param is None:
+        return PROGRAM
+    if getattr(param, "param_type_name", "") == "option":
+        return max(param.opts, key=len)
+    return (getattr(param, "metavar", None) or param.name).upper().rstrip(".")
 
 
 def program() -> None:

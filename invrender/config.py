@@ -115,7 +115,7 @@ def _compose(method_dir: str, name: str, overrides: list[str]) -> DictConfig:
 
     names = available_configs(method_dir)
     if name not in names:
-        raise ConfigError(f"no config {name!r} for this method; available: {', '.join(names)}")
+        raise ConfigError(f"--config {name}: no such preset; this method's presets: {', '.join(names)}")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_ROOT / method_dir), version_base=None):

@@ -37,7 +37,7 @@ from invrender.isolation import forks_jobs
 from invrender.method import ConfigCache, JobContext, MethodSpec, check_distinct_outputs, make_jobs, override_key
 from invrender.options import SharedOptions
 from invrender.record import now, write_run_record
-from invrender.runner import Runner, count_statuses, exit_code, progress_bar
+from invrender.runner import Runner, count_statuses, exit_code, progress_bar, record_lines
 
 #: Launcher name -> (the plugin's module, the invrender extra that installs it).
 LAUNCHER_PLUGINS = {
@@ -358,13 +358,8 @@ def _print_summary(entries: list[dict], counts: dict[str, int], quiet: bool) -> 
     console = Console(stderr=True)
     for entry in entries:
         for r in entry["inputs"]:
-            if r["status"] in ("bad-input", "failed", "timeout"):
-                label = "timeout" if r["status"] == "timeout" else "error"
-                prefix = "" if r["error"].startswith(r["input"]) else f"{r['input']}: "  # as the runner prints it
-                console.print(f"{label}: {prefix}{r['error']}", markup=False, highlight=False, soft_wrap=True)
-            if (r.get("result") or {}).get("warning"):  # finished, with something the user must know
-                warning = r["result"]["warning"]
-                console.print(f"warning: {r['input']}: {warning}", markup=False, highlight=False, soft_wrap=True)
-    if not quiet:
+            for line in record_lines(r):  # as the runner prints them
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not quiet and set(counts) != {"bad-input"}:  # a sweep of bad inputs says only what is wrong, as a run does
         text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         console.print(f"{len(entries)} job(s): {text}", markup=False, highlight=False)

@@ -61,7 +61,7 @@ class MethodConfig:
             return torch.device("cpu")
         device = resolve_device(option)
         if self.cpu_only and device.type != "cpu":
-            raise ConfigError(f"{self.name} runs on the CPU for now (asked for {device})")
+            raise ConfigError(f"--device {device}: {self.name} runs on the CPU for now")
         return device
 
     def compose(self, name: str, overrides: Sequence[str], device: torch.device) -> DictConfig:
@@ -207,7 +207,7 @@ def check_distinct_outputs(jobs: list[Job]) -> None:
         for path in job.outputs:
             if owner.setdefault(path, job.name) != job.name:
                 raise ConfigError(
-                    f"inputs {owner[path]} and {job.name} would both write {path}: rename one or run them into "
+                    f"{path}: inputs {owner[path]} and {job.name} would both write it; rename one or run them into "
                     "different --out folders"
                 )
 

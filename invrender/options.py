@@ -1,16 +1,22 @@
 """The command-line options that commands share: the input arguments, the options of every method
 command (`SharedOptions`, added by `@with_shared_options`), and options that several commands take
-with one meaning (`--voxel-size`, a synth command's `--out` and `--seed`)."""
+with one meaning (`--voxel-size`, `--channel`, `--axes`, `--pixel-size`, a synth command's `--out` and `--seed`)."""
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
+
+from invrender.config import ConfigError
+
+if TYPE_CHECKING:
+    from invrender.method import MethodConfig
 
 Arguments = Annotated[
     list[str],
@@ -22,11 +28,16 @@ Arguments = Annotated[
 
 
 def parse_seed(text: str) -> int:
-    """`--seed` as written: a whole number (its range is checked with the other options)."""
+    """`--seed` as written: a whole number that numpy's and torch's generators take (`check_seed`:
+    0 to 2**32 - 1; ConfigError otherwise), for every command that takes one (a synth command's too)."""
+    from invrender.method import check_seed
+
     try:
-        return int(text)
+        seed = int(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a whole number (a seed is 0 to 4294967295)") from None
+    check_seed(seed)
+    return seed
 
 
 # Options that several commands take with the same meaning (each command sets its own default).
@@ -34,17 +45,85 @@ VoxelSize = Annotated[
     str | None,
     typer.Option("--voxel-size", help="z,y,x in physical units (mm for CT); default: from the TIFF's metadata."),
 ]
-SynthOut = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 SynthSeed = Annotated[
     int, typer.Option("--seed", help="Random seed: the same seed writes the same data.", parser=parse_seed)
 ]
+
+# Options of the commands that read images (each command adds those it takes): which channel, which
+# axes, how large a pixel is. `image_options` checks them and gives them to the jobs.
+Channel = Annotated[
+    int | None,
+    typer.Option(
+        "--channel",
+        help="The channel (0-based) of a multi-channel image to use: ImageJ's or OME's C axis, or a colour "
+        "sample; a multi-channel image without it is refused.",
+    ),
+]
+ImageAxes = Annotated[
+    str | None,
+    typer.Option(
+        "--axes",
+        help="The image's axes, when its file does not name them (a plain 3D array) or names them wrongly: "
+        "one letter per axis of more than one pixel, of T (time), Z (depth), C (channel), S (colour), Y, X; "
+        "e.g. TYX for a time-lapse, ZYX for a z-stack.",
+    ),
+]
+PixelSize = Annotated[
+    str | None,
+    typer.Option(
+        "--pixel-size",
+        help="A pixel's size in physical units: y,x or one number for square pixels; default: from the TIFF's "
+        "metadata (OME, or ImageJ's calibration). Recorded in the manifest.",
+    ),
+]
+
+#: The letters `--axes` may hold (tifffile's names of axes).
+AXIS_LETTERS = "TZCSYX"
+
+
+def image_options(channel: int | None, axes: str | None) -> dict[str, Any]:
+    """`--channel` and `--axes` checked, as the jobs' options `channel` and `axes`; ConfigError for
+    a negative channel, or axes with other letters than AXIS_LETTERS, a letter twice, or no Y and X."""
+    if channel is not None and channel < 0:
+        raise ConfigError(f"--channel {channel}: must be 0 or more (channels are counted from 0)")
+    if axes is not None:
+        given, axes = axes, axes.upper()
+        if not set(axes) <= set(AXIS_LETTERS) or len(set(axes)) != len(axes) or not {"Y", "X"} <= set(axes):
+            raise ConfigError(
+                f"--axes {given}: one letter per axis, each once, of {', '.join(AXIS_LETTERS)}, with Y and X (e.g. TYX)"
+            )
+    return {"channel": channel, "axes": axes}
+
+
+def parse_pixel_size(text: str | None) -> tuple[float, float] | None:
+    """`--pixel-size y,x` (or one number for both) as two positive floats; None when not given;
+    ConfigError otherwise."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"--pixel-size {text!r}: expected one positive number, or two (y,x)")
+    return values
+
+
+def positive_size(option: str, value: float | None) -> float | None:
+    """A size option (`--diameter`, `--width`) checked: a positive, finite number of pixels, or None
+    (not given); ConfigError otherwise (`nan` and `inf` parse as floats)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{option} {value:g}: must be a positive number of pixels")
+    return value
 
 
 @dataclass
 class SharedOptions:
     """The options of every method command (see `with_shared_options` for their help)."""
 
-    out: Path = Path("invrender-out")
+    out: Path | None = None  # the option's callback makes None `<command>-out` (see `out_folder`)
     device: str = "auto"
     seed: int = 0
     quiet: bool = False
@@ -60,7 +139,7 @@ class SharedOptions:
 
 
 _SHARED_HELP = {
-    "out": (("--out", "-o"), "Output folder (created if needed)."),
+    "out": (("--out", "-o"), "Output folder, created if needed (default: <command>-out in the working folder)."),
     "device": (("--device",), "auto | cpu | cuda | cuda:N"),
     "seed": (("--seed",), "Random seed: same input, config and seed give the same output."),
     "quiet": (("--quiet", "-q"), "No progress bar and no per-input lines; errors only."),
@@ -90,42 +169,76 @@ _SHARED_HELP = {
 }
 
 
+def out_folder(ctx, value: Path | None) -> Path:
+    """`--out` as given, else `<command>-out` in the working folder: one rule for every command that
+    writes (`spline-refine-out`, `acdr-train-out`, `synth-cells-out`). Checked before anything is
+    read or computed: ConfigError unless it is, or can be made, a folder this process may write into."""
+    from invrender.outdir import check_out_folder
+
+    out = value if value is not None else Path("-".join(ctx.command_path.split()[1:]) + "-out")
+    check_out_folder(out)
+    return out
+
+
+def presets_help(config_dir: str) -> str:
+    """The presets of a method, for its `--config` help: the names of configs/<config_dir>/*.yaml."""
+    from invrender.config import available_configs
+
+    return f"Presets: {', '.join(available_configs(config_dir))}."
+
+
 _PARSERS = {"seed": parse_seed}
+_CALLBACKS = {"out": out_folder}
 
 
-def shared_option(name: str) -> Any:
-    """The typer.Option of one shared option, for commands that take only some of them."""
+def shared_option(name: str, config_dir: str | None = None) -> Any:
+    """The typer.Option of one shared option, for commands that take only some of them; `--config`
+    lists the presets in `config_dir` (configs/<config_dir>/)."""
     flags, help_text = _SHARED_HELP[name]
-    return typer.Option(*flags, help=help_text, parser=_PARSERS.get(name))
-
-
-def with_shared_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a method command the shared options: Typer sees them in the signature, the command
-    receives them as one `shared: SharedOptions` argument."""
-    hints = get_type_hints(command, include_extras=True)  # the annotations as objects, not strings
-    own = [
-        p.replace(annotation=hints[p.name])
-        for p in inspect.signature(command).parameters.values()
-        if p.name != "shared"
-    ]
-    defaults, types = SharedOptions(), get_type_hints(SharedOptions)
-    shared_params = [
-        inspect.Parameter(
-            f.name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=getattr(defaults, f.name),
-            annotation=Annotated[types[f.name], shared_option(f.name)],
-        )
-        for f in fields(SharedOptions)
-    ]
-
-    def wrapper(**kwargs: Any) -> Any:
-        shared = SharedOptions(**{f.name: kwargs.pop(f.name) for f in fields(SharedOptions)})
-        return command(shared=shared, **kwargs)
-
-    wrapper.__signature__ = inspect.Signature(
-        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared_params
+    if name == "config" and config_dir is not None:
+        help_text = f"{help_text} {presets_help(config_dir)}"
+    return typer.Option(
+        *flags, help=help_text, parser=_PARSERS.get(name), callback=_CALLBACKS.get(name), show_default=name != "out"
     )
-    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
-    wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
-    return wrapper
+
+
+#: `--out` of a command that takes it alone of the shared options (a synth command, spine-template).
+OutFolder = Annotated[Path | None, shared_option("out")]
+SynthOut = OutFolder
+
+
+def with_shared_options(config: MethodConfig) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`@with_shared_options(CONFIG)` gives a method command the shared options, its `--config`
+    listing the presets of the method's config folder: Typer sees them in the signature, the command
+    receives them as one `shared: SharedOptions` argument."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        hints = get_type_hints(command, include_extras=True)  # the annotations as objects, not strings
+        own = [
+            p.replace(annotation=hints[p.name])
+            for p in inspect.signature(command).parameters.values()
+            if p.name != "shared"
+        ]
+        defaults, types = SharedOptions(), get_type_hints(SharedOptions)
+        shared_params = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=getattr(defaults, f.name),
+                annotation=Annotated[types[f.name], shared_option(f.name, config.config_dir)],
+            )
+            for f in fields(SharedOptions)
+        ]
+
+        def wrapper(**kwargs: Any) -> Any:
+            shared = SharedOptions(**{f.name: kwargs.pop(f.name) for f in fields(SharedOptions)})
+            return command(shared=shared, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(
+            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared_params
+        )
+        wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+        wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
+        return wrapper
+
+    return decorate

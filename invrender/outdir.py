@@ -22,6 +22,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from invrender.config import ConfigError
+from invrender.messages import warning_line
 
 #: Seconds between attempts while `--wait`ing for another run's lock.
 WAIT_POLL = 1.0
@@ -50,10 +51,11 @@ def check_out_file(path: Path, option: str) -> None:
 @contextmanager
 def run_lock(out: Path, shard: bool = False, wait: bool = False) -> Iterator[None]:
     """Hold `out` for this run: ConfigError at once if another run holds it (or wait for it with
-    `wait`). A folder this made and the run left empty (every input was bad) is removed again.
-    Without flock (Windows) the folder is checked but not locked."""
+    `wait`). The folders this made (`out` and any missing parents) that the run left empty (every
+    input was bad, or a check in the run refused it) are removed again. Without flock (Windows) the folder
+    is checked but not locked."""
     check_out_folder(out)
-    made = not out.exists()
+    made = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     fd = _locked_folder(out, shard, wait) if fcntl is not None else None
     try:
@@ -61,11 +63,26 @@ def run_lock(out: Path, shard: bool = False, wait: bool = False) -> Iterator[Non
     finally:
         if fd is not None:
             os.close(fd)
-        if made:
-            try:
-                out.rmdir()  # only if empty: a run that wrote nothing leaves nothing
-            except OSError:
-                pass
+        remove_empty(made)
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """`path` and its parents that do not exist yet, innermost first: what making it would create."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (innermost first, from `missing_folders`) as long as they are empty: a run or
+    command that wrote nothing leaves nothing."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): neither are the folders around it
+            return
 
 
 def _locked_folder(out: Path, shard: bool, wait: bool) -> int:
@@ -80,7 +97,7 @@ def _locked_folder(out: Path, shard: bool, wait: bool) -> int:
             os.close(fd)
             if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 print(
-                    f"warning: --out {out}: this file system has no locks; nothing stops another run writing here",
+                    warning_line(f"--out {out}: this file system has no locks; nothing stops another run writing here"),
                     file=sys.stderr,
                 )
                 return os.open(out, os.O_RDONLY | os.O_DIRECTORY)

@@ -2,8 +2,11 @@
 
 A run folder holds `manifest.json` (a run, a sweep whose jobs each list their inputs, or a training
 run) and/or `manifest.part-K-of-N.json` (shards run by separate processes); while a sweep runs, only
-its jobs' manifests `jobs/<num>/manifest.json` exist. Every input becomes one row; a training run is
-one row, its data set the input and its last training loss the loss.
+its jobs' manifests `jobs/<num>/manifest.json` exist; acdr-eval keeps a run record of one job, its
+scores the result. Every input becomes one row; a training run is one row, its data set the input
+and its last training loss the loss; the scores that `cell-eval --json` wrote (a file, not a
+folder) are one row. The quality figures that the results hold (`QUALITY`: Dice, SSIM, PSNR, mIoU,
+SEG, DET, TRA) get a column each.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ from invrender.record import KINDS
 from invrender.runner import count_statuses
 
 COLUMNS = ("job", "overrides", "input", "status", "seconds", "loss", "outputs", "log", "error")
+#: The quality figures that a job's result may hold (its key -> the report's column), shown after
+#: `loss` in this order for the rows that have them: spine-seg's mean Dice against `--gt`, mesh-fit's
+#: SSIM and PSNR of its render against the stack, acdr-eval's mean IoU (a training run's: the validation
+#: mIoU of its best checkpoint), cell-eval's SEG, DET and TRA.
+QUALITY = {
+    "mean_dice": "Dice",
+    "ssim": "SSIM",
+    "psnr": "PSNR",
+    "miou": "mIoU",
+    "seg": "SEG",
+    "det": "DET",
+    "tra": "TRA",
+}
+QUALITY_COLUMNS = tuple(QUALITY.values())
 
 
 def manifest_paths(run_dir: Path) -> list[Path]:
@@ -46,7 +63,10 @@ def _part_number(path: Path) -> int:
 
 def report_rows(run_dir: Path) -> list[dict]:
     """One row per input over every manifest in `run_dir`; InputError naming a manifest of another
-    shape (valid JSON written by something else, or edited by hand)."""
+    shape (valid JSON written by something else, or edited by hand). A file is read as the scores
+    that `cell-eval --json` wrote: one row."""
+    if run_dir.is_file():
+        return [_scores_row(run_dir, read_json(run_dir))]
     rows = []
     for path in manifest_paths(run_dir):
         manifest = read_json(path)
@@ -80,7 +100,8 @@ def report_rows(run_dir: Path) -> list[dict]:
 
 
 def _input_row(path: Path, job: str, overrides: list[str], record: dict) -> dict:
-    loss = _get(path, _get(path, record, "result", dict, {}), "loss", NUMBER, None)
+    result = _get(path, record, "result", dict, {})
+    loss = _get(path, result, "loss", NUMBER, None)
     return {
         "job": job,
         "overrides": " ".join([*overrides, *_strings(path, record, "overrides")]),
@@ -91,7 +112,15 @@ def _input_row(path: Path, job: str, overrides: list[str], record: dict) -> dict
         "outputs": len(_get(path, record, "outputs", list, [])),
         "log": _get(path, record, "log", str, ""),
         "error": _get(path, record, "error", str, ""),
+        "quality": _quality(path, result, QUALITY),
     }
+
+
+def _quality(path: Path, values: dict, columns: dict[str, str]) -> dict[str, float]:
+    """The quality figures among `values` (key -> column name in `columns`), by column name; a
+    figure that is null (not finite when it was computed) is left out."""
+    figures = {column: _get(path, values, key, NUMBER, None) for key, column in columns.items()}
+    return {column: float(value) for column, value in figures.items() if value is not None}
 
 
 def _training_row(path: Path, manifest: dict) -> dict:
@@ -110,6 +139,26 @@ def _training_row(path: Path, manifest: dict) -> dict:
         "outputs": sum(isinstance(p, str) and Path(p).is_file() for p in outputs.values()),
         "log": _get(path, outputs, "log", str, ""),
         "error": "",
+        "quality": _quality(path, _get(path, manifest, "best", dict, {}), {"val_miou": "mIoU"}),
+    }
+
+
+def _scores_row(path: Path, record: Any) -> dict:
+    """The scores of `cell-eval --json` as one row: the result it scored as the input, with its
+    SEG (and DET and TRA, when they were computed)."""
+    if not isinstance(record, dict) or not {"res", "gt", "seg", "per_frame"} <= record.keys():
+        raise InputError(path, "neither a run folder nor the scores of cell-eval --json (res, gt, seg, per_frame)")
+    return {
+        "job": "cell-eval",
+        "overrides": "",
+        "input": _get(path, record, "res", str),
+        "status": "done",
+        "seconds": 0.0,
+        "loss": "",
+        "outputs": 1,
+        "log": "",
+        "error": "",
+        "quality": _quality(path, record, QUALITY),
     }
 
 
@@ -153,13 +202,33 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names[k.__name__] for k in kinds))
 
 
+def flat_rows(rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """The report's columns and its rows as text: the quality figures that any row has get a column
+    each after `loss` (empty where a row has none)."""
+    present = {name for row in rows for name in row["quality"]}
+    figures = [name for name in QUALITY_COLUMNS if name in present]
+    at = COLUMNS.index("loss") + 1
+    columns = [*COLUMNS[:at], *figures, *COLUMNS[at:]]
+    flat = [
+        {
+            **{c: row[c] for c in COLUMNS},
+            **{name: f"{row['quality'][name]:.6g}" if name in row["quality"] else "" for name in figures},
+        }
+        for row in rows
+    ]
+    return columns, flat
+
+
 def write_report(run_dir: Path, rows: list[dict], csv_path: Path | None = None) -> Path:
-    """Write the rows as CSV (atomically): `RUN_DIR/report.csv` unless another path is given."""
-    csv_path = csv_path or run_dir / "report.csv"
+    """Write the rows as CSV (atomically): `RUN_DIR/report.csv` (`<name>.report.csv` beside a
+    cell-eval JSON file) unless another path is given."""
+    if csv_path is None:
+        csv_path = run_dir / "report.csv" if run_dir.is_dir() else run_dir.with_name(f"{run_dir.stem}.report.csv")
+    columns, flat = flat_rows(rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(flat)
     with atomic_path(csv_path) as tmp:
         tmp.write_text(buffer.getvalue(), encoding="utf-8")
     return csv_path
@@ -171,24 +240,25 @@ def print_report(rows: list[dict], console: Console) -> None:
     common = set.intersection(*(set(r["overrides"].split()) for r in rows)) if rows else set()
     names = [Path(r["input"]).name for r in rows]
     short = len(set(names)) == len({r["input"] for r in rows})
+    columns, flat = flat_rows(rows)
     table_rows = [
         {
             **r,
             "overrides": " ".join(o for o in r["overrides"].split() if o not in common),
             "input": name if short else r["input"],
+            **{figure: f"{value:.4g}" for figure, value in row["quality"].items()},  # shorter than the CSV's
         }
-        for r, name in zip(rows, names)
+        for r, row, name in zip(flat, rows, names)
     ]
     table = Table(show_lines=False)
     shown = [
         c
-        for c in COLUMNS
+        for c in columns
         if c != "log" and (c not in ("job", "overrides", "loss", "error") or any(r[c] for r in table_rows))
     ]
+    numbers = {"seconds", "loss", "outputs", *QUALITY_COLUMNS}
     for column in shown:
-        table.add_column(
-            column, justify="right" if column in ("seconds", "loss", "outputs") else "left", overflow="fold"
-        )
+        table.add_column(column, justify="right" if column in numbers else "left", overflow="fold")
     for row in table_rows:
         table.add_row(*(str(row[c]) for c in shown))
     console.print(table)

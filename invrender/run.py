@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from invrender.config import ConfigError, to_plain
 from invrender.cpus import threads_record
 from invrender.inputs import InputItem, expand_inputs, select_part, split_arguments
@@ -14,6 +16,7 @@ from invrender.launch import run_sweep
 from invrender.method import (
     ConfigCache,
     JobContext,
+    MethodConfig,
     MethodSpec,
     check_distinct_outputs,
     check_seed,
@@ -42,7 +45,7 @@ def run_method(
     """
     inputs, user_overrides = split_arguments(arguments)
     if not inputs:
-        raise ConfigError("no input given")
+        raise ConfigError("ARGUMENTS: no input given, only key=value config overrides")
     check_shard_options(shared)
     device = spec.config.device(shared.device)
     check_threads(shared.threads)
@@ -51,13 +54,13 @@ def run_method(
     check_seed(shared.seed)
     check_out_folder(shared.out)
     if shared.force and not shared.resume:
-        raise ConfigError("--force goes with --resume (without --resume every input is done again anyway)")
+        raise ConfigError("--force: goes with --resume (without --resume every input is done again anyway)")
     options = options or {}
     items = drop_earlier_outputs(
         expand_inputs(inputs, spec.input_suffixes, spec.input_options, spec.keep_folders), shared.out
     )
     if not items:
-        raise ConfigError(f"no input files in {' '.join(inputs)} (looked for {', '.join(spec.input_suffixes)})")
+        raise ConfigError(f"{' '.join(inputs)}: no input files (looked for {', '.join(spec.input_suffixes)})")
     if spec.check_inputs is not None:
         spec.check_inputs(items, options)
     all_overrides = [*user_overrides, *overrides]
@@ -97,6 +100,16 @@ def run_method(
         return runner.run(jobs)
 
 
+def command_config(config: MethodConfig, arguments: list[str], shared: SharedOptions) -> DictConfig:
+    """The config a command's run starts from (`--config` with the trailing overrides, checked), for
+    options that set config values from others (cell-seg's `--diameter`, spline-refine's `--width`).
+    Sweeps and launcher settings (with -m) are left out: such an option scales the config's own
+    value of a swept key."""
+    prepare_parent()  # as run_method, before anything that may touch torch
+    overrides = [o for o in split_arguments(arguments)[1] if not (override_key(o).startswith("hydra") or is_sweep(o))]
+    return config.compose(shared.config, overrides, config.device(shared.device))
+
+
 def drop_earlier_outputs(items: list[InputItem], out: Path) -> list[InputItem]:
     """The inputs without the files that an earlier run recorded as its outputs in `out` (a folder
     given both as input and as --out would otherwise feed a run its own renders)."""
@@ -109,17 +122,17 @@ def check_shard_options(shared: SharedOptions) -> None:
         raise ConfigError(f"--num-parts {shared.num_parts}: must be at least 1")
     if shared.part_id is not None:
         if shared.num_parts is None:
-            raise ConfigError("--part-id needs --num-parts")
+            raise ConfigError("--part-id: needs --num-parts")
         if not 0 <= shared.part_id < shared.num_parts:
             raise ConfigError(
                 f"--part-id {shared.part_id}: must be in 0..{shared.num_parts - 1} for --num-parts {shared.num_parts}"
             )
         if shared.multirun:
             raise ConfigError(
-                "--part-id runs one part in this process; with -m, --num-parts alone sets the number of jobs"
+                "--part-id: runs one part in this process; with -m, --num-parts alone sets the number of jobs"
             )
     elif shared.num_parts is not None and not shared.multirun:
-        raise ConfigError("--num-parts needs --part-id (run one part here) or -m (one job per part)")
+        raise ConfigError("--num-parts: needs --part-id (run one part here) or -m (one job per part)")
 
 
 def refuse_sweep_overrides(overrides: list[str]) -> None:
@@ -128,7 +141,7 @@ def refuse_sweep_overrides(overrides: list[str]) -> None:
         if override_key(override).startswith("hydra"):
             raise ConfigError(f"{override}: Hydra launcher settings need -m (--multirun)")
         if is_sweep(override):
-            raise ConfigError(f"{override} is a sweep: add -m (--multirun) to run one job per value")
+            raise ConfigError(f"{override}: a sweep; add -m (--multirun) to run one job per value")
 
 
 def is_sweep(override: str) -> bool:

@@ -26,8 +26,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from invrender.config import ConfigError
 from invrender.core.io import InputError, read_json
@@ -39,6 +38,7 @@ from invrender.isolation import (
     remove_partial_files,
     run_in_child,
 )
+from invrender.messages import about, error_line, warning_line
 from invrender.record import now, write_run_record
 
 StepCallback = Callable[[str, int, int, float], None]  # phase, step, steps, loss (NaN: none)
@@ -91,13 +91,29 @@ def count_statuses(statuses: list[str]) -> dict[str, int]:
     return counts
 
 
+def record_lines(record: dict[str, Any]) -> list[str]:
+    """What stderr says of a finished job (a `JobRecord`'s fields, or a manifest's record of one):
+    the error of an input that failed, was bad or timed out, and the warning of one that finished
+    with something the user must know (e.g. a fit that diverged)."""
+    lines = []
+    if record["status"] in FAILED_STATUSES:
+        lines.append(error_line(about(record["input"], record["error"])))
+    warning = (record.get("result") or {}).get("warning")
+    if warning:
+        lines.append(warning_line(about(record["input"], warning)))
+    return lines
+
+
 def progress_bar(console: Console, enabled: bool = True, label: str = "{task.description}") -> Progress:
-    """The progress bar of every command: label, bar, done / total, elapsed time; gone when done."""
+    """The progress bar of every command: label, bar, done / total, elapsed time and the estimated
+    time left (from the rate so far); gone when done."""
     return Progress(
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=console,
         disable=not enabled,
         transient=True,
@@ -322,15 +338,8 @@ class Runner:
             torch.set_grad_enabled(grad_enabled)
 
     def _print(self, record: JobRecord) -> None:
-        if record.status in FAILED_STATUSES:
-            prefix = "" if record.error.startswith(record.input) else f"{record.input}: "
-            # Escaped: messages and paths may hold brackets ("[x, y] pairs") that rich reads as markup.
-            label = "timeout" if record.status == "timeout" else "error"
-            self.console.print(f"[red]{label}[/red]: {escape(prefix + record.error)}", highlight=False, soft_wrap=True)
-        if record.result.get("warning"):  # finished, with something the user must know (e.g. a fit that diverged)
-            self.console.print(
-                f"warning: {record.input}: {record.result['warning']}", markup=False, highlight=False, soft_wrap=True
-            )
+        for line in record_lines(record.__dict__):
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
         if record.status not in FAILED_STATUSES and not self.quiet:
             loss = record.result.get("loss")
             loss_text = f", loss {loss:.3g}" if isinstance(loss, float) else ""
@@ -361,7 +370,9 @@ class Runner:
         except OSError as err:
             self.manifest_written = False
             self.console.print(
-                f"error: cannot write {self.manifest_path} ({err.strerror}); it is written again after the next input",
+                warning_line(
+                    f"{self.manifest_path}: cannot write it ({err.strerror}); it is written again after the next input"
+                ),
                 markup=False,
                 highlight=False,
                 soft_wrap=True,

@@ -1,4 +1,5 @@
-"""Shared by the CLI tests: small synthetic spline inputs, a short schedule, the bad-input check."""
+"""Shared by the CLI tests: small synthetic spline inputs, a short schedule, the bad-input check, a
+tiny acdr checkpoint."""
 
 from pathlib import Path
 
@@ -8,6 +9,8 @@ from torch.nn import functional as F
 
 from invrender.core.geometry.spline_io import write_splines
 from invrender.core.io import write_tiff
+from invrender.methods.acdr.checkpoint import save_checkpoint
+from invrender.methods.acdr.models import build_model
 from invrender.methods.spline_refine.synth import make_frame
 
 #: The project's real sample data (../shared/data, see its README).
@@ -105,3 +108,41 @@ ACDR_TINY = [
     "train.batch_size=8",
     "train.eval_batch=16",
 ]
+
+
+# ---------------------------------------------------------------- acdr checkpoints
+
+#: A tiny contour model that reads 32 x 32 grey images.
+TINY_MODEL = {
+    "widths": [4, 8],
+    "convs": 1,
+    "dropout": 0.0,
+    "relu_each": False,
+    "vertices": 8,
+    "iterations": 1,
+    "init_diameter": 0.25,
+    "max_shift": 0.5,
+}
+
+
+def tiny_checkpoint(path, drop=(), **changes):
+    """A checkpoint as acdr-train writes it (untrained weights), without the keys `drop` and with `changes`."""
+    network = build_model("contour", 1, TINY_MODEL)
+    content = {
+        "kind": "contour",
+        "channels_in": 1,
+        "size": 32,
+        "model": dict(TINY_MODEL),
+        "config": {},
+        "config_name": "default",
+        "overrides": ["data.size=32"],
+        "state_dict": network.state_dict(),
+        "optimizer": torch.optim.Adam(network.parameters()).state_dict(),
+        "epoch": 1,
+        "elapsed": 1.0,
+        "best": {"epoch": 1, "miou": 0.5},
+        "history": [],
+    }
+    content.update(changes)
+    save_checkpoint(path, {key: value for key, value in content.items() if key not in drop})
+    return path

@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +32,156 @@ class InputError(Exception):
 
 # ---------------------------------------------------------------- reading
 
+#: tifffile's letters for axes whose meaning is known: T time, Z depth, C channel, S the samples of a
+#: colour pixel (RGB), Y rows, X columns. Other letters (Q unknown, I a sequence of images: what
+#: tifffile names the first axis of a 3D array written without axes) leave open what an axis is.
+KNOWN_AXES = "TZCSYX"
+#: Axes along which an image holds channels: ImageJ's and OME's C, and the samples of colour pixels.
+CHANNEL_AXES = "CS"
+#: What an image with these axes is, for messages.
+AXES_MEANING = {"YX": "a 2D image", "TYX": "a time-lapse", "ZYX": "a z-stack", "TZYX": "a time-lapse of z-stacks"}
+
+
+@dataclass(frozen=True)
+class AxesImage:
+    """An image with its axes named, as `read_axes_image` and `check_axes_image` return it.
+
+    array: float32, finite, one dimension of more than one pixel per letter of `axes` (tifffile's
+    letters, see KNOWN_AXES), Y and X last and at least 2 pixels each.
+    """
+
+    array: np.ndarray
+    axes: str
+
 
 def read_image(path: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.ndarray:
-    """Read a TIFF image as float32, validated.
+    """Read a TIFF image as float32, validated, without looking at its axes (the napari reader,
+    volumes, label images; a method's input is read by `read_axes_image`).
 
     Returns an array `(y, x)` or `(z|frame, y, x)`. Singleton axes are squeezed; RGB(A) images are
     rejected rather than silently converted (`read_picture` reads colour). Raises InputError on a
     missing or unreadable file, a colour image, a dimensionality outside `ndims`, an empty image, or
     NaN/infinite values.
     """
-    import tifffile
-
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes, shape, photometric = series.axes, tuple(series.shape), series.keyframe.photometric
-            array = tif.asarray()
-    except Exception as err:  # tifffile raises many types for corrupt files
-        raise InputError(path, f"not a readable TIFF image ({type(err).__name__}: {err})") from None
-    _refuse_colour(path, axes, shape, photometric)
+    array, _, axes, photometric = _read_tiff(path)
+    _refuse_colour(path, axes, array.shape, photometric)
     return check_image(array, path, ndims)
+
+
+def read_axes_image(path: str | os.PathLike, *, channel: int | None = None, axes: str | None = None) -> AxesImage:
+    """Read the first image series of a TIFF as float32 with its axes named (`AxesImage`).
+
+    The axes are tifffile's: an ImageJ hyperstack's subset of `TZCYX`, OME's, `YXS` for RGB, and an
+    unknown letter (Q, I) for an axis the file does not name; singleton axes are dropped. `axes`
+    (the command line's `--axes`) names them instead, one letter per axis left, when the file does
+    not name them or names them wrongly. `channel` (0-based, `--channel`) picks one channel of a
+    multi-channel image (see `pick_channel`). Which axes a method takes, `expect_axes` checks.
+    Raises InputError (naming the file) on a missing or unreadable file, `axes` that do not fit, a
+    multi-channel image without `channel` or a channel out of range, an image too small, or
+    NaN/infinite values.
+    """
+    path = Path(path)
+    array, _, file_axes, _ = _read_tiff(path)
+    array, file_axes = _squeezed(array, file_axes)
+    if axes is not None and len(axes) != array.ndim:
+        raise InputError(
+            path,
+            f"--axes {axes}: {len(axes)} letters for an image of {array.ndim} axes (shape {array.shape}, "
+            f"axes {file_axes}; axes of one pixel do not count)",
+        )
+    return check_axes_image(array, path, axes or file_axes, channel=channel, flag="--")
+
+
+def check_axes_image(
+    array: Any, source: str | os.PathLike, axes: str | None = None, *, channel: int | None = None, flag: str = ""
+) -> AxesImage:
+    """An image as `read_axes_image` returns it from an array in memory; InputError naming `source`
+    (a file, or an argument of the Python API) otherwise.
+
+    axes: one letter per dimension of `array` (see KNOWN_AXES); None: the last two are Y and X and
+    what the others are is not known (singleton axes are dropped first, as `check_image` does).
+    `flag` prefixes the names of the options `channel` and `axes` in messages ("--" on the command
+    line).
+    """
+    array = np.asarray(array)
+    if axes is None:
+        array = np.squeeze(array)
+        axes = "Q" * (array.ndim - 2) + "YX"[-array.ndim :] if array.ndim else ""
+    if len(axes) != array.ndim:
+        raise InputError(source, f"{flag}axes {axes}: {len(axes)} letters for an image of shape {array.shape}")
+    array, axes = pick_channel(*_squeezed(array, axes), channel, source, flag)
+    if array.ndim < 2:
+        raise InputError(source, f"image is {array.ndim}D with shape {array.shape}, expected 2D or more")
+    if axes[-2:] != "YX":
+        raise InputError(source, f"axes {axes} (shape {array.shape}): the last two must be Y and X")
+    if array.size == 0 or min(array.shape) < 2:
+        raise InputError(source, f"image of shape {array.shape} is too small")
+    return AxesImage(_finite_float32(source, array), axes)
+
+
+def pick_channel(
+    array: np.ndarray, axes: str, channel: int | None, source: str | os.PathLike, flag: str = ""
+) -> tuple[np.ndarray, str]:
+    """The one channel `channel` (0-based) of an image `array` whose dimensions `axes` names, and
+    the axes without the channel's; an image of one channel as it is (`channel` None or 0).
+    InputError for several channels and no `channel` (which one is meant is not ours to guess:
+    before, a 2-channel image passed for a 2-frame time-lapse), a channel out of range, or both
+    channels and colour samples."""
+    found = [axis for axis, letter in enumerate(axes) if letter in CHANNEL_AXES]
+    where = f"shape {array.shape}, axes {axes}"
+    if not found:
+        if channel not in (None, 0):
+            raise InputError(source, f"{flag}channel {channel} is out of range: the image has one channel ({where})")
+        return array, axes
+    if len(found) > 1:
+        raise InputError(source, f"image with both channels and colour samples ({where}): give one channel per file")
+    axis = found[0]
+    count = array.shape[axis]
+    kind = "RGB image, multi-channel" if axes[axis] == "S" else "multi-channel image"
+    if channel is None:
+        raise InputError(source, f"{kind} ({count} channels; {where}): give {flag}channel N (0 to {count - 1})")
+    if not 0 <= channel < count:
+        raise InputError(
+            source,
+            f"{flag}channel {channel} is out of range: the image has {count} channels, 0 to {count - 1} ({where})",
+        )
+    return np.take(array, channel, axis=axis), axes[:axis] + axes[axis + 1 :]
+
+
+def expect_axes(
+    image: AxesImage,
+    source: str | os.PathLike,
+    accepted: tuple[str, ...],
+    unlabelled: tuple[str, ...] = (),
+    flag: str = "",
+) -> AxesImage:
+    """`image` if a method takes its axes (one of `accepted`, e.g. ("YX", "TYX")); InputError
+    naming `source` otherwise, saying what the image is and what the method takes.
+
+    An image whose axes the file does not name (an unknown letter: a plain 3D array) is taken as
+    the axes of `unlabelled` with its number of dimensions, if any (e.g. ("ZYX",) for a method of
+    z-stacks); otherwise it is refused as ambiguous: a z-stack taken for a time-lapse (or channels
+    for frames) gives a result that looks right and is not.
+    """
+    axes, shape = image.axes, image.array.shape
+    takes = " or ".join(f"{a} ({AXES_MEANING.get(a, a)})" for a in accepted)
+    hint = f"give {flag}axes " + " or ".join(a for a in accepted if len(a) == len(axes))
+    if not set(axes) <= set(KNOWN_AXES):
+        taken = [a for a in unlabelled if len(a) == len(axes)]
+        if taken:
+            return AxesImage(image.array, taken[0])
+        if any(len(a) == len(axes) for a in accepted):
+            question = "time-lapse or z-stack?" if len(axes) == 3 else "which axis is which?"
+            raise InputError(source, f"{len(axes)}D array without axes (shape {shape}, axes {axes}): {question} {hint}")
+    if axes in accepted:
+        return image
+    if all(len(a) != len(axes) for a in accepted):
+        raise InputError(source, f"image is {len(axes)}D with shape {shape} (axes {axes}), expected {takes}")
+    what = AXES_MEANING.get(axes, "an image")
+    raise InputError(
+        source, f"{what} (axes {axes}, shape {shape}): expected {takes}; if the file's axes are wrong, {hint}"
+    )
 
 
 def check_image(array: Any, source: str | os.PathLike, ndims: tuple[int, ...] = (2, 3)) -> np.ndarray:
@@ -66,6 +194,59 @@ def check_image(array: Any, source: str | os.PathLike, ndims: tuple[int, ...] = 
     if array.size == 0 or min(array.shape) < 2:
         raise InputError(source, f"image of shape {array.shape} is too small")
     return _finite_float32(source, array)
+
+
+def read_tiff_axes(path: str | os.PathLike) -> str:
+    """The axes `read_axes_image` finds in a TIFF (before `--axes` and `--channel`), from its
+    metadata alone; InputError for a missing or unreadable file."""
+    _, shape, axes, _ = _read_tiff(Path(path), pixels=False)
+    return "".join(letter for letter, n in zip(axes, shape) if n != 1)
+
+
+def _read_tiff(path: Path, pixels: bool = True) -> tuple[np.ndarray | None, tuple[int, ...], str, int]:
+    """The first image series of a TIFF as stored (None unless `pixels`), its shape, its axes
+    (tifffile's, see `read_axes_image`) and its photometric interpretation; InputError for a missing
+    or unreadable file."""
+    import tifffile
+
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes, photometric = tuple(series.shape), series.axes, series.keyframe.photometric
+            array = series.asarray() if pixels else None
+            if _unnamed_imagej_axes(axes, tif.imagej_metadata):
+                axes = "Q" + axes[1:]
+    except Exception as err:  # tifffile raises many types for corrupt files
+        raise InputError(path, f"not a readable TIFF image ({type(err).__name__}: {err})") from None
+    if array is not None:
+        shape = array.shape
+    if len(axes) != len(shape):  # not seen; then the axes say nothing
+        axes = "Q" * (len(shape) - 2) + "YX"[-len(shape) :]
+    return array, shape, axes, photometric
+
+
+def _unnamed_imagej_axes(axes: str, imagej: dict | None) -> bool:
+    """Whether a `CYX` ImageJ file is a 3D array that tifffile wrote without axes: it writes the
+    first axis of any such array as ImageJ channels, in its own ImageJ version 1.11a and grayscale
+    mode (and so did invrender before it wrote axes). ImageJ and Fiji write their own version, and
+    tifffile given axes a hyperstack with frames or slices; a true multi-channel file written by
+    tifffile is told apart by a display mode (composite or color), which ImageJ sets for channels."""
+    imagej = imagej or {}
+    return (
+        axes == "CYX"
+        and str(imagej.get("ImageJ")) == "1.11a"
+        and imagej.get("mode", "grayscale") == "grayscale"
+        and not {"frames", "slices", "unit"} & set(imagej)
+    )
+
+
+def _squeezed(array: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    """`array` and `axes` without the axes of length 1."""
+    keep = [n != 1 for n in array.shape]
+    squeezed = array.reshape([n for n, kept in zip(array.shape, keep) if kept])
+    return squeezed, "".join(letter for letter, kept in zip(axes, keep) if kept)
 
 
 def _refuse_colour(path: Path, axes: str, shape: tuple[int, ...], photometric: int) -> None:
@@ -95,27 +276,31 @@ def _finite_float32(path: str | os.PathLike, array: np.ndarray) -> np.ndarray:
 PICTURE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
-def read_picture(path: str | os.PathLike) -> np.ndarray:
+def read_picture(path: str | os.PathLike, channel: int | None = None) -> np.ndarray:
     """Read a 2D grey or colour picture (PNG, JPEG or TIFF) as float32 `(channels, y, x)`.
 
-    Grey images give one channel, RGB(A) three (alpha is dropped). Raises InputError on a missing
+    Grey images give one channel, RGB(A) three (alpha is dropped). `channel` (0-based, the command
+    line's `--channel`) picks one channel: of a colour picture, or of a multi-channel TIFF (ImageJ's
+    or OME's C axis), which is refused without it (`pick_channel`). Raises InputError on a missing
     or unreadable file, another dimensionality, an empty image, or NaN/infinite values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            array = np.asarray(tifffile.imread(path))
-        else:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        array, _, axes, _ = _read_tiff(path)
+        array, axes = _squeezed(array, axes)
+    else:
+        if not path.is_file():
+            raise InputError(path, "file not found")
+        try:
             from PIL import Image
 
             with Image.open(path) as picture:
                 array = np.asarray(picture.convert("RGB") if picture.mode in ("P", "CMYK", "YCbCr") else picture)
-    except Exception as err:  # PIL and tifffile raise many types for corrupt files
-        raise InputError(path, f"not a readable image ({type(err).__name__}: {err})") from None
+        except Exception as err:  # PIL raises many types for corrupt files
+            raise InputError(path, f"not a readable image ({type(err).__name__}: {err})") from None
+        axes = "YXS"[: array.ndim]
+    if channel is not None or "C" in axes:
+        array, axes = pick_channel(array, axes, channel, path, "--")
     return check_picture(array, path)
 
 
@@ -253,22 +438,52 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+#: The axes `write_tiff` writes: an image, a z stack, a time-lapse (Fiji opens T as frames, Z as slices).
+TIFF_AXES = ("YX", "ZYX", "TYX")
+#: ImageJ's names of the units of length: microscopy, CT, and none known.
+TIFF_UNITS = ("micron", "mm", "pixel")
+
+
 def write_tiff(
-    path: str | os.PathLike, array: np.ndarray, voxel_size: tuple[float, float, float] | None = None
+    path: str | os.PathLike,
+    array: np.ndarray,
+    voxel_size: tuple[float, ...] | None = None,
+    *,
+    axes: str | None = None,
+    unit: str | None = None,
 ) -> None:
-    """Write a TIFF atomically (ImageJ-compatible float32 unless an integer dtype is given), with the
-    voxel size (z, y, x) as ImageJ metadata (z spacing) and resolution tags (y, x) when given."""
+    """Write an ImageJ TIFF atomically (float32 unless an integer dtype is given) with its axes and
+    unit of length in ImageJ's metadata, so that Fiji opens it with the right dimensions and scale.
+
+    axes: one of TIFF_AXES, a letter per axis of `array`; default "YX" for 2D, "ZYX" for 3D.
+    voxel_size: the pixel's size in `unit` along the spatial axes, `(z, y, x)` for "ZYX", `(y, x)`
+    otherwise; written as ImageJ's `spacing` (z) and the x/y resolution tags (pixels per unit). None
+    writes no size. unit: one of TIFF_UNITS, the unit of `voxel_size`; default "micron" (microscopy's)
+    with a size, "pixel" without. ValueError for axes that do not fit the array, or an unknown unit.
+    """
     import tifffile
 
     array = np.asarray(array)
     if array.dtype == np.float64:
         array = array.astype(np.float32)
+    unit = unit or ("pixel" if voxel_size is None else "micron")
+    axes = axes or {2: "YX", 3: "ZYX"}.get(array.ndim)
+    if axes not in TIFF_AXES or len(axes) != array.ndim:
+        raise ValueError(f"cannot write an array of shape {array.shape} with axes {axes}: expected one of {TIFF_AXES}")
+    if unit not in TIFF_UNITS:
+        raise ValueError(f"unit {unit!r}: expected one of {', '.join(TIFF_UNITS)}")
+    metadata: dict = {"axes": axes, "unit": unit}
     options = {}
     if voxel_size is not None:
-        dz, dy, dx = voxel_size
-        options = {"resolution": (1 / dx, 1 / dy), "metadata": {"spacing": dz, "axes": "ZYX"}}
+        spatial = "ZYX" if axes == "ZYX" else "YX"
+        if len(voxel_size) != len(spatial):
+            raise ValueError(f"voxel size {tuple(voxel_size)}: expected {len(spatial)} values ({spatial}) for {axes}")
+        sizes = dict(zip(spatial, voxel_size))
+        options["resolution"] = (1 / sizes["X"], 1 / sizes["Y"])
+        if "Z" in sizes:
+            metadata["spacing"] = sizes["Z"]
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, imagej=array.ndim <= 3 and array.dtype != np.float64, **options)
+        tifffile.imwrite(tmp, array, imagej=True, metadata=metadata, **options)
 
 
 def read_voxel_size(path: str | os.PathLike) -> tuple[float, float, float] | None:
@@ -277,17 +492,49 @@ def read_voxel_size(path: str | os.PathLike) -> tuple[float, float, float] | Non
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        if tif.ome_metadata:
-            sizes = {axis: re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', tif.ome_metadata) for axis in "ZYX"}
-            if all(sizes.values()):
-                return tuple(float(sizes[axis].group(1)) for axis in "ZYX")
+        recorded = _ome_sizes(tif.ome_metadata, "ZYX")
+        if recorded is not None:
+            return recorded
         spacing = (tif.imagej_metadata or {}).get("spacing")
-        tags = tif.pages[0].tags
-        if spacing is None or "XResolution" not in tags or "YResolution" not in tags:
+        pixel = _resolution_sizes(tif.pages[0].tags)
+        return None if spacing is None or pixel is None else (float(spacing), *pixel)
+
+
+def read_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
+    """The pixel size (y, x) recorded in a TIFF, in its unit of length: OME PhysicalSize{Y,X}, or the
+    resolution tags of an ImageJ file calibrated in a unit (ImageJ's `unit`, not "pixel"); None when
+    the file records none or is not a TIFF. Other files' resolution tags are not taken: image
+    editors write 72 dots per inch into pictures of any scale."""
+    import tifffile
+
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return None
+    with tifffile.TiffFile(path) as tif:
+        recorded = _ome_sizes(tif.ome_metadata, "YX")
+        if recorded is not None:
+            return recorded
+        if (tif.imagej_metadata or {}).get("unit") in (None, "", "pixel", "pixels"):
             return None
-        x_num, x_den = tags["XResolution"].value
-        y_num, y_den = tags["YResolution"].value
-        return float(spacing), y_den / y_num, x_den / x_num
+        return _resolution_sizes(tif.pages[0].tags)
+
+
+def _ome_sizes(ome: str | None, axes: str) -> tuple[float, ...] | None:
+    """OME-XML's PhysicalSize of each of `axes` (e.g. "ZYX"); None unless it gives them all."""
+    if not ome:
+        return None
+    sizes = [re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', ome) for axis in axes]
+    return tuple(float(size.group(1)) for size in sizes) if all(sizes) else None
+
+
+def _resolution_sizes(tags: Any) -> tuple[float, float] | None:
+    """The pixel size (y, x) from a TIFF page's resolution tags (pixels per unit, as fractions);
+    None without them, or for a resolution of zero."""
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    (x_num, x_den), (y_num, y_den) = tags["XResolution"].value, tags["YResolution"].value
+    if min(x_num, x_den, y_num, y_den) <= 0:
+        return None
+    return y_den / y_num, x_den / x_num
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:

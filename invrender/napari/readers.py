@@ -25,6 +25,8 @@ from invrender.napari.surfaces import mesh_layers
 
 Reader = Callable[[str], list[LayerData]]
 #: What mesh-fit (`.mesh.ply`, `.mesh.rec`) and `invrender synth mesh` (`.truth.ply`, `.truth.rec`) write.
+#: The PLY per cell beside a `.rec` (`.mesh.cell1.ply`, ...) is for other viewers and is left out: the
+#: `.rec` already gives napari every cell's surface.
 MESH_ENDINGS = (".mesh.ply", ".truth.ply", ".rec")
 
 

@@ -179,11 +179,11 @@ def test_shards_split_the_inputs_and_the_report_joins_them(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("options", "needle"),
     [
-        (["--part-id", "0"], "--part-id needs --num-parts"),
-        (["--num-parts", "2"], "--num-parts needs --part-id"),
+        (["--part-id", "0"], "--part-id: needs --num-parts"),
+        (["--num-parts", "2"], "--num-parts: needs --part-id"),
         (["--num-parts", "2", "--part-id", "2"], "--part-id 2"),
         (["--num-parts", "0", "--part-id", "0"], "--num-parts 0"),
-        (["-m", "--num-parts", "2", "--part-id", "0"], "--part-id runs one part"),
+        (["-m", "--num-parts", "2", "--part-id", "0"], "--part-id: runs one part"),
         (["--timeout", "0"], "--timeout 0"),
     ],
 )
@@ -234,8 +234,8 @@ def test_timeout_stops_one_input_and_the_others_finish(tmp_path, capsys):
     assert records["f1.tif"]["status"] == "done"
     assert not (out / "f0.splines.json").exists() and (out / "f1.splines.json").exists()
     assert "timeout" in Path(records["f0.tif"]["log"]).read_text()
-    assert [line for line in err.splitlines() if line.startswith("timeout:")] == [
-        f"timeout: {records['f0.tif']['input']}: stopped after 2 s (--timeout)"
+    assert [line for line in err.splitlines() if line.startswith("invrender: error: ")] == [
+        f"invrender: error: {records['f0.tif']['input']}: stopped after 2 s (--timeout)"
     ]
 
 
@@ -335,8 +335,8 @@ def test_joblib_two_workers_with_a_corrupt_input(tmp_path, capsys):
     assert not (out / "f2.splines.json").exists()
     pids = {manifest(Path(j["folder"]) / "manifest.json")["pid"] for j in data["jobs"]}
     assert os.getpid() not in pids and len(pids) == 2, "the jobs did not run in two worker processes"
-    assert [line for line in err.splitlines() if line.startswith("error")] == [
-        f"error: {records['f2.tif']['error']}"  # the error names the input already
+    assert [line for line in err.splitlines() if line.startswith("invrender: error: ")] == [
+        f"invrender: error: {records['f2.tif']['error']}"  # the error names the input already
     ]
 
 

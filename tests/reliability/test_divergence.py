@@ -36,7 +36,7 @@ def check_run(out: Path, err: str, code: int, input_name: str, reason: str, expe
     naming the input, exactly the `expected` outputs, and every JSON file strict. Returns the
     manifest's record of the input."""
     assert code == 0, err
-    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    warnings = [line for line in err.splitlines() if line.startswith("invrender: warning: ")]
     assert len(warnings) == 1 and input_name in warnings[0] and reason in warnings[0] and KEPT in warnings[0], err
     assert "Traceback" not in err
     assert {p.name for p in out.iterdir()} == expected | {"logs", "manifest.json"}
@@ -108,7 +108,7 @@ def test_spline_refine_keeps_its_last_finite_splines(tmp_path, capsys, lr, reaso
         code,
         str(image),
         reason,
-        {"f0.splines.json", "f0.render.tif", "f0.overlay.png"},
+        {"f0.splines.json", "f0.render.tif", "f0.overlay.png", "f0.loss.png", "f0.rois.zip"},
     )
     written = strict_json(out / "f0.splines.json")["splines"]
     assert len(written) == len(records)
@@ -144,7 +144,7 @@ def test_mesh_fit_keeps_its_last_mesh_and_psf_within_the_stack(tmp_path, capsys,
         ["mesh-fit", str(stack), "--out", str(out), "--device", "cpu", "phases.0.steps=10", "init.subdivisions=1"]
         + [override]
     )
-    expected = {"ell.mesh.ply", "ell.psf.json", "ell.render.tif", "ell.loss.png", "ell.metrics.json"}
+    expected = {"ell.mesh.ply", "ell.psf.json", "ell.render.tif", "ell.loss.png", "ell.slices.png", "ell.metrics.json"}
     record = check_run(out, capsys.readouterr().err, code, str(stack), reason, expected)
     metrics = strict_json(out / "ell.metrics.json")
     assert reason in metrics["warning"] and all(metrics[k] is not None for k in ("mse", "ssim", "psnr"))
@@ -175,7 +175,7 @@ def test_cell_seg_keeps_its_last_cells_within_the_frame(tmp_path, capsys, frame)
     code = main(
         ["cell-seg", str(frame), "--out", str(out), "phases.0.steps=5", "phases.1.steps=10", "phases.1.lr=1e30"]
     )
-    expected = {"t000.labels.tif", "t000.overlay.png", "t000.cells.json"}
+    expected = {"t000.labels.tif", "t000.overlay.png", "t000.loss.png", "t000.rois.zip", "t000.cells.json"}
     check_run(out, capsys.readouterr().err, code, str(frame), "cell centres moved", expected)
     [record] = strict_json(out / "t000.cells.json")["frames"]
     assert "cell centres moved" in record["warning"] and record["cells"]

@@ -145,7 +145,7 @@ def test_timeout_ends_a_job_inside_a_long_native_call(tmp_path):
     process, _ = start_program(tmp_path, "native-call", "f1.", [*images, "--out", out, "--timeout", "20"])
     code = process.wait(180)
     err = process.stderr.read()
-    assert code == 1 and "timeout: " in err and "Traceback" not in err, err
+    assert code == 1 and "invrender: error: " in err and "(--timeout)" in err and "Traceback" not in err, err
     assert statuses(out) == {"f0.tif": "done", "f1.tif": "timeout", "f2.tif": "done"}
     assert manifest(out)["inputs"][1]["seconds"] < 30
 

@@ -14,11 +14,10 @@ import pytest
 import tifffile
 import torch
 
-from helpers import FAST, assert_one_line_error, make_input, write_init
+from helpers import FAST, TINY_MODEL, assert_one_line_error, make_input, tiny_checkpoint, write_init
 from invrender.cli import main
 from invrender.core.budget import available_bytes, check_allocation, format_bytes
 from invrender.core.io import InputError, write_png, write_tiff
-from invrender.methods.acdr.checkpoint import save_checkpoint
 from invrender.methods.acdr.models import build_model
 from invrender.methods.cell_seg.synth import write_cell_dataset
 
@@ -167,41 +166,6 @@ def test_spline_refine_keeps_widths_within_the_image(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- acdr
-
-#: A tiny contour model that reads 32 x 32 grey images.
-TINY_MODEL = {
-    "widths": [4, 8],
-    "convs": 1,
-    "dropout": 0.0,
-    "relu_each": False,
-    "vertices": 8,
-    "iterations": 1,
-    "init_diameter": 0.25,
-    "max_shift": 0.5,
-}
-
-
-def tiny_checkpoint(path, drop=(), **changes):
-    """A checkpoint as acdr-train writes it (untrained weights), without the keys `drop` and with `changes`."""
-    network = build_model("contour", 1, TINY_MODEL)
-    content = {
-        "kind": "contour",
-        "channels_in": 1,
-        "size": 32,
-        "model": dict(TINY_MODEL),
-        "config": {},
-        "config_name": "default",
-        "overrides": ["data.size=32"],
-        "state_dict": network.state_dict(),
-        "optimizer": torch.optim.Adam(network.parameters()).state_dict(),
-        "epoch": 1,
-        "elapsed": 1.0,
-        "best": {"epoch": 1, "miou": 0.5},
-        "history": [],
-    }
-    content.update(changes)
-    save_checkpoint(path, {key: value for key, value in content.items() if key not in drop})
-    return path
 
 
 def predict(capsys, tmp_path, checkpoint):

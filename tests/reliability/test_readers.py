@@ -40,7 +40,7 @@ def test_an_rgb_tiff_is_refused_by_spline_refine(tmp_path, capsys, layout):
     write_init(tmp_path / "f0.json", records)
     out = tmp_path / "out"
     code = main(["spline-refine", *FAST, str(image), "--out", str(out), "--device", "cpu", "-q"])
-    assert_one_line_error(code, capsys.readouterr().err, out, str(image), "RGB image", "give one channel")
+    assert_one_line_error(code, capsys.readouterr().err, out, str(image), "RGB image", "give --channel N")
 
 
 def test_an_rgb_tiff_is_refused_by_mesh_fit(tmp_path, capsys):

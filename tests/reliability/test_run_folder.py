@@ -146,7 +146,7 @@ def test_resume_refuses_outputs_made_with_another_config_and_redoes_them_with_fo
     assert manifest(out)["summary"] == {"skipped": 2}
     capsys.readouterr()
     assert refine(*images, "--out", out, "--force") == 2
-    assert "--force goes with --resume" in capsys.readouterr().err
+    assert "--force: goes with --resume" in capsys.readouterr().err
 
 
 def test_a_folder_that_is_both_input_and_out_never_feeds_a_run_its_own_outputs(tmp_path, capsys):

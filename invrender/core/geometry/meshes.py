@@ -4,6 +4,8 @@ A `Mesh` holds vertices (V, 3) float64 in physical units (x, y, z), faces (F, 3)
 multi-material mesh, the materials on the two sides of every face (F, 2), 0 being the exterior.
 `.obj`, `.ply`, `.off`, `.stl` are read with trimesh (duplicated seam vertices merged); `.rec` is
 the text format of deltaMic: the vertex count, `x y z` lines, the face count, `i j k m1 m2` lines.
+Writers put one PLY per cell beside a `.rec` (`write_cell_meshes`), and a PLY in an anatomical frame
+says which in its header (`write_mesh(..., space="RAS")`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     import trimesh
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".rec")
+#: Anatomical frames a PLY can say its coordinates are in (3D Slicer's `SPACE=` header comment).
+SPACES = ("RAS", "LPS")
 
 #: Larger vertex coordinates (physical units) are refused: no image is that large, and trimesh's
 #: merging of vertices rounds coordinates to 1e-8 in int64, which overflows from about 9e10.
@@ -166,9 +170,16 @@ def _box(low: np.ndarray, high: np.ndarray) -> str:
     return " x ".join(f"{a:.3g}..{b:.3g}" for a, b in zip(low, high))
 
 
-def write_mesh(path: str | Path, mesh: Mesh) -> None:
-    """`.rec` for a multi-material mesh, else by suffix (`.ply`, `.obj`) through trimesh; atomic."""
+def write_mesh(path: str | Path, mesh: Mesh, space: str | None = None) -> None:
+    """`.rec` for a multi-material mesh, else by suffix (`.ply`, `.obj`) through trimesh; atomic.
+
+    space: the anatomical frame of the coordinates ("RAS" or "LPS"), said in a PLY's header as the
+    comment `SPACE=RAS` that 3D Slicer reads (it takes a PLY without one for LPS); None for
+    coordinates in no anatomical frame (a microscope's x, y, z). ValueError for another format.
+    """
     path = Path(path)
+    if space is not None and (space not in SPACES or path.suffix.lower() != ".ply"):
+        raise ValueError(f"space {space!r} for {path.name}: a PLY's coordinates are in one of {', '.join(SPACES)}")
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".rec":
             materials = mesh.materials if mesh.materials is not None else np.tile([1, 0], (len(mesh.faces), 1))
@@ -181,4 +192,30 @@ def write_mesh(path: str | Path, mesh: Mesh) -> None:
             data = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).export(
                 file_type=path.suffix.lower().lstrip(".")
             )
-            tmp.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+            data = data if isinstance(data, bytes) else data.encode("utf-8")
+            if space is not None:  # with the header's comments, before its first element
+                data = data.replace(b"\nelement ", f"\ncomment SPACE={space}\nelement ".encode(), 1)
+            tmp.write_bytes(data)
+
+
+def cell_mesh_paths(path: str | Path, n_cells: int) -> list[Path]:
+    """The PLYs beside a `.rec` (`<stem>.rec` -> `<stem>.cell1.ply`, ...), one per cell: what common
+    viewers open, as they do not read `.rec`."""
+    path = Path(path)
+    return [path.with_name(f"{path.stem}.cell{cell}.ply") for cell in range(1, n_cells + 1)]
+
+
+def cell_surface(mesh: Mesh, cell: int) -> Mesh:
+    """Cell `cell`'s closed surface alone: its faces, and only the vertices they use (renumbered)."""
+    faces = mesh.cell_faces(cell)
+    used, renumbered = np.unique(faces, return_inverse=True)
+    return Mesh(mesh.vertices[used], renumbered.reshape(faces.shape))
+
+
+def write_cell_meshes(path: str | Path, mesh: Mesh) -> list[Path]:
+    """Write every cell of a multi-material mesh as a PLY beside its `.rec` `path` (`cell_mesh_paths`);
+    their paths."""
+    paths = cell_mesh_paths(path, mesh.n_cells)
+    for cell, cell_path in enumerate(paths, start=1):
+        write_mesh(cell_path, cell_surface(mesh, cell))
+    return paths

@@ -55,3 +55,12 @@ def write_polygons(
     data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "image": image, **(extra or {})}
     data["polygons"] = [{"id": i, "points": np.asarray(p, dtype=np.float64).tolist()} for i, p in enumerate(polygons)]
     write_json(path, data)
+
+
+def mask_outlines(mask: np.ndarray) -> list[np.ndarray]:
+    """The outlines of a binary mask `(y, x)` as closed polylines (k, 2) `[x, y]` px (marching
+    squares at 1/2; the last point repeats the first)."""
+    from skimage.measure import find_contours
+
+    padded = np.pad(mask.astype(np.float64), 1)
+    return [c[:, ::-1] - 1 for c in find_contours(padded, 0.5)]

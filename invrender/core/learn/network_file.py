@@ -16,6 +16,9 @@ from torch import nn
 
 from invrender.core.io import InputError, atomic_path
 
+#: The first bytes of every file `torch.save` writes (a zip archive).
+ZIP_MAGIC = b"PK\x03\x04"
+
 
 def save_network_file(path: str | os.PathLike, format_name: str, version: int, content: dict[str, Any]) -> None:
     """Write `content` with its format name and version, atomically."""
@@ -31,17 +34,24 @@ def load_network_file(path: str | os.PathLike, format_name: str, what: str) -> d
     if not path.is_file():
         raise InputError(path, "checkpoint not found")
     try:
+        with open(path, "rb") as file:
+            start = file.read(len(ZIP_MAGIC))
+    except OSError as err:
+        raise InputError(path, f"cannot read the checkpoint ({err.strerror})") from None
+    if start != ZIP_MAGIC:  # an image, a text, a legacy pickle: not ours, and never unpickled
+        raise InputError(path, f"not {what}: not a file written by torch.save")
+    # torch's own messages are not shown: they run to many lines and advise weights_only=False.
+    try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # torch's text advises loading with weights_only=False: never do that
+    except pickle.UnpicklingError:
         raise InputError(
             path,
             "not a readable checkpoint: it holds Python objects besides tensors and plain values, which are "
             "never loaded (loading them would run code)",
         ) from None
-    except Exception as err:  # truncated files, not a torch file at all
-        raise InputError(
-            path, f"not a readable checkpoint ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
-        ) from None
+    except Exception as err:  # a truncated or damaged archive
+        problem = f"not a readable checkpoint: a damaged or truncated torch file ({type(err).__name__})"
+        raise InputError(path, problem) from None
     if not isinstance(content, dict) or content.get("format") != format_name:
         raise InputError(path, f"not {what} (expected format {format_name!r})")
     return content

@@ -54,6 +54,7 @@ from invrender.core.io import finite_or_none
 from invrender.core.losses import weighted_losses
 from invrender.core.optim.adam_variants import AdamUniform, VectorAdam
 from invrender.core.optim.divergence import Bound, OptimisationDiverged, nonfinite
+from invrender.core.optim.loss_log import LossLog
 from invrender.core.optim.multistart import MultiStartModule
 from invrender.core.schema import (
     ANY,
@@ -469,15 +470,9 @@ def run_phases_recorded(
     """`run_phases` (its other `options` by keyword: seed, select_by, bound) keeping every step's
     loss; a divergence becomes a logged warning, the model holding its last finite state (a method
     then writes what it has, flagged)."""
-    losses: list[float] = []
-
-    def record_step(phase: str, step: int, n_steps: int, loss: float) -> None:
-        losses.append(loss)
-        if on_step is not None:
-            on_step(phase, step, n_steps, loss)
-
+    log = LossLog(on_step)
     try:
-        return FitHistory(run_phases(model, objective, phases, weights, on_step=record_step, **options), losses)
+        return FitHistory(run_phases(model, objective, phases, weights, on_step=log, **options), log.losses)
     except OptimisationDiverged as err:
         logging.getLogger("invrender").warning("%s", err)
-        return FitHistory(err.records, losses, str(err))
+        return FitHistory(err.records, log.losses, str(err))

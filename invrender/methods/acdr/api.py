@@ -20,9 +20,9 @@ import torch
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError, check_config_values, to_plain
+from invrender.core.geometry.polygons import mask_outlines
 from invrender.core.io import InputError, check_picture
 from invrender.core.losses import check_weights
-from invrender.core.overlay import mask_outlines
 from invrender.method import MethodConfig, api_steps, check_seed, check_timeout, config_renderer
 from invrender.methods.acdr.checkpoint import model_from_checkpoint, read_checkpoint
 from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare, resize_picture

@@ -15,12 +15,22 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError, to_plain
+from invrender.core.figures import RESULT, Layer, image_overlay, write_figure
 from invrender.core.geometry.polygons import write_polygons
-from invrender.core.io import PICTURE_SUFFIXES, InputError, read_json, read_picture, write_json, write_png
-from invrender.core.overlay import FINAL_COLOUR, draw_curves
+from invrender.core.io import (
+    PICTURE_SUFFIXES,
+    InputError,
+    read_json,
+    read_picture,
+    read_pixel_size,
+    write_json,
+    write_png,
+)
+from invrender.core.roi import Outline, write_roi_zip
 from invrender.cpus import threads_record
 from invrender.inputs import InputItem
 from invrender.isolation import forks_jobs, prepare_parent
+from invrender.messages import error_line
 from invrender.method import (
     JobContext,
     MethodSpec,
@@ -39,8 +49,21 @@ from invrender.methods.acdr.api import (
 )
 from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare
 from invrender.methods.acdr.evaluate import score_set
-from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, shared_option, with_shared_options
-from invrender.outdir import check_out_folder, run_lock
+from invrender.options import (
+    Arguments,
+    Channel,
+    OutFolder,
+    PixelSize,
+    SharedOptions,
+    SynthOut,
+    SynthSeed,
+    image_options,
+    parse_pixel_size,
+    presets_help,
+    shared_option,
+    with_shared_options,
+)
+from invrender.outdir import run_lock
 from invrender.run import run_method
 from invrender.runner import Job, Runner, StepCallback
 
@@ -78,8 +101,8 @@ def acdr_train(
         str,
         typer.Option("--model", help="contour (ACDRNet) | pixel (the same U-Net as a pixel classifier, the baseline)."),
     ] = "contour",
-    out: Annotated[Path, shared_option("out")] = Path("acdr-out"),
-    config: Annotated[str, shared_option("config")] = "default",
+    out: OutFolder = None,
+    config: Annotated[str, shared_option("config", CONFIG.config_dir)] = "default",
     device: Annotated[str, shared_option("device")] = "auto",
     seed: Annotated[int, shared_option("seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.pt.")] = False,
@@ -91,7 +114,6 @@ def acdr_train(
     """Train ACDRNet (or the pixel baseline) on a data set; checkpoints in OUT/checkpoints/."""
     check_timeout(timeout)
     check_seed(seed)
-    check_out_folder(out)
     cfg, dev = start(config, overrides, device, threads)
     trained = train_with_config(
         cfg,
@@ -109,8 +131,10 @@ def acdr_train(
     )
     if trained.timed_out:
         typer.echo(
-            f"stopped by --timeout after {trained.epochs} epoch(s) ({trained.seconds:.0f} s); the current weights "
-            f"are {trained.last}; --resume goes on",
+            error_line(
+                f"{out}: stopped by --timeout after {trained.epochs} epoch(s) ({trained.seconds:.0f} s); the current "
+                f"weights are {trained.last}; --resume goes on"
+            ),
             err=True,
         )
         raise typer.Exit(1)
@@ -140,11 +164,12 @@ def acdr_eval(
         typer.Option(
             "--config",
             "-c",
-            help="A preset whose test split to evaluate on (default: the data the checkpoint was trained on).",
+            help="A preset whose test split to evaluate on (default: the data the checkpoint was trained on). "
+            + presets_help(CONFIG.config_dir),
         ),
     ] = None,
     tta: Tta = False,
-    out: Annotated[Path, shared_option("out")] = Path("acdr-eval"),
+    out: OutFolder = None,
     device: Annotated[str, shared_option("device")] = "auto",
     threads: Annotated[int | None, shared_option("threads")] = None,
     quiet: Annotated[bool, shared_option("quiet")] = False,
@@ -157,7 +182,6 @@ def acdr_eval(
     """Score a checkpoint on a test set: F1, mIoU, WCov, BoundF per image and their means, in OUT/metrics.json
     (the run record in OUT/manifest.json, as for every command)."""
     check_timeout(timeout)
-    check_out_folder(out)
     check_threads(threads)
     prepare_parent()  # before anything is computed here: the scoring may run in a forked child
     if data is not None and config is not None:
@@ -249,49 +273,63 @@ def output_paths(out: Path, image: Path) -> dict[str, Path]:
     return {
         "mask": out / f"{image.stem}.mask.png",
         "overlay": out / f"{image.stem}.overlay.png",
+        "rois": out / f"{image.stem}.rois.zip",  # the polygons as ImageJ ROIs
         "polygon": out / f"{image.stem}.polygon.json",  # written last: marks a complete output set
     }
 
 
-def predict_file(image_path: Path, predictor: Predictor, out: Path) -> dict:
-    picture = read_picture(image_path)
+def predict_file(image_path: Path, predictor: Predictor, out: Path, reading: dict | None = None) -> dict:
+    """Segment one picture (with `reading`'s `channel`, `--channel`) and write its outputs (the
+    polygons JSON last); the job's result records the pixel size: `reading`'s `pixel_size`
+    (`--pixel-size`), else the one a TIFF records."""
+    reading = reading or {}
+    picture = read_picture(image_path, reading.get("channel"))
     found = predictor.predict_picture(picture, image_path)
     paths = output_paths(out, image_path)
     write_png(paths["mask"], found.mask.astype(np.uint8) * 255)
-    closed = [np.concatenate([p, p[:1]]) for p in found.polygons]
-    write_png(paths["overlay"], draw_curves(picture.mean(0), [(closed, FINAL_COLOUR)]))
+    overlay = image_overlay(picture.mean(0), [Layer(RESULT, found.polygons, closed=True)], image_path.name)
+    write_figure(paths["overlay"], overlay)
     extra = {"method": f"acdr ({predictor.kind})"}
+    outlines = [Outline(polygon, f"polygon {index}") for index, polygon in enumerate(found.polygons)]
+    write_roi_zip(paths["rois"], outlines, "polygon")
     write_polygons(paths["polygon"], found.polygons, image=image_path.name, extra=extra)
-    return {"outputs": [str(p) for p in paths.values()], "area": int(found.mask.sum())}
+    pixel_size = reading.get("pixel_size") or read_pixel_size(image_path)
+    return {"outputs": [str(p) for p in paths.values()], "area": int(found.mask.sum()), "pixel_size": pixel_size}
 
 
-@with_shared_options
+@with_shared_options(PREDICT_CONFIG)
 def acdr_predict(
     arguments: Arguments,
     checkpoint: Checkpoint,
     tta: Tta = False,
+    channel: Channel = None,
+    pixel_size: PixelSize = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
-    """Segment images with a trained checkpoint: <stem>.mask.png, <stem>.polygon.json, <stem>.overlay.png."""
+    """Segment images with a trained checkpoint: <stem>.mask.png, <stem>.polygon.json, <stem>.overlay.png,
+    <stem>.rois.zip (ImageJ ROIs)."""
     network, saved = loaded_model(checkpoint, PREDICT_CONFIG.device(shared.device), tta)
 
     def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
         predictor = Predictor(network, saved, config_renderer(cfg, context.device, "polygons"), context.device)
 
         def work(on_step: StepCallback) -> dict:
-            return predict_file(item.path, predictor, context.out)
+            return predict_file(item.path, predictor, context.out, context.options)
 
-        return Job(str(item.path), [output_paths(context.out, item.path)["polygon"]], work)
+        paths = output_paths(context.out, item.path)
+        return Job(str(item.path), [paths["rois"], paths["polygon"]], work)
 
     spec = MethodSpec(PREDICT_CONFIG, make_job, input_suffixes=PICTURE_SUFFIXES)
-    raise typer.Exit(run_method(spec, arguments, shared, [], {"checkpoint": checkpoint}))
+    options = {"checkpoint": checkpoint, "channel": image_options(channel, None)["channel"]}
+    options["pixel_size"] = parse_pixel_size(pixel_size)
+    raise typer.Exit(run_method(spec, arguments, shared, [], options))
 
 
 def synth_shapes(
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of images.")] = 200,
     size: Annotated[int, typer.Option("--size", min=16, help="Image size in pixels (square).")] = 64,
     seed: SynthSeed = 0,
-    out: SynthOut = Path("synth-shapes"),
+    out: SynthOut = None,
 ) -> None:
     """Images of one star-shaped (often concave) object each, with a distractor, uneven background,
     blur and noise, and the object's mask: images/ and masks/ (the generic layout of acdr-train)."""

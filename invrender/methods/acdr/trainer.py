@@ -5,7 +5,7 @@ Writes into `out`: `checkpoints/last.pt` (after every validation, every `val_eve
 `checkpoints/best.pt` (the best validation mIoU, smoothed over validations by an exponential moving
 average as nnU-Net does, because a few validation images make single scores noisy), `log.csv` (one
 row per validation), `curves.png` (training loss and validation scores), `examples.png` (validation
-images with the ground truth in green, the initial polygon in blue and the result in yellow) and
+images with the ground truth, the initial polygon and the result in the colours of core/figures.py) and
 `manifest.json` (config, versions, device, status).
 Every file is written atomically. An epoch's shuffling, augmentation and dropout come from
 `seed` and the epoch number, so a resumed run goes on as the uninterrupted one would.
@@ -20,21 +20,25 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
 
-from invrender.core.io import atomic_path, write_png
-from invrender.core.overlay import example_sheet, plot_panels
+from invrender.core.figures import write_figure
+from invrender.core.io import atomic_path
 from invrender.methods.acdr.augment import rescale_and_rotate
 from invrender.methods.acdr.checkpoint import read_checkpoint, save_checkpoint
 from invrender.methods.acdr.datasets import SegmentationSet
 from invrender.methods.acdr.evaluate import predict_set, score_set
+from invrender.methods.acdr.figures import example_sheet, training_curves
 from invrender.record import write_run_record
 from invrender.runner import StepCallback, progress_bar
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -294,7 +298,7 @@ class Trainer:
         checkpoint = self._checkpoint()
         if improved:
             save_checkpoint(self.checkpoints / "best.pt", checkpoint)
-            write_png(self.out / "examples.png", self._examples())
+            write_figure(self.out / "examples.png", self._examples())
         save_checkpoint(self.checkpoints / "last.pt", checkpoint)
         self._write_log()
         self._write_manifest(status)
@@ -308,17 +312,9 @@ class Trainer:
         writer.writerows(history)
         with atomic_path(self.out / "log.csv") as tmp:
             tmp.write_text(text.getvalue(), encoding="utf-8")
-        scores = {
-            key: [row[f"val_{key}"] for row in history] for key in ("f1", "miou", "miou_smoothed", "wcov", "boundf")
-        }
-        write_png(
-            self.out / "curves.png",
-            plot_panels(
-                [("training loss", {"loss": [row["loss"] for row in history]}, True), ("validation", scores, False)]
-            ),
-        )
+        write_figure(self.out / "curves.png", training_curves(history, self.state.best_epoch))
 
-    def _examples(self) -> np.ndarray:
+    def _examples(self) -> Figure:
         count = min(self.settings.examples, len(self.val_set))
         images, masks = self.val_set.images[:count], self.val_set.masks[:count]
         prediction = predict_set(self.model, images, self.settings.eval_batch, self.device, self.val_set.bounds[:count])

@@ -1,7 +1,7 @@
 """cell-seg / cell-eval: instance masks and tracks of cells in 2D fluorescence time-lapses, every
 cell a star-convex contour fitted by differentiable rendering (after the Erlangen thesis
 "Semi-Supervised Segmentation of Cell Images using Differentiable Rendering"); the Cell Tracking
-Challenge's SEG measure."""
+Challenge's SEG, DET and TRA measures."""
 
 import typer
 

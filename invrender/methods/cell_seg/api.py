@@ -6,6 +6,7 @@ composing its config) and writes what it returns: one code path for both, for ev
 
 from __future__ import annotations
 
+import math
 import operator
 import time as clock
 from collections.abc import Mapping, Sequence
@@ -16,15 +17,16 @@ import torch
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError, check_config_values
-from invrender.core.io import InputError, check_image, normalise_intensity
+from invrender.core.geometry.polygons import mask_outlines
+from invrender.core.io import InputError, check_axes_image, expect_axes, normalise_intensity
 from invrender.core.optim.phases import PhaseRecord
-from invrender.core.overlay import mask_outlines
 from invrender.method import MethodConfig, api_steps, config_renderer
 from invrender.methods.cell_seg import stage2
-from invrender.methods.cell_seg.ctc import MAX_LABEL, MIN_DIGITS, Frames, check_label_image
+from invrender.methods.cell_seg.ctc import FRAME_AXES, MAX_LABEL, MIN_DIGITS, Frames, check_label_image
 from invrender.methods.cell_seg.fit import QUANTITIES, FrameFit
 from invrender.methods.cell_seg.overlap_tracking import link_by_overlap
 from invrender.methods.cell_seg.schema import RULES
+from invrender.methods.cell_seg.sizes import diameter_overrides
 from invrender.methods.cell_seg.track import Tracker
 from invrender.runner import StepCallback
 
@@ -101,6 +103,9 @@ class CellSegResult:
 def segment_cells(
     frames: np.ndarray | Sequence[np.ndarray],
     *,
+    axes: str | None = None,
+    channel: int | None = None,
+    diameter: float | None = None,
     stage: int | str | None = None,
     stage1_masks: Mapping[int, np.ndarray] | None = None,
     config: str = "default",
@@ -113,10 +118,14 @@ def segment_cells(
     fitted by differentiable rendering.
 
     frames: a (t, y, x) time-lapse, a list of (y, x) frames, or one (y, x) image; intensities in
-    any units (each frame is normalised to its 0.5..99.5 percentiles). stage (as `--stage` on the
-    command line; default the config's `stage`, "1"): 1 fits every frame; "both" fits
-    `stage2.train_frames` frames, trains a U-Net on their masks and segments every frame with it;
-    2 trains on `stage1_masks` instead ({frame index: (y, x) instance labels}, e.g. the
+    any units (each frame is normalised to its 0.5..99.5 percentiles). axes (as `--axes`): names
+    the dimensions of `frames` (of each frame, for a list) in tifffile's letters when they are
+    others, e.g. "TCYX" with `channel`, the channel to use (0-based, as `--channel`); a z-stack
+    ("ZYX") is refused. diameter (as `--diameter`): the typical cell diameter in pixels, which
+    scales every size of the config from its `diameter` (methods/cell_seg/sizes.py). stage (as
+    `--stage` on the command line; default the config's `stage`, "1"): 1 fits every frame; "both"
+    fits `stage2.train_frames` frames, trains a U-Net on their masks and segments every frame with
+    it; 2 trains on `stage1_masks` instead ({frame index: (y, x) instance labels}, e.g. the
     `stage1_masks` of an earlier "both" result) and fits nothing. config and overrides as on the
     command line (`invrender cell-seg --config NAME key=value ...`); progress: a
     `(phase, step, steps, loss)` callback, or True for a progress bar.
@@ -125,12 +134,16 @@ def segment_cells(
     # A str of overrides goes to `resolve` as it is, which refuses it (unpacked, it would be letters).
     stage_overrides = overrides if isinstance(overrides, str) else [*overrides, *stage_override(stage)]
     cfg, device = CONFIG.resolve(config, stage_overrides, device)
+    if diameter is not None:
+        if not (isinstance(diameter, int | float) and math.isfinite(diameter) and diameter > 0):
+            raise ConfigError(f"diameter {diameter!r}: must be a positive number of pixels")
+        cfg, device = CONFIG.resolve(config, [*stage_overrides, *diameter_overrides(cfg, diameter)], device)
     chosen = str(cfg.stage)
     if chosen == "2" and stage1_masks is None:
         raise ConfigError("stage 2 trains on stage1_masks: give them ({frame index: (y, x) labels}), or use stage both")
     if chosen != "2" and stage1_masks is not None:
         raise ConfigError(f"stage1_masks: only stage 2 trains on given masks (got stage {chosen})")
-    checked = frames_from_arrays(frames)
+    checked = frames_from_arrays(frames, axes, channel)
     check_frames(checked, chosen)
     masks = None if stage1_masks is None else label_images(stage1_masks, "stage1_masks")
     # The fit seeds torch's global generator (fit.fit_frame); the caller's state is restored after.
@@ -138,13 +151,20 @@ def segment_cells(
         return segment_with_config(checked, cfg, device, seed, on_step, masks, "stage1_masks")
 
 
-def frames_from_arrays(frames: np.ndarray | Sequence[np.ndarray]) -> Frames:
+def frames_from_arrays(
+    frames: np.ndarray | Sequence[np.ndarray], axes: str | None = None, channel: int | None = None
+) -> Frames:
     """The Python API's `frames` as the command line's `Frames`, numbered 0, 1, ... and checked as
-    files are (finite numbers, 2D frames of one size); InputError naming the argument otherwise."""
+    files are (finite numbers, 2D frames of one size, a channel picked; `axes` None: (y, x) or
+    (t, y, x)); InputError naming the argument otherwise."""
+
+    def checked(array: np.ndarray, name: str, accepted: tuple[str, ...], unlabelled: tuple[str, ...] = ()):
+        return expect_axes(check_axes_image(array, name, axes, channel=channel), name, accepted, unlabelled).array
+
     if isinstance(frames, list | tuple):
         if not frames:
             raise InputError("frames", "an empty list: give at least one (y, x) frame")
-        images = [check_image(frame, f"frames[{i}]", ndims=(2,)) for i, frame in enumerate(frames)]
+        images = [checked(frame, f"frames[{i}]", ("YX",)) for i, frame in enumerate(frames)]
         for i, image in enumerate(images):
             if image.shape != images[0].shape:
                 raise InputError(
@@ -152,7 +172,7 @@ def frames_from_arrays(frames: np.ndarray | Sequence[np.ndarray]) -> Frames:
                 )
         stack = np.stack(images)
     else:
-        stack = check_image(frames, "frames", ndims=(2, 3))
+        stack = checked(frames, "frames", FRAME_AXES, ("TYX",))  # documented: a 3D array is (t, y, x)
     kind = "image" if stack.ndim == 2 else "stack"
     stack = stack.reshape(-1, *stack.shape[-2:])
     return Frames(stack, list(range(len(stack))), kind, "frames", MIN_DIGITS)

@@ -3,8 +3,10 @@
 An input is a Cell Tracking Challenge sequence folder (`t000.tif`, ...), a 2D+t stack or a single
 2D image. A sequence or stack writes the CTC result layout into `--out` (`maskTTT.tif`,
 `res_track.txt`), so one sequence goes to one output folder; a single image writes
-`<stem>.labels.tif`. Both write a contour overlay per frame and `<name>.cells.json` (last, so that
-it marks a complete set), the fitted contours, brightness and PSF of every frame.
+`<stem>.labels.tif`. Both write a contour overlay per frame with the cells' labels, the loss at every
+step (`<name>.loss.png`; a time-lapse also its tracks, `tracks.png`), the contours as ImageJ ROIs
+(`<name>.rois.zip`) and `<name>.cells.json` (last, so that it marks a complete set), the fitted
+contours, brightness and PSF of every frame.
 
 `--stage` (config key `stage`) picks how a time-lapse is segmented: "1" fits every frame; "both"
 fits a few frames (their masks go to `OUT/stage1/`), trains a U-Net on them (`OUT/stage2/`) and
@@ -23,15 +25,46 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
-from invrender.core.io import InputError, atomic_path, read_json, write_json, write_png, write_tiff
-from invrender.core.overlay import draw_curves, label_colours
+from invrender.core.figures import loss_figure, write_figure
+from invrender.core.io import (
+    InputError,
+    atomic_path,
+    read_json,
+    read_pixel_size,
+    read_tiff_axes,
+    write_json,
+    write_tiff,
+)
+from invrender.core.optim.loss_log import LossLog
+from invrender.core.roi import Outline, write_roi_zip
 from invrender.inputs import InputItem
 from invrender.method import JobContext, MethodSpec
 from invrender.methods.cell_seg import stage2
 from invrender.methods.cell_seg.api import CONFIG, CellSegResult, check_frames, segment_with_config, stage_override
-from invrender.methods.cell_seg.ctc import Frames, read_frames, read_label_frames, write_label_frames, write_tracks
-from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, with_shared_options
-from invrender.run import run_method
+from invrender.methods.cell_seg.ctc import (
+    Frames,
+    label_frame_paths,
+    read_frames,
+    read_label_frames,
+    write_label_frames,
+    write_tracks,
+)
+from invrender.methods.cell_seg.figures import contour_overlay, tracks_figure
+from invrender.methods.cell_seg.sizes import diameter_overrides
+from invrender.options import (
+    Arguments,
+    Channel,
+    ImageAxes,
+    PixelSize,
+    SharedOptions,
+    SynthOut,
+    SynthSeed,
+    image_options,
+    parse_pixel_size,
+    positive_size,
+    with_shared_options,
+)
+from invrender.run import command_config, run_method
 from invrender.runner import Job, StepCallback
 
 
@@ -47,10 +80,14 @@ def stage1_folder(out: Path) -> Path:
 def output_paths(out: Path, path: Path, kind: str, stage: str = "1") -> dict[str, Path]:
     """What a job writes; the last entry is written last and marks a complete set."""
     name = input_name(path)
+    # A time-lapse's labels are the CTC's 2D maskTTT.tif only: py-ctcmetrics takes every TIFF in the
+    # result folder for a frame, so no TYX stack of them may go there.
     if kind == "image":
         return {
             "labels": out / f"{name}.labels.tif",
+            "rois": out / f"{name}.rois.zip",
             "overlay": out / f"{name}.overlay.png",
+            "loss_figure": out / f"{name}.loss.png",
             "cells": out / f"{name}.cells.json",
         }
     fitted = {"stage1": stage1_folder(out)} if stage == "both" else {}
@@ -58,44 +95,62 @@ def output_paths(out: Path, path: Path, kind: str, stage: str = "1") -> dict[str
     return {
         **fitted,
         **trained,
+        "rois": out / f"{name}.rois.zip",
         "overlays": out / "overlays",
         "tracks": out / "res_track.txt",
+        "loss_figure": out / f"{name}.loss.png",
+        "track_figure": out / "tracks.png",
         "cells": out / f"{name}.cells.json",
     }
 
 
 def segment_file(
-    path: Path, out: Path, cfg: DictConfig, device: torch.device, seed: int, on_step: StepCallback
+    path: Path,
+    out: Path,
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    on_step: StepCallback,
+    reading: dict | None = None,
 ) -> dict:
-    """One input at the stage `cfg.stage`: read it, segment it (`segment_with_config`, what
-    `invrender.segment_cells` runs) and write the result into `out` (the module docstring says what)."""
+    """One input at the stage `cfg.stage`: read it (with `reading`'s `channel` and `axes`, the
+    command line's `--channel` and `--axes`), segment it (`segment_with_config`, what
+    `invrender.segment_cells` runs) and write the result into `out` (the module docstring says what).
+    The job's result records the pixel size: `reading`'s `pixel_size` (`--pixel-size`), else the
+    input's own (a sequence's first frame's), else None."""
+    reading = reading or {}
     stage = str(cfg.stage)
-    frames = read_frames(path)
+    frames = read_frames(path, reading.get("channel"), reading.get("axes"))
     check_frames(frames, stage)
     kind = "image" if frames.kind == "image" else "sequence"
     if kind == "sequence":
         claim_sequence_folder(out, path)
     masks = read_stage1_masks(stage1_folder(out)) if stage == "2" else None
-    result = segment_with_config(frames, cfg, device, seed, on_step, masks, str(stage1_folder(out)))
-    return write_result(path, out, frames, result, cfg)
+    log = LossLog(on_step)  # every step's loss, for the loss figure
+    result = segment_with_config(frames, cfg, device, seed, log, masks, str(stage1_folder(out)))
+    first_file = path if not path.is_dir() else next(iter(label_frame_paths(path, "t").values()))
+    pixel_size = reading.get("pixel_size") or read_pixel_size(first_file)
+    return {**write_result(path, out, frames, result, cfg, log), "pixel_size": pixel_size}
 
 
-def write_result(path: Path, out: Path, frames: Frames, result: CellSegResult, cfg: DictConfig) -> dict:
-    """Write what cell-seg found in the input `path` (read as `frames`) into `out`; returns the job's
-    result for the manifest."""
+def write_result(path: Path, out: Path, frames: Frames, result: CellSegResult, cfg: DictConfig, log: LossLog) -> dict:
+    """Write what cell-seg found in the input `path` (read as `frames`) into `out`, with the loss at
+    every step that `log` kept; returns the job's result for the manifest."""
+    name = input_name(path)
     stage = result.stage
     kind = "image" if frames.kind == "image" else "sequence"
     paths = output_paths(out, path, kind, stage)
     if kind == "image":
         write_tiff(paths["labels"], result.labels[0])
-        write_png(paths["overlay"], contour_overlay(frames.images[0], result.records[0]))
+        write_figure(paths["overlay"], contour_overlay(frames.images[0], result.records[0], name))
     else:
         if stage == "both":
             write_label_frames(stage1_folder(out), "mask", result.stage1_masks, result.train_frames, frames.digits)
         if stage != "1":
             stage2.save_network(paths["network"], result.network, cfg.stage2, result.train_frames)
             write_losses(paths["loss"], result.training_losses)
-        write_sequence(out, paths, frames, result.labels, result.records, result.tracks)
+        write_sequence(out, paths, frames, result.labels, result.records, result.tracks, name)
+    write_figure(paths["loss_figure"], loss_figure(log, f"{name}: loss at every step"))
     record = {
         "format": "invrender.cells",
         "layout": "ctc-sequence" if kind == "sequence" else "image",
@@ -119,8 +174,19 @@ def write_result(path: Path, out: Path, frames: Frames, result: CellSegResult, c
         summary |= {"train_frames": result.train_frames, "loss": result.training_loss, "seconds": result.seconds}
     if result.warnings:
         summary["warning"] = "; ".join(result.warnings)  # a fit that diverged
+    write_roi_zip(paths["rois"], contour_outlines(result.records, kind == "sequence"), "polygon")
     write_json(paths["cells"], {**record, "frames": result.records, "divisions": result.divisions})
     return {"outputs": [str(p) for p in paths.values()], **summary}
+
+
+def contour_outlines(records: list[dict], time_lapse: bool) -> list[Outline]:
+    """Every cell's contour as an ROI named by its label (its track's in a time-lapse), at its frame's
+    index among the time-lapse's frames (the position Fiji gives it, counting from 1)."""
+    return [
+        Outline(cell["points"], f"cell {cell['label']}", index if time_lapse else None)
+        for index, record in enumerate(records)
+        for cell in record["cells"]
+    ]
 
 
 def stage2_record(result: CellSegResult, masks: Path, network: Path) -> dict:
@@ -143,18 +209,20 @@ def write_sequence(
     labels: np.ndarray,
     records: list[dict],
     tracks: np.ndarray,
+    name: str,
 ) -> None:
-    """The CTC result layout of a time-lapse: `maskTTT.tif` from labels (T, H, W), an overlay of the
-    cells' outlines per frame, `res_track.txt` from tracks (n, 4) `L B E P`. Frames of an earlier
-    run of this sequence that this run has not (a sequence with fewer frames now) are removed, so
-    the folder holds one result."""
+    """The CTC result layout of a time-lapse `name`: `maskTTT.tif` from labels (T, H, W), an overlay of
+    the cells' outlines per frame, `res_track.txt` from tracks (n, 4) `L B E P` and their picture
+    (`tracks.png`). Frames of an earlier run of this sequence that this run has not (a sequence with
+    fewer frames now) are removed, so the folder holds one result."""
     written = write_label_frames(out, "mask", labels, frames.times, frames.digits)
     paths["overlays"].mkdir(parents=True, exist_ok=True)
     overlays = [paths["overlays"] / f"t{time:0{frames.digits}d}.png" for time in frames.times]
     for stale in {*out.glob("mask*.tif"), *paths["overlays"].glob("t*.png")} - {*written, *overlays}:
         stale.unlink()
     for overlay, image, record in zip(overlays, frames.images, records):
-        write_png(overlay, contour_overlay(image, record))
+        write_figure(overlay, contour_overlay(image, record, name))
+    write_figure(paths["track_figure"], tracks_figure(frames.images, records, tracks, name))
     write_tracks(paths["tracks"], tracks)
 
 
@@ -195,29 +263,19 @@ def write_losses(path: Path, losses: list[float]) -> None:
         )
 
 
-def contour_overlay(image: np.ndarray, record: dict) -> np.ndarray:
-    """The frame with every cell's contour, coloured by its label."""
-    colours = label_colours([c["label"] for c in record["cells"]])
-    closed = [np.asarray(c["points"] + c["points"][:1]) for c in record["cells"]]
-    return draw_curves(image, [([outline], colour) for outline, colour in zip(closed, colours)])
-
-
-def is_time_lapse(path: Path) -> bool:
-    """A sequence folder, or a TIFF whose image is 3D (2D+t); unreadable files count as images (their
-    job reports them)."""
+def is_time_lapse(path: Path, axes: str | None = None) -> bool:
+    """A sequence folder, or a TIFF with a time axis: in `axes` (`--axes`) if given, else in the
+    file's own; unreadable files count as images (their job reports them)."""
     if path.is_dir():
         return True
     try:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            return len([n for n in tif.series[0].shape if n > 1]) == 3
-    except Exception:
+        return "T" in (axes or read_tiff_axes(path))
+    except InputError:
         return False
 
 
 def check_inputs(items: list[InputItem], options: dict) -> None:
-    sequences = [item.path for item in items if is_time_lapse(item.path)]
+    sequences = [item.path for item in items if is_time_lapse(item.path, options.get("axes"))]
     if sequences and len(items) > 1:
         raise ConfigError(
             f"{sequences[0]} is a time-lapse, which writes the CTC layout (maskTTT.tif, res_track.txt) into --out: "
@@ -227,28 +285,29 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     path = item.path
-    kind = "sequence" if is_time_lapse(path) else "image"
+    kind = "sequence" if is_time_lapse(path, context.options.get("axes")) else "image"
     stage = str(cfg.stage)
 
     def work(on_step: StepCallback) -> dict:
-        return segment_file(path, context.out, cfg, context.device, context.seed, on_step)
+        return segment_file(path, context.out, cfg, context.device, context.seed, on_step, context.options)
 
-    cells = output_paths(context.out, path, kind, stage)["cells"]  # written last
+    paths = output_paths(context.out, path, kind, stage)
+    cells = paths["cells"]  # written last
 
     def finished() -> bool:
         """A complete result of the stage asked for (records from before stages count as stage 1)."""
         try:
-            return cells.is_file() and str(read_json(cells).get("stage", "1")) == stage
+            return paths["rois"].is_file() and cells.is_file() and str(read_json(cells).get("stage", "1")) == stage
         except (InputError, AttributeError):  # not our record: do it again
             return False
 
-    return Job(str(path), [cells], work, finished=finished)
+    return Job(str(path), [paths["rois"], cells], work, finished=finished)
 
 
 SPEC = MethodSpec(CONFIG, make_job, check_inputs, keep_folders=True)
 
 
-@with_shared_options
+@with_shared_options(CONFIG)
 def cell_seg(
     arguments: Arguments,
     stage: Annotated[
@@ -259,11 +318,26 @@ def cell_seg(
             "2: train on the masks a `both` run left in OUT/stage1 (default: the config's `stage`, 1).",
         ),
     ] = None,
+    diameter: Annotated[
+        float | None,
+        typer.Option(
+            "--diameter",
+            help="The typical cell diameter in pixels, as in cellpose: every size in pixels of the config is scaled "
+            "from the config's `diameter` (22) to it (the manifest records the scaled config).",
+        ),
+    ] = None,
+    channel: Channel = None,
+    axes: ImageAxes = None,
+    pixel_size: PixelSize = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Segment and track cells: every cell a star-convex contour fitted by differentiable rendering
     (CTC sequence folder -> maskTTT.tif + res_track.txt; single image -> <stem>.labels.tif)."""
-    raise typer.Exit(run_method(SPEC, arguments, shared, stage_override(stage)))
+    options = {**image_options(channel, axes), "pixel_size": parse_pixel_size(pixel_size)}
+    overrides = stage_override(stage)
+    if positive_size("--diameter", diameter) is not None:
+        overrides += diameter_overrides(command_config(CONFIG, arguments, shared), diameter)
+    raise typer.Exit(run_method(SPEC, arguments, shared, overrides, options))
 
 
 def synth_cells(
@@ -274,7 +348,7 @@ def synth_cells(
         int, typer.Option("--divisions", min=0, help="How many of them divide (each at its own frame).")
     ] = 4,
     seed: SynthSeed = 0,
-    out: SynthOut = Path("synth-cells"),
+    out: SynthOut = None,
 ) -> None:
     """A fluorescence time-lapse of moving, dividing nuclei with perfect segmentation and tracking
     ground truth, in the Cell Tracking Challenge layout: 01/, 01_GT/SEG/, 01_GT/TRA/."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from invrender.core.io import InputError, atomic_path, read_image, write_tiff
+from invrender.core.io import InputError, atomic_path, expect_axes, read_axes_image, write_tiff
 
 #: The largest label a CTC label image (uint16) can hold.
 MAX_LABEL = np.iinfo(np.uint16).max
@@ -41,39 +41,41 @@ class Frames:
 # ---------------------------------------------------------------- raw frames
 
 
-def read_frames(path: Path) -> Frames:
-    """Read a folder of CTC frames `tNNN.tif`, a single 2D TIFF, or a 3D TIFF as a 2D+t stack.
+#: The axes cell-seg takes: one 2D image, or a 2D time-lapse (a z-stack is not a time-lapse).
+FRAME_AXES = ("YX", "TYX")
+
+
+def read_frames(path: Path, channel: int | None = None, axes: str | None = None) -> Frames:
+    """Read a folder of CTC frames `tNNN.tif`, a single 2D TIFF, or a 2D time-lapse TIFF (axes TYX).
 
     Returns `Frames` with `images (T, H, W)` float32. In a folder, frames are sorted by their number
-    and other files are ignored. InputError (naming the file or folder) for a missing path, a folder
-    without frames, frames of different sizes, a frame that is not 2D, a file of 4 or more dimensions,
-    a multi-channel (RGB) file, or NaN/infinite values.
+    and other files are ignored. A file's axes are its own (`read_axes_image`) or `axes` (the
+    command line's `--axes`); `channel` picks one channel of a multi-channel image (every frame's,
+    in a folder). InputError (naming the file or folder) for a missing path, a folder without
+    frames, frames of different sizes, a frame that is not 2D, a file that is not YX or TYX (a
+    z-stack, a 3D array whose file does not say whether it is a time-lapse, 4 or more dimensions),
+    a multi-channel file without `channel`, or NaN/infinite values.
     """
     path = Path(path)
     if path.is_dir():
-        return _read_sequence(path)
+        return _read_sequence(path, channel)
     if not path.exists():
         raise InputError(path, "not found")
-    _refuse_channels(path)
-    array = read_image(path, ndims=(2, 3, 4, 5, 6))  # read_image squeezes singleton axes and checks values
-    if array.ndim > 3:
-        raise InputError(
-            path, f"image is {array.ndim}D with shape {array.shape}, expected a 2D image or a 2D+t stack (T, Y, X)"
-        )
-    if array.ndim == 2:
-        return Frames(array[None], [0], "image", path, MIN_DIGITS)
-    count = array.shape[0]
+    image = expect_axes(read_axes_image(path, channel=channel, axes=axes), path, FRAME_AXES, flag="--")
+    if image.axes == "YX":
+        return Frames(image.array[None], [0], "image", path, MIN_DIGITS)
+    count = image.array.shape[0]
     # Like the CTC: 3 digits, 4 for sequences of 1000 frames or more.
-    return Frames(array, list(range(count)), "stack", path, max(MIN_DIGITS, len(str(count - 1))))
+    return Frames(image.array, list(range(count)), "stack", path, max(MIN_DIGITS, len(str(count - 1))))
 
 
-def _read_sequence(folder: Path) -> Frames:
+def _read_sequence(folder: Path, channel: int | None) -> Frames:
     numbered = _numbered_files(folder, "t")
     if not numbered:
         raise InputError(folder, "no frames tNNN.tif in this folder")
     images: list[np.ndarray] = []
     for file in numbered.values():
-        image = read_image(file, ndims=(2, 3, 4, 5, 6))
+        image = read_axes_image(file, channel=channel).array
         if image.ndim != 2:
             raise InputError(file, f"{image.ndim}D frame where a 2D frame is expected (shape {image.shape})")
         if images and image.shape != images[0].shape:
@@ -85,24 +87,6 @@ def _read_sequence(folder: Path) -> Frames:
         images.append(image)
     first_name = next(iter(numbered.values())).stem
     return Frames(np.stack(images), list(numbered), "sequence", folder, len(first_name) - 1)
-
-
-def _refuse_channels(path: Path) -> None:
-    """InputError for a file whose pixels hold several samples (RGB, RGBA): which channel is meant
-    is not ours to guess. (ImageJ's 'C' axis is not refused: ImageJ files write plain stacks as 'CYX'.)"""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes, shape = series.axes, series.shape
-    except Exception:  # unreadable: read_image reports it
-        return
-    if len(axes) == len(shape) and any(axis == "S" and size > 1 for axis, size in zip(axes, shape)):
-        raise InputError(
-            path,
-            f"multi-channel image (shape {tuple(shape)}, axes {axes}): give a single-channel 2D image or 2D+t stack",
-        )
 
 
 # ---------------------------------------------------------------- label frames

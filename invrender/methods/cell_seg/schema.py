@@ -11,6 +11,7 @@ STAGES = ("1", "2", "both")
 UNIT_OPEN_LOW = rule.number(0, 1, open_low=True)  # a share that cannot be 0
 
 RULES: dict[str, rule.Rule] = {
+    "diameter": rule.POSITIVE,  # px, the cell size the other sizes are for (--diameter scales them: sizes.py)
     "render.backend": rule.STRING,  # a polygon renderer, checked against the registry
     "contour.radii": rule.integer(3),
     "contour.harmonics": rule.NON_NEGATIVE_INT,  # at most radii / 2: check_config

@@ -17,13 +17,16 @@ from omegaconf import DictConfig
 
 from invrender.config import ConfigError, check_config_values
 from invrender.core.geometry.meshes import Mesh, check_inside, check_mesh, read_mesh
-from invrender.core.io import InputError, check_image
+from invrender.core.io import InputError, check_axes_image, check_image, expect_axes
 from invrender.core.optim.phases import PhaseRecord
 from invrender.core.render.psf import principal_axes
 from invrender.method import MethodConfig, api_steps
 from invrender.methods.mesh_fit.fit import QUANTITIES
 from invrender.methods.mesh_fit.schema import RULES
 from invrender.runner import StepCallback
+
+#: The axes mesh-fit takes (and takes a 3D array whose file does not name its axes for): a z-stack.
+STACK_AXES = ("ZYX",)
 
 
 def check_config(cfg: DictConfig, device) -> None:
@@ -53,6 +56,8 @@ class MeshFitResult:
 def fit_mesh(
     stack: np.ndarray,
     *,
+    axes: str | None = None,
+    channel: int | None = None,
     voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
     init: Mesh | trimesh.Trimesh | str | os.PathLike | None = None,
     cells: int | None = None,
@@ -65,7 +70,9 @@ def fit_mesh(
 ) -> MeshFitResult:
     """Fit cell surface meshes and the microscope's PSF to a fluorescence stack (deltaMic).
 
-    stack: (z, y, x) intensities. voxel_size: (z, y, x) physical size of a voxel; the mesh comes
+    stack: (z, y, x) intensities; axes (as `--axes`) names its dimensions in tifffile's letters when
+    they are others, e.g. "ZCYX" with `channel`, the channel to use (0-based, as `--channel`).
+    voxel_size: (z, y, x) physical size of a voxel; the mesh comes
     back in these units. init: the mesh to start from (physical units, x y z), a `trimesh.Trimesh`
     or a mesh file; default a sphere fitted to the bright region, or with `cells` a foam of that
     many cells. psf: a measured bead stack at the same voxel size, fitted with instead of a Gaussian.
@@ -76,7 +83,8 @@ def fit_mesh(
     cfg, device = CONFIG.resolve(config, overrides, device)
     if init is not None and cells is not None:
         raise ConfigError("init and cells: give one (a mesh to start from, or a foam of N cells)")
-    stack = check_image(stack, "stack", ndims=(3,))
+    checked = check_axes_image(stack, "stack", axes, channel=channel)
+    stack = expect_axes(checked, "stack", STACK_AXES, STACK_AXES).array
     spacing = tuple(float(v) for v in voxel_size)
     if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
         raise InputError("voxel_size", f"{voxel_size}: give three positive sizes z, y, x")

@@ -10,31 +10,67 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
-from invrender.core.geometry.meshes import read_mesh, write_mesh
-from invrender.core.io import InputError, read_image, read_voxel_size, write_json, write_png, write_tiff
-from invrender.core.overlay import plot_series
+from invrender.core.figures import loss_figure, write_figure
+from invrender.core.geometry.meshes import cell_mesh_paths, read_mesh, write_cell_meshes, write_mesh
+from invrender.core.io import (
+    CHANNEL_AXES,
+    InputError,
+    expect_axes,
+    read_axes_image,
+    read_tiff_axes,
+    read_voxel_size,
+    write_json,
+    write_tiff,
+)
+from invrender.core.optim.loss_log import LossLog
 from invrender.inputs import InputItem, parse_voxel_size
 from invrender.method import JobContext, MethodSpec, finish_fit
-from invrender.methods.mesh_fit.api import CONFIG, fit_with_config
-from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
+from invrender.methods.mesh_fit.api import CONFIG, STACK_AXES, fit_with_config
+from invrender.methods.mesh_fit.slices import mesh_slices
+from invrender.options import (
+    Arguments,
+    Channel,
+    ImageAxes,
+    SharedOptions,
+    SynthOut,
+    SynthSeed,
+    VoxelSize,
+    image_options,
+    with_shared_options,
+)
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
 
-def output_paths(out: Path, image: Path, multi_material: bool) -> dict[str, Path]:
+def output_paths(out: Path, image: Path, n_cells: int = 0) -> dict[str, Path]:
+    """What a job writes: the mesh as `.mesh.ply`, or a foam of `n_cells` cells as `.mesh.rec` with one
+    PLY per cell beside it (`.mesh.cell<N>.ply`, for viewers that do not read `.rec`)."""
     stem = image.name.removesuffix(".tiff").removesuffix(".tif")
+    mesh = out / f"{stem}.mesh.{'rec' if n_cells else 'ply'}"
+    cells = {f"cell{cell}": path for cell, path in enumerate(cell_mesh_paths(mesh, n_cells), start=1)}
     return {
-        "mesh": out / f"{stem}.mesh.{'rec' if multi_material else 'ply'}",
+        "mesh": mesh,
+        **cells,
         "psf": out / f"{stem}.psf.json",
         "render": out / f"{stem}.render.tif",
-        "loss_curve": out / f"{stem}.loss.png",
+        "loss": out / f"{stem}.loss.png",
+        "slices": out / f"{stem}.slices.png",
         "metrics": out / f"{stem}.metrics.json",  # written last: marks a complete output set
     }
 
 
-def read_bead(path: Path, spacing: tuple[float, float, float]) -> np.ndarray:
-    """A measured PSF's bead stack, checked to have the image's voxel size when its file records one."""
-    bead = read_image(path, ndims=(3,))
+def read_stack(path: Path, reading: dict) -> np.ndarray:
+    """A z-stack (ZYX) from a TIFF, with `reading`'s `channel` and `axes` (`--channel`, `--axes`);
+    a 3D array whose file does not name its axes is taken as one."""
+    image = read_axes_image(path, channel=reading.get("channel"), axes=reading.get("axes"))
+    return expect_axes(image, path, STACK_AXES, STACK_AXES, "--").array
+
+
+def read_bead(path: Path, spacing: tuple[float, float, float], channel: int | None = None) -> np.ndarray:
+    """A measured PSF's bead stack (of `channel`, the image's, if it has several), checked to have the
+    image's voxel size when its file records one."""
+    several = set(read_tiff_axes(path)) & set(CHANNEL_AXES)  # a bead file of one channel has no other to pick
+    bead = read_stack(path, {"channel": channel if several else None})
     recorded = read_voxel_size(path)
     if recorded is not None and not np.allclose(recorded, spacing, rtol=1e-3):
         raise InputError(
@@ -54,21 +90,26 @@ def fit_file(
     device,
     seed: int,
     on_step: StepCallback,
+    reading: dict | None = None,
 ) -> dict:
-    stack = read_image(image_path, ndims=(3,))
-    spacing = voxel_size or read_voxel_size(image_path) or (1.0, 1.0, 1.0)
+    reading = reading or {}
+    stack = read_stack(image_path, reading)
+    known_spacing = voxel_size or read_voxel_size(image_path)
+    spacing = known_spacing or (1.0, 1.0, 1.0)
     if min(spacing) <= 0:
         raise InputError(
             image_path, f"voxel size {spacing} in the file's metadata is not positive; give --voxel-size z,y,x"
         )
     init = None if init_path is None else read_mesh(init_path)
-    bead = None if psf_path is None else read_bead(psf_path, spacing)
+    bead = None if psf_path is None else read_bead(psf_path, spacing, reading.get("channel"))
+    log = LossLog(on_step)  # every step's loss, for the loss figure
     fitted = fit_with_config(
-        stack, spacing, init, cells, bead, cfg, device, seed, on_step, str(image_path), str(init_path), str(psf_path)
+        stack, spacing, init, cells, bead, cfg, device, seed, log, str(image_path), str(init_path), str(psf_path)
     )
 
     # Everything the JSON files say is computed before the first file is written.
-    paths = output_paths(out, image_path, fitted.mesh.materials is not None)
+    foam = fitted.mesh.materials is not None
+    paths = output_paths(out, image_path, fitted.mesh.n_cells if foam else 0)
     units = "physical (voxel size z,y,x = " + ",".join(f"{s:g}" for s in spacing) + ")"
     if fitted.covariance is None:
         psf_record = {"kind": "measured", "file": str(psf_path), "units": units}
@@ -87,9 +128,13 @@ def fit_file(
         "psf_sigmas": fitted.sigmas,
     }
     write_mesh(paths["mesh"], fitted.mesh)
+    if foam:
+        write_cell_meshes(paths["mesh"], fitted.mesh)
     write_json(paths["psf"], psf_record)
-    write_tiff(paths["render"], fitted.render, voxel_size=spacing)
-    write_png(paths["loss_curve"], plot_series(fitted.losses))
+    # A fluorescence stack's voxel size is taken for microns (ImageJ's usual unit), unknown: voxels.
+    write_tiff(paths["render"], fitted.render, spacing, axes="ZYX", unit="micron" if known_spacing else "pixel")
+    write_figure(paths["loss"], loss_figure(log, f"{image_path.name}: shape loss at every step"))
+    write_figure(paths["slices"], mesh_slices(stack, fitted.render, spacing, fitted.mesh, image_path.name))
     return finish_fit(paths, fitted.metrics, result, fitted.phases, fitted.warning)
 
 
@@ -97,12 +142,12 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     image = item.path
     init, cells, psf = context.options.get("init"), context.options.get("cells"), context.options.get("psf")
     voxel_size = context.options.get("voxel_size")
-    multi = cells is not None or (init is not None and init.suffix.lower() == ".rec")
 
     def work(on_step: StepCallback) -> dict:
-        return fit_file(image, init, cells, psf, voxel_size, context.out, cfg, context.device, context.seed, on_step)
+        device, seed = context.device, context.seed
+        return fit_file(image, init, cells, psf, voxel_size, context.out, cfg, device, seed, on_step, context.options)
 
-    return Job(str(image), [output_paths(context.out, image, multi)["metrics"]], work)
+    return Job(str(image), [output_paths(context.out, image)["metrics"]], work)
 
 
 def check_inputs(items: list[InputItem], options: dict) -> None:
@@ -122,7 +167,7 @@ SPEC = MethodSpec(
 )
 
 
-@with_shared_options
+@with_shared_options(CONFIG)
 def mesh_fit(
     arguments: Arguments,
     init: Annotated[
@@ -143,10 +188,13 @@ def mesh_fit(
         ),
     ] = None,
     voxel_size: VoxelSize = None,
+    channel: Channel = None,
+    axes: ImageAxes = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Infer cell surface meshes and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
     options = {"init": init, "cells": cells, "psf": psf, "voxel_size": parse_voxel_size(voxel_size)}
+    options.update(image_options(channel, axes))
     raise typer.Exit(run_method(SPEC, arguments, shared, [], options))
 
 
@@ -165,7 +213,7 @@ def synth_mesh(
         ),
     ] = 1,
     seed: SynthSeed = 0,
-    out: SynthOut = Path("synth-mesh"),
+    out: SynthOut = None,
 ) -> None:
     """A noisy fluorescence stack of a mesh (scaled into the box) through a Gaussian PSF, with the
     placed mesh and the PSF as ground truth."""

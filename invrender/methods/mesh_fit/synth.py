@@ -6,7 +6,7 @@ voxels, rendered through a Gaussian PSF of `sigma` voxels with the NUFFT rendere
 spectrum (each triangle subdivided 3 x 3 for the quadrature, so that the data is not made by the
 exact settings the fit uses), scaled to a peak of 1, plus Gaussian noise of standard deviation
 `noise` (relative to the peak). Written: the stack, the placed mesh (the ground truth, physical
-units) and the PSF.
+units; a foam also as one PLY per cell) and the PSF.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from invrender.core.geometry.meshes import Mesh, write_mesh
+from invrender.core.geometry.meshes import Mesh, write_cell_meshes, write_mesh
 from invrender.core.io import write_json, write_tiff
 from invrender.core.render.microscope import render_stack, surface_spectrum
 from invrender.core.render.psf import GaussianPSF
@@ -78,18 +78,18 @@ def render_mesh_stack(mesh: Mesh, size: int, sigma: float, noise: float, seed: i
 def write_mesh_dataset(
     mesh: Mesh, name: str, out: Path, size: int, sigma: float, noise: float, seed: int, copies: int = 1
 ) -> list[Path]:
-    """Write `<name>.tif`, `<name>.truth.ply|.rec` and `<name>.psf.json` into `out`; their paths."""
+    """Write `<name>.tif`, `<name>.truth.ply` (or `<name>.truth.rec` and a `<name>.truth.cell<N>.ply`
+    per cell) and `<name>.psf.json` into `out`; their paths."""
     placed = place_mesh(mesh if copies == 1 else side_by_side(mesh, copies, seed), size)
     stack = render_mesh_stack(placed, size, sigma, noise, seed)
-    paths = [
-        out / f"{name}.tif",
-        out / f"{name}.truth.{'rec' if mesh.materials is not None else 'ply'}",
-        out / f"{name}.psf.json",
-    ]
-    write_tiff(paths[0], stack.astype(np.float32), voxel_size=(1.0, 1.0, 1.0))
-    write_mesh(paths[1], placed)
+    stack_path = out / f"{name}.tif"
+    truth_path = out / f"{name}.truth.{'rec' if mesh.materials is not None else 'ply'}"
+    psf_path = out / f"{name}.psf.json"
+    write_tiff(stack_path, stack.astype(np.float32), (1.0, 1.0, 1.0), axes="ZYX", unit="pixel")  # sizes in voxels
+    write_mesh(truth_path, placed)
+    cell_paths = write_cell_meshes(truth_path, placed) if placed.materials is not None else []
     write_json(
-        paths[2],
+        psf_path,
         {
             "kind": "gaussian",
             "covariance_xyz": (np.eye(3) * sigma**2).tolist(),
@@ -100,4 +100,4 @@ def write_mesh_dataset(
             "copies": copies,
         },
     )
-    return paths
+    return [stack_path, truth_path, *cell_paths, psf_path]

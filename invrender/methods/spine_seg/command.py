@@ -3,8 +3,10 @@
 An input is a CT: NIfTI (`.nii`, `.nii.gz`), a DICOM series folder, or a 3D TIFF with
 `--voxel-size`. Outputs in `--out`, named after the input's stem:
 `<stem>.labels.nii.gz` (on the input's grid and affine, VerSe codes), `<stem>.<C1..L6>.ply` (one
-mesh per vertebra, world mm, the template's vertex order), `<stem>.slices.png` (mid-sagittal and
-coronal slices with the contours) and `<stem>.metrics.json` (written last: it marks a complete set;
+mesh per vertebra, world mm in RAS, said in the header as `comment SPACE=RAS` for 3D Slicer, the
+template's vertex order), `<stem>.slices.png` (mid-sagittal and
+coronal slices with the contours and the vertebrae's names), `<stem>.loss.png` (the loss at every step,
+the phases marked) and `<stem>.metrics.json` (written last: it marks a complete set;
 Dice per label when `--gt` is given).
 """
 
@@ -18,8 +20,9 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
+from invrender.core.figures import loss_figure, write_figure
 from invrender.core.geometry.meshes import write_mesh
-from invrender.core.io import write_png
+from invrender.core.optim.loss_log import LossLog
 from invrender.core.volumes import (
     CENTROID_SPACES,
     NIFTI_SUFFIXES,
@@ -33,7 +36,7 @@ from invrender.core.volumes import (
 from invrender.inputs import InputItem, parse_voxel_size
 from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.spine_seg.api import CONFIG, check_ct, segment_with_config
-from invrender.methods.spine_seg.slices import slice_sheet
+from invrender.methods.spine_seg.slices import slice_figure
 from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
@@ -55,6 +58,7 @@ def output_paths(out: Path, ct: Path, labels: list[int]) -> dict[str, Path]:
         "labels": out / f"{stem}.labels.nii.gz",
         **meshes,
         "slices": out / f"{stem}.slices.png",
+        "loss": out / f"{stem}.loss.png",
         "metrics": out / f"{stem}.metrics.json",
     }
 
@@ -77,16 +81,17 @@ def segment_file(
     if gt_path is not None:
         truth = read_label_volume(gt_path)
         check_same_grid(volume, truth, gt_path)
-    segmented = segment_with_config(
-        volume, centroids, None if truth is None else truth.data, cfg, seed, on_step, str(centroids_path)
-    )
+    truth_labels = None if truth is None else truth.data
+    log = LossLog(on_step)  # every step's loss, for the loss figure
+    segmented = segment_with_config(volume, centroids, truth_labels, cfg, seed, log, str(centroids_path))
 
     paths = output_paths(out, ct_path, list(segmented.meshes))
     write_nifti(paths["labels"], segmented.labels, volume)
     for label, mesh in segmented.meshes.items():
-        write_mesh(paths[f"mesh_{label}"], mesh)
+        write_mesh(paths[f"mesh_{label}"], mesh, space="RAS")  # NIfTI's world frame, said for 3D Slicer
     chain = np.stack([centroids[label] for label in segmented.meshes])
-    write_png(paths["slices"], slice_sheet(volume, segmented.labels, chain))
+    write_figure(paths["slices"], slice_figure(volume, segmented.labels, chain, truth_labels, ct_path.name))
+    write_figure(paths["loss"], loss_figure(log, f"{ct_path.name}: loss at every step"))
     metrics = segmented.metrics
     result = {"loss": metrics["final_losses"].get("appearance_l1"), "vertebrae": len(segmented.meshes)}
     if truth is not None:
@@ -97,7 +102,9 @@ def segment_file(
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     centroids = context.options.get("centroids")
     if centroids is None:
-        raise ConfigError(f"{item.source}: no --centroids (give them, or a centroids column in a CSV input list)")
+        raise ConfigError(
+            f"{item.source or item.path}: no --centroids (give them, or a centroids column in a CSV input list)"
+        )
     gt, space, voxel_size = (
         context.options.get("gt"),
         context.options.get("centroid_space", "auto"),
@@ -131,7 +138,7 @@ SPEC = MethodSpec(
 )
 
 
-@with_shared_options
+@with_shared_options(CONFIG)
 def spine_seg(
     arguments: Arguments,
     centroids: Annotated[
@@ -163,7 +170,7 @@ def synth_ct(
     labels: Annotated[
         Path, typer.Option("--labels", help="Vertebra label mask (NIfTI, VerSe labels).", show_default=False)
     ],
-    out: SynthOut = Path("synth-ct"),
+    out: SynthOut = None,
     centroids: Annotated[
         Path | None,
         typer.Option(

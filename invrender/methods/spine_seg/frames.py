@@ -23,7 +23,7 @@ def chain_frames(points: np.ndarray, posterior: np.ndarray = WORLD_POSTERIOR) ->
 
     The columns of each rotation R are the superior axis s (from the next caudal towards the next
     cranial centroid: central difference, one-sided at the ends), the posterior axis p (`posterior`,
-    world -y by default, made orthogonal to s) and l = s x p (left). Canonical coordinates are
+    world -y by default, made orthogonal to s) and l = s x p (towards the patient's right). Canonical coordinates are
     q = R^T (x - c). h is the mean distance to the neighbouring centroids.
     """
     points = np.asarray(points, dtype=np.float64)

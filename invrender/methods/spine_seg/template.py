@@ -30,10 +30,14 @@ from invrender.core.geometry.spectral import laplacian_eigenbasis
 from invrender.core.io import InputError, atomic_path, read_json, write_json
 from invrender.core.volumes import VERTEBRA_NAMES, Volume, index_to_world
 from invrender.methods.spine_seg.frames import cranial_order, vertebra_frames
+from invrender.options import OutFolder
 
 TEMPLATE_VERSION = 1
 MESH_FILE, ARRAYS_FILE, INFO_FILE = "template.ply", "template.npz", "template.json"
 ARRAY_KEYS = ("vertices", "faces", "eigenvalues", "eigenvectors", "masses", "reference_spacing")
+#: The canonical frame's axes (columns: superior, posterior, superior x posterior) in RAS for a spine
+#: along the world's z axis: `chain_frames`' rotation there. `template.ply` is written through it.
+CANONICAL_TO_RAS = np.array([[0.0, 0.0, 1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]])
 
 #: Fewer voxels than this cannot make a vertebra surface worth registering.
 MIN_VOXELS = 100
@@ -292,12 +296,21 @@ def _label_list(labels) -> str:
 # ---------------------------------------------------------------- saving and loading
 
 
+def template_in_ras(template: Template) -> Mesh:
+    """The template as a vertebra of an upright spine in a CT's world frame (RAS mm, its body
+    centroid at the origin): canonical `q` (superior, posterior, s x p) to `CANONICAL_TO_RAS @ q`,
+    the frame `vertebra_frames` gives a spine running straight up the world's z axis. A rotation, so
+    the faces stay outward-oriented."""
+    return Mesh(template.vertices @ CANONICAL_TO_RAS.T, template.faces)
+
+
 def save_template(template: Template, folder: str | Path) -> None:
-    """Write `template.ply` (the mean mesh, for viewing), `template.npz` (the arrays) and
-    `template.json` (provenance, counts, version) into `folder`, each atomically, the JSON last:
-    a folder with a JSON holds a complete template. Other files in the folder are left alone."""
+    """Write `template.ply` (the mean mesh for viewing, upright in RAS: `template_in_ras`),
+    `template.npz` (the arrays) and `template.json` (provenance, counts, version) into `folder`,
+    each atomically, the JSON last: a folder with a JSON holds a complete template. Other files in
+    the folder are left alone."""
     folder = Path(folder)
-    write_mesh(folder / MESH_FILE, Mesh(template.vertices, template.faces))
+    write_mesh(folder / MESH_FILE, template_in_ras(template), space="RAS")
     with atomic_path(folder / ARRAYS_FILE) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
@@ -415,9 +428,7 @@ def spine_template(
             help="A vertebra label mask (NIfTI, DICOM folder or TIFF), VerSe label codes.", show_default=False
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (template.ply, .npz, .json).")] = Path(
-        "spine-template"
-    ),
+    out: OutFolder = None,
     centroids: Annotated[
         Path | None,
         typer.Option(
@@ -431,7 +442,7 @@ def spine_template(
     ] = 200,
 ) -> None:
     """Build the spine-seg vertebra template: the mean of the label surfaces, registered to one
-    connectivity, with its Laplacian eigenbasis."""
+    connectivity, with its Laplacian eigenbasis (OUT/template.ply, .npz and .json)."""
     from invrender.core.volumes import read_centroids, read_label_volume
 
     try:

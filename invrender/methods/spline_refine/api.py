@@ -6,6 +6,7 @@ composing its config) and writes what it returns: one code path for both.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from invrender.config import check_config_values
+from invrender.config import ConfigError, check_config_values
 from invrender.core.geometry.spline_io import (
     frames_from_array,
     parse_splines,
@@ -23,7 +24,8 @@ from invrender.core.geometry.spline_io import (
     splines_json,
     validate_splines,
 )
-from invrender.core.io import check_image
+from invrender.core.io import check_axes_image, expect_axes
+from invrender.core.optim.loss_log import LossLog
 from invrender.core.optim.phases import PhaseRecord
 from invrender.method import MethodConfig, api_steps
 from invrender.methods.spline_refine.fit import QUANTITIES
@@ -36,6 +38,20 @@ def check_config(cfg: DictConfig, device) -> None:
 
 
 CONFIG = MethodConfig("spline-refine", "spline_refine", check_config, renderer_kind="curves", quantities=QUANTITIES)
+
+#: The axes spline-refine takes: one 2D image, or a stack refined frame by frame (a time-lapse); a
+#: 3D image whose file does not name its axes is taken as a stack, as before files named them.
+IMAGE_AXES = ("YX", "TYX")
+UNLABELLED_AXES = ("TYX",)
+
+
+def width_overrides(cfg: DictConfig, width: float) -> list[str]:
+    """`--width W` as config overrides of `cfg`: the expected body width `prior.width` (px), and
+    `groups.reach` (how far a body may lie from its init: the init's error plus half the body's
+    width) by half the change. Other lengths are not the body's width: `groups.unit` is the frame
+    scale the defaults were tuned at, `render.cut` and the init's widths are relative to it."""
+    reach = float(cfg.groups.reach) + (width - float(cfg.prior.width)) / 2
+    return [f"prior.width={float(width)!r}", f"groups.reach={reach!r}"]
 
 
 @dataclass
@@ -71,6 +87,9 @@ def refine_splines(
     image: np.ndarray,
     init: Any,
     *,
+    axes: str | None = None,
+    channel: int | None = None,
+    width: float | None = None,
     config: str = "default",
     overrides: Sequence[str] = (),
     device: str | torch.device = "auto",
@@ -87,13 +106,21 @@ def refine_splines(
     - a list of such lists, one per frame of a stack,
     - an array `(n_splines, N, 2)` or `(frames, n_splines, N, 2)`,
     - the `invrender.splines` JSON object (parsed), or the path of a `.json` or `.npy` file.
+    axes (as `--axes`): names the dimensions of `image` in tifffile's letters when they are others,
+    e.g. "CYX" with `channel`, the channel to use (0-based, as `--channel`). width (as `--width`):
+    the bodies' expected width in pixels (see `width_overrides`).
     config and overrides as on the command line (`invrender spline-refine --config NAME key=value ...`;
     `method=active-contour` for the classical baseline); progress: a `(phase, step, steps, loss)`
     callback, or True for a progress bar. Torch's global random state is left as it was.
     Raises InputError or ConfigError (one line) on bad input, as the command line does.
     """
     cfg, device = CONFIG.resolve(config, overrides, device)
-    image = check_image(image, "image", ndims=(2, 3))
+    if width is not None:
+        if not (isinstance(width, int | float) and math.isfinite(width) and width > 0):
+            raise ConfigError(f"width {width!r}: must be a positive number of pixels")
+        cfg, device = CONFIG.resolve(config, [*overrides, *width_overrides(cfg, width)], device)
+    checked = check_axes_image(image, "image", axes, channel=channel)
+    image = expect_axes(checked, "image", IMAGE_AXES, UNLABELLED_AXES).array
     frames, init_source = init_frames(init)
     with api_steps(progress) as on_step:
         return refine_with_config(image, frames, cfg, device, seed, on_step, init_source)
@@ -149,19 +176,14 @@ def refine_with_config(
         splines = [active_contour_frame(frame_image, records, cfg) for frame_image, records in zip(stack, frames)]
         return SplineRefineResult(method, splines, None, [], [], [], [])
 
-    losses: list[float] = []
-
-    def record_step(phase: str, step: int, steps: int, loss: float) -> None:
-        losses.append(loss)
-        if on_step is not None:
-            on_step(phase, step, steps, loss)
+    log = LossLog(on_step)  # every step's loss, of every fit in the order they ran
 
     refitted = lost = None
     if propagate:
-        video = refine_video(stack, frames, cfg, device, seed, record_step)
+        video = refine_video(stack, frames, cfg, device, seed, log)
         fits, refitted, lost = video.frames, video.refitted, video.lost
     else:
-        fits = [refine_frame(frame, records, cfg, device, seed, record_step) for frame, records in zip(stack, frames)]
+        fits = [refine_frame(frame, records, cfg, device, seed, log) for frame, records in zip(stack, frames)]
     warnings = [
         fitted.warning if len(stack) == 1 else f"frame {f}: {fitted.warning}"
         for f, fitted in enumerate(fits)
@@ -173,7 +195,7 @@ def refine_with_config(
         method,
         [fitted.records for fitted in fits],
         renders if image.ndim == 3 else renders[0],
-        losses,
+        log.losses,
         [fitted.recon_loss for fitted in fits],
         [fitted.phases for fitted in fits],
         warnings,

@@ -10,15 +10,43 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
+from invrender.core.figures import INIT, RESULT, Layer, image_overlay, loss_figure, write_figure
 from invrender.core.geometry.spline_io import read_splines
-from invrender.core.io import InputError, finite_or_none, read_image, write_json, write_png, write_tiff
-from invrender.core.overlay import INIT_COLOUR, RESULT_COLOUR, draw_curves
+from invrender.core.io import (
+    InputError,
+    expect_axes,
+    finite_or_none,
+    read_axes_image,
+    read_pixel_size,
+    write_json,
+    write_tiff,
+)
+from invrender.core.optim.loss_log import LossLog
+from invrender.core.roi import Outline, write_roi_zip
 from invrender.inputs import InputItem
 from invrender.method import JobContext, MethodSpec
-from invrender.methods.spline_refine.api import CONFIG, refine_with_config
+from invrender.methods.spline_refine.api import (
+    CONFIG,
+    IMAGE_AXES,
+    UNLABELLED_AXES,
+    refine_with_config,
+    width_overrides,
+)
 from invrender.methods.spline_refine.schema import METHODS
-from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, with_shared_options
-from invrender.run import run_method
+from invrender.options import (
+    Arguments,
+    Channel,
+    ImageAxes,
+    PixelSize,
+    SharedOptions,
+    SynthOut,
+    SynthSeed,
+    image_options,
+    parse_pixel_size,
+    positive_size,
+    with_shared_options,
+)
+from invrender.run import command_config, run_method
 from invrender.runner import Job, StepCallback
 
 INIT_SUFFIXES = (".json", ".npy")
@@ -29,6 +57,8 @@ def find_init(image: Path, init: Path | None) -> Path:
     or, without `--init`, beside the image."""
     if init is not None and not init.is_dir():
         return init
+    if not image.is_file():  # say so, rather than that no init was found beside it
+        raise InputError(image, "file not found")
     folder = init if init is not None else image.parent
     for suffix in INIT_SUFFIXES:
         candidate = folder / f"{image.stem}{suffix}"
@@ -39,9 +69,10 @@ def find_init(image: Path, init: Path | None) -> Path:
 
 def output_paths(out: Path, image: Path, n_frames: int, method: str) -> dict[str, Path]:
     """Output files of one input; a stack (n_frames > 1) gets one overlay per frame."""
-    paths = {"splines": out / f"{image.stem}.splines.json"}
+    paths = {"splines": out / f"{image.stem}.splines.json", "rois": rois_path(out, image)}
     if method == "render":
         paths["render"] = out / f"{image.stem}.render.tif"
+        paths["loss"] = out / f"{image.stem}.loss.png"
     if n_frames == 1:
         paths["overlay"] = out / f"{image.stem}.overlay.png"
     else:
@@ -50,27 +81,55 @@ def output_paths(out: Path, image: Path, n_frames: int, method: str) -> dict[str
     return paths
 
 
+def rois_path(out: Path, image: Path) -> Path:
+    """The refined splines as ImageJ polyline ROIs (`core.roi`), each at its frame in a stack."""
+    return out / f"{image.stem}.rois.zip"
+
+
 def refine_file(
-    image_path: Path, init_path: Path, out: Path, cfg: DictConfig, device, seed: int, on_step: StepCallback
+    image_path: Path,
+    init_path: Path,
+    out: Path,
+    cfg: DictConfig,
+    device,
+    seed: int,
+    on_step: StepCallback,
+    reading: dict | None = None,
 ) -> dict:
-    """Read the image and its init, refine them (`refine_with_config`), then write all outputs (the
-    splines JSON last)."""
-    image = read_image(image_path)
+    """Read the image (with `reading`'s `channel` and `axes`: `--channel`, `--axes`) and its init,
+    refine them (`refine_with_config`), then write all outputs (the splines JSON last). The job's
+    result records the pixel size: `reading`'s `pixel_size` (`--pixel-size`), else the file's."""
+    reading = reading or {}
+    read = read_axes_image(image_path, channel=reading.get("channel"), axes=reading.get("axes"))
+    image = expect_axes(read, image_path, IMAGE_AXES, UNLABELLED_AXES, "--").array
     inits = read_splines(init_path)
-    fitted = refine_with_config(image, inits, cfg, device, seed, on_step, str(init_path))
+    log = LossLog(on_step)  # every step's loss, for the loss figure
+    fitted = refine_with_config(image, inits, cfg, device, seed, log, str(init_path))
 
     stack = image if image.ndim == 3 else image[None]
     paths = output_paths(out, image_path, len(stack), fitted.method)
+    in_stack = image.ndim == 3  # a stack is a time-lapse: its render's frames are T in Fiji, its ROIs per frame
     if fitted.render is not None:
-        write_tiff(paths["render"], fitted.render)
+        write_tiff(paths["render"], fitted.render, axes="TYX" if in_stack else "YX")
     for f, (frame_image, refined) in enumerate(zip(stack, fitted.splines)):
         key = "overlay" if "overlay" in paths else f"overlay{f}"
-        init_curves = [r["points"] for r in inits[f]] if f < len(inits) else []  # a propagated frame without one
-        curve_sets = [(init_curves, INIT_COLOUR), ([r["points"] for r in refined], RESULT_COLOUR)]
-        write_png(paths[key], draw_curves(frame_image, curve_sets))
+        layers = [Layer(INIT, [r["points"] for r in inits[f]])] if f < len(inits) else []  # a propagated frame: none
+        layers.append(Layer(RESULT, [r["points"] for r in refined]))
+        ids = [(r["points"][0], str(r["id"]), RESULT.colour) for r in refined]  # at each body's first point
+        title = image_path.name if len(stack) == 1 else f"{image_path.name}: frame {f}"
+        write_figure(paths[key], image_overlay(frame_image, layers, title, ids))
+    if "loss" in paths:
+        write_figure(paths["loss"], loss_figure(log, f"{image_path.name}: loss at every step"))
+    outlines = [
+        Outline(record["points"], f"spline {record['id']}", f if in_stack else None)
+        for f, refined in enumerate(fitted.splines)
+        for record in refined
+    ]
+    write_roi_zip(paths["rois"], outlines, "polyline")
     write_json(paths["splines"], fitted.to_json(image_path.name))
     result: dict = {
         "frames": len(stack),
+        "pixel_size": reading.get("pixel_size") or read_pixel_size(image_path),
         "splines": sum(len(r) for r in fitted.splines),
         "outputs": [str(p) for p in paths.values()],
     }
@@ -95,10 +154,10 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
 
     def work(on_step: StepCallback) -> dict:
         init = find_init(image, context.options.get("init"))
-        return refine_file(image, init, context.out, cfg, context.device, context.seed, on_step)
+        return refine_file(image, init, context.out, cfg, context.device, context.seed, on_step, context.options)
 
     # The splines JSON is written last, so its presence marks a complete output set.
-    return Job(str(image), [context.out / f"{image.stem}.splines.json"], work)
+    return Job(str(image), [rois_path(context.out, image), context.out / f"{image.stem}.splines.json"], work)
 
 
 SPEC = MethodSpec(
@@ -109,7 +168,7 @@ SPEC = MethodSpec(
 )
 
 
-@with_shared_options
+@with_shared_options(CONFIG)
 def spline_refine(
     arguments: Arguments,
     init: Annotated[
@@ -133,15 +192,29 @@ def spline_refine(
             "per frame (it may hold the first frame's only).",
         ),
     ] = False,
+    width: Annotated[
+        float | None,
+        typer.Option(
+            "--width",
+            help="The bodies' expected width in pixels (the FWHM of a cross-section): sets `prior.width` (used where "
+            "the init has no widths) and `groups.reach` with it (default: the config's, 5).",
+        ),
+    ] = None,
+    channel: Channel = None,
+    axes: ImageAxes = None,
+    pixel_size: PixelSize = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Refine splines of slender bodies (e.g. C. elegans) to sub-pixel accuracy by rendering them."""
     if method is not None and method not in METHODS:
         raise ConfigError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    options = {"init": init, **image_options(channel, axes), "pixel_size": parse_pixel_size(pixel_size)}
     overrides = [] if method is None else [f"method={method}"]
     if propagate:
         overrides.append("video.propagate=true")
-    raise typer.Exit(run_method(SPEC, arguments, shared, overrides, {"init": init}))
+    if positive_size("--width", width) is not None:
+        overrides += width_overrides(command_config(CONFIG, arguments, shared), width)
+    raise typer.Exit(run_method(SPEC, arguments, shared, overrides, options))
 
 
 def synth_splines(
@@ -161,7 +234,7 @@ def synth_splines(
         typer.Option("--crossing", min=0.0, max=1.0, help="Fraction of the bodies that cross an earlier one."),
     ] = 1.0,
     seed: SynthSeed = 0,
-    out: SynthOut = Path("synth-splines"),
+    out: SynthOut = None,
 ) -> None:
     """Frames of overlapping slender bodies with labels and perturbed inits (rotation, displacement,
     scaling, PCA, straight lines), as in Zdyb et al.'s robustness study; with --body-size and
@@ -181,7 +254,7 @@ def synth_splines_movie(
     frames: Annotated[int, typer.Option("--frames", "-f", min=2, help="Number of frames.")] = 100,
     size: Annotated[int, typer.Option("--size", min=64, help="Frame size in pixels.")] = 128,
     seed: SynthSeed = 0,
-    out: SynthOut = Path("synth-splines-movie"),
+    out: SynthOut = None,
 ) -> None:
     """A time-lapse of crawling bodies (movie.tif) with labels, a detector's init for every frame and
     the first frame's init alone, and a few dropped frames where the bodies jump."""

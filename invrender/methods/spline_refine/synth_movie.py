@@ -105,7 +105,7 @@ def write_spline_movie(out_dir: str | os.PathLike, bodies: int, frames: int, siz
     out = Path(out_dir)
     movie_seed, detector_seed = np.random.SeedSequence(seed).spawn(2)
     stack, labels, drops = make_movie(np.random.default_rng(movie_seed), bodies, frames, size)
-    write_tiff(out / "movie.tif", stack)
+    write_tiff(out / "movie.tif", stack, axes="TYX")
     records = [[{"id": i, **body} for i, body in enumerate(frame)] for frame in labels]
     write_splines(out / "labels" / "movie.json", records, image="movie.tif")
     rng = np.random.default_rng(detector_seed)

@@ -15,8 +15,10 @@ from PIL import Image
 
 from helpers import ACDR_TINY, assert_one_line_error
 from invrender.cli import main
+from invrender.core.figures import OVERLAY_SIZE, PANELS_SIZE
 from invrender.core.io import write_png
 from invrender.methods.acdr.checkpoint import read_checkpoint, save_checkpoint
+from invrender.methods.acdr.figures import SHEET_SIZE
 from invrender.methods.acdr.synth import write_shape_dataset
 
 
@@ -65,6 +67,9 @@ def test_a_tiny_training_run_lowers_the_loss_and_writes_its_record(trained):
     assert max(scores) > scores[0] + 0.15, scores
     for name in ("checkpoints/last.pt", "checkpoints/best.pt", "curves.png", "examples.png", "manifest.json"):
         assert (trained / name).is_file(), name
+    for name, size in (("curves.png", PANELS_SIZE), ("examples.png", SHEET_SIZE)):
+        with Image.open(trained / name) as figure:
+            assert figure.format == "PNG" and figure.size == size
     manifest = json.loads((trained / "manifest.json").read_text())
     assert manifest["status"] == "done" and manifest["epochs_done"] == 16 and manifest["model"] == "contour"
     # best.pt: the first maximum of the moving average (0.9 old + 0.1 new) of validation mIoU.
@@ -103,7 +108,8 @@ def test_predict_writes_mask_polygon_and_overlay_named_after_each_input(trained,
         polygon = json.loads((out / f"{stem}.polygon.json").read_text())
         assert polygon["format"] == "invrender.polygons" and polygon["image"] == f"{stem}.png"
         assert np.asarray(polygon["polygons"][0]["points"]).shape == (16, 2)
-        assert (out / f"{stem}.overlay.png").is_file()
+        with Image.open(out / f"{stem}.overlay.png") as overlay:
+            assert overlay.format == "PNG" and overlay.size == OVERLAY_SIZE
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["summary"] == {"done": 40}
 

@@ -372,7 +372,7 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     for a, b in zip(net.state_dict().values(), loaded.state_dict().values()):
         torch.testing.assert_close(a, b)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(InputError, match="not a readable checkpoint"):
+    with pytest.raises(InputError, match="not an invrender segmentation checkpoint.*torch.save"):
         read_checkpoint(tmp_path / "bad.pt")
     torch.save({"model": "something else"}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not an invrender segmentation checkpoint"):

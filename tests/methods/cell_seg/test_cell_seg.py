@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from PIL import Image
 
 from helpers import assert_one_line_error
 from invrender.cli import main
 from invrender.config import compose_config
+from invrender.core.figures import LOSS_SIZE, OVERLAY_SIZE
 from invrender.core.geometry.polygons import shoelace_area, star_polygon
 from invrender.core.metrics import seg_measure
 from invrender.core.render.filters import gaussian_blur
@@ -181,6 +183,9 @@ def test_a_sequence_gives_ctc_masks_and_tracks(movie, tmp_path):
     assert sorted(p.name for p in (out / "overlays").iterdir()) == [f"t{t:03d}.png" for t in range(4)]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"][0]["status"] == "done"
+    for name, size in (("overlays/t000.png", OVERLAY_SIZE), ("tracks.png", OVERLAY_SIZE), ("01.loss.png", LOSS_SIZE)):
+        with Image.open(out / name) as figure:
+            assert figure.format == "PNG" and figure.size == size
     # Resume: the finished sequence is skipped.
     assert main(["cell-seg", str(data / "01"), "--out", str(out), "-q", "--resume", *FAST]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "skipped"
@@ -215,6 +220,8 @@ def test_a_single_image_gives_a_label_image(movie, tmp_path):
     truth = tifffile.imread(data / "01_GT" / "SEG" / "man_seg002.tif")
     assert seg_measure({0: labels}, {0: truth})["seg"] > 0.7
     assert (out / "frame.overlay.png").is_file() and (out / "frame.cells.json").is_file()
+    with Image.open(out / "frame.loss.png") as loss:
+        assert loss.format == "PNG" and loss.size == LOSS_SIZE
 
 
 def test_an_empty_folder(tmp_path, capsys):

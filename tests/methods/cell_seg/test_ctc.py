@@ -78,7 +78,7 @@ def test_a_single_2d_image_is_one_frame(tmp_path):
 
 def test_a_3d_tiff_is_a_2d_plus_time_stack(tmp_path):
     stack = np.stack([frame(t) for t in range(5)])
-    write_tiff(tmp_path / "movie.tif", stack)
+    write_tiff(tmp_path / "movie.tif", stack, axes="TYX")
     frames = read_frames(tmp_path / "movie.tif")
     assert frames.kind == "stack" and frames.times == [0, 1, 2, 3, 4] and frames.digits == 3
     np.testing.assert_array_equal(frames.images, stack)

@@ -183,7 +183,7 @@ def test_a_saved_network_loads_with_its_config(tmp_path):
     image = np.random.default_rng(0).random((30, 34)).astype(np.float32)
     np.testing.assert_allclose(class_probabilities(loaded, image), class_probabilities(network, image))
     (tmp_path / "other.pt").write_bytes(b"not a network")
-    with pytest.raises(InputError, match="other.pt.*not a readable checkpoint"):
+    with pytest.raises(InputError, match="other.pt.*not a cell-seg stage-2 network.*torch.save"):
         load_network(tmp_path / "other.pt")
     save_checkpoint(tmp_path / "acdr.pt", {"kind": "pixel", "state_dict": network.state_dict()})
     with pytest.raises(InputError, match="acdr.pt.*not a cell-seg stage-2 network"):
@@ -266,6 +266,7 @@ def test_stage_both_writes_the_ctc_layout_the_masks_and_the_network(movie, both_
     assert losses.shape == (80, 2) and losses[-10:, 1].mean() < 0.5 * losses[:10, 1].mean()
     network, settings = load_network(out / "stage2" / "network.pt")
     assert settings["widths"] == [8, 16, 32]
+    assert (out / "tracks.png").is_file() and (out / "01.loss.png").is_file()  # stage 1's steps, then training's
     assert sorted(p.name for p in (out / "overlays").iterdir()) == [f"t{t:03d}.png" for t in range(4)]
     record = json.loads((out / "01.cells.json").read_text())
     assert record["stage"] == "both" and record["stage2"]["train_frames"] == [0, 3]

@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import tifffile
 import trimesh
+from PIL import Image
 
 from helpers import assert_one_line_error, ellipsoid_stack
 from invrender.cli import main
+from invrender.core.figures import LOSS_SIZE
 from invrender.core.geometry.meshes import read_mesh
 from invrender.core.metrics import chamfer_distance, surface_samples
+from invrender.methods.mesh_fit.slices import SLICES_SIZE
 
 SHORT = ["phases.0.steps=40", "init.subdivisions=2"]
 
@@ -46,6 +49,7 @@ def test_fit_writes_outputs_and_moves_towards_the_truth(tmp_path, blob, capsys):
         "ellipsoid.metrics.json",
         "ellipsoid.psf.json",
         "ellipsoid.render.tif",
+        "ellipsoid.slices.png",
         "logs",
         "manifest.json",
     ]
@@ -63,6 +67,9 @@ def test_fit_writes_outputs_and_moves_towards_the_truth(tmp_path, blob, capsys):
     assert all(1.2 < s < 2.9 for s in psf["sigmas"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"][0]["status"] == "done" and manifest["method"] == "mesh-fit"
+    for name, size in (("ellipsoid.loss.png", LOSS_SIZE), ("ellipsoid.slices.png", SLICES_SIZE)):
+        with Image.open(out / name) as figure:
+            assert figure.format == "PNG" and figure.size == size
 
 
 def test_default_fit_ends_when_converged(tmp_path, blob, capsys):
@@ -210,6 +217,8 @@ def test_foam_of_cells_is_written_as_a_multi_material_mesh(tmp_path, blob, capsy
     assert code == 0, err
     mesh = read_mesh(out / "ellipsoid.mesh.rec")
     assert mesh.n_cells == 2 and mesh.materials is not None
+    with Image.open(out / "ellipsoid.slices.png") as slices:  # the cells in colours of their own
+        assert slices.format == "PNG" and slices.size == SLICES_SIZE
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,13 @@ import nibabel
 import numpy as np
 import pytest
 import trimesh
+from PIL import Image
 
 from helpers import SHARED_DATA, assert_one_line_error
 from invrender.cli import main
+from invrender.core.figures import LOSS_SIZE
 from invrender.core.volumes import read_volume, write_nifti
+from invrender.methods.spine_seg.slices import SLICES_SIZE
 from invrender.methods.spine_seg.synth import write_ct_dataset
 from invrender.methods.spine_seg.template import default_template_path, load_template
 
@@ -55,7 +58,9 @@ def test_fit_writes_labels_meshes_slices_and_dice_and_resumes(ct, tmp_path, caps
         assert len(mesh.vertices) == len(template.vertices) and np.array_equal(mesh.faces, template.faces)
     metrics = json.loads((out / "spine_ct.metrics.json").read_text())
     assert set(metrics["dice"]) == {"L3", "L4"} and metrics["mean_dice"] > 0.75, metrics["dice"]
-    assert (out / "spine_ct.slices.png").stat().st_size > 0
+    for name, size in (("spine_ct.slices.png", SLICES_SIZE), ("spine_ct.loss.png", LOSS_SIZE)):
+        with Image.open(out / name) as figure:
+            assert figure.format == "PNG" and figure.size == size
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"][0]["status"] == "done" and manifest["config"]["phases"][0]["steps"] == 40
 

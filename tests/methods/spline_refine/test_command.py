@@ -20,6 +20,7 @@ from PIL import Image
 
 from helpers import FAST, SIZE, assert_one_line_error, make_input, write_init
 from invrender.cli import main
+from invrender.core.figures import LOSS_SIZE, OVERLAY_SIZE
 from invrender.core.geometry.spline_io import write_splines
 from invrender.core.io import write_tiff
 from invrender.methods.spline_refine.synth import make_frame
@@ -128,7 +129,7 @@ def test_infinite_values_in_the_init(tmp_path, good, capsys, number):
 def test_init_with_fewer_frames_than_the_stack(tmp_path, capsys):
     stack = tmp_path / "in" / "stack.tif"
     stack.parent.mkdir()
-    write_tiff(stack, np.random.default_rng(0).random((3, SIZE, SIZE)).astype(np.float32))
+    write_tiff(stack, np.random.default_rng(0).random((3, SIZE, SIZE)).astype(np.float32), axes="TYX")
     records = [{"id": 0, "points": np.array([[10.0, 10.0], [30.0, 30.0]]), "widths": None}]
     init = tmp_path / "in" / "stack.json"
     write_splines(init, [records, records], image="stack.tif")
@@ -182,7 +183,7 @@ def test_unknown_config_name(tmp_path, good, capsys):
     image, init = good
     out = tmp_path / "out"
     code, err = run(capsys, image, "--init", init, "--out", out, "--config", "nosuch")
-    assert_one_line_error(code, err, out, "'nosuch'", "default")
+    assert_one_line_error(code, err, out, "--config nosuch", "default")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
@@ -273,8 +274,10 @@ def test_run_writes_the_splines_json(one_run):
     assert sorted(p.name for p in out.iterdir()) == [
         "logs",
         "manifest.json",
+        "worms.loss.png",
         "worms.overlay.png",
         "worms.render.tif",
+        "worms.rois.zip",
         "worms.splines.json",
     ]
     data = json.loads((out / "worms.splines.json").read_text())
@@ -299,9 +302,9 @@ def test_run_writes_render_and_overlay(one_run):
     render = tifffile.imread(out / "worms.render.tif")
     assert render.shape == tifffile.imread(image).shape == (SIZE, SIZE)
     assert render.dtype == np.float32 and np.all(np.isfinite(render))
-    with Image.open(out / "worms.overlay.png") as overlay:
-        assert overlay.format == "PNG" and overlay.mode == "RGB"
-        assert overlay.size[0] == overlay.size[1] >= SIZE
+    for name, size in (("worms.overlay.png", OVERLAY_SIZE), ("worms.loss.png", LOSS_SIZE)):
+        with Image.open(out / name) as figure:
+            assert figure.format == "PNG" and figure.mode == "RGB" and figure.size == size
 
 
 def test_run_writes_the_manifest(one_run):
@@ -322,8 +325,10 @@ def test_run_writes_the_manifest(one_run):
     assert isinstance(job["result"]["loss"], float) and np.isfinite(job["result"]["loss"])
     assert [p["name"] for p in job["result"]["phases"][0]] == [p["name"] for p in config["phases"]]
     assert sorted(Path(p).name for p in job["outputs"]) == [
+        "worms.loss.png",
         "worms.overlay.png",
         "worms.render.tif",
+        "worms.rois.zip",
         "worms.splines.json",
     ]
 
@@ -361,7 +366,7 @@ def test_batch_with_a_corrupt_input(tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run(capsys, inputs, "--out", out)
     assert code == 1, err
-    error_lines = [line for line in err.splitlines() if line.startswith("error")]
+    error_lines = [line for line in err.splitlines() if line.startswith("invrender: error: ")]
     assert len(error_lines) == 1 and "b.tif" in error_lines[0] and "Traceback" not in err
     assert (out / "a.splines.json").is_file() and (out / "c.splines.json").is_file()
     assert not list(out.glob("b.*"))
@@ -381,7 +386,7 @@ def test_resume_skips_finished_inputs(tmp_path, capsys):
     code, err = run(capsys, inputs, "--out", out)
     assert code == 0, err
     outputs = sorted(p for p in out.iterdir() if p.name not in ("manifest.json", "logs"))
-    assert len(outputs) == 3
+    assert [p.name for p in outputs] == ["a.loss.png", "a.overlay.png", "a.render.tif", "a.rois.zip", "a.splines.json"]
     mtimes = {p: p.stat().st_mtime_ns for p in outputs}
     first = json.loads((out / "manifest.json").read_text())["inputs"][0]
 
@@ -420,7 +425,7 @@ def test_stack_with_frames_init(tmp_path, capsys):
         frames.append(image)
         records.append([{"id": 0, "points": labels[0]["points"][::9], "widths": None}])
     stack = tmp_path / "stack.tif"
-    write_tiff(stack, np.stack(frames))
+    write_tiff(stack, np.stack(frames), axes="TYX")
     init = tmp_path / "stack.json"
     write_splines(init, records, image="stack.tif")
     assert "frames" in json.loads(init.read_text())
@@ -433,6 +438,7 @@ def test_stack_with_frames_init(tmp_path, capsys):
         assert len(frame["splines"]) == 1 and len(frame["splines"][0]["points"]) == 100
     assert tifffile.imread(out / "stack.render.tif").shape == (2, SIZE, SIZE)
     assert (out / "stack.overlay.0000.png").is_file() and (out / "stack.overlay.0001.png").is_file()
+    assert (out / "stack.loss.png").is_file()  # one loss figure per input, its frames one after the other
     [job] = json.loads((out / "manifest.json").read_text())["inputs"]
     assert job["result"]["frames"] == 2 and len(job["result"]["phases"]) == 2
 
@@ -444,7 +450,13 @@ def test_active_contour_method(tmp_path, good, capsys):
         capsys, image, "--init", init, "--out", out, "--method", "active-contour", "active_contour.max_num_iter=50"
     )
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["logs", "manifest.json", "worms.overlay.png", "worms.splines.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "logs",
+        "manifest.json",
+        "worms.overlay.png",
+        "worms.rois.zip",
+        "worms.splines.json",
+    ]
     data = json.loads((out / "worms.splines.json").read_text())
     assert data["method"] == "active-contour" and len(data["splines"]) == 2
     assert all(np.array(s["points"]).shape == (100, 2) for s in data["splines"])
@@ -499,7 +511,7 @@ def test_bare_command_shows_help(capsys, argv):
 def test_unknown_command(capsys):
     assert main(["nosuch"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "invrender: error: No such command 'nosuch'."
+    assert err == "invrender: error: nosuch: no such command (`invrender --help` lists them)"
 
 
 def _console_script() -> str:

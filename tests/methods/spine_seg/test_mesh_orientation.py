@@ -1,0 +1,134 @@
+"""spine-seg's PLY meshes line up with their CT in world coordinates as 3D Slicer reads them: the
+header says `SPACE=RAS`, and the vertices, mapped through the labels NIfTI's inverse affine (nibabel),
+lie on the labelled vertebra's boundary; read as Slicer reads a PLY without that comment (LPS), they
+do not. The template's `template.ply` is a vertebra upright in RAS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel
+import numpy as np
+import pytest
+import trimesh
+from nibabel.affines import apply_affine
+from scipy import ndimage
+
+from helpers import SHARED_DATA
+from invrender.cli import main
+from invrender.methods.spine_seg.frames import chain_frames
+from invrender.methods.spine_seg.synth import write_ct_dataset
+from invrender.methods.spine_seg.template import (
+    CANONICAL_TO_RAS,
+    MESH_FILE,
+    default_template_path,
+    load_template,
+    save_template,
+)
+
+SAMPLE = SHARED_DATA / "verse" / "sub-verse004_seg-vert_msk.nii.gz"
+SAMPLE_CENTROIDS = SHARED_DATA / "verse" / "sub-verse004_seg-subreg_ctd.json"
+needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"VerSe sample not found at {SAMPLE}")
+#: A very short fit: the meshes need not fit the CT well, the labels are made from them either way.
+FAST = ["phases.0.steps=5", "points.count=1000"]
+#: Mesh vertices within this distance (voxels) of the label's surface count as on it; at least
+#: ON_SURFACE of them must be (a 2 mm grid cuts the thinnest processes).
+NEAR, ON_SURFACE = 1.5, 0.95
+
+
+def ply_space(path: Path) -> str | None:
+    """The coordinate system a PLY's header comments name, as 3D Slicer finds it (`SPACE=RAS` or
+    `SPACE=LPS` anywhere in a comment; vtkMRMLModelStorageNode), None if none does."""
+    header = path.read_bytes().split(b"end_header", 1)[0].decode("ascii")
+    for line in header.splitlines():
+        if line.startswith("comment "):
+            for space in ("RAS", "LPS"):
+                if f"SPACE={space}" in line:
+                    return space
+    return None
+
+
+def slicer_ras(path: Path, honour_space: bool = True) -> np.ndarray:
+    """(V, 3) the vertices in RAS mm as Slicer places them: as they are under `SPACE=RAS`, else taken
+    for LPS (Slicer's default for meshes) and turned to RAS by negating x and y. `honour_space=False`
+    reads the file as if the comment were missing."""
+    vertices = np.asarray(trimesh.load(path, process=False).vertices, dtype=np.float64)
+    if honour_space and ply_space(path) == "RAS":
+        return vertices
+    return vertices * [-1.0, -1.0, 1.0]
+
+
+def fraction_on_surface(points_ras: np.ndarray, labels: np.ndarray, affine: np.ndarray, label: int) -> float:
+    """The share of points within NEAR voxels of the boundary of `label`'s voxels, the points mapped
+    to voxel indices by the inverse affine; points outside the grid count as off it."""
+    index = apply_affine(np.linalg.inv(affine), points_ras)
+    mask = labels == label
+    boundary = mask & ~ndimage.binary_erosion(mask)
+    distance = ndimage.distance_transform_edt(~boundary)  # voxels to the nearest boundary voxel
+    inside = np.all((index >= -0.5) & (index <= np.array(labels.shape) - 0.5), axis=1)
+    near = ndimage.map_coordinates(distance, index.T, order=1, mode="nearest") <= NEAR
+    return float(np.mean(inside & near))
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory):
+    """spine-seg on a 2 mm synthetic CT of L3-L4 stored in LPS order (an affine with negative x and y
+    steps, as a CT converted from DICOM has): the output folder."""
+    folder = tmp_path_factory.mktemp("ct")
+    write_ct_dataset(
+        SAMPLE,
+        folder,
+        SAMPLE_CENTROIDS,
+        levels=(22, 23),
+        spacing=2.0,
+        deform=2.0,
+        seed=5,
+        name="spine",
+        orientation="LPS",
+    )
+    entries = json.loads((folder / "spine_ctd.json").read_text())
+    (folder / "ctd.json").write_text(json.dumps([e for e in entries if "label" not in e or e["label"] in (22, 23)]))
+    out = folder / "seg"
+    argv = ["spine-seg", str(folder / "spine_ct.nii.gz"), "--centroids", str(folder / "ctd.json"), "--out", str(out)]
+    assert main([*argv, "-q", *FAST]) == 0
+    return out
+
+
+@needs_sample
+@pytest.mark.parametrize(("name", "label"), [("L3", 22), ("L4", 23)])
+def test_the_meshes_lie_on_their_labels_in_world_coordinates(segmented, name, label):
+    image = nibabel.load(segmented / "spine_ct.labels.nii.gz")
+    labels, affine = np.asarray(image.dataobj), image.affine
+    assert (np.diag(affine)[:2] < 0).all()  # the grid runs right-to-left and anterior-to-posterior
+    path = segmented / f"spine_ct.{name}.ply"
+    assert ply_space(path) == "RAS"
+    on = fraction_on_surface(slicer_ras(path), labels, affine, label)
+    assert on >= ON_SURFACE, f"{name}: only {on:.1%} of the vertices on the label's surface"
+    mirrored = fraction_on_surface(slicer_ras(path, honour_space=False), labels, affine, label)
+    assert mirrored < 0.5, f"{name}: {mirrored:.1%} on the surface even when read as LPS"
+
+
+def test_the_template_ply_is_an_upright_vertebra_in_ras(tmp_path):
+    template = load_template(default_template_path())
+    save_template(template, tmp_path)
+    path = tmp_path / MESH_FILE
+    assert ply_space(path) == "RAS"
+    vertices = slicer_ras(path)
+    np.testing.assert_allclose(vertices, template.vertices @ CANONICAL_TO_RAS.T, atol=1e-4)
+    # The canonical frame of a spine running straight up the world's z axis (cranial first).
+    rotations, _ = chain_frames(np.array([[0.0, 0.0, 30.0], [0.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(rotations[0], CANONICAL_TO_RAS, atol=1e-12)
+    # Upright: the body centroid at the origin, the spinous process reaching far behind it (-y in
+    # RAS), the body less far in front; the vertebra is wider (x) than tall (z).
+    assert -vertices[:, 1].min() > 1.5 * vertices[:, 1].max() > 0
+    extent = np.ptp(vertices, axis=0)
+    assert extent[0] > extent[2]
+    assert np.array_equal(trimesh.load(path, process=False).faces, template.faces)
+
+
+def test_the_shipped_template_ply_is_the_template_in_ras():
+    folder = default_template_path()
+    template = load_template(folder)
+    assert ply_space(folder / MESH_FILE) == "RAS"
+    np.testing.assert_allclose(slicer_ras(folder / MESH_FILE), template.vertices @ CANONICAL_TO_RAS.T, atol=1e-3)
