@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -136,12 +137,23 @@ def _import_here(names: list[str]) -> None:
     job imports a second or two of lazily loaded modules (torch's optimiser machinery, SymPy, ...),
     which would otherwise be paid again by every job. Importing runs no parallel region here (this
     process keeps one thread), so forking stays safe."""
-    for name in names:
-        if name not in sys.modules and not name.startswith("__"):
-            try:
-                importlib.import_module(name)
-            except Exception:  # a module that only imports in its own context: the child imports it again
-                pass
+    # A library's import may hold a bare `except:`, which would swallow the KeyboardInterrupt that
+    # SIGTERM or Ctrl-C raises (see cli.py): the run would go on. Such a signal is held until the
+    # imports are done, then raises as usual.
+    held = {signal.SIGTERM, signal.SIGINT}
+    blocked = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for name in names:
+            if name not in sys.modules and not name.startswith("__"):
+                try:
+                    importlib.import_module(name)
+                except Exception:  # a module that only imports in its own context: the child imports it again
+                    pass
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def _end_with_parent(parent: int) -> None:
