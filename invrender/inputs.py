@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import csv
 import glob
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from invrender.config import ConfigError
 from invrender.core.io import InputError
 
 IMAGE_SUFFIXES = (".tif", ".tiff")
@@ -176,16 +174,3 @@ def select_part(items: list[T], num_parts: int, part_id: int) -> list[T]:
     """Every `num_parts`-th input starting at `part_id`: parts are disjoint and cover all inputs,
     and a part's inputs do not depend on which other parts run."""
     return items[part_id::num_parts]
-
-
-def parse_voxel_size(text: str | None) -> tuple[float, float, float] | None:
-    """`--voxel-size z,y,x` as three positive floats; None when not given."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(math.isfinite(v) for v in values) or min(values) <= 0:
-        raise ConfigError(f"--voxel-size {text!r}: expected three positive numbers z,y,x")
-    return values

@@ -98,16 +98,29 @@ def image_options(channel: int | None, axes: str | None) -> dict[str, Any]:
 def parse_pixel_size(text: str | None) -> tuple[float, float] | None:
     """`--pixel-size y,x` (or one number for both) as two positive floats; None when not given;
     ConfigError otherwise."""
+    return _positive_sizes(text, "--pixel-size", "y,x", one_for_all=True)
+
+
+def parse_voxel_size(text: str | None) -> tuple[float, float, float] | None:
+    """`--voxel-size z,y,x` as three positive floats; None when not given; ConfigError otherwise."""
+    return _positive_sizes(text, "--voxel-size", "z,y,x", one_for_all=False)
+
+
+def _positive_sizes(text: str | None, option: str, axes: str, one_for_all: bool) -> tuple[float, ...] | None:
+    """Comma-separated positive finite sizes, one per axis of `axes` ("z,y,x"), or with
+    `one_for_all` one number for every axis."""
     if text is None:
         return None
+    count = len(axes.split(","))
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ConfigError(f"--pixel-size {text!r}: expected one positive number, or two (y,x)")
+    if one_for_all and len(values) == 1:
+        values = values * count
+    if len(values) != count or not all(math.isfinite(v) and v > 0 for v in values):
+        expected = f"one positive number, or {count} ({axes})" if one_for_all else f"{count} positive numbers {axes}"
+        raise ConfigError(f"{option} {text!r}: expected {expected}")
     return values
 
 

@@ -23,7 +23,7 @@ from invrender.core.io import (
     write_tiff,
 )
 from invrender.core.optim.loss_log import LossLog
-from invrender.inputs import InputItem, parse_voxel_size
+from invrender.inputs import InputItem
 from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.mesh_fit.api import CONFIG, STACK_AXES, fit_with_config
 from invrender.methods.mesh_fit.slices import mesh_slices
@@ -36,6 +36,7 @@ from invrender.options import (
     SynthSeed,
     VoxelSize,
     image_options,
+    parse_voxel_size,
     with_shared_options,
 )
 from invrender.run import run_method

@@ -33,11 +33,19 @@ from invrender.core.volumes import (
     vertebra_name,
     write_nifti,
 )
-from invrender.inputs import InputItem, parse_voxel_size
+from invrender.inputs import InputItem
 from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.spine_seg.api import CONFIG, check_ct, segment_with_config
 from invrender.methods.spine_seg.slices import slice_figure
-from invrender.options import Arguments, SharedOptions, SynthOut, SynthSeed, VoxelSize, with_shared_options
+from invrender.options import (
+    Arguments,
+    SharedOptions,
+    SynthOut,
+    SynthSeed,
+    VoxelSize,
+    parse_voxel_size,
+    with_shared_options,
+)
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
