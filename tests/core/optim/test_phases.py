@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from invrender.core.losses import LOSSES, check_weights
+from invrender.core.losses import LOSSES, Quantities, check_weights, register_loss
 from invrender.core.optim.multistart import MultiStartModule, per_start, stack_starts
 from invrender.core.optim.phases import (
     OptimisationDiverged,
@@ -93,32 +93,38 @@ class SpreadSeeds(Toy):
         self.a.data += shift
 
 
+@register_loss("test_phases_shifted", reads=("shifted",))
+def shifted_square(q: Quantities) -> torch.Tensor:
+    """This file's own second term (core's tests need no method's losses): sum of `shifted`^2, (S, 1)."""
+    return q["shifted"].pow(2).sum(-1)
+
+
 def seed_objective(model, ctx):
     # With a = (1, -2) + offset, the seeds hold a = (1, -2), (2, -1), (-0.5, -3.5), (0.5, -2.5):
-    # recon_mse (mean of a^2) = 2.5, 2.5, 6.25, 3.25, and length_prior ((a_0 + shift)^2 with the
-    # shifts below) = 1, 4, 0.25, 0.5625, so the two terms pick different seeds.
+    # recon_mse (mean of a^2) = 2.5, 2.5, 6.25, 3.25, and test_phases_shifted ((a_0 + shift)^2 with
+    # the shifts below) = 1, 4, 0.25, 0.5625, so the two terms pick different seeds.
     return {
         "render": model.a,
         "target": torch.zeros_like(model.a),
-        "length": model.a[:, :1] + torch.tensor([[0.0], [0.0], [0.0], [0.25]], dtype=torch.float64)[: model.a.shape[0]],
-        "length_prior": torch.zeros(1, dtype=torch.float64),
+        "shifted": model.a[:, :1]
+        + torch.tensor([[0.0], [0.0], [0.0], [0.25]], dtype=torch.float64)[: model.a.shape[0]],
     }
 
 
 def test_multistart_keeps_the_seed_with_the_lowest_select_by_term():
     # lr 0: the parameters stay where expand_seeds put them, so every seed's loss is known.
     spec = phase(train=["a"], lr=0.0, steps=2, seeds=4)
-    weights = {"recon_mse": 1.0, "length_prior": 100.0}
+    weights = {"recon_mse": 1.0, "test_phases_shifted": 100.0}
     expected_recon = [2.5, 2.5, 6.25, 3.25]
-    expected_length = [1.0, 4.0, 0.25, 0.5625]  # (a_0 + [0, 0, 0, 0.25])^2
+    expected_shifted = [1.0, 4.0, 0.25, 0.5625]  # (a_0 + [0, 0, 0, 0.25])^2
 
     model = SpreadSeeds()
-    [record] = run_phases(model, seed_objective, [spec], weights, select_by="length_prior")
-    assert record.seed_losses == pytest.approx(expected_length)
+    [record] = run_phases(model, seed_objective, [spec], weights, select_by="test_phases_shifted")
+    assert record.seed_losses == pytest.approx(expected_shifted)
     assert record.best_seed == 2
     assert model.n_seeds == 1
     np.testing.assert_allclose(model.a.detach().numpy(), [[-0.5, -3.5]])
-    assert record.final["length_prior"] == pytest.approx(0.25)
+    assert record.final["test_phases_shifted"] == pytest.approx(0.25)
     assert record.final["recon_mse"] == pytest.approx(6.25)
 
     model = SpreadSeeds()
