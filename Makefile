@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	$(BIN)/invrender spline-refine data/splines/worms.tif --init data/splines/worms.json --out demo-out
-	@echo "outputs in demo-out/: worms.splines.json, worms.render.tif, worms.overlay.png, manifest.json"
+	@echo "outputs in demo-out/: worms.splines.json, worms.render.tif, worms.overlay.png, worms.loss.png, worms.rois.zip, manifest.json"
 
 # One small demo per command on the data in data/ (and synthetic data made from it), each run on
 # its own and timed, outputs in demo-out/<command>/; then docs/make_pictures.py copies every
