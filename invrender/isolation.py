@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from invrender.core.io import InputError
+from invrender.core.optim.loss_log import StepCallback
 
 _forking_allowed = False
 _parent_prepared = False
@@ -68,9 +69,9 @@ class ChildBadInput(Exception):
 
 
 def run_in_child(
-    run: Callable[[Callable[[str, int, int, float], None]], dict[str, Any]],
+    run: Callable[[StepCallback], dict[str, Any]],
     threads: int,
-    on_step: Callable[[str, int, int, float], None],
+    on_step: StepCallback,
     deadline: float | None,
     on_timeout: type[BaseException],
 ) -> dict[str, Any]:

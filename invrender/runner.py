@@ -30,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from invrender.config import ConfigError
 from invrender.core.io import InputError, read_json
+from invrender.core.optim.loss_log import StepCallback
 from invrender.cpus import job_threads
 from invrender.isolation import (
     ChildBadInput,
@@ -41,7 +42,6 @@ from invrender.isolation import (
 from invrender.messages import about, error_line, warning_line
 from invrender.record import now, write_run_record
 
-StepCallback = Callable[[str, int, int, float], None]  # phase, step, steps, loss (NaN: none)
 FAILED_STATUSES = {"bad-input", "failed", "timeout"}
 log = logging.getLogger("invrender")
 

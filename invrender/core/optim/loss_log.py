@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+#: What a fit calls after every step: (phase name, step, steps in the phase, loss; NaN when none).
+StepCallback = Callable[[str, int, int, float], None]
+
 
 @dataclass
 class LossLog:
@@ -13,7 +16,7 @@ class LossLog:
     on to `forward` (e.g. the runner's progress bar). A phase begins at its step 0, or where the
     phase name changes: the phases of several fits (levels, frames, rounds) follow each other."""
 
-    forward: Callable[[str, int, int, float], None] | None = None
+    forward: StepCallback | None = None
     losses: list[float] = field(default_factory=list)  # one per step, in the order they ran (NaN: none)
     phase_starts: list[tuple[int, str]] = field(default_factory=list)  # (index into losses, phase name)
 

@@ -54,7 +54,7 @@ from invrender.core.io import finite_or_none
 from invrender.core.losses import weighted_losses
 from invrender.core.optim.adam_variants import AdamUniform, VectorAdam
 from invrender.core.optim.divergence import Bound, OptimisationDiverged, nonfinite
-from invrender.core.optim.loss_log import LossLog
+from invrender.core.optim.loss_log import LossLog, StepCallback
 from invrender.core.optim.multistart import MultiStartModule
 from invrender.core.schema import (
     ANY,
@@ -300,7 +300,7 @@ def run_phases(
     weights: Mapping[str, float],
     seed: int = 0,
     select_by: str = "recon_mse",
-    on_step: Callable[[str, int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
     bound: Bound | None = None,
 ) -> list[PhaseRecord]:
     """Run the phases in order; returns one record per phase (per phase and problem when the model
@@ -464,7 +464,7 @@ def run_phases_recorded(
     objective,
     phases: list[Mapping[str, Any]],
     weights: Mapping[str, float],
-    on_step: Callable[[str, int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
     **options: Any,
 ) -> FitHistory:
     """`run_phases` (its other `options` by keyword: seed, select_by, bound) keeping every step's

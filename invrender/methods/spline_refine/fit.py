@@ -4,7 +4,6 @@ phases of the config, read the result out."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -13,6 +12,7 @@ from omegaconf import DictConfig
 
 from invrender.core.geometry import splines
 from invrender.core.io import normalise_intensity
+from invrender.core.optim.loss_log import StepCallback
 from invrender.core.optim.multistart import stack_starts
 from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.core.render.splat2d import blob_fwhm
@@ -105,7 +105,7 @@ def refine_frame(
     cfg: DictConfig,
     device: torch.device,
     seed: int,
-    on_step: Callable[[str, int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
     previous: FrameResult | None = None,
 ) -> FrameResult:
     """Refine the init splines `records` on the 2D `image` (y, x) with the config `cfg`: jointly,
@@ -173,7 +173,7 @@ def fit_bodies(
     device: torch.device,
     seed: int,
     polarity: float,
-    on_step: Callable[[str, int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
     unit: float | None = None,
     start: dict[str, torch.Tensor] | None = None,
 ) -> FrameResult:
@@ -192,7 +192,7 @@ def fit_problems(
     device: torch.device,
     seed: int,
     polarity: float,
-    on_step: Callable[[str, int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
     unit: float | None = None,
     starts: list[dict[str, torch.Tensor] | None] | None = None,
 ) -> list[FrameResult]:

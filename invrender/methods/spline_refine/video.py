@@ -16,7 +16,6 @@ body cannot be found again, and the frame's result says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.optimize import linear_sum_assignment
 
 from invrender.core.metrics import resample_curve
+from invrender.core.optim.loss_log import StepCallback
 from invrender.methods.spline_refine.fit import FrameResult, refine_frame
 
 
@@ -48,7 +48,7 @@ def refine_video(
     cfg: DictConfig,
     device: torch.device,
     seed: int,
-    on_step: Callable[[str, int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> VideoResult:
     """Refine a stack `(frames, y, x)` by propagation. `inits[f]`: the detector's init records of
     frame f, or None; `inits[0]` is required."""
