@@ -54,6 +54,7 @@ class Style:
 TRUTH = Style("truth", "#2ecc40", ":")  # green, dotted
 INIT = Style("init", "#ffb000", "--")  # amber, dashed
 RESULT = Style("result", "#00d4ff", "-")  # cyan, solid
+SUSPECT = Style("result, probably wrong", "#ff4136", "-")  # red, solid: a result its own checks doubt
 LOSS_COLOUR = "#1f5fbf"
 MARK_COLOUR = "dimgrey"  # phase starts and other marks on plots
 

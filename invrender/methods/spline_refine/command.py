@@ -10,7 +10,7 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
-from invrender.core.figures import INIT, RESULT, Layer, image_overlay, loss_figure, write_figure
+from invrender.core.figures import INIT, RESULT, SUSPECT, Layer, image_overlay, loss_figure, write_figure
 from invrender.core.geometry.spline_io import read_splines
 from invrender.core.io import (
     InputError,
@@ -114,8 +114,11 @@ def refine_file(
     for f, (frame_image, refined) in enumerate(zip(stack, fitted.splines)):
         key = "overlay" if "overlay" in paths else f"overlay{f}"
         layers = [Layer(INIT, [r["points"] for r in inits[f]])] if f < len(inits) else []  # a propagated frame: none
-        layers.append(Layer(RESULT, [r["points"] for r in refined]))
-        ids = [(r["points"][0], str(r["id"]), RESULT.colour) for r in refined]  # at each body's first point
+        for style, suspect in ((RESULT, False), (SUSPECT, True)):
+            curves = [r["points"] for r in refined if bool(r.get("suspect")) == suspect]
+            if curves:
+                layers.append(Layer(style, curves))
+        ids = [(r["points"][0], str(r["id"]), (SUSPECT if r.get("suspect") else RESULT).colour) for r in refined]
         title = image_path.name if len(stack) == 1 else f"{image_path.name}: frame {f}"
         write_figure(paths[key], image_overlay(frame_image, layers, title, ids))
     if "loss" in paths:
@@ -233,18 +236,35 @@ def synth_splines(
         float,
         typer.Option("--crossing", min=0.0, max=1.0, help="Fraction of the bodies that cross an earlier one."),
     ] = 1.0,
+    postures: Annotated[
+        str,
+        typer.Option(
+            "--postures",
+            help="waves: gently curved bodies (Zdyb et al.'s benchmark); eigenworm: real C. elegans postures "
+            "with omega turns and coils, 70-120 px long at --size 256.",
+        ),
+    ] = "waves",
     seed: SynthSeed = 0,
     out: SynthOut = None,
 ) -> None:
     """Frames of overlapping slender bodies with labels and perturbed inits (rotation, displacement,
     scaling, PCA, straight lines), as in Zdyb et al.'s robustness study; with --body-size and
-    --crossing, whole plates of mostly separate bodies."""
-    from invrender.methods.spline_refine.synth import write_spline_dataset
+    --crossing, whole plates of mostly separate bodies; with --postures eigenworm, real worm postures."""
+    from invrender.methods.spline_refine.synth import POSTURES, write_spline_dataset
 
     if body_size is not None and body_size > size:
         raise ConfigError(f"--body-size {body_size}: must be at most --size {size}")
+    if postures not in POSTURES:
+        raise ConfigError(f"--postures {postures!r}: expected one of {', '.join(POSTURES)}")
     write_spline_dataset(
-        out, bodies=bodies, frames=frames, size=size, seed=seed, body_size=body_size, crossing=crossing
+        out,
+        bodies=bodies,
+        frames=frames,
+        size=size,
+        seed=seed,
+        body_size=body_size,
+        crossing=crossing,
+        postures=postures,
     )
     typer.echo(f"wrote {frames} frame(s) of {bodies} bodies to {out}", err=True)
 

@@ -16,6 +16,13 @@ from invrender.core.optim.loss_log import StepCallback
 from invrender.core.optim.multistart import stack_starts
 from invrender.core.optim.phases import PhaseRecord, run_phases_recorded
 from invrender.core.render.splat2d import blob_fwhm
+from invrender.methods.spline_refine.checks import (
+    is_suspect,
+    loss_ratio,
+    posture_change,
+    shared_fraction,
+    unexplained_fractions,
+)
 from invrender.methods.spline_refine.groups import (
     batches_by_body_count,
     crops,
@@ -46,6 +53,8 @@ QUANTITIES = frozenset(
         "min_width_ratio",
         "bending",
         "knot_gaps",
+        "knots",
+        "init_knots",
         "length",
         "outside",
         "length_prior",
@@ -219,40 +228,133 @@ def fit_problems(
     )
 
     results = []
-    with torch.no_grad():
-        bodies, _, _ = model.render_bodies()
-        render = model.compose(bodies)
-        centers, radii, _ = model.sample(int(cfg.output.points))
-        knots_out = model.knots_px().cpu().numpy()
-        for p, problem in enumerate(problems):
-            residual2 = (render[p] - target[p]) ** 2
-            fwhm_final = blob_fwhm(model.profile[p], model.cut)
-            records_out = []
-            for i, rec in enumerate(problem.records):
-                own = bodies[p, i] > cfg.output.own_pixels_threshold * bodies[p, i].max()
-                own_loss = float(residual2[own].mean()) if own.any() else float("nan")
-                records_out.append(
-                    {
-                        "id": rec["id"],
-                        "points": centers[p, i].cpu().numpy(),
-                        "widths": fwhm_final * radii[p, i].cpu().numpy(),
-                        "knots": knots_out[p, i],
-                        "loss": own_loss if math.isfinite(own_loss) else None,
-                    }
-                )
-            render_np = render[p].cpu().numpy() * problem.span + problem.offset
-            scene = {name: value[p : p + 1].detach().clone() for name, value in model.named_parameters()}
-            results.append(
-                FrameResult(
-                    records_out,
-                    render_np.astype(np.float32),
-                    history.phases[p :: len(problems)],
-                    float(residual2.mean()),
-                    history.warning,
-                    {_ids(problem.records): scene},
-                )
+    for p, (problem, readout) in enumerate(zip(problems, _read_out(model, problems, cfg))):
+        scene = {name: value[p : p + 1].detach().clone() for name, value in model.named_parameters()}
+        if cfg.restart.enabled:
+            readout = _restart_suspects(images[p], problem, readout, scene, cfg, device, seed, polarity, on_step, unit)
+        render = readout.render.cpu().numpy() * problem.span + problem.offset
+        results.append(
+            FrameResult(
+                readout.records,
+                render.astype(np.float32),
+                history.phases[p :: len(problems)] + readout.restarts,
+                readout.recon,
+                history.warning,
+                {_ids(problem.records): scene},
             )
+        )
     return results
+
+
+@dataclass
+class _Readout:
+    """A problem's fitted state: its output records (checked, see checks.py), its render and its
+    bodies' images on the normalised intensities, the render's mean squared error, and the phases
+    of the restarts that replaced bodies."""
+
+    records: list[dict]
+    render: torch.Tensor  # (H, W)
+    bodies: torch.Tensor  # (N, H, W) per body, before contrast
+    recon: float
+    restarts: list[PhaseRecord] = field(default_factory=list)
+
+
+@torch.no_grad()
+def _read_out(model: SplineScene, problems: list[_Problem], cfg: DictConfig) -> list[_Readout]:
+    """Each problem's records, render and checks from the fitted `model` (one slice per problem)."""
+    bodies = model.render_bodies()[0]
+    render = model.compose(bodies)
+    centers, radii, _ = model.sample(int(cfg.output.points))
+    knots = model.knots_px().cpu().numpy()
+    readouts = []
+    for p, problem in enumerate(problems):
+        fwhm = blob_fwhm(model.profile[p], model.cut)
+        records = [
+            {
+                "id": rec["id"],
+                "points": centers[p, i].cpu().numpy(),
+                "widths": fwhm * radii[p, i].cpu().numpy(),
+                "knots": knots[p, i],
+            }
+            for i, rec in enumerate(problem.records)
+        ]
+        readout = _Readout(records, render[p], bodies[p], float(((render[p] - problem.target[0]) ** 2).mean()))
+        _check(readout, problem, None if model.held is None else model.held[p], cfg)
+        readouts.append(readout)
+    return readouts
+
+
+def _check(readout: _Readout, problem: _Problem, held: torch.Tensor | None, cfg: DictConfig) -> None:
+    """Each record's own loss (the mean squared residual where its rendering is) and the checks of
+    checks.py, with "suspect": whether they say the spline is probably wrong."""
+    everyone = readout.bodies if held is None else torch.cat([readout.bodies, held])
+    owns = everyone > cfg.output.own_pixels_threshold * everyone.amax(dim=(-2, -1), keepdim=True)
+    residual = problem.target[0] - readout.render
+    empty = ~owns.any(dim=0)  # no body rendered: the residual there is the noise
+    noise = float((residual[empty] ** 2).mean()) if empty.any() else float((residual**2).mean())
+    residual = residual.cpu().numpy()
+    inits = [np.asarray(rec["points"], dtype=np.float64) for rec in problem.records]
+    unexplained = unexplained_fractions(
+        inits, readout.records, residual, problem.polarity, noise, float(cfg.groups.reach)
+    )
+    for i, rec in enumerate(readout.records):
+        own_loss = float((residual[owns[i].cpu().numpy()] ** 2).mean()) if owns[i].any() else None
+        rec["loss"] = own_loss
+        rec["loss_ratio"] = loss_ratio(own_loss, noise)
+        others = [r["points"] for j, r in enumerate(readout.records) if j != i]
+        rec["shared"] = shared_fraction(rec["points"], rec["widths"], others)
+        rec["unexplained"] = unexplained[i]
+        rec["posture_change"] = posture_change(inits[i], rec["points"])
+        rec["suspect"] = is_suspect(rec, cfg.flag)
+
+
+def _restart_suspects(
+    image: np.ndarray,
+    problem: _Problem,
+    readout: _Readout,
+    scene: dict[str, torch.Tensor],
+    cfg: DictConfig,
+    device: torch.device,
+    seed: int,
+    polarity: float,
+    on_step: StepCallback | None,
+    unit: float | None,
+) -> _Readout:
+    """Fit the bodies that the checks doubt (thresholds `restart.when`) again from their inits, with
+    the restart's loss weights (a posture prior) and the other bodies held where they were fitted,
+    so that what they explain cannot draw the suspects; keep the new fit if the problem's render
+    improves by the config's `restart.margin` without departing further from the inits' postures
+    (a lower loss alone may come from two worms swapping parts). The problem's `scene` gets the new
+    knots."""
+    suspects = [i for i, rec in enumerate(readout.records) if is_suspect(rec, cfg.restart.when)]
+    if not suspects:
+        return readout
+    held = [j for j in range(len(readout.records)) if j not in suspects]
+    again = _problem(image, [problem.records[i] for i in suspects], cfg, device, polarity, unit, scene)
+    again.model.hold_bodies(readout.bodies[held][None])
+
+    def objective(model: SplineScene, ctx) -> dict[str, torch.Tensor]:
+        return model(again.target, again.priors, blur=ctx.ramps.get("blur", 0.0))
+
+    phases, weights, bound = list(cfg.restart.phases), {**cfg.loss, **cfg.restart.loss}, SplineScene.divergence
+    history = run_phases_recorded(again.model, objective, phases, weights, on_step, seed=seed, bound=bound)
+    ids = ", ".join(str(readout.records[i]["id"]) for i in suspects)
+    restarts = readout.restarts + [replace(phase, name=f"restart of {ids}: {phase.name}") for phase in history.phases]
+    attempt = _read_out(again.model, [again], cfg)[0]
+    before = sum(readout.records[i]["posture_change"] for i in suspects)
+    after = sum(rec["posture_change"] for rec in attempt.records)
+    if history.warning or attempt.recon >= readout.recon * (1.0 - float(cfg.restart.margin)) or after > before:
+        return replace(readout, restarts=restarts)  # the first fit stays
+    bodies, records = readout.bodies.clone(), list(readout.records)
+    for k, i in enumerate(suspects):
+        bodies[i] = attempt.bodies[k]
+        records[i] = {**attempt.records[k], "restarted": True}
+        with torch.no_grad():
+            scene["knots_xy"][0, i] = again.model.knots_xy[0, k]
+            scene["knots_w"][0, i] = again.model.knots_w[0, k]
+    result = _Readout(records, attempt.render, bodies, attempt.recon, restarts)
+    _check(result, problem, None, cfg)
+    return result
 
 
 @dataclass
@@ -265,6 +367,7 @@ class _Problem:
     priors: dict[str, torch.Tensor]  # each (1, ...)
     offset: float  # normalised = (image - offset) / span
     span: float
+    polarity: float  # +1 bright bodies, -1 dark
 
 
 def _problem(
@@ -326,6 +429,7 @@ def _problem(
         "length_prior": (lengths / scale).to(device=device, dtype=torch.float32)[None],
         "min_width_ratio_prior": torch.tensor([[float(cfg.prior.min_width_ratio)]], device=device),
         "width_prior": torch.tensor([width / scale], device=device),
+        "init_knots": (knots / scale).to(device=device, dtype=torch.float32)[None],
     }
     target = torch.as_tensor(normalised, device=device)[None]
-    return _Problem(records, model, target, priors, offset, span)
+    return _Problem(records, model, target, priors, offset, span, polarity)

@@ -48,3 +48,19 @@ def min_width_prior(q: Quantities) -> torch.Tensor:
 def width_prior(q: Quantities) -> torch.Tensor:
     """(global width - its prior)^2; `width` (S,), `width_prior` scalar; both in normalised units."""
     return (q["width"] - q["width_prior"]).pow(2)
+
+
+@register_loss("posture_prior", reads=("knots", "init_knots"))
+def posture_prior(q: Quantities) -> torch.Tensor:
+    """Sum over curves of how far each curve's posture is from its init's: with the knots of a
+    curve centred and scaled to unit norm as complex numbers a (its init's b), 1 - |<a, b>|, which
+    is half the squared distance between the two shapes after the best rotation (0 for the same
+    shape in any position, heading and size). `knots` (S, N, K, 2), `init_knots` (S, N, K, 2)."""
+
+    def shape(knots: torch.Tensor) -> torch.Tensor:
+        z = torch.complex(knots[..., 0], knots[..., 1])
+        z = z - z.mean(-1, keepdim=True)
+        return z / z.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-9)
+
+    overlap = (shape(q["init_knots"]).conj() * shape(q["knots"])).sum(-1)
+    return (1.0 - overlap.abs()).sum(-1)

@@ -21,7 +21,8 @@ radius r = W * w(s) and weight ds / r (so a straight body's peak is about 1.25 w
 and sampling) or, with `peak_scales_with_width`, weight ds / W (peak about 1.25 w(s): a thinner
 part of a body, such as a tapered tip, is fainter, as for light absorbed along a chord through a
 tube); the per-spline images are combined, scaled by the contrast, added to the background and
-filtered by the 3x3 kernel.
+filtered by the 3x3 kernel. Bodies held fixed (`hold_bodies`: other bodies' images from an
+earlier fit, while one body is fitted again) join the combination as they are.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class SplineScene(MultiStartModule):
         identity[:, 1, 1] = 1.0
         self.kernel = nn.Parameter(identity)
         self.profile = nn.Parameter(gaussian_profile(profile_nodes).to(dtype)[None])
+        self.held: torch.Tensor | None = None  # (P, M, H, W) images of bodies held fixed, see hold_bodies
         H, W = self.image_shape
         ys, xs = torch.meshgrid(torch.arange(H, dtype=dtype), torch.arange(W, dtype=dtype), indexing="ij")
         self.register_buffer("grid", torch.stack([xs - (W - 1) / 2, ys - (H - 1) / 2]) / self.scale, persistent=False)
@@ -170,9 +172,17 @@ class SplineScene(MultiStartModule):
         upper = centers.new_tensor([W - 1.0, H - 1.0])
         return (-centers).clamp_min(0.0).norm(dim=-1) + (centers - upper).clamp_min(0.0).norm(dim=-1)
 
+    def hold_bodies(self, images: torch.Tensor) -> None:
+        """Combine the images `(P, M, H, W)` (per problem, before contrast, as render_bodies gives
+        them) of M bodies fitted before with this scene's own, unchanged from now on."""
+        self.held = images.detach()
+
     def compose(self, bodies: torch.Tensor | None) -> torch.Tensor:
-        """The rendered image (S, H, W) from per-spline images, or the background alone if None."""
+        """The rendered image (S, H, W) from per-spline images, or the background alone if None;
+        held bodies (hold_bodies) join the spline images."""
         image = self.background()
+        if self.held is not None and bodies is not None:
+            bodies = torch.cat([bodies, per_start(self.held, bodies.shape[0])], dim=1)
         if bodies is not None:
             image = image + self.contrast[:, None, None] * combine_sum_max(bodies, torch.sigmoid(self.mix_logit))
         return convolve3x3(image, self.kernel)
@@ -192,6 +202,7 @@ class SplineScene(MultiStartModule):
             "min_width_ratio": torch.sigmoid(self.knots_w).amin(-1),
             "bending": splines.bending_energy(self.knots_xy),
             "knot_gaps": splines.knot_gaps(self.knots_xy),
+            "knots": self.knots_xy,
             **priors,
         }
         if length is not None:

@@ -20,6 +20,7 @@ from scipy.ndimage import gaussian_filter
 
 from invrender.core.geometry.spline_io import write_splines
 from invrender.core.io import write_json, write_tiff
+from invrender.methods.spline_refine.postures import draw_posture
 
 #: Points per label centreline.
 LABEL_POINTS = 100
@@ -28,6 +29,8 @@ INIT_STRIDE = 9
 #: The label points an init keeps.
 INIT_POINTS = np.unique(np.r_[np.arange(0, LABEL_POINTS, INIT_STRIDE), LABEL_POINTS - 1])
 INIT_NAMES = ("rotation", "displacement", "scaling", "pca", "straight")
+#: The posture models of make_body.
+POSTURES = ("waves", "eigenworm")
 # How far each init is from its label (the robustness study's perturbations).
 ROTATION = 20.0  # degrees about the body's centre, sign random per body
 DISPLACEMENT = 10.0  # pixels, direction random per body
@@ -92,13 +95,18 @@ class BodyShape:
         return points
 
 
+def taper(width_max: float, tip_width: float) -> np.ndarray:
+    """(100,) full widths px along a body: width_max * sin(pi s)^TAPER_EXPONENT, at least tip_width."""
+    s = np.linspace(0.0, 1.0, LABEL_POINTS)
+    return np.maximum(width_max * np.sin(np.pi * s) ** TAPER_EXPONENT, tip_width)
+
+
 def body_shape(rng: np.random.Generator, body_size: int) -> BodyShape:
     """A random body's shape, as long and wide as a body in a `body_size` image."""
     scale = body_size / 128
     length = rng.uniform(*LENGTH_FRACTION) * body_size
     width_max = rng.uniform(*MAX_WIDTH) * scale
-    s = np.linspace(0.0, 1.0, LABEL_POINTS)
-    widths = np.maximum(width_max * np.sin(np.pi * s) ** TAPER_EXPONENT, TIP_WIDTH * scale)
+    widths = taper(width_max, TIP_WIDTH * scale)
     cycles = rng.uniform(*WAVE_CYCLES)
     amplitude = rng.uniform(*WAVE_AMPLITUDE)
     phase = rng.uniform(0.0, 2 * np.pi)
@@ -106,24 +114,41 @@ def body_shape(rng: np.random.Generator, body_size: int) -> BodyShape:
     return BodyShape(length, width_max, widths, cycles, amplitude, phase, bend, rng.uniform(0.0, 2 * np.pi))
 
 
-def make_body(rng: np.random.Generator, size: int, body_size: int | None = None) -> dict:
+def make_body(rng: np.random.Generator, size: int, body_size: int | None = None, postures: str = "waves") -> dict:
     """A random body inside a `size x size` image, keeping a margin of its maximum width, with the
     length and width of a body in a `body_size` image (default `size`; smaller: a plate of many).
+    `postures`: "waves" (gently curved bodies that never touch themselves, the benchmark's of
+    Table 1) or "eigenworm" (real C. elegans postures with omega turns and coils, see postures.py).
 
-    Returns `{"points": (100, 2) centreline [x, y] px, "widths": (100,) full width px}`.
+    Returns `{"points": (100, 2) centreline [x, y] px, "widths": (100,) full width px}`, with
+    "posture" (the posture's kind) for eigenworm postures.
     """
-    shape = body_shape(rng, size if body_size is None else body_size)
-    points = shape.centreline()
-    width_max = shape.width_max
+    body_size = size if body_size is None else body_size
+    extra = {}
+    if postures == "waves":
+        shape = body_shape(rng, body_size)
+        points, width_max, widths = shape.centreline(), shape.width_max, shape.widths
+    elif postures == "eigenworm":
+        kind, points, width_max = draw_posture(rng, LABEL_POINTS, body_size)
+        widths = taper(width_max, TIP_WIDTH * body_size / 128)
+        extra = {"posture": kind}
+    else:
+        raise ValueError(f"postures must be one of {', '.join(POSTURES)}, got {postures!r}")
     low = width_max - points.min(axis=0)
     high = size - 1 - width_max - points.max(axis=0)
-    return {"points": points + rng.uniform(low, high), "widths": shape.widths}
+    return {"points": points + rng.uniform(low, high), "widths": widths, **extra}
 
 
 def make_frame(
-    rng: np.random.Generator, n_bodies: int, size: int = 128, body_size: int | None = None, crossing: float = 1.0
+    rng: np.random.Generator,
+    n_bodies: int,
+    size: int = 128,
+    body_size: int | None = None,
+    crossing: float = 1.0,
+    postures: str = "waves",
 ) -> tuple[np.ndarray, list[dict]]:
-    """A `(size, size)` float32 frame of `n_bodies` bodies and their labels (see make_body).
+    """A `(size, size)` float32 frame of `n_bodies` bodies and their labels (see make_body for
+    `body_size` and `postures`).
 
     A fraction `crossing` of the bodies after the first pass through a point of the middle half of
     an earlier one, so bodies cross or overlap; the others (a plate: `body_size` < `size`) are
@@ -133,15 +158,17 @@ def make_frame(
     n_crossing = round(crossing * (n_bodies - 1))
     for k in range(n_bodies):
         if k >= n_bodies - n_crossing:
-            bodies.append(_crossing_body(rng, size, bodies, body_size))
+            bodies.append(_crossing_body(rng, size, bodies, body_size, postures))
         else:
-            bodies.append(_separate_body(rng, size, bodies, body_size))
+            bodies.append(_separate_body(rng, size, bodies, body_size, postures))
     return render_frame(rng, bodies, size), bodies
 
 
-def _separate_body(rng: np.random.Generator, size: int, bodies: list[dict], body_size: int | None) -> dict:
+def _separate_body(
+    rng: np.random.Generator, size: int, bodies: list[dict], body_size: int | None, postures: str
+) -> dict:
     for _ in range(PLACEMENT_TRIES):
-        body = make_body(rng, size, body_size)
+        body = make_body(rng, size, body_size, postures)
         if all(_polyline_gap(body["points"], other["points"]) >= PLATE_GAP for other in bodies):
             return body
     raise RuntimeError(f"could not place {len(bodies) + 1} separate bodies in a {size}x{size} image")
@@ -152,16 +179,18 @@ def _polyline_gap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min())
 
 
-def _crossing_body(rng: np.random.Generator, size: int, bodies: list[dict], body_size: int | None = None) -> dict:
+def _crossing_body(
+    rng: np.random.Generator, size: int, bodies: list[dict], body_size: int | None, postures: str
+) -> dict:
     quarter = LABEL_POINTS // 4
     for _ in range(PLACEMENT_TRIES):
-        body = make_body(rng, size, body_size)
+        body = make_body(rng, size, body_size, postures)
         target = bodies[rng.integers(len(bodies))]["points"][rng.integers(quarter, 3 * quarter)]
         anchor = body["points"][rng.integers(quarter, 3 * quarter)]
         points = body["points"] + (target - anchor)
         margin = body["widths"].max()
         if points.min() >= margin and points.max() <= size - 1 - margin:
-            return {"points": points, "widths": body["widths"]}
+            return {**body, "points": points}
     raise RuntimeError(f"could not place a crossing body in a {size}x{size} image")
 
 
@@ -187,8 +216,10 @@ def body_thickness(body: dict, size: int, supersample: int = SUPERSAMPLE) -> np.
 
 
 def _tube_chord(samples: np.ndarray, points: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """`2 sqrt(r^2 - d^2)` (0 outside) at `samples (P, 2)`; d is the exact distance to the polyline
-    `points (K, 2)` and r the `radii (K,)` interpolated at the closest point. Returns `(P,)` float32."""
+    """The summed chords `2 sqrt(r^2 - d^2)` through every layer of the tube around the polyline
+    `points (K, 2)` at `samples (P, 2)`: a layer is a local minimum, along the body, of the exact
+    distance d from the sample to the polyline's segments (a coiled body crossing itself has two
+    there), r the `radii (K,)` interpolated at that closest point. Returns `(P,)` float32."""
     a = points[:-1].astype(np.float32)
     ab = np.diff(points, axis=0).astype(np.float32)
     inv_len2 = 1 / np.maximum((ab**2).sum(axis=1), 1e-12).astype(np.float32)
@@ -201,10 +232,11 @@ def _tube_chord(samples: np.ndarray, points: np.ndarray, radii: np.ndarray) -> n
         dy = q[:, 1:] - a[:, 1]
         u = np.clip((dx * ab[:, 0] + dy * ab[:, 1]) * inv_len2, 0, 1)
         d2 = (dx - u * ab[:, 0]) ** 2 + (dy - u * ab[:, 1]) ** 2
-        k = np.argmin(d2, axis=1)
-        rows = np.arange(len(q))
-        r = r0[k] + u[rows, k] * dr[k]
-        out[start : start + chunk] = 2 * np.sqrt(np.maximum(r**2 - d2[rows, k], 0))
+        # Strict on one side only: neighbours sharing their closest vertex make one layer.
+        wall = np.full((len(q), 1), np.inf, dtype=np.float32)
+        layer = (d2 < np.hstack([wall, d2[:, :-1]])) & (d2 <= np.hstack([d2[:, 1:], wall]))
+        r = r0 + u * dr
+        out[start : start + chunk] = (2 * np.sqrt(np.maximum(r**2 - d2, 0)) * layer).sum(axis=1)
     return out
 
 
@@ -304,6 +336,7 @@ def write_spline_dataset(
     seed: int = 0,
     body_size: int | None = None,
     crossing: float = 1.0,
+    postures: str = "waves",
 ) -> None:
     """Write a benchmark set of `frames` frames with `bodies` bodies each under `out_dir`.
 
@@ -312,7 +345,8 @@ def write_spline_dataset(
     INIT_STRIDE-th point plus the last), and `dataset.json` with the parameters. Rotation signs and
     displacement directions are random per body; the PCA is fitted on all labels of the set.
     Deterministic for a given seed. `body_size` and `crossing`: see make_frame (a plate of separate
-    bodies with a few crossing: e.g. size 1024, body_size 128, crossing 0.2).
+    bodies with a few crossing: e.g. size 1024, body_size 128, crossing 0.2). `postures`: see
+    make_body; eigenworm labels also carry each body's posture kind.
     """
     out = Path(out_dir)
     # Seeds by index: a set with more frames starts with the same frames. Perturbations have their
@@ -320,10 +354,10 @@ def write_spline_dataset(
     perturbation_seed, *frame_seeds = np.random.SeedSequence(seed).spawn(frames + 1)
     labels = []
     for f, frame_seed in enumerate(frame_seeds):
-        image, frame_bodies = make_frame(np.random.default_rng(frame_seed), bodies, size, body_size, crossing)
+        image, frame_bodies = make_frame(np.random.default_rng(frame_seed), bodies, size, body_size, crossing, postures)
         write_tiff(out / _frame_name(f, ".tif"), image)
         labels.append(frame_bodies)
-        records = [{"id": i, "points": b["points"], "widths": b["widths"]} for i, b in enumerate(frame_bodies)]
+        records = [{"id": i, **b} for i, b in enumerate(frame_bodies)]
         write_splines(out / "labels" / _frame_name(f, ".json"), [records], image=_frame_name(f, ".tif"))
 
     all_points = np.array([b["points"] for frame in labels for b in frame]).reshape(-1, LABEL_POINTS, 2)
@@ -351,6 +385,7 @@ def write_spline_dataset(
             "size": size,
             "body_size": size if body_size is None else body_size,
             "crossing": crossing,
+            "postures": postures,
             "seed": seed,
             "label_points": LABEL_POINTS,
             "init_points": len(INIT_POINTS),

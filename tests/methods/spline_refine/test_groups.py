@@ -129,8 +129,9 @@ def test_a_frame_of_two_separate_bodies_is_fitted_in_two_crops_as_well_as_jointl
 
 def test_crops_fitted_side_by_side_are_fitted_as_each_alone():
     """`fit_problems` runs crops as problems of one model: each crop's result is its `fit_bodies`
-    result (one schedule with two starts per crop; no gradient noise, whose draws depend on the batch)."""
-    cfg = compose_config("spline_refine", "default", ["render.max_points=20"])  # every body: 20 samples
+    result (one schedule with two starts per crop; no gradient noise, whose draws depend on the batch;
+    no restarts, each of which is a problem of its own after the side-by-side fit)."""
+    cfg = compose_config("spline_refine", "default", ["render.max_points=20", "restart.enabled=false"])
     cfg.phases = [
         {"name": "background", "train": ["background"], "lr": 1e-2, "steps": 5, "options": {"draw_splines": False}},
         {
