@@ -49,16 +49,13 @@ def frame_inits(data_dir: Path, frame: int, seed: int) -> tuple[list[dict], list
 def _task(args: tuple) -> dict:
     """Refine one frame with one method; per-worm DTW, flags and the frame's seconds."""
     data_dir, seed, frame, method, preset, overrides = args
-    import torch
+    from spline_refine import refine_timed  # bench/spline_refine.py, beside this script
 
-    torch.set_num_threads(1)
     from invrender.config import compose_config
     from invrender.core.geometry.spline_io import read_splines
     from invrender.core.io import read_image, read_json
     from invrender.core.metrics import curve_dtw
-    from invrender.methods.spline_refine.active_contour import active_contour_frame
     from invrender.methods.spline_refine.checks import CHECKS
-    from invrender.methods.spline_refine.fit import refine_frame
 
     data_dir = Path(data_dir)
     cfg = compose_config("spline_refine", preset, list(overrides))
@@ -67,12 +64,7 @@ def _task(args: tuple) -> dict:
     labels = read_splines(label_path)[0]
     postures = [s.get("posture") for s in read_json(label_path)["splines"]]  # read_splines keeps no extra keys
     init, perturbations = frame_inits(data_dir, frame, seed)
-    start = time.perf_counter()
-    if method == "ours":
-        refined = refine_frame(image, init, cfg, torch.device("cpu"), seed=0).records
-    else:
-        refined = active_contour_frame(image, init, cfg)
-    seconds = time.perf_counter() - start
+    refined, seconds = refine_timed(image, init, cfg, method)
     by_id = {r["id"]: r for r in refined}
     worms = []
     for label, posture, start_rec, perturbation in zip(labels, postures, init, perturbations):

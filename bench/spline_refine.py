@@ -32,30 +32,37 @@ PAPER = {  # Table 1 of the paper: best-50% mean DTW of "ours"
 }
 
 
+def refine_timed(image, init: list[dict], cfg, method: str) -> tuple[list[dict], float]:
+    """Refine the init records on a frame with one method ("ours" or "active-contour") on one
+    thread: the refined records and the seconds it took."""
+    import torch
+
+    from invrender.methods.spline_refine.active_contour import active_contour_frame
+    from invrender.methods.spline_refine.fit import refine_frame
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    if method == "ours":
+        refined = refine_frame(image, init, cfg, torch.device("cpu"), seed=0).records
+    else:
+        refined = active_contour_frame(image, init, cfg)
+    return refined, time.perf_counter() - start
+
+
 def _task(args: tuple) -> dict:
     """Refine one frame from one init with one method; returns the DTW record."""
     data_dir, n, frame, perturbation, method, overrides = args
-    import torch
-
-    torch.set_num_threads(1)
     from invrender.config import compose_config
     from invrender.core.geometry.spline_io import read_splines
     from invrender.core.io import read_image
     from invrender.core.metrics import matched_dtw
-    from invrender.methods.spline_refine.active_contour import active_contour_frame
-    from invrender.methods.spline_refine.fit import refine_frame
 
     cfg = compose_config("spline_refine", "default", list(overrides))
     name = f"frame_{frame:04d}"
     image = read_image(Path(data_dir) / f"{name}.tif")
     labels = [r["points"] for r in read_splines(Path(data_dir) / "labels" / f"{name}.json")[0]]
     init = read_splines(Path(data_dir) / "inits" / perturbation / f"{name}.json")[0]
-    start = time.perf_counter()
-    if method == "ours":
-        refined = refine_frame(image, init, cfg, torch.device("cpu"), seed=0).records
-    else:
-        refined = active_contour_frame(image, init, cfg)
-    seconds = time.perf_counter() - start
+    refined, seconds = refine_timed(image, init, cfg, method)
     return {
         "n": n,
         "frame": frame,

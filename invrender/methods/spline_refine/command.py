@@ -256,16 +256,8 @@ def synth_splines(
         raise ConfigError(f"--body-size {body_size}: must be at most --size {size}")
     if postures not in POSTURES:
         raise ConfigError(f"--postures {postures!r}: expected one of {', '.join(POSTURES)}")
-    write_spline_dataset(
-        out,
-        bodies=bodies,
-        frames=frames,
-        size=size,
-        seed=seed,
-        body_size=body_size,
-        crossing=crossing,
-        postures=postures,
-    )
+    layout = {"body_size": body_size, "crossing": crossing, "postures": postures}
+    write_spline_dataset(out, bodies=bodies, frames=frames, size=size, seed=seed, **layout)
     typer.echo(f"wrote {frames} frame(s) of {bodies} bodies to {out}", err=True)
 
 

@@ -336,8 +336,12 @@ def _restart_suspects(
     def objective(model: SplineScene, ctx) -> dict[str, torch.Tensor]:
         return model(again.target, again.priors, blur=ctx.ramps.get("blur", 0.0))
 
+    def on_restart_step(name: str, step: int, n_steps: int, value: float) -> None:
+        on_step(f"restart: {name}", step, n_steps, value)  # the loss figure marks the restart's phases as such
+
     phases, weights, bound = list(cfg.restart.phases), {**cfg.loss, **cfg.restart.loss}, SplineScene.divergence
-    history = run_phases_recorded(again.model, objective, phases, weights, on_step, seed=seed, bound=bound)
+    steps = None if on_step is None else on_restart_step
+    history = run_phases_recorded(again.model, objective, phases, weights, steps, seed=seed, bound=bound)
     ids = ", ".join(str(readout.records[i]["id"]) for i in suspects)
     restarts = readout.restarts + [replace(phase, name=f"restart of {ids}: {phase.name}") for phase in history.phases]
     attempt = _read_out(again.model, [again], cfg)[0]

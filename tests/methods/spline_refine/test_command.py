@@ -18,7 +18,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from helpers import FAST, SIZE, assert_one_line_error, make_input, write_init
+from helpers import FAST, FAST_RESTARTS, SIZE, assert_one_line_error, make_input, write_init
 from invrender.cli import main
 from invrender.core.figures import LOSS_SIZE, OVERLAY_SIZE
 from invrender.core.geometry.spline_io import write_splines
@@ -295,6 +295,24 @@ def test_run_writes_the_splines_json(one_run):
         # A short run does not move the curve far from its init.
         init = records[spline["id"]]["points"]
         assert np.linalg.norm(points[[0, -1]] - init[[0, -1]], axis=1).max() < 10
+
+
+def test_every_spline_is_checked_and_doubted_ones_are_fitted_again(tmp_path, good, capsys):
+    image, init = good
+    out = tmp_path / "out"
+    doubt_all = ["restart.when.loss_ratio=1e-9"]  # every spline's own loss exceeds a billionth of the noise's
+    code = main(["spline-refine", str(image), "--init", str(init), "--out", str(out), "-q", *FAST_RESTARTS, *doubt_all])
+    assert code == 0, capsys.readouterr().err
+    splines = json.loads((out / "worms.splines.json").read_text())["splines"]
+    for spline in splines:
+        assert isinstance(spline["suspect"], bool)
+        for check in ("loss_ratio", "shared", "unexplained", "posture_change"):
+            assert spline[check] >= 0.0, check
+    [job] = json.loads((out / "manifest.json").read_text())["inputs"]
+    names = [p["name"] for p in job["result"]["phases"][0]]
+    assert names == ["background", "shape", "finetune", "restart of 0, 1: shape", "restart of 0, 1: finetune"]
+    # kept only if better: then both splines say so, else neither
+    assert len({bool(spline.get("restarted")) for spline in splines}) == 1
 
 
 def test_run_writes_render_and_overlay(one_run):
