@@ -23,6 +23,8 @@ SIZE = 48
 FAST = ["phases.0.steps=2", "phases.1.steps=3", "phases.1.seeds=2", "phases.2.steps=2", "restart.enabled=false"]
 #: FAST with restarts, themselves as short.
 FAST_RESTARTS = [*FAST[:-1], "restart.phases.0.steps=3", "restart.phases.0.seeds=2", "restart.phases.1.steps=2"]
+#: A short cell-seg schedule for tests.
+CELL_FAST = ["phases.0.steps=10", "phases.1.steps=40"]
 
 
 # ---------------------------------------------------------------- inputs

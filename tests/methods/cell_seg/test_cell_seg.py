@@ -12,7 +12,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from helpers import assert_one_line_error
+from helpers import CELL_FAST, assert_one_line_error
 from invrender.cli import main
 from invrender.config import compose_config
 from invrender.core.figures import LOSS_SIZE, OVERLAY_SIZE
@@ -26,9 +26,6 @@ from invrender.methods.cell_seg.model import Cells, CellScene, linear_upsampling
 from invrender.methods.cell_seg.psf import two_gaussian_blur
 from invrender.methods.cell_seg.synth import write_cell_dataset
 from invrender.methods.cell_seg.windows import paste_windows, render_in_windows, windows_to_labels
-
-#: A short schedule for tests.
-FAST = ["phases.0.steps=10", "phases.1.steps=40"]
 
 
 def test_a_star_convex_contour_renders_to_its_own_area():
@@ -169,7 +166,7 @@ def movie(tmp_path_factory):
 def test_a_sequence_gives_ctc_masks_and_tracks(movie, tmp_path):
     data, _ = movie
     out = tmp_path / "01_RES"
-    assert main(["cell-seg", str(data / "01"), "--out", str(out), "-q", *FAST]) == 0
+    assert main(["cell-seg", str(data / "01"), "--out", str(out), "-q", *CELL_FAST]) == 0
     masks = read_label_frames(out, "mask")
     assert sorted(masks) == [0, 1, 2, 3]
     tracks = read_tracks(out / "res_track.txt")
@@ -187,7 +184,7 @@ def test_a_sequence_gives_ctc_masks_and_tracks(movie, tmp_path):
         with Image.open(out / name) as figure:
             assert figure.format == "PNG" and figure.size == size
     # Resume: the finished sequence is skipped.
-    assert main(["cell-seg", str(data / "01"), "--out", str(out), "-q", "--resume", *FAST]) == 0
+    assert main(["cell-seg", str(data / "01"), "--out", str(out), "-q", "--resume", *CELL_FAST]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "skipped"
 
 
@@ -199,7 +196,7 @@ def test_tracks_use_frame_numbers_of_a_sequence_that_starts_later(movie, tmp_pat
     for t in (2, 3):
         (later / f"t{t + 3:03d}.tif").write_bytes((data / "01" / f"t{t:03d}.tif").read_bytes())
     out = tmp_path / "02_RES"
-    assert main(["cell-seg", str(later), "--out", str(out), "-q", *FAST]) == 0
+    assert main(["cell-seg", str(later), "--out", str(out), "-q", *CELL_FAST]) == 0
     masks = read_label_frames(out, "mask")
     assert sorted(masks) == [5, 6]
     tracks = read_tracks(out / "res_track.txt")
@@ -214,7 +211,7 @@ def test_a_single_image_gives_a_label_image(movie, tmp_path):
     image = tmp_path / "frame.tif"
     image.write_bytes((data / "01" / "t002.tif").read_bytes())
     out = tmp_path / "out"
-    assert main(["cell-seg", str(image), "--out", str(out), "-q", *FAST]) == 0
+    assert main(["cell-seg", str(image), "--out", str(out), "-q", *CELL_FAST]) == 0
     labels = tifffile.imread(out / "frame.labels.tif")
     assert labels.dtype == np.uint16
     truth = tifffile.imread(data / "01_GT" / "SEG" / "man_seg002.tif")

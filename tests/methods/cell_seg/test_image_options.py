@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from skimage.transform import rescale
 
-from helpers import assert_one_line_error
+from helpers import CELL_FAST, assert_one_line_error
 from invrender.cli import main
 from invrender.core.io import write_tiff
 from invrender.core.metrics import seg_measure
@@ -23,9 +23,6 @@ from invrender.methods.cell_seg.command import is_time_lapse
 from invrender.methods.cell_seg.ctc import read_frames
 from invrender.methods.cell_seg.sizes import SIZES, WHOLE, diameter_overrides
 from invrender.methods.cell_seg.synth import write_cell_dataset
-
-#: A short schedule for tests (as test_cell_seg.py's).
-FAST = ["phases.0.steps=10", "phases.1.steps=40"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +53,7 @@ def hyperstack(path, array: np.ndarray, axes: str):
 
 
 def cell_seg(*arguments) -> int:
-    return main(["cell-seg", *map(str, arguments), "-q", "--threads", "1", *FAST])
+    return main(["cell-seg", *map(str, arguments), "-q", "--threads", "1", *CELL_FAST])
 
 
 # ---------------------------------------------------------------- refused, in one line

@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 import roifile
 
+from helpers import CELL_FAST
 from invrender.cli import main
 from invrender.methods.cell_seg.synth import write_cell_dataset
-
-#: A short schedule for tests.
-FAST = ["phases.0.steps=10", "phases.1.steps=40"]
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +32,12 @@ def assert_rois_are_the_contours(zip_path, cells_path, time_lapse: bool):
 
 def test_a_sequence_gives_one_roi_per_cell_and_frame(movie, tmp_path, capsys):
     out = tmp_path / "01_RES"
-    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "-q", *FAST]) == 0, capsys.readouterr().err
+    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "-q", *CELL_FAST]) == 0, capsys.readouterr().err
     assert_rois_are_the_contours(out / "01.rois.zip", out / "01.cells.json", time_lapse=True)
     assert not (set(p.name for p in out.glob("*.tif")) - {"mask000.tif", "mask001.tif"})  # the CTC layout only
 
     (out / "01.rois.zip").unlink()  # without its ROIs the result is not complete: --resume does it again
-    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "-q", "--resume", *FAST]) == 0
+    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "-q", "--resume", *CELL_FAST]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "done"
     assert (out / "01.rois.zip").is_file()
 
@@ -48,5 +46,5 @@ def test_a_single_image_gives_rois_without_a_frame(movie, tmp_path, capsys):
     image = tmp_path / "frame.tif"
     image.write_bytes((movie / "01" / "t001.tif").read_bytes())
     out = tmp_path / "out"
-    assert main(["cell-seg", str(image), "--out", str(out), "-q", *FAST]) == 0, capsys.readouterr().err
+    assert main(["cell-seg", str(image), "--out", str(out), "-q", *CELL_FAST]) == 0, capsys.readouterr().err
     assert_rois_are_the_contours(out / "frame.rois.zip", out / "frame.cells.json", time_lapse=False)

@@ -11,7 +11,7 @@ import pytest
 import tifffile
 import torch
 
-from helpers import assert_one_line_error
+from helpers import CELL_FAST, assert_one_line_error
 from invrender.cli import main
 from invrender.config import compose_config
 from invrender.core.io import InputError
@@ -223,8 +223,7 @@ def test_tiles_give_the_one_pass_probabilities():
 
 # ---------------------------------------------------------------- the command
 
-#: A short stage-1 schedule and a small, briefly trained network, for tests.
-FAST = ["phases.0.steps=10", "phases.1.steps=40"]
+#: A small, briefly trained network, for tests.
 SMALL_NETWORK = [
     "stage2.train_frames=2",
     "stage2.crop=48",
@@ -245,7 +244,10 @@ def movie(tmp_path_factory):
 def both_run(movie, tmp_path_factory):
     """`cell-seg --stage both` on the movie: its output folder."""
     out = tmp_path_factory.mktemp("res") / "01_RES"
-    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "both", "-q", *FAST, *SMALL_NETWORK]) == 0
+    assert (
+        main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "both", "-q", *CELL_FAST, *SMALL_NETWORK])
+        == 0
+    )
     return out
 
 
@@ -304,7 +306,7 @@ def test_stage_2_trains_again_on_the_masks_in_out_stage1(movie, both_run, tmp_pa
     again = ["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "2", "-q", "--resume", *SMALL_NETWORK]
     assert main([*again, "stage2.steps=40"]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "skipped"
-    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "1", "-q", "--resume", *FAST]) == 0
+    assert main(["cell-seg", str(movie / "01"), "--out", str(out), "--stage", "1", "-q", "--resume", *CELL_FAST]) == 0
     assert json.loads((out / "manifest.json").read_text())["inputs"][0]["status"] == "done"
     assert json.loads((out / "01.cells.json").read_text())["stage"] == "1"
 

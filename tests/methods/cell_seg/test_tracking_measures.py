@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error
+from helpers import CELL_FAST, assert_one_line_error
 from invrender.cli import main
 from invrender.core.io import write_tiff
 from invrender.methods.cell_seg.ctc import read_label_frames, read_tracks, write_label_frames, write_tracks
@@ -20,8 +20,6 @@ from invrender.methods.cell_seg.synth import write_cell_dataset
 
 #: AOGM weights of a missed vertex and of a missing edge (Matula et al. 2015).
 FALSE_NEGATIVE, MISSING_EDGE = 10.0, 1.5
-#: A short cell-seg schedule (as in test_cell_seg.py).
-FAST = ["phases.0.steps=10", "phases.1.steps=40"]
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +158,7 @@ def test_frames_numbered_from_later_score_the_same(movie, tmp_path, capsys):
 
 def test_cell_seg_result_scores_as_py_ctcmetrics_scores_it(movie, tmp_path, capsys):
     res = tmp_path / "01_RES"
-    assert main(["cell-seg", str(movie / "01"), "--out", str(res), "-q", *FAST]) == 0
+    assert main(["cell-seg", str(movie / "01"), "--out", str(res), "-q", *CELL_FAST]) == 0
     capsys.readouterr()
     record, _ = evaluate(res, movie / "01_GT", tmp_path, capsys)
     expected = library(res, movie / "01_GT")
