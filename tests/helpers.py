@@ -22,7 +22,14 @@ SIZE = 48
 #: FAST_RESTARTS and tests/methods/spline_refine/test_accuracy.py).
 FAST = ["phases.0.steps=2", "phases.1.steps=3", "phases.1.seeds=2", "phases.2.steps=2", "restart.enabled=false"]
 #: FAST with restarts, themselves as short.
-FAST_RESTARTS = [*FAST[:-1], "restart.phases.0.steps=3", "restart.phases.0.seeds=2", "restart.phases.1.steps=2"]
+FAST_RESTARTS = [
+    *FAST[:-1],
+    "restart.phases.0.steps=3",
+    "restart.phases.0.seeds=2",
+    "restart.phases.1.steps=2",
+    "restart.polish.0.steps=2",
+    "restart.polish.1.steps=2",
+]
 #: A short cell-seg schedule for tests.
 CELL_FAST = ["phases.0.steps=10", "phases.1.steps=40"]
 

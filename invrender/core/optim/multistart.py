@@ -38,6 +38,11 @@ class MultiStartModule(nn.Module):
         members = [getattr(self, attr) for n in names for attr in self.groups[n]]
         return [p for m in members for p in (m.parameters() if isinstance(m, nn.Module) else [m])]
 
+    def spread_seeds(self, distance: float, n_seeds: int, generator: torch.Generator) -> None:
+        """Move the starts 1 ... n_seeds - 1 of every problem `distance` away from its start 0, each a
+        random way (a phase's `spread`, after `expand_seeds(n_seeds)`); a model that can says how."""
+        raise NotImplementedError(f"{type(self).__name__} cannot spread its starts")
+
     @torch.no_grad()
     def expand_seeds(self, n_seeds: int) -> None:
         """Replicate each current slice (one per problem) `n_seeds` times, the copies adjacent."""

@@ -21,6 +21,9 @@ A phase (one entry of the config's `phases` list) says
     seeds:     run this many starts at once (each with its own noise) and keep the one with the
                lowest `select_by` term at the end (per problem, when the model holds several
                problems side by side: see multistart.py)
+    spread:    move every start but the first of each problem this far from it, each its own way
+               (the model's `spread_seeds` says how and in what unit), so that the starts explore
+               other basins than the noise alone reaches
     ramps:     {name: {start, end, until}}: values that move linearly from start to end over the
                first `until` fraction of the phase (e.g. a blur that fades out), passed to the
                objective through the context
@@ -141,6 +144,7 @@ class Phase:
     steps: int
     parts: tuple[Part, ...]
     seeds: int = 1
+    spread: float = 0.0
     patience: int = 0  # stop: {patience, rtol}
     rtol: float = 0.0
     eta: float = 0.0  # grad_noise: {eta, gamma}
@@ -149,11 +153,11 @@ class Phase:
 
 
 PART_KEYS = frozenset(f.name for f in fields(Part))
-PHASE_KEYS = PART_KEYS | {"steps", "seeds", "stop", "grad_noise", "ramps", "alternate"}
+PHASE_KEYS = PART_KEYS | {"steps", "seeds", "spread", "stop", "grad_noise", "ramps", "alternate"}
 SCHEDULES = ("constant", "cosine")
 
 # The values a phase's keys may take (the schedule and the optimizers are checked by name below).
-PHASE_RULES: dict[str, Rule] = {"steps": POSITIVE_INT, "seeds": POSITIVE_INT}
+PHASE_RULES: dict[str, Rule] = {"steps": POSITIVE_INT, "seeds": POSITIVE_INT, "spread": NON_NEGATIVE}
 STOP_RULES: dict[str, Rule] = {"patience": NON_NEGATIVE_INT, "rtol": NON_NEGATIVE}
 NOISE_RULES: dict[str, Rule] = {"eta": NON_NEGATIVE, "gamma": NON_NEGATIVE}
 RAMP_RULES: dict[str, Rule] = {"start": NUMBER, "end": NUMBER, "until": PROBABILITY}
@@ -202,6 +206,7 @@ def parse_phase(spec: Mapping[str, Any], where: str = "phase", groups: tuple[str
         steps=int(spec["steps"]),
         parts=tuple(parts),
         seeds=int(spec.get("seeds", 1)),
+        spread=float(spec.get("spread", 0.0)),
         patience=int(stop.get("patience", 0)),
         rtol=float(stop.get("rtol", 0.0)),
         eta=float(noise.get("eta", 0.0)),
@@ -363,6 +368,8 @@ def _run_phase(
     problems = model.n_seeds  # one slice per problem until the starts are expanded
     if n_seeds > 1:
         model.expand_seeds(n_seeds)
+        if phase.spread:
+            model.spread_seeds(phase.spread, n_seeds, generator)
     # Alternating parts each step in turn (each with its own optimizer, trained groups, options and
     # loss weights), e.g. shape and PSF steps staggered.
     parts = [_make_optimisation(model, part, weights) for part in phase.parts]

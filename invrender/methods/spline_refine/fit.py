@@ -322,43 +322,66 @@ def _restart_suspects(
 ) -> _Readout:
     """Fit the bodies that the checks doubt (thresholds `restart.when`) again from their inits, with
     the restart's loss weights (a posture prior) and the other bodies held where they were fitted,
-    so that what they explain cannot draw the suspects; keep the new fit if the problem's render
-    improves by the config's `restart.margin` without departing further from the inits' postures
-    (a lower loss alone may come from two worms swapping parts). The problem's `scene` gets the new
-    knots."""
+    so that what they explain cannot draw the suspects; then polish the whole problem from there
+    (`restart.polish`: every body and the appearance, which the first fit had fitted to its own
+    bodies), and keep the polished fit if its render improves on the first fit's by the config's
+    `restart.margin` without departing further from the inits' postures (a lower loss alone may
+    come from two worms swapping parts). The problem's `scene` then gets the polished parameters."""
     suspects = [i for i, rec in enumerate(readout.records) if is_suspect(rec, cfg.restart.when)]
     if not suspects:
         return readout
     held = [j for j in range(len(readout.records)) if j not in suspects]
     again = _problem(image, [problem.records[i] for i in suspects], cfg, device, polarity, unit, scene)
     again.model.hold_bodies(readout.bodies[held][None])
-
-    def objective(model: SplineScene, ctx) -> dict[str, torch.Tensor]:
-        return model(again.target, again.priors, blur=ctx.ramps.get("blur", 0.0))
+    ids = ", ".join(str(readout.records[i]["id"]) for i in suspects)
 
     def on_restart_step(name: str, step: int, n_steps: int, value: float) -> None:
         on_step(f"restart: {name}", step, n_steps, value)  # the loss figure marks the restart's phases as such
 
-    phases, weights, bound = list(cfg.restart.phases), {**cfg.loss, **cfg.restart.loss}, SplineScene.divergence
-    steps = None if on_step is None else on_restart_step
-    history = run_phases_recorded(again.model, objective, phases, weights, steps, seed=seed, bound=bound)
-    ids = ", ".join(str(readout.records[i]["id"]) for i in suspects)
-    restarts = readout.restarts + [replace(phase, name=f"restart of {ids}: {phase.name}") for phase in history.phases]
-    attempt = _read_out(again.model, [again], cfg)[0]
-    before = sum(readout.records[i]["posture_change"] for i in suspects)
-    after = sum(rec["posture_change"] for rec in attempt.records)
-    if history.warning or attempt.recon >= readout.recon * (1.0 - float(cfg.restart.margin)) or after > before:
+    def run(fit: _Problem, phases: list, weights: dict) -> tuple[list[PhaseRecord], str | None]:
+        def objective(model: SplineScene, ctx) -> dict[str, torch.Tensor]:
+            return model(fit.target, fit.priors, blur=ctx.ramps.get("blur", 0.0))
+
+        steps = None if on_step is None else on_restart_step
+        history = run_phases_recorded(
+            fit.model, objective, phases, weights, steps, seed=seed, bound=SplineScene.divergence
+        )
+        return [replace(phase, name=f"restart of {ids}: {phase.name}") for phase in history.phases], history.warning
+
+    phases, warning = run(again, list(cfg.restart.phases), {**cfg.loss, **cfg.restart.loss})
+    restarts = readout.restarts + phases
+    if warning:
         return replace(readout, restarts=restarts)  # the first fit stays
-    bodies, records = readout.bodies.clone(), list(readout.records)
-    for k, i in enumerate(suspects):
-        bodies[i] = attempt.bodies[k]
-        records[i] = {**attempt.records[k], "restarted": True}
-        with torch.no_grad():
-            scene["knots_xy"][0, i] = again.model.knots_xy[0, k]
-            scene["knots_w"][0, i] = again.model.knots_w[0, k]
-    result = _Readout(records, attempt.render, bodies, attempt.recon, restarts)
-    _check(result, problem, None, cfg)
-    return result
+    # The whole problem from the first fit's scene with the restarted bodies in place.
+    combined = _problem(image, problem.records, cfg, device, polarity, unit, scene)
+    with torch.no_grad():
+        combined.model.knots_xy.copy_(scene["knots_xy"])
+        combined.model.knots_xy[0, suspects] = again.model.knots_xy[0]
+        combined.model.knots_w[0, suspects] = again.model.knots_w[0]
+    phases, warning = run(combined, list(cfg.restart.polish), dict(cfg.loss))
+    restarts += phases
+    polished = _read_out(combined.model, [combined], cfg)[0]
+    if (
+        warning
+        or polished.recon >= readout.recon * (1.0 - float(cfg.restart.margin))
+        or _departs(readout, polished, cfg)
+    ):
+        return replace(readout, restarts=restarts)
+    with torch.no_grad():
+        for name, value in combined.model.named_parameters():
+            scene[name].copy_(value)
+    records = [{**rec, "restarted": True} if i in suspects else rec for i, rec in enumerate(polished.records)]
+    return replace(polished, records=records, restarts=restarts)
+
+
+def _departs(first: _Readout, polished: _Readout, cfg: DictConfig) -> bool:
+    """Whether the polished fit departs further from the inits' postures than the first: in sum, or
+    for any one body beyond the flag's threshold (the polish moves every body, and a worm repaired
+    must not cost another its shape)."""
+    before = [rec["posture_change"] for rec in first.records]
+    after = [rec["posture_change"] for rec in polished.records]
+    limit = float(cfg.flag.posture_change)
+    return sum(after) > sum(before) or any(a > max(b, limit) for a, b in zip(after, before))
 
 
 @dataclass

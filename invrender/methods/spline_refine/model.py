@@ -123,6 +123,15 @@ class SplineScene(MultiStartModule):
         """Knot positions in pixels, (S, N, K, 2)."""
         return self.knots_xy * self.scale
 
+    @torch.no_grad()
+    def spread_seeds(self, distance: float, n_seeds: int, generator: torch.Generator) -> None:
+        """Shift every body of every start but each problem's first by `distance` px, each body in a
+        random direction: other positions to start from than a misplaced init's."""
+        angle = 2 * math.pi * torch.rand(self.knots_xy.shape[:2], generator=generator, device=self.knots_xy.device)
+        shift = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * distance / self.scale
+        shift[::n_seeds] = 0.0
+        self.knots_xy += shift[:, :, None, :].to(self.knots_xy.dtype)
+
     def width_px(self) -> torch.Tensor:
         """The global width W (a radius) in pixels, (S,)."""
         return torch.exp(self.log_width) * self.scale

@@ -49,6 +49,7 @@ RULES: dict[str, rule.Rule] = {
     "restart.when.unexplained": rule.NON_NEGATIVE,
     "restart.when.posture_change": rule.NON_NEGATIVE,
     "restart.phases": phases_rule(SplineScene.groups),
+    "restart.polish": phases_rule(SplineScene.groups),
     "active_contour.smoothing": rule.NON_NEGATIVE,
     "active_contour.alpha": rule.NON_NEGATIVE,
     "active_contour.beta": rule.NON_NEGATIVE,

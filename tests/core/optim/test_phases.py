@@ -61,6 +61,22 @@ def test_frozen_groups_do_not_change():
     assert float(model.b.abs()) < 3.0
 
 
+def test_spread_moves_all_starts_but_each_problems_first():
+    class Spreading(Toy):
+        def spread_seeds(self, distance, n_seeds, generator):
+            with torch.no_grad():
+                offsets = torch.arange(self.a.shape[0], dtype=self.a.dtype) % n_seeds
+                self.a += distance * offsets[:, None]  # start k of a problem moves k * distance
+
+    model = stack_starts([Spreading(a=(1.0, 1.0)), Spreading(a=(5.0, 5.0))])
+    records = run_phases(model, toy_objective, [phase(seeds=3, spread=10.0, lr=0.0, steps=1)], {"recon_mse": 1.0})
+    assert [r.best_seed for r in records] == [0, 0]  # the unmoved start is the nearest to the target 0
+    losses = [r.seed_losses for r in records]
+    assert losses[0][0] < losses[0][1] < losses[0][2] and losses[1][0] < losses[1][1] < losses[1][2]
+    with pytest.raises(NotImplementedError, match="cannot spread"):
+        run_phases(Toy(), toy_objective, [phase(seeds=2, spread=1.0)], {"recon_mse": 1.0})
+
+
 def test_unknown_group_is_refused():
     with pytest.raises(KeyError, match="nosuch"):
         run_phases(Toy(), toy_objective, [phase(train=["nosuch"])], {"recon_mse": 1.0})

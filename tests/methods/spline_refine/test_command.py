@@ -310,7 +310,8 @@ def test_every_spline_is_checked_and_doubted_ones_are_fitted_again(tmp_path, goo
             assert spline[check] >= 0.0, check
     [job] = json.loads((out / "manifest.json").read_text())["inputs"]
     names = [p["name"] for p in job["result"]["phases"][0]]
-    assert names == ["background", "shape", "finetune", "restart of 0, 1: shape", "restart of 0, 1: finetune"]
+    restart = ["shape", "finetune", "polish", "finetune"]
+    assert names == ["background", "shape", "finetune", *(f"restart of 0, 1: {name}" for name in restart)]
     # kept only if better: then both splines say so, else neither
     assert len({bool(spline.get("restarted")) for spline in splines}) == 1
 
