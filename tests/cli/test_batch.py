@@ -402,6 +402,7 @@ def _start(args: list[str]) -> subprocess.Popen:
         "phases.1.steps=150",
         "phases.1.seeds=2",
         "phases.2.steps=20",
+        "restart.enabled=false",  # resume is tested here, not restarts (see test_command.py)
     ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -474,6 +475,7 @@ def test_killed_sweep_resumes(tmp_path):
         "phases.1.steps=150",
         "phases.1.seeds=2",
         "phases.2.steps=20",
+        "restart.enabled=false",  # resume is tested here, not restarts (see test_command.py)
     ]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
