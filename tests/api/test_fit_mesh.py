@@ -84,6 +84,18 @@ def test_fit_mesh_reports_its_steps_to_a_callback(blob):
         ({"cells": 2, "init": "x.ply"}, invrender.ConfigError, "init and cells"),
         ({"init": "missing.ply"}, invrender.InputError, "missing.ply: mesh file not found"),
         ({"psf": np.ones((5, 5, 5))}, invrender.InputError, "psf: the bead stack has no signal"),
+        (
+            {"init": invrender.Mesh(np.full((3, 3), np.nan), np.array([[0, 1, 2]]))},
+            invrender.InputError,
+            "init: vertex",
+        ),
+        (
+            {"init": invrender.Mesh(np.eye(3), np.array([[0, 1, 3]]))},
+            invrender.InputError,
+            "init: a face refers to vertex 3",
+        ),
+        ({"init": invrender.Mesh(np.eye(3)[:, :2], np.array([[0, 1, 2]]))}, invrender.InputError, "must be (V, 3)"),
+        ({"init": np.eye(3)}, invrender.InputError, "init: a ndarray"),
     ],
 )
 def test_fit_mesh_raises_the_command_lines_errors(blob, kwargs, error, needle):
