@@ -40,7 +40,7 @@ def write_tiff(path, *args, **kwargs):
                 time.sleep(600)
         if fault == "native-call":
             open(mark, "w").write(str(os.getpid()))
-            ndimage.gaussian_filter(np.zeros((300, 300, 300), np.float32), 250)  # 45 s in C, more than the 20-s --timeout; no signal checks
+            ndimage.gaussian_filter(np.zeros((300, 300, 300), np.float32), 250)  # 45 s in C, no signal checks
     return real_write_tiff(path, *args, **kwargs)
 
 command.write_tiff = write_tiff
