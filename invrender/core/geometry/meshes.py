@@ -119,10 +119,14 @@ def _count(path: Path, what: str, token: str) -> int:
 
 
 def check_mesh(path: Path, mesh: Mesh) -> None:
-    """Finite vertices, faces that index existing vertices, some area, a closed surface
-    (every edge shared by an even number of faces: 2 on a manifold, 3 where cells meet)."""
+    """Vertices (V, 3) and triangles (F, 3); finite vertices, faces that index existing vertices,
+    some area, a closed surface (every edge shared by an even number of faces: 2 on a manifold, 3
+    where cells meet)."""
     if len(mesh.faces) == 0:
         raise InputError(path, "the mesh is empty (no triangles)")
+    vertices, faces = mesh.vertices.shape, mesh.faces.shape
+    if len(vertices) != 2 or vertices[1] != 3 or len(faces) != 2 or faces[1] != 3:
+        raise InputError(path, f"vertices {vertices} and faces {faces} must be (V, 3), (F, 3)")
     check_vertices(path, mesh.vertices)
     if mesh.faces.min() < 0 or mesh.faces.max() >= len(mesh.vertices):
         bad = int(mesh.faces.min() if mesh.faces.min() < 0 else mesh.faces.max())

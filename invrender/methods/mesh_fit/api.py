@@ -103,10 +103,6 @@ def fit_mesh(
             init = Mesh(np.asarray(init.vertices, np.float64), np.asarray(init.faces, np.int64), materials)
         except (TypeError, ValueError) as err:
             raise InputError("init", f"vertices and faces must be numbers ({err})") from None
-        if init.vertices.ndim != 2 or init.vertices.shape[1] != 3 or init.faces.ndim != 2 or init.faces.shape[1] != 3:
-            raise InputError(
-                "init", f"vertices {init.vertices.shape} and faces {init.faces.shape} must be (V, 3), (F, 3)"
-            )
         check_mesh("init", init)
     bead = None if psf is None else check_image(psf, "psf", ndims=(3,))
     with api_steps(progress) as on_step:
