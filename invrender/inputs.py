@@ -152,7 +152,11 @@ def _option(list_path: Path, where: str, name: str, value: str, kind: type) -> A
 
 
 def _relative_to(list_path: Path, value: str, where: str) -> Path:
-    path = Path(os.path.expanduser(value))  # as the shell: `~nobody` stays as written (Path's raises)
+    try:
+        value = os.path.expanduser(value)  # as the shell: `~nobody` stays as written (Path's raises)
+    except ValueError:  # `~` and a NUL byte: the user's name cannot be looked up; _usable refuses it
+        pass
+    path = Path(value)
     return _usable(path if path.is_absolute() else list_path.parent / path, list_path, where)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from invrender.config import ConfigError
@@ -239,6 +239,7 @@ OPTION_TYPES = {"init": Path, "cells": int, "psf": Path}
     content=st.one_of(any_bytes_or_text(), CSV_LISTS, st.lists(CELLS, max_size=5).map("\n".join)),
     suffix=st.sampled_from([".csv", ".txt"]),
 )
+@example(content="~\x00", suffix=".txt")  # found by hypothesis: expanduser looked up a user named NUL
 def test_input_lists_read_or_refuse(folder, content, suffix):
     try:
         expand_inputs([str(write(folder, f"list{suffix}", content))], option_types=OPTION_TYPES)
