@@ -441,7 +441,7 @@ def _problem(
         background_grid=background_nodes(int(cfg.model.background_grid), max(image.shape), unit),
         peak_scales_with_width=bool(cfg.render.peak_scales_with_width),
         renderer=str(cfg.render.backend),
-        own_overlap=str(cfg.model.own_overlap),
+        overlap=str(cfg.model.overlap),
         device=device,
         scale=unit,
     ).to(device)

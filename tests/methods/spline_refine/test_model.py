@@ -6,9 +6,9 @@ import torch
 from invrender.methods.spline_refine.model import SplineScene
 
 
-def scene(knots: torch.Tensor, shape=(64, 64), own_overlap: str = "absorb") -> SplineScene:
+def scene(knots: torch.Tensor, shape=(64, 64), overlap: str = "sum-max") -> SplineScene:
     return SplineScene(
-        knots, torch.full(knots.shape[:2], 0.8), 3.0, shape, brightness=0.5, contrast=-0.4, own_overlap=own_overlap
+        knots, torch.full(knots.shape[:2], 0.8), 3.0, shape, brightness=0.5, contrast=-0.4, overlap=overlap
     )
 
 
@@ -31,12 +31,12 @@ LOOP = torch.tensor([[[12.0, 12.0], [32.0, 32.0], [52.0, 52.0], [52.0, 12.0], [3
 CROSS = torch.stack([LOOP[0, :3], LOOP[0, 3:]])
 
 
-@pytest.mark.parametrize(("own_overlap", "alike"), [("absorb", True), ("add", False)])
-def test_a_body_crossing_itself_darkens_like_two_bodies_crossing_only_when_its_depth_absorbs(own_overlap, alike):
-    """Light crossing a coil twice is absorbed much as in two worms crossing (mixed by sum and max);
-    added up, a coil's own strokes are twice as dark where they cross."""
+@pytest.mark.parametrize(("overlap", "alike"), [("absorb", True), ("sum-max", False)])
+def test_a_body_crossing_itself_darkens_like_two_bodies_crossing_only_when_depths_absorb(overlap, alike):
+    """Light crossing a coil twice is absorbed as in two worms; sum-max mixes bodies, not a body's
+    own strokes, so its coil is a full sum (twice as dark) where a crossing of two is a mix."""
     with torch.no_grad():
-        coil, pair = (scene(k, own_overlap=own_overlap) for k in (LOOP, CROSS))
+        coil, pair = (scene(k, overlap=overlap) for k in (LOOP, CROSS))
         one, two = (m.compose(m.render_bodies()[0])[0] for m in (coil, pair))
     darkest = (0.5 - one[32, 32]) / (0.5 - two[32, 32])
     assert (abs(float(darkest) - 1.0) < 0.05) is alike, float(darkest)
