@@ -184,18 +184,6 @@ def combine_sum_max(images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
     return mix * images.amax(dim=1) + (1.0 - mix) * images.sum(dim=1)
 
 
-def combine_absorbing(images: torch.Tensor, absorption: torch.Tensor, peak: float) -> torch.Tensor:
-    """Combine per-curve images (B, N, H, W) as optical depths, as light is absorbed (Beer-Lambert):
-    their sum tau, wherever it comes from (two bodies, or one crossing itself), darkens by
-    `(1 - exp(-a tau)) / a`, scaled so that a lone body's `peak` keeps its value; absorption a (B,) > 0.
-
-    So a crossing is less than twice as dark as one body, and transmissions multiply:
-    `1 - a' D(tau_1 + tau_2) = (1 - a' D(tau_1)) (1 - a' D(tau_2))` with `a' = (1 - exp(-a peak)) / peak`.
-    """
-    a = absorption.reshape(-1, 1, 1)
-    return -torch.expm1(-a * images.sum(dim=1)) * (peak / -torch.expm1(-a * peak))
-
-
 register_renderer(
     RendererSpec(
         name="splat2d",

@@ -30,7 +30,7 @@ from invrender.methods.spline_refine.groups import (
     local_background,
     nearest_group,
 )
-from invrender.methods.spline_refine.model import STRAIGHT_PEAK, SplineScene, gaussian_profile
+from invrender.methods.spline_refine.model import SplineScene, gaussian_profile
 
 
 @dataclass
@@ -427,13 +427,14 @@ def _problem(
         np.clip(math.ceil(float(lengths.max()) * cfg.render.points_per_pixel), 16, cfg.render.max_points)
     )
 
+    # A straight body's rendered peak is ~1.25 at its widest (see SplineScene), hence the contrast's scale.
     model = SplineScene(
         knots,
         relative,
         width,
         image.shape,
         brightness=float(median),
-        contrast=polarity * float(amplitude) / STRAIGHT_PEAK,
+        contrast=polarity * float(amplitude) / 1.25,
         profile_nodes=int(cfg.model.profile_nodes),
         mix=float(cfg.init.mix),
         points_per_spline=points_per_spline,
@@ -441,7 +442,6 @@ def _problem(
         background_grid=background_nodes(int(cfg.model.background_grid), max(image.shape), unit),
         peak_scales_with_width=bool(cfg.render.peak_scales_with_width),
         renderer=str(cfg.render.backend),
-        overlap=str(cfg.model.overlap),
         device=device,
         scale=unit,
     ).to(device)

@@ -12,8 +12,7 @@ the image size):
                              cubic spline through the grid values, spanning the image), for uneven
                              illumination; G = 0 disables it
     contrast   (S,)          signed amplitude of the bodies (negative: dark bodies)
-    mix_logit  (S,)          sum/max interpolation of overlapping bodies (overlap "sum-max")
-    log_absorption (S,)      log of the absorption a of the bodies' summed depth (overlap "absorb")
+    mix_logit  (S,)          sum/max interpolation of overlapping bodies
     kernel     (S, 3, 3)     the final learned 3x3 filter
     profile    (S, M)        the blob profile f at M nodes of z in [0, 1]
 
@@ -21,10 +20,8 @@ Rendering: points sampled uniformly in arc length along each natural spline stam
 radius r = W * w(s) and weight ds / r (so a straight body's peak is about 1.25 whatever its width
 and sampling) or, with `peak_scales_with_width`, weight ds / W (peak about 1.25 w(s): a thinner
 part of a body, such as a tapered tip, is fainter, as for light absorbed along a chord through a
-tube); the per-spline images are combined (`overlap`: "sum-max", a learned mix of their sum and maximum,
-or "absorb", their summed optical depth darkening as light is absorbed, so a body crossing itself
-darkens like two bodies crossing), scaled by the contrast, added to the background and filtered by
-the 3x3 kernel. Bodies held fixed (`hold_bodies`: other bodies' images from an
+tube); the per-spline images are combined, scaled by the contrast, added to the background and
+filtered by the 3x3 kernel. Bodies held fixed (`hold_bodies`: other bodies' images from an
 earlier fit, while one body is fitted again) join the combination as they are.
 """
 
@@ -40,12 +37,7 @@ from invrender.core.optim.divergence import far_outside, too_wide
 from invrender.core.optim.multistart import MultiStartModule, per_start
 from invrender.core.render.filters import convolve3x3, gaussian_blur
 from invrender.core.render.registry import get_renderer
-from invrender.core.render.splat2d import combine_absorbing, combine_sum_max
-
-#: A straight body's rendered peak (before contrast) at its widest, see SplineScene.
-STRAIGHT_PEAK = 1.25
-#: How overlapping bodies may combine, see SplineScene.compose.
-OVERLAPS = ("sum-max", "absorb")
+from invrender.core.render.splat2d import combine_sum_max
 
 
 def gaussian_profile(n_nodes: int) -> torch.Tensor:
@@ -59,7 +51,7 @@ class SplineScene(MultiStartModule):
     groups = {
         "splines": ("knots_xy", "knots_w", "log_width"),
         "background": ("brightness", "gradient", "bg_grid"),
-        "appearance": ("contrast", "mix_logit", "log_absorption"),
+        "appearance": ("contrast", "mix_logit"),
         "filter": ("kernel",),
         "blob": ("profile",),
     }
@@ -79,14 +71,11 @@ class SplineScene(MultiStartModule):
         background_grid: int = 0,
         peak_scales_with_width: bool = False,
         renderer: str = "splat2d",
-        overlap: str = "sum-max",
         device: torch.device | str = "cpu",
         scale: float | None = None,
     ):
         """knots_xy (N, K, 2) in pixels; knots_w (N, K) in (0, 1); width: the radius W in pixels.
 
-        `overlap` (OVERLAPS): how bodies combine where they overlap; with "absorb", `mix` sets the
-        absorption so that two bodies crossing start (2 - mix) times as dark as one.
         `renderer` names a registered curve renderer (invrender.core.render.registry) able to run
         on `device`; the module is not moved there (call `.to(device)`). `scale`: the length unit (px)
         of positions, lengths and widths (default: the image's larger side).
@@ -110,12 +99,6 @@ class SplineScene(MultiStartModule):
         self.bg_grid = nn.Parameter(torch.zeros(1, G, G, dtype=dtype))
         self.contrast = nn.Parameter(torch.tensor([contrast], dtype=dtype))
         self.mix_logit = nn.Parameter(torch.tensor([math.log(mix / (1 - mix))], dtype=dtype))
-        if overlap not in OVERLAPS:
-            raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}")
-        self.overlap = overlap
-        # exp(-a peak) = 1 - mix: a double depth at the peak is (2 - mix) times as dark as one.
-        absorption = max(-math.log(max(1.0 - mix, 1e-6)) / STRAIGHT_PEAK, 1e-3)
-        self.log_absorption = nn.Parameter(torch.tensor([math.log(absorption)], dtype=dtype))
         identity = torch.zeros(1, 3, 3, dtype=dtype)
         identity[:, 1, 1] = 1.0
         self.kernel = nn.Parameter(identity)
@@ -209,10 +192,7 @@ class SplineScene(MultiStartModule):
         image = self.background()
         if self.held is not None and bodies is not None:
             bodies = torch.cat([bodies, per_start(self.held, bodies.shape[0])], dim=1)
-        if bodies is not None and self.overlap == "absorb":
-            darkening = combine_absorbing(bodies, torch.exp(self.log_absorption), STRAIGHT_PEAK)
-            image = image + self.contrast[:, None, None] * darkening
-        elif bodies is not None:
+        if bodies is not None:
             image = image + self.contrast[:, None, None] * combine_sum_max(bodies, torch.sigmoid(self.mix_logit))
         return convolve3x3(image, self.kernel)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from invrender.core import schema as rule
 from invrender.core.optim.phases import phases_rule
-from invrender.methods.spline_refine.model import OVERLAPS, SplineScene
+from invrender.methods.spline_refine.model import SplineScene
 
 METHODS = ("render", "active-contour")
 AT_LEAST_TWO = rule.integer(2)  # a spline's knots, a profile's nodes, a curve's points: one would divide by zero
@@ -15,7 +15,6 @@ RULES: dict[str, rule.Rule] = {
     "model.knots": AT_LEAST_TWO,
     "model.profile_nodes": AT_LEAST_TWO,
     "model.background_grid": rule.either(rule.one_of(0), AT_LEAST_TWO),  # 0: no background grid
-    "model.overlap": rule.one_of(*OVERLAPS),
     "render.backend": rule.STRING,  # a curve renderer, checked against the registry
     "render.points_per_pixel": rule.POSITIVE,
     "render.max_points": AT_LEAST_TWO,

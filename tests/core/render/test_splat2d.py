@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from invrender.core.render.filters import convolve3x3, gaussian_blur
-from invrender.core.render.splat2d import blob_values, combine_absorbing, combine_sum_max, render_curves
+from invrender.core.render.splat2d import blob_values, combine_sum_max, render_curves
 
 CUT = 2.0
 
@@ -148,34 +148,6 @@ def test_combine_sum_max_extremes():
     np.testing.assert_allclose(mixed[1].numpy(), images[1].amax(0).numpy(), rtol=1e-6)
     half = combine_sum_max(images, torch.full((2,), 0.5))
     np.testing.assert_allclose(half.numpy(), (0.5 * images.sum(1) + 0.5 * images.amax(1)).numpy(), rtol=1e-6)
-
-
-def test_combine_absorbing_multiplies_the_transmissions_of_overlapping_bodies():
-    """Beer-Lambert: light through two bodies is what passes the first times what passes the second,
-    with a' = (1 - exp(-a peak)) / peak turning a darkening into an absorbed fraction."""
-    g = torch.Generator().manual_seed(4)
-    images = 2.0 * torch.rand(2, 2, 5, 6, generator=g, dtype=torch.float64)
-    absorption, peak = torch.tensor([0.3, 1.7], dtype=torch.float64), 1.25
-    scale = (-torch.expm1(-absorption * peak) / peak).reshape(-1, 1, 1)
-
-    def transmission(depths):
-        return 1.0 - scale * combine_absorbing(depths, absorption, peak)
-
-    both = transmission(images)
-    alone = transmission(images[:, :1]) * transmission(images[:, 1:])
-    np.testing.assert_allclose(both.numpy(), alone.numpy(), rtol=1e-12)
-    # The darkening grows less than the depth: a crossing is less than twice as dark as one body.
-    lone = combine_absorbing(torch.full((2, 1, 1, 1), peak, dtype=torch.float64), absorption, peak)
-    twice = combine_absorbing(torch.full((2, 2, 1, 1), peak, dtype=torch.float64), absorption, peak)
-    np.testing.assert_allclose(lone.flatten().numpy(), peak, rtol=1e-12)  # a lone body's peak keeps its value
-    assert bool((twice < 2 * lone).all()) and bool((twice > lone).all())
-
-
-def test_combine_absorbing_is_the_sum_for_weak_absorption():
-    g = torch.Generator().manual_seed(5)
-    images = torch.rand(1, 3, 5, 6, generator=g, dtype=torch.float64)
-    weak = combine_absorbing(images, torch.tensor([1e-7], dtype=torch.float64), 1.25)
-    np.testing.assert_allclose(weak.numpy(), images.sum(1).numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("sigma", [0.7, 1.5, 3.0])
