@@ -9,9 +9,7 @@ third-party plug-in would.
 from __future__ import annotations
 
 import re
-import signal
 import sys
-import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +19,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from invrender.config import ConfigError
 from invrender.core.io import InputError
+from invrender.interrupt import stop_on_signals
 from invrender.isolation import allow_forking
 from invrender.messages import PROGRAM, error_line, one_line
 from invrender.outdir import check_out_file
@@ -100,17 +99,14 @@ def _register_methods() -> None:
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; usage, config and input errors become one line on stderr and exit code 2."""
     _register_methods()
-    # A scheduler stops a job with SIGTERM (SLURM on cancel or time-out, `kill`): treat it as Ctrl-C,
-    # so that the manifest records what finished and `--resume` goes on from there.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+    with stop_on_signals():  # SIGTERM (a scheduler's cancel) and Ctrl-C: see interrupt.py
+        return _run_app(argv)
+
+
+def _run_app(argv: list[str] | None) -> int:
     try:
         # Without standalone mode, `typer.Exit(code)` raised by a command comes back as the
         # return value (the code) rather than as an exception.
@@ -129,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except Abort:  # end of input at a prompt
         print(f"{PROGRAM}: aborted", file=sys.stderr)
         return INTERRUPTED
-    if code == INTERRUPTED:  # Typer turns Ctrl-C (and SIGTERM, above) into this code; no command returns it
+    if code == INTERRUPTED:  # Typer turns Ctrl-C (and SIGTERM, see interrupt.py) into this code; no command returns it
         print(f"{PROGRAM}: interrupted; finished inputs are kept, run again with --resume", file=sys.stderr)
     return code if isinstance(code, int) else 0
 

@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -31,12 +30,15 @@ import torch
 
 from invrender.core.io import InputError
 from invrender.core.optim.loss_log import StepCallback
+from invrender.interrupt import stop_deferred
 
 _forking_allowed = False
 _parent_prepared = False
 
 #: Seconds a child has to end after SIGTERM before it is killed.
 GRACE = 2.0
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def allow_forking() -> None:
@@ -84,9 +86,17 @@ def run_in_child(
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_child_main, args=(run, threads, sender, os.getpid()), name="invrender-job")
-    child.start()
-    sender.close()  # so that the child's end closing (it ended) shows as EOF here
     try:
+        # A stop requested while the child is forked raises once it is known here, so that it is
+        # ended (see interrupt.py). The child is forked with SIGTERM and SIGINT blocked, for it
+        # starts with this process's handlers; it unblocks them once it has set its own.
+        with stop_deferred():
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                child.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        sender.close()  # so that the child's end closing (it ended) shows as EOF here
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and (remaining <= 0 or not receiver.poll(remaining)):
@@ -108,6 +118,7 @@ def run_in_child(
             else:
                 raise ChildFailed(payload[0])
     finally:
+        sender.close()
         _end(child)
         receiver.close()
 
@@ -118,6 +129,7 @@ def _child_main(run, threads: int, sender, parent: int) -> None:
     # handles it and ends the child.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # a SIGTERM sent meanwhile ends it now
     _end_with_parent(parent)
     torch.set_num_threads(threads)
     modules = set(sys.modules)
@@ -138,23 +150,14 @@ def _import_here(names: list[str]) -> None:
     job imports a second or two of lazily loaded modules (torch's optimiser machinery, SymPy, ...),
     which would otherwise be paid again by every job. Importing runs no parallel region here (this
     process keeps one thread), so forking stays safe."""
-    # A library's import may hold a bare `except:`, which would swallow the KeyboardInterrupt that
-    # SIGTERM or Ctrl-C raises (see cli.py): the run would go on. Such a signal is held until the
-    # imports are done, then raises as usual.
-    held = {signal.SIGTERM, signal.SIGINT}
-    blocked = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    if blocked:
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        for name in names:
-            if name not in sys.modules and not name.startswith("__"):
-                try:
-                    importlib.import_module(name)
-                except Exception:  # a module that only imports in its own context: the child imports it again
-                    pass
-    finally:
-        if blocked:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+    # A library's import may hold a bare `except:` that swallows the KeyboardInterrupt of a SIGTERM
+    # or Ctrl-C: the runner's check before the next job stops the run then (see interrupt.py).
+    for name in names:
+        if name not in sys.modules and not name.startswith("__"):
+            try:
+                importlib.import_module(name)
+            except Exception:  # a module that only imports in its own context: the child imports it again
+                pass
 
 
 def _end_with_parent(parent: int) -> None:
@@ -174,6 +177,8 @@ def failure_line(err: BaseException) -> str:
 
 def _end(child) -> None:
     """End the child if it still runs: SIGTERM, then SIGKILL after GRACE seconds."""
+    if child.pid is None:  # never started (the fork failed)
+        return
     if child.is_alive():
         child.terminate()
         child.join(GRACE)

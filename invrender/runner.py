@@ -32,6 +32,7 @@ from invrender.config import ConfigError
 from invrender.core.io import InputError, read_json
 from invrender.core.optim.loss_log import StepCallback
 from invrender.cpus import job_threads
+from invrender.interrupt import raise_if_stopping
 from invrender.isolation import (
     ChildBadInput,
     ChildFailed,
@@ -224,6 +225,7 @@ class Runner:
 
             try:
                 for job in jobs:
+                    raise_if_stopping()
                     self.records.append(self._run_job(job, show_step))
                     progress.advance(overall)
                     self._print(self.records[-1])
@@ -239,7 +241,13 @@ class Runner:
     def _check_resumable(self, jobs: list[Job]) -> None:
         """--resume: the finished jobs to skip; ConfigError if one was made with another config (with
         --force it is done again). A record without a hash (an older version's) is taken as it is."""
-        finished = [job for job in jobs if _finished(job)]
+        # A job whose record says it did not finish (interrupted, failed) is done again even if its
+        # outputs exist: its child may have written them all as the run was being stopped.
+        finished = [
+            job
+            for job in jobs
+            if _finished(job) and self.previous.get(job.name, {}).get("status", "done") in ("done", "skipped")
+        ]
         changed = [
             job.name
             for job in finished
@@ -316,6 +324,7 @@ class Runner:
         """Run the job here or in a child, within the time limit; its result."""
 
         def logged_step(phase: str, step: int, n_steps: int, loss: float) -> None:
+            raise_if_stopping()
             show_step(phase, step, n_steps, loss)
             if step == 0 or step + 1 == n_steps or (step + 1) % max(1, n_steps // 10) == 0:
                 log.info("%s step %d/%d loss %.6g", phase, step + 1, n_steps, loss)  # NaN: no loss

@@ -452,6 +452,20 @@ def test_killed_run_resumes_without_redoing_or_losing_inputs(tmp_path, sig):
     assert_complete_outputs(out, [f"f{i}" for i in range(6)])
 
 
+def test_resume_redoes_an_input_recorded_as_interrupted_even_if_its_outputs_exist(tmp_path, capsys):
+    """A job's child can write its last output as the run is stopped: the record, not the files,
+    says whether it finished."""
+    make_inputs(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    assert run(capsys, tmp_path / "in", "--out", out)[0] == 0
+    data = manifest(out / "manifest.json")
+    data["inputs"][1] = {"input": data["inputs"][1]["input"], "status": "interrupted", "outputs": [], "seconds": 0.0}
+    (out / "manifest.json").write_text(json.dumps(data))
+    code, err = run(capsys, tmp_path / "in", "--out", out, "--resume")
+    assert code == 0, err
+    assert [r["status"] for r in manifest(out / "manifest.json")["inputs"]] == ["skipped", "done"]
+
+
 def test_killed_sweep_resumes(tmp_path):
     """The same through the joblib launcher: kill the whole process group part-way, resume."""
     make_inputs(tmp_path / "in", 6)

@@ -1,6 +1,7 @@
 """Fault injection (issue 20): the `invrender` program killed with SIGKILL in the middle of a write,
-stopped with SIGTERM inside a long native call, and a disk that fills up during a run. After each,
-`--resume` finishes the rest and nothing that had finished is lost."""
+stopped with SIGTERM inside a long native call or while a job's process is forked, and a disk that
+fills up during a run. After each, `--resume` finishes the rest and nothing that had finished is
+lost."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from invrender.cli import main
 #: Runs the real program (`cli.program`, which forks its jobs), with one fault planted in the job of
 #: the input named in $FAULT_INPUT: the child says where it is through the file $FAULT_MARK.
 PROGRAM = """
-import os, sys, time
+import os, signal, sys, time
 import numpy as np
 from scipy import ndimage
 from invrender import cli
@@ -43,7 +44,13 @@ def write_tiff(path, *args, **kwargs):
             ndimage.gaussian_filter(np.zeros((300, 300, 300), np.float32), 250)  # 45 s in C, no signal checks
     return real_write_tiff(path, *args, **kwargs)
 
+def after_fork():  # SIGTERM arrives while the job after the one writing $FAULT_INPUT is forked
+    if fault == "sigterm-at-fork" and os.path.exists(victim) and not os.path.exists(mark):
+        open(mark, "w").write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGTERM)  # its KeyboardInterrupt is raised here, where Python ignores it
+
 command.write_tiff = write_tiff
+os.register_at_fork(after_in_parent=after_fork)
 sys.argv[0] = "invrender"
 cli.program()
 """
@@ -134,6 +141,21 @@ def test_sigterm_during_a_long_native_call_stops_the_run_at_once(tmp_path):
     assert seconds < 10, f"SIGTERM took {seconds:.1f} s"
     assert code == 130 and "Traceback" not in err and "--resume" in err, err
     assert gone(child)
+    assert statuses(out) == {"f0.tif": "done", "f1.tif": "interrupted", "f2.tif": "interrupted"}
+    resume_finishes_the_rest(images, out, finished_files(out, "f0"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jobs run in forked children on Linux")
+def test_sigterm_while_a_job_is_forked_stops_the_run(tmp_path):
+    """The CI failure of 2026-12-06: a SIGTERM whose KeyboardInterrupt was raised in an at-fork
+    callback (logging's, after every fork) was lost, and the run went on to the end with code 0."""
+    images = make_inputs(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    process, mark = start_program(tmp_path, "sigterm-at-fork", out / "f0.splines.json", [*images, "--out", out])
+    code = process.wait(120)
+    err = process.stderr.read()
+    assert mark.is_file(), "the signal was never sent"
+    assert code == 130 and "Traceback" not in err and "--resume" in err, err
     assert statuses(out) == {"f0.tif": "done", "f1.tif": "interrupted", "f2.tif": "interrupted"}
     resume_finishes_the_rest(images, out, finished_files(out, "f0"))
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from invrender.core.figures import write_figure
 from invrender.core.io import atomic_path
+from invrender.interrupt import raise_if_stopping
 from invrender.methods.acdr.augment import rescale_and_rotate
 from invrender.methods.acdr.checkpoint import read_checkpoint, save_checkpoint
 from invrender.methods.acdr.datasets import SegmentationSet
@@ -225,6 +226,7 @@ class Trainer:
         start = time.perf_counter()
         self.model.train()
         for first in range(0, len(order), settings.batch_size):
+            raise_if_stopping()  # a SIGTERM whose KeyboardInterrupt a library swallowed (see interrupt.py)
             self._set_learning_rate(epoch - 1 + first / len(order), state.elapsed + time.perf_counter() - start)
             index = order[first : first + settings.batch_size]
             images, masks = rescale_and_rotate(
