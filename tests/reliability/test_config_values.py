@@ -46,6 +46,8 @@ BAD_VALUES = [
     ("spline-refine", "phases=[]", "phases []"),
     ("spline-refine", "loss={}", "loss={}"),
     ("spline-refine", "output.points=0", "output.points 0"),
+    ("spline-refine", "init.mix=1", "init.mix 1"),  # a logit: was a ZeroDivisionError per input
+    ("spline-refine", "init.mix=0", "init.mix 0"),
     ("spline-refine", "phases.0.steps=-1", "phases.0.steps -1"),
     # types and ranges, at least two per method
     ("spline-refine", "model.knots=2.5", "model.knots 2.5"),

@@ -24,7 +24,7 @@ RULES: dict[str, rule.Rule] = {
     "init.relative_width": rule.POSITIVE,
     "init.taper_exponent": rule.NON_NEGATIVE,
     "init.tip_ratio": rule.PROBABILITY,
-    "init.mix": rule.PROBABILITY,
+    "init.mix": rule.number(0, 1, open_low=True, open_high=True),  # a logit: both ends unreachable
     "prior.width": rule.POSITIVE,
     "prior.min_width_ratio": rule.number(0, 1, open_low=True),
     "loss": rule.WEIGHTS,
