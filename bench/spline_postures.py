@@ -13,7 +13,8 @@ percentile, by posture kind and by perturbation; the flag's catch rate on worms 
 false alarms on worms below 1 px; seconds per frame.
 
 The dataset seed 0 is the benchmark's; seed 1 is the one for tuning. Per-frame results are cached
-in `--work/results.jsonl`, keyed by seed, preset and overrides, so an interrupted run resumes.
+in `--work/results.jsonl`, keyed by seed, preset, overrides and the code (see spline_refine.py's
+`code_version`), so an interrupted run resumes and a result of other code is never reused.
 
     python bench/spline_postures.py --frames 64 --workers 2
 """
@@ -102,7 +103,9 @@ def main() -> None:
             data_dir, BODIES, args.frames, size=SIZE, seed=args.seed, crossing=CROSSING, postures="eigenworm"
         )
     cache_path = args.work / "results.jsonl"
-    tag = {"seed": args.seed, "preset": args.preset, "overrides": " ".join(args.overrides)}
+    from spline_refine import code_version  # bench/spline_refine.py, beside this script
+
+    tag = {"seed": args.seed, "preset": args.preset, "overrides": " ".join(args.overrides), "code": code_version()}
     done = {}
     if cache_path.exists():
         for line in cache_path.read_text().splitlines():

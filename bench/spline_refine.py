@@ -7,7 +7,9 @@ config) and by the active-contour baseline, and scored by the matched average DT
 the labels. Printed: the mean over the best 50% of frames (the paper's statistic) and the median
 over all frames, plus seconds per frame, as markdown tables.
 
-Per-frame results are cached in `--work/results.jsonl`, so an interrupted run resumes.
+Per-frame results are cached in `--work/results.jsonl`, keyed by the overrides and by a hash of the
+invrender package that made them (`code_version`), so an interrupted run resumes and a result of
+other code is never reused.
 
     python bench/spline_refine.py --frames 64 --workers 2
 """
@@ -15,6 +17,7 @@ Per-frame results are cached in `--work/results.jsonl`, so an interrupted run re
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -30,6 +33,18 @@ PAPER = {  # Table 1 of the paper: best-50% mean DTW of "ours"
     2: (0.43, 0.40, 0.45, 0.40),
     3: (1.63, 0.78, 1.39, 1.62),
 }
+
+
+def code_version() -> str:
+    """A hash of the sources and configs of the invrender package that is imported (a worktree's,
+    with its PYTHONPATH): results cached by another version of the code are not reused."""
+    import invrender
+
+    root = Path(invrender.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def refine_timed(image, init: list[dict], cfg, method: str) -> tuple[list[dict], float]:
@@ -93,12 +108,12 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     cache_path = args.work / "results.jsonl"
-    tag = " ".join(args.overrides)
+    tag = {"overrides": " ".join(args.overrides), "code": code_version()}
     done = {}
     if cache_path.exists():
         for line in cache_path.read_text().splitlines():
             rec = json.loads(line)
-            if rec.get("overrides", "") == tag:
+            if all(rec.get(k) == v for k, v in tag.items()):
                 done[(rec["n"], rec["frame"], rec["perturbation"], rec["method"])] = rec
 
     tasks = []
@@ -117,7 +132,7 @@ def main() -> None:
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers) as pool, cache_path.open("a") as cache:
         for i, rec in enumerate(pool.imap_unordered(_task, tasks), 1):
-            rec["overrides"] = tag
+            rec.update(tag)
             cache.write(json.dumps(rec) + "\n")
             cache.flush()
             done[(rec["n"], rec["frame"], rec["perturbation"], rec["method"])] = rec
