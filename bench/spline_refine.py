@@ -47,9 +47,9 @@ def code_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def refine_timed(image, init: list[dict], cfg, method: str) -> tuple[list[dict], float]:
-    """Refine the init records on a frame with one method ("ours" or "active-contour") on one
-    thread: the refined records and the seconds it took."""
+def refine_timed(image, init: list[dict], cfg, method: str, seed: int = 0) -> tuple[list[dict], float]:
+    """Refine the init records on a frame with one method ("ours" or "active-contour", whose fit
+    draws with `seed`) on one thread: the refined records and the seconds it took."""
     import torch
 
     from invrender.methods.spline_refine.active_contour import active_contour_frame
@@ -58,7 +58,7 @@ def refine_timed(image, init: list[dict], cfg, method: str) -> tuple[list[dict],
     torch.set_num_threads(1)
     start = time.perf_counter()
     if method == "ours":
-        refined = refine_frame(image, init, cfg, torch.device("cpu"), seed=0).records
+        refined = refine_frame(image, init, cfg, torch.device("cpu"), seed=seed).records
     else:
         refined = active_contour_frame(image, init, cfg)
     return refined, time.perf_counter() - start
@@ -66,7 +66,7 @@ def refine_timed(image, init: list[dict], cfg, method: str) -> tuple[list[dict],
 
 def _task(args: tuple) -> dict:
     """Refine one frame from one init with one method; returns the DTW record."""
-    data_dir, n, frame, perturbation, method, overrides = args
+    data_dir, n, frame, perturbation, method, overrides, fit_seed = args
     from invrender.config import compose_config
     from invrender.core.geometry.spline_io import read_splines
     from invrender.core.io import read_image
@@ -77,7 +77,7 @@ def _task(args: tuple) -> dict:
     image = read_image(Path(data_dir) / f"{name}.tif")
     labels = [r["points"] for r in read_splines(Path(data_dir) / "labels" / f"{name}.json")[0]]
     init = read_splines(Path(data_dir) / "inits" / perturbation / f"{name}.json")[0]
-    refined, seconds = refine_timed(image, init, cfg, method)
+    refined, seconds = refine_timed(image, init, cfg, method, fit_seed)
     return {
         "n": n,
         "frame": frame,
@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each")
     parser.add_argument("--methods", nargs="+", default=["ours", "active-contour"])
     parser.add_argument("--work", type=Path, default=Path("bench/out/spline_refine"))
+    parser.add_argument(
+        "--fit-seed", type=int, default=0, help="the fit's seed (starts, gradient noise): others show its spread"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the default config")
     args = parser.parse_args()
 
@@ -108,7 +111,7 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     cache_path = args.work / "results.jsonl"
-    tag = {"overrides": " ".join(args.overrides), "code": code_version()}
+    tag = {"overrides": " ".join(args.overrides), "fit_seed": args.fit_seed, "code": code_version()}
     done = {}
     if cache_path.exists():
         for line in cache_path.read_text().splitlines():
@@ -126,7 +129,8 @@ def main() -> None:
             for method in args.methods:
                 for frame in range(args.frames):
                     if (n, frame, perturbation, method) not in done:
-                        tasks.append((str(data_dir), n, frame, perturbation, method, tuple(args.overrides)))
+                        task = (str(data_dir), n, frame, perturbation, method, tuple(args.overrides), args.fit_seed)
+                        tasks.append(task)
 
     print(f"{len(done)} cached, {len(tasks)} to run with {args.workers} worker(s)", file=sys.stderr)
     start = time.perf_counter()
@@ -147,7 +151,8 @@ def report(records: list[dict], args) -> str:
         return [r[key] for r in records if r["n"] == n and r["perturbation"] == perturbation and r["method"] == method]
 
     lines = [
-        f"Frames per cell: {args.frames}; config overrides: {' '.join(args.overrides) or 'none'}; "
+        f"Frames per cell: {args.frames}; fit seed {args.fit_seed}; "
+        f"config overrides: {' '.join(args.overrides) or 'none'}; "
         f"{args.workers} worker process(es), 1 torch thread each.",
         "",
     ]
