@@ -25,7 +25,7 @@ _API = {
     "InputError": "invrender.core.io",
     "ConfigError": "invrender.config",
 }
-_MODULES = {"acdr": "invrender.methods.acdr.api"}  # invrender.acdr.load(checkpoint), invrender.acdr.train(...)
+_MODULES = {"acdr": "invrender.methods.acdr.api"}  # invrender.acdr.train(...), .evaluate(checkpoint), .load(checkpoint)
 __all__ = sorted([*_API, *_MODULES])
 
 

@@ -80,10 +80,15 @@ class MethodConfig:
         self, name: str, overrides: Sequence[str], device: str | torch.device
     ) -> tuple[DictConfig, torch.device]:
         """The Python API's config and device: `name` with `overrides`, checked for `device`."""
-        if isinstance(overrides, str):
-            raise ConfigError(f"overrides={overrides!r}: give a list of key=value strings")
+        check_api_overrides(overrides)
         resolved = self.device(device)
         return self.compose(name, overrides, resolved), resolved
+
+
+def check_api_overrides(overrides: Sequence[str]) -> None:
+    """ConfigError for the Python API's likely slip: one string where a list of them is expected."""
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides={overrides!r}: give a list of key=value strings")
 
 
 @dataclass(frozen=True)

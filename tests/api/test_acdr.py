@@ -1,6 +1,7 @@
 """`invrender.acdr` on arrays: `train` runs what `acdr-train` runs (the same record and weights for
-the same seed and config), `load(...).predict` gives what `acdr-predict` writes for the same image,
-and the command line's one-line errors come as exceptions."""
+the same seed and config), `evaluate` gives the scores `acdr-eval` writes, `load(...).predict` gives
+what `acdr-predict` writes for the same image, and the command line's one-line errors come as
+exceptions."""
 
 import csv
 import json
@@ -92,6 +93,20 @@ def test_train_runs_what_the_command_line_runs(trained, tmp_path):
         torch.testing.assert_close(ours["state_dict"][name], weight, rtol=1e-4, atol=1e-5)
     manifest = json.loads((trained.out / "manifest.json").read_text())
     assert manifest["status"] == "done" and manifest["method"] == "acdr-train" and manifest["seed"] == 1
+
+
+def test_evaluate_gives_what_acdr_eval_writes(trained, tmp_path):
+    steps = []
+    result = invrender.acdr.evaluate(trained.checkpoint, device="cpu", progress=lambda *step: steps.append(step))
+    out = tmp_path / "eval"
+    assert main(["acdr-eval", "--checkpoint", str(trained.checkpoint), "--out", str(out), "--device", "cpu", "-q"]) == 0
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["images"] == len(result.rows) > 0
+    assert result.rows == written["rows"]  # JSON keeps a float exactly
+    means = [result.f1, result.miou, result.wcov, result.boundf]
+    assert means == [written[key] for key in ("f1", "miou", "wcov", "boundf")]
+    assert (result.model, result.epoch) == ("contour", written["epoch"])
+    assert steps and steps[-1][:3] == ("scoring", steps[-1][2] - 1, steps[-1][2])
 
 
 @pytest.mark.parametrize("tta", [False, True])
@@ -205,6 +220,15 @@ def test_training_resumes_and_refuses_to_overwrite(trained, tmp_path):
         (lambda ckpt, tmp: predict(ckpt, np.full((32, 32), np.nan)), invrender.InputError, "image: image contains NaN"),
         (lambda ckpt, tmp: predict(ckpt, np.zeros((32, 32, 3))), invrender.InputError, "image: image has 3 channel(s)"),
         (lambda ckpt, tmp: predict(ckpt, np.array([["a", "b"], ["c", "d"]])), invrender.InputError, "pixel type"),
+        (lambda ckpt, tmp: invrender.acdr.evaluate(tmp / "none.pt"), invrender.InputError, "checkpoint not found"),
+        (
+            lambda ckpt, tmp: invrender.acdr.evaluate(ckpt, data=tmp, config="shapes"),
+            invrender.ConfigError,
+            "give one",
+        ),
+        (lambda ckpt, tmp: invrender.acdr.evaluate(ckpt, data=tmp), invrender.InputError, "folders images/ and masks/"),
+        (lambda ckpt, tmp: invrender.acdr.evaluate(ckpt, overrides="a=1"), invrender.ConfigError, "list of key=value"),
+        (lambda ckpt, tmp: invrender.acdr.evaluate(ckpt, config="nosuch"), invrender.ConfigError, "nosuch"),
         (lambda ckpt, tmp: train(overrides=["train.lr=-1"]), invrender.ConfigError, "train.lr -1"),
         (lambda ckpt, tmp: train(overrides="train.epochs=1"), invrender.ConfigError, "a list of key=value"),
         (lambda ckpt, tmp: train(config="nosuch"), invrender.ConfigError, "nosuch"),

@@ -18,7 +18,7 @@ def python_examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-CALLS = ["refine_splines", "fit_mesh", "segment_cells", "segment_spine", "acdr.train", "acdr.load"]
+CALLS = ["refine_splines", "fit_mesh", "segment_cells", "segment_spine", "acdr.train", "acdr.load", "acdr.evaluate"]
 
 
 def example_name(code: str) -> str:

@@ -1,17 +1,18 @@
-"""`invrender.acdr`: ACDRNet from Python: `train` a network on a data set, `load` a checkpoint and
-segment images in memory with it.
+"""`invrender.acdr`: ACDRNet from Python: `train` a network on a data set, `evaluate` a checkpoint on
+a test set, `load` a checkpoint and segment images in memory with it.
 
 The command lines call the same code: `acdr-train` composes its config and calls `train_with_config`
-(what `train` calls), and `acdr-predict` reads each file and hands it to a `Predictor` (what `load`
-returns). Coordinates: points `[x, y]` in pixels of the input image, x = column, the centre of the
-top-left pixel at `[0, 0]`; images `(y, x)`.
+(what `train` calls), `acdr-eval` scores a `prepare_evaluation` (as `evaluate` does), and
+`acdr-predict` reads each file and hands it to a `Predictor` (what `load` returns). Coordinates:
+points `[x, y]` in pixels of the input image, x = column, the centre of the top-left pixel at
+`[0, 0]`; images `(y, x)`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,17 @@ from invrender.config import ConfigError, check_config_values, to_plain
 from invrender.core.geometry.polygons import mask_outlines
 from invrender.core.io import InputError, check_picture
 from invrender.core.losses import check_weights
-from invrender.method import MethodConfig, api_steps, check_seed, check_timeout, config_renderer
+from invrender.method import (
+    MethodConfig,
+    api_steps,
+    check_api_overrides,
+    check_seed,
+    check_timeout,
+    config_renderer,
+)
 from invrender.methods.acdr.checkpoint import model_from_checkpoint, read_checkpoint
-from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare, resize_picture
-from invrender.methods.acdr.evaluate import full_size_mask, predict_set, to_image_size
+from invrender.methods.acdr.datasets import LAYOUT_HELP, SegmentationSet, load_splits, prepare, resize_picture
+from invrender.methods.acdr.evaluate import full_size_mask, predict_set, score_set, to_image_size
 from invrender.methods.acdr.models import CONTOUR_QUANTITIES, MODEL_KINDS, PIXEL_QUANTITIES, build_model
 from invrender.methods.acdr.schema import RULES
 from invrender.methods.acdr.trainer import Trainer, TrainSettings
@@ -319,3 +327,104 @@ def train_with_config(
         state.best_miou,
         trainer.timed_out(),
     )
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Evaluation:
+    """A checkpoint's network and the test set it is scored on, as `acdr-eval` and `evaluate` set
+    them up."""
+
+    network: torch.nn.Module
+    checkpoint: dict  # read_checkpoint's, with the record of its training run
+    cfg: DictConfig  # the test data's config (data.*), its renderer's and train.eval_batch
+    device: torch.device
+    test_set: SegmentationSet
+    render: Callable  # the polygon renderer that turns a contour into a mask
+
+    def score(self, on_batch: Callable[[int, int], None] | None = None) -> tuple[list[dict], dict[str, float]]:
+        """Per image (name, f1, iou, wcov, boundf) at its own size, and the means (f1, miou, wcov,
+        boundf); `on_batch(done, total)` after every batch."""
+        return score_set(
+            self.network, self.test_set, int(self.cfg.train.eval_batch), self.device, self.render, True, on_batch
+        )
+
+
+def prepare_evaluation(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike | None,
+    config: str | None,
+    overrides: Sequence[str],
+    tta: bool,
+    device: torch.device,
+) -> Evaluation:
+    """The checkpoint and its test set: the test images of `data` (the generic layout: images/ and
+    masks/, its split.json's test list if any, else every image), or of a preset's split (`config`),
+    by default those of the data the checkpoint was trained on. InputError for a bad checkpoint or
+    test set, ConfigError for a bad config."""
+    if data is not None and config is not None:
+        raise ConfigError("--data and --config: give one (a folder in the generic layout, or a preset's test split)")
+    network, saved = loaded_model(checkpoint, device, tta, training_record=True)
+    name, base = (config, []) if config is not None else (saved["config_name"], list(saved["overrides"]))
+    cfg = CONFIG.compose(name, [*base, *overrides], device)
+    if data is not None:
+        cfg.data.layout, cfg.data.root = "generic", str(data)
+    cfg.data.size = int(saved["size"])
+    samples = load_splits(cfg.data, ("test",))["test"]
+    if not samples:
+        raise InputError(cfg.data.root, f"no test images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]})")
+    test_set = prepare(samples, cfg.data.size)
+    if test_set.images.shape[1] != saved["channels_in"]:
+        raise InputError(
+            cfg.data.root,
+            f"images have {test_set.images.shape[1]} channel(s) but the checkpoint's model takes "
+            f"{saved['channels_in']}",
+        )
+    render = config_renderer(cfg, device, "polygons")
+    if saved["kind"] == "contour":
+        network.render = render
+    return Evaluation(network, saved, cfg, device, test_set, render)
+
+
+@dataclass
+class EvalResult:
+    """A checkpoint's scores on a test set, as `acdr-eval` writes them to metrics.json."""
+
+    f1: float  # the means over the test images
+    miou: float
+    wcov: float
+    boundf: float
+    rows: list[dict[str, float | str]]  # per image: name, f1, iou, wcov, boundf
+    model: str  # the checkpoint's kind: contour | pixel
+    epoch: int  # the epoch it was saved at
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    config: str | None = None,
+    overrides: Sequence[str] = (),
+    tta: bool = False,
+    device: str | torch.device = "auto",
+    progress: bool | StepCallback | None = None,
+) -> EvalResult:
+    """Score a checkpoint as `acdr-eval` does: F1, mIoU, WCov and BoundF of each test image at its
+    own size, and their means.
+
+    data: a folder in the generic layout (images/ and masks/; its split.json's test list if any, else
+    every image); config: a preset whose test split to use instead; neither: the test split of the
+    data the checkpoint was trained on. overrides as on the command line. tta: average over the 8
+    rotations and mirror images. progress: a `(phase, batch, batches, nan)` callback after every
+    batch, or True for a progress bar. Raises InputError or ConfigError (one line) as the command
+    line does. Writes nothing.
+    """
+    check_api_overrides(overrides)
+    evaluation = prepare_evaluation(checkpoint, data, config, list(overrides), tta, CONFIG.device(device))
+    with api_steps(progress) as on_step:
+        on_batch = None if on_step is None else lambda done, total: on_step("scoring", done - 1, total, float("nan"))
+        rows, means = evaluation.score(on_batch)
+    saved = evaluation.checkpoint
+    return EvalResult(**means, rows=rows, model=saved["kind"], epoch=int(saved["epoch"]))

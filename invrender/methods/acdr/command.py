@@ -14,7 +14,7 @@ import torch
 import typer
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, to_plain
+from invrender.config import to_plain
 from invrender.core.figures import RESULT, Layer, image_overlay, write_figure
 from invrender.core.geometry.polygons import write_polygons
 from invrender.core.io import (
@@ -45,10 +45,9 @@ from invrender.methods.acdr.api import (
     PREDICT_CONFIG,
     Predictor,
     loaded_model,
+    prepare_evaluation,
     train_with_config,
 )
-from invrender.methods.acdr.datasets import LAYOUT_HELP, load_splits, prepare
-from invrender.methods.acdr.evaluate import score_set
 from invrender.options import (
     Arguments,
     Channel,
@@ -184,44 +183,16 @@ def acdr_eval(
     check_timeout(timeout)
     check_threads(threads)
     prepare_parent()  # before anything is computed here: the scoring may run in a forked child
-    if data is not None and config is not None:
-        raise ConfigError("--data and --config: give one (a folder in the generic layout, or a preset's test split)")
-    network, saved = loaded_model(checkpoint, CONFIG.device(device), tta, training_record=True)  # epoch, config_name
-    # Without --config, the test split of the data the checkpoint was trained on.
-    name, base = (config, []) if config is not None else (saved["config_name"], list(saved["overrides"]))
-    all_overrides = base + list(overrides or [])
-    cfg, dev = start(name, all_overrides, device, None)
-    if data is not None:
-        cfg.data.layout, cfg.data.root = "generic", str(data)
-    network = network.to(dev)
-    cfg.data.size = int(saved["size"])
-    samples = load_splits(cfg.data, ("test",))["test"]
-    if not samples:
-        raise InputError(cfg.data.root, f"no test images (layout {cfg.data.layout}: {LAYOUT_HELP[cfg.data.layout]})")
-    test_set = prepare(samples, cfg.data.size)
-    if test_set.images.shape[1] != saved["channels_in"]:
-        raise InputError(
-            cfg.data.root,
-            f"images have {test_set.images.shape[1]} channel(s) but the checkpoint's model takes "
-            f"{saved['channels_in']}",
-        )
-    render = config_renderer(cfg, dev, "polygons")
-    if saved["kind"] == "contour":
-        network.render = render
+    evaluation = prepare_evaluation(checkpoint, data, config, list(overrides or []), tta, CONFIG.device(device))
+    saved, cfg = evaluation.checkpoint, evaluation.cfg
+    all_overrides = ([] if config is not None else list(saved["overrides"])) + list(overrides or [])
+    name = config if config is not None else saved["config_name"]
     metrics_path = out / "metrics.json"
     identity = {"checkpoint": str(checkpoint), "model": saved["kind"], "epoch": saved["epoch"], "tta": tta}
     identity["data"] = to_plain(cfg.data)
 
     def score(on_step: StepCallback) -> dict:
-        rows, means = score_set(
-            network,
-            test_set,
-            int(cfg.train.eval_batch),
-            dev,
-            render,
-            full_size=True,
-            on_batch=lambda done, total: on_step("scoring", done - 1, total, float("nan")),
-        )
+        rows, means = evaluation.score(lambda done, total: on_step("scoring", done - 1, total, float("nan")))
         write_json(metrics_path, {**identity, "images": len(rows), **means, "rows": rows})
         return {"images": len(rows), **means}
 
@@ -237,7 +208,7 @@ def acdr_eval(
         "config_name": name,
         "overrides": all_overrides,
         "config": to_plain(cfg),
-        "device": str(dev),
+        "device": str(evaluation.device),
         **threads_record(threads),
     }
     runner = Runner(
@@ -247,7 +218,7 @@ def acdr_eval(
         quiet=quiet,
         timeout=timeout,
         threads=threads,
-        fork=forks_jobs(dev),
+        fork=forks_jobs(evaluation.device),
     )
     with run_lock(out, wait=wait):
         code = runner.run([Job(str(checkpoint), [metrics_path], score, finished=scored_already)])
