@@ -339,6 +339,8 @@ class Evaluation:
 
     network: torch.nn.Module
     checkpoint: dict  # read_checkpoint's, with the record of its training run
+    config_name: str  # the preset `cfg` was composed from (by default the checkpoint's training preset)
+    overrides: list[str]  # ... and its overrides (by default the training's, then the caller's)
     cfg: DictConfig  # the test data's config (data.*), its renderer's and train.eval_batch
     device: torch.device
     test_set: SegmentationSet
@@ -368,7 +370,8 @@ def prepare_evaluation(
         raise ConfigError("--data and --config: give one (a folder in the generic layout, or a preset's test split)")
     network, saved = loaded_model(checkpoint, device, tta, training_record=True)
     name, base = (config, []) if config is not None else (saved["config_name"], list(saved["overrides"]))
-    cfg = CONFIG.compose(name, [*base, *overrides], device)
+    all_overrides = [*base, *overrides]
+    cfg = CONFIG.compose(name, all_overrides, device)
     if data is not None:
         cfg.data.layout, cfg.data.root = "generic", str(data)
     cfg.data.size = int(saved["size"])
@@ -385,7 +388,7 @@ def prepare_evaluation(
     render = config_renderer(cfg, device, "polygons")
     if saved["kind"] == "contour":
         network.render = render
-    return Evaluation(network, saved, cfg, device, test_set, render)
+    return Evaluation(network, saved, name, all_overrides, cfg, device, test_set, render)
 
 
 @dataclass

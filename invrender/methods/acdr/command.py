@@ -185,8 +185,6 @@ def acdr_eval(
     prepare_parent()  # before anything is computed here: the scoring may run in a forked child
     evaluation = prepare_evaluation(checkpoint, data, config, list(overrides or []), tta, CONFIG.device(device))
     saved, cfg = evaluation.checkpoint, evaluation.cfg
-    all_overrides = ([] if config is not None else list(saved["overrides"])) + list(overrides or [])
-    name = config if config is not None else saved["config_name"]
     metrics_path = out / "metrics.json"
     identity = {"checkpoint": str(checkpoint), "model": saved["kind"], "epoch": saved["epoch"], "tta": tta}
     identity["data"] = to_plain(cfg.data)
@@ -205,8 +203,8 @@ def acdr_eval(
 
     run_info = {
         "method": "acdr-eval",
-        "config_name": name,
-        "overrides": all_overrides,
+        "config_name": evaluation.config_name,
+        "overrides": evaluation.overrides,
         "config": to_plain(cfg),
         "device": str(evaluation.device),
         **threads_record(threads),
