@@ -12,11 +12,17 @@ flags the spline as probably wrong (`"suspect"`). Printed as markdown: DTW media
 percentile, by posture kind and by perturbation; the flag's catch rate on worms above 2 px and its
 false alarms on worms below 1 px; seconds per frame.
 
+The benchmark's inits keep each worm's true posture (similarity transforms of its label), so a fit
+that holds the init's shape (the `tangled` preset) is favoured by them. `--bend RAD` also bends every
+init (its tangent angle changed by a smooth random function of that RMS, `synth.bend`) before it is
+rotated, displaced or scaled: a detector's posture error, to measure that favour.
+
 The dataset seed 0 is the benchmark's; seed 1 is the one for tuning. Per-frame results are cached
-in `--work/results.jsonl`, keyed by seed, preset, overrides and the code (see spline_refine.py's
+in `--work/results.jsonl`, keyed by seed, bend, preset, overrides and the code (see spline_refine.py's
 `code_version`), so an interrupted run resumes and a result of other code is never reused.
 
     python bench/spline_postures.py --frames 64 --workers 2
+    python bench/spline_postures.py --frames 64 --workers 2 --preset tangled --methods ours
 """
 
 from __future__ import annotations
@@ -36,20 +42,39 @@ SIZE, BODIES, CROSSING = 256, 4, 2 / 3
 WRONG, RIGHT = 2.0, 1.0  # px: a worm above WRONG should be flagged, one below RIGHT should not
 
 
-def frame_inits(data_dir: Path, frame: int, seed: int) -> tuple[list[dict], list[str]]:
-    """Frame `frame`'s init: each worm's from one perturbation, drawn per worm (seeded by frame)."""
+def frame_inits(data_dir: Path, frame: int, seed: int, bend: float = 0.0) -> tuple[list[dict], list[str]]:
+    """Frame `frame`'s init: each worm's from one perturbation, drawn per worm (seeded by frame).
+
+    `bend` > 0 (radians): each init's posture is also wrong, as a detector's is. The worm's label is
+    bent first (`synth.bend`: its tangent angle changed by a smooth random function of that RMS),
+    then rotated, displaced or scaled as the dataset's inits are (signs and directions drawn here).
+    """
     from invrender.core.geometry.spline_io import read_splines
+    from invrender.methods.spline_refine import synth
 
     name = f"frame_{frame:04d}.json"
     per_kind = {p: read_splines(data_dir / "inits" / p / name)[0] for p in PERTURBATIONS}
     rng = np.random.default_rng([seed, frame])
     chosen = [PERTURBATIONS[k] for k in rng.integers(len(PERTURBATIONS), size=len(per_kind["rotation"]))]
-    return [per_kind[p][i] for i, p in enumerate(chosen)], chosen
+    inits = [per_kind[p][i] for i, p in enumerate(chosen)]
+    if bend > 0:
+        labels = read_splines(data_dir / "labels" / name)[0]
+        bend_rng = np.random.default_rng([seed, frame, 1])
+        for i, (label, kind) in enumerate(zip(labels, chosen)):
+            points = synth.bend(label["points"], bend, bend_rng)
+            if kind == "rotation":
+                points = synth.rotate(points, synth.ROTATION * bend_rng.choice([-1.0, 1.0]))
+            elif kind == "displacement":
+                points = synth.displace(points, synth.DISPLACEMENT, bend_rng)
+            else:
+                points = synth.scale(points, synth.SCALING)
+            inits[i] = {**inits[i], "points": points[synth.INIT_POINTS]}
+    return inits, chosen
 
 
 def _task(args: tuple) -> dict:
     """Refine one frame with one method; per-worm DTW, flags and the frame's seconds."""
-    data_dir, seed, frame, method, preset, overrides = args
+    data_dir, seed, frame, method, preset, overrides, bend = args
     from spline_refine import refine_timed  # bench/spline_refine.py, beside this script
 
     from invrender.config import compose_config
@@ -64,7 +89,7 @@ def _task(args: tuple) -> dict:
     label_path = data_dir / "labels" / f"frame_{frame:04d}.json"
     labels = read_splines(label_path)[0]
     postures = [s.get("posture") for s in read_json(label_path)["splines"]]  # read_splines keeps no extra keys
-    init, perturbations = frame_inits(data_dir, frame, seed)
+    init, perturbations = frame_inits(data_dir, frame, seed, bend)
     refined, seconds = refine_timed(image, init, cfg, method)
     by_id = {r["id"]: r for r in refined}
     worms = []
@@ -78,6 +103,7 @@ def _task(args: tuple) -> dict:
                 "initial": curve_dtw(label["points"], start_rec["points"]),
                 "dtw": curve_dtw(label["points"], result["points"]),
                 "suspect": result.get("suspect"),
+                "points": np.round(np.asarray(result["points"], dtype=float), 2).tolist(),  # for offline analyses
                 **{key: result.get(key) for key in (*CHECKS, "restarted")},
             }
         )
@@ -90,6 +116,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed: 0 the benchmark's, 1 for tuning")
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each")
     parser.add_argument("--methods", nargs="+", default=["ours", "active-contour"])
+    parser.add_argument(
+        "--bend", type=float, default=0.0, help="radians: inits' postures also wrong by this RMS tangent angle"
+    )
     parser.add_argument("--preset", default="default", help="spline-refine preset (configs/spline_refine)")
     parser.add_argument("--work", type=Path, default=Path("bench/out/spline_postures"))
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
@@ -105,7 +134,13 @@ def main() -> None:
     cache_path = args.work / "results.jsonl"
     from spline_refine import code_version  # bench/spline_refine.py, beside this script
 
-    tag = {"seed": args.seed, "preset": args.preset, "overrides": " ".join(args.overrides), "code": code_version()}
+    tag = {
+        "seed": args.seed,
+        "bend": args.bend,
+        "preset": args.preset,
+        "overrides": " ".join(args.overrides),
+        "code": code_version(),
+    }
     done = {}
     if cache_path.exists():
         for line in cache_path.read_text().splitlines():
@@ -113,7 +148,7 @@ def main() -> None:
             if all(rec.get(k) == v for k, v in tag.items()) and rec["frame"] < args.frames:
                 done[(rec["frame"], rec["method"])] = rec
     tasks = [
-        (str(data_dir), args.seed, frame, method, args.preset, tuple(args.overrides))
+        (str(data_dir), args.seed, frame, method, args.preset, tuple(args.overrides), args.bend)
         for method in args.methods
         for frame in range(args.frames)
         if (frame, method) not in done
@@ -142,7 +177,8 @@ def report(records: list[dict], args) -> str:
     frames = {m: sum(r["method"] == m for r in records) for m in methods}
     any_worms = next(iter(worms.values()), [])
     lines = [
-        f"Dataset seed {args.seed}, {max(frames.values(), default=0)} frames of {SIZE}x{SIZE} with {BODIES} worms; "
+        f"Dataset seed {args.seed}, inits bent by {args.bend} rad, {max(frames.values(), default=0)} frames of "
+        f"{SIZE}x{SIZE} with {BODIES} worms; "
         f"preset {args.preset}; overrides: {' '.join(args.overrides) or 'none'}; "
         f"{args.workers} worker process(es), 1 torch thread each.",
         "",

@@ -25,7 +25,7 @@ def test_spline_refine_config(name):
 
 
 def test_presets_exist():
-    assert {"default", "synthetic", "real"} <= set(available_configs("spline_refine"))
+    assert {"default", "synthetic", "real", "tangled"} <= set(available_configs("spline_refine"))
 
 
 def test_spine_seg_config_has_the_papers_numbers():

@@ -17,6 +17,11 @@
   heading and size; see posture_change). A detector may misplace a worm, but it rarely invents its
   posture: a fit that swapped parts with a crossing worm, or cut across a coil, took another shape.
 
+- `start_spread`: how far (DTW, px) the other starts of the fit's multi-start phase that explain the
+  image about as well as the kept one (within `output.start_tolerance` of its loss) put the spline.
+  Where the pixels do not decide which worm is where (two worms lying along each other, a knot of
+  three), equally good starts disagree; where they do, good starts agree.
+
 `suspect` combines them with the thresholds of the config's `flag` section. Points are `[x, y]`
 px; images `(H, W)` on the fit's normalised intensities.
 """
@@ -27,7 +32,7 @@ import numpy as np
 from scipy.ndimage import binary_opening
 from scipy.spatial import cKDTree
 
-from invrender.core.metrics import resample_curve
+from invrender.core.metrics import curve_dtw, resample_curve
 from invrender.methods.spline_refine.groups import densify, nearest_group
 
 #: A pixel's residual is unexplained body beyond this many noise deviations.
@@ -91,10 +96,18 @@ def posture_change(init_points: np.ndarray, points: np.ndarray, n: int = 50) -> 
     return float(np.sqrt(np.mean(np.abs(rotated - zb) ** 2)))
 
 
+def start_spread(kept: np.ndarray, others: list[np.ndarray]) -> float:
+    """The largest DTW (px) between the centreline `kept (P, 2)` and those of `others` (0 without)."""
+    return max((curve_dtw(kept, other) for other in others), default=0.0)
+
+
 #: The checks of a record, each compared with the threshold of the same name.
-CHECKS = ("loss_ratio", "shared", "unexplained", "posture_change")
+CHECKS = ("loss_ratio", "shared", "unexplained", "posture_change", "start_spread")
 
 
 def is_suspect(checks: dict, thresholds) -> bool:
-    """Whether any check of CHECKS exceeds its threshold (`thresholds.<check>`)."""
-    return any(checks.get(name) is not None and checks[name] > float(thresholds[name]) for name in CHECKS)
+    """Whether any check of CHECKS exceeds its threshold (`thresholds.<check>`; null: not used)."""
+    return any(
+        checks.get(name) is not None and thresholds[name] is not None and checks[name] > float(thresholds[name])
+        for name in CHECKS
+    )

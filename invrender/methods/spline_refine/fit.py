@@ -21,6 +21,7 @@ from invrender.methods.spline_refine.checks import (
     loss_ratio,
     posture_change,
     shared_fraction,
+    start_spread,
     unexplained_fractions,
 )
 from invrender.methods.spline_refine.groups import (
@@ -30,7 +31,7 @@ from invrender.methods.spline_refine.groups import (
     local_background,
     nearest_group,
 )
-from invrender.methods.spline_refine.model import SplineScene, gaussian_profile
+from invrender.methods.spline_refine.model import SplineScene, centrelines, gaussian_profile
 
 
 @dataclass
@@ -279,9 +280,27 @@ def _read_out(model: SplineScene, problems: list[_Problem], cfg: DictConfig) -> 
             for i, rec in enumerate(problem.records)
         ]
         readout = _Readout(records, render[p], bodies[p], float(((render[p] - problem.target[0]) ** 2).mean()))
+        for rec, spread in zip(records, _start_spreads(model, p, cfg)):
+            rec["start_spread"] = spread
         _check(readout, problem, None if model.held is None else model.held[p], cfg)
         readouts.append(readout)
     return readouts
+
+
+def _start_spreads(model: SplineScene, p: int, cfg: DictConfig) -> list[float | None]:
+    """For each body of problem `p`: how far the starts of the model's last multi-start phase whose
+    loss came within `output.start_tolerance` of the kept start's put it (checks.start_spread);
+    None for every body of a model that ran no multi-start phase."""
+    if model.starts is None:
+        return [None] * model.knots_xy.shape[1]
+    knots, losses = model.starts
+    per_problem = losses.shape[1]
+    mine = losses[p]
+    best = int(torch.nan_to_num(mine, nan=math.inf).argmin())
+    limit = float(mine[best]) * (1.0 + float(cfg.output.start_tolerance))
+    near = [s for s in range(per_problem) if s != best and bool(torch.isfinite(mine[s])) and float(mine[s]) <= limit]
+    curves = centrelines(knots[p * per_problem : (p + 1) * per_problem], int(cfg.output.points))[0].cpu().numpy()
+    return [start_spread(curves[best, i], [curves[s, i] for s in near]) for i in range(curves.shape[1])]
 
 
 def _check(readout: _Readout, problem: _Problem, held: torch.Tensor | None, cfg: DictConfig) -> None:
@@ -370,7 +389,11 @@ def _restart_suspects(
     with torch.no_grad():
         for name, value in combined.model.named_parameters():
             scene[name].copy_(value)
-    records = [{**rec, "restarted": True} if i in suspects else rec for i, rec in enumerate(polished.records)]
+    records = []
+    for i, (rec, first) in enumerate(zip(polished.records, readout.records)):
+        # The polish runs one start: the first fit's starts say how sure it could be of each body.
+        rec = {**rec, "start_spread": first["start_spread"], **({"restarted": True} if i in suspects else {})}
+        records.append({**rec, "suspect": is_suspect(rec, cfg.flag)})
     return replace(polished, records=records, restarts=restarts)
 
 

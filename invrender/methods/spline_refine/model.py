@@ -47,6 +47,13 @@ def gaussian_profile(n_nodes: int) -> torch.Tensor:
     return torch.exp(-2.0 * log_z**2)
 
 
+def centrelines(knots: torch.Tensor, n_points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Points uniform in arc length on the natural splines through `knots (..., K, 2)`: the points
+    (..., n_points, 2), their spline parameters (..., n_points) and the curves' lengths (...)."""
+    s, length = splines.arc_length_parameters(knots, n_points)
+    return splines.natural_spline_basis(s, knots.shape[-2]) @ knots, s, length
+
+
 class SplineScene(MultiStartModule):
     groups = {
         "splines": ("knots_xy", "knots_w", "log_width"),
@@ -104,6 +111,8 @@ class SplineScene(MultiStartModule):
         self.kernel = nn.Parameter(identity)
         self.profile = nn.Parameter(gaussian_profile(profile_nodes).to(dtype)[None])
         self.held: torch.Tensor | None = None  # (P, M, H, W) images of bodies held fixed, see hold_bodies
+        # The last multi-start phase's starts, kept for the checks (see starts_ended).
+        self.starts: tuple[torch.Tensor, torch.Tensor] | None = None
         H, W = self.image_shape
         ys, xs = torch.meshgrid(torch.arange(H, dtype=dtype), torch.arange(W, dtype=dtype), indexing="ij")
         self.register_buffer("grid", torch.stack([xs - (W - 1) / 2, ys - (H - 1) / 2]) / self.scale, persistent=False)
@@ -136,11 +145,17 @@ class SplineScene(MultiStartModule):
         """The global width W (a radius) in pixels, (S,)."""
         return torch.exp(self.log_width) * self.scale
 
+    @torch.no_grad()
+    def starts_ended(self, losses: torch.Tensor) -> None:
+        """Keep the knots of every start of every problem, (P * n, N, K, 2) px, and their `losses (P,
+        n)` (see MultiStartModule): where other starts that explain the image about as well put a body
+        says how sure its fit is."""
+        self.starts = (self.knots_px().detach().clone(), losses.detach().clone())
+
     def sample(self, n_points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Points uniform in arc length: centres (S, N, P, 2) px, radii (S, N, P) px, lengths (S, N) px."""
         knots = self.knots_px()
-        s, length = splines.arc_length_parameters(knots, n_points)
-        centers = splines.natural_spline_basis(s, knots.shape[-2]) @ knots
+        centers, s, length = centrelines(knots, n_points)
         relative = splines.evaluate(torch.sigmoid(self.knots_w).unsqueeze(-1), s).squeeze(-1)
         radii = self.width_px()[:, None, None] * relative.clamp_min(0.05)
         return centers, radii, length

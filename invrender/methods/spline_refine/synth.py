@@ -306,6 +306,24 @@ def scale(points: np.ndarray, factor: float) -> np.ndarray:
     return (points - centre) * factor + centre
 
 
+def bend(points: np.ndarray, rms_radians: float, rng: np.random.Generator, modes: int = 3) -> np.ndarray:
+    """A posture error: the tangent angle of the polyline `(k, 2)` (k >= 3) changed by a smooth
+    random function of arc length s in [0, 1], sum over j = 1..`modes` of c_j sqrt(2) cos(j pi s)
+    with c_j ~ N(0, rms_radians^2 / modes), so its RMS over the body is about `rms_radians` and its
+    mean 0 (the heading is kept). Each segment keeps its length; the centroid is kept."""
+    points = np.asarray(points, dtype=np.float64)
+    steps = np.diff(points, axis=0)
+    s = (np.arange(len(steps)) + 0.5) / len(steps)
+    c = rng.normal(0.0, rms_radians / np.sqrt(modes), modes)
+    delta = np.sqrt(2.0) * np.cos(np.pi * np.outer(s, np.arange(1, modes + 1))) @ c
+    turned = (
+        steps[:, 0] * np.cos(delta) - steps[:, 1] * np.sin(delta),
+        steps[:, 0] * np.sin(delta) + steps[:, 1] * np.cos(delta),
+    )
+    bent = np.vstack([np.zeros(2), np.cumsum(np.stack(turned, axis=1), axis=0)])
+    return bent - bent.mean(axis=0) + points.mean(axis=0)
+
+
 def straight_line(points: np.ndarray, k: int | None = None) -> np.ndarray:
     """The straight line between the first and last of `points`, as `k` (default: as many) points."""
     k = len(points) if k is None else k

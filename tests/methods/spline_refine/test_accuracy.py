@@ -46,11 +46,12 @@ def _first_frame(n_bodies: int, wanted: set[str]) -> tuple:
     raise AssertionError(f"no frame of {wanted} postures")
 
 
+@pytest.mark.parametrize("preset", ["default", "tangled"])
 @pytest.mark.parametrize(
     "case, n_bodies, kinds",
     [("coiled worm", 1, {"coil"}), ("crossing pair", 2, {"crawl", "turn"})],
 )
-def test_cli_refines_real_postures_below_a_pixel(tmp_path, case, n_bodies, kinds):
+def test_cli_refines_real_postures_below_a_pixel(tmp_path, case, n_bodies, kinds, preset):
     image, labels = _first_frame(n_bodies, kinds)
     write_tiff(tmp_path / "frame.tif", image)
     sign = [1.0, -1.0]
@@ -60,7 +61,7 @@ def test_cli_refines_real_postures_below_a_pixel(tmp_path, case, n_bodies, kinds
     ]
     write_splines(tmp_path / "frame.json", [init], image="frame.tif")
     out = tmp_path / "out"
-    code = main(["spline-refine", str(tmp_path / "frame.tif"), "--out", str(out), "--quiet"])
+    code = main(["spline-refine", str(tmp_path / "frame.tif"), "--out", str(out), "--config", preset, "--quiet"])
     assert code == 0
 
     refined = {r["id"]: r["points"] for r in read_splines(out / "frame.splines.json")[0]}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from invrender.core.metrics import resample_curve
+from invrender.core.metrics import curve_dtw, resample_curve
 from invrender.methods.spline_refine.checks import (
     is_suspect,
     loss_ratio,
     posture_change,
     shared_fraction,
+    start_spread,
     unexplained_fractions,
 )
 
@@ -90,3 +91,19 @@ def test_loss_ratio_and_suspect():
     for name, value in [("loss_ratio", 9.0), ("shared", 0.5), ("unexplained", 0.3), ("posture_change", 0.4)]:
         assert is_suspect({**calm, name: value}, thresholds), name
     assert not is_suspect({**calm, "loss_ratio": None}, thresholds)
+
+
+def test_start_spread_is_the_farthest_other_start():
+    kept = _wave()
+    assert start_spread(kept, []) == 0.0
+    near, far = kept + [0.0, 0.5], kept + [3.0, 4.0]
+    assert start_spread(kept, [near]) == pytest.approx(curve_dtw(kept, near))
+    assert curve_dtw(kept, far) > 3 * curve_dtw(kept, near)
+    assert start_spread(kept, [near, far, near]) == pytest.approx(curve_dtw(kept, far))
+
+
+def test_a_check_without_a_threshold_is_not_used():
+    thresholds = {"loss_ratio": 8.0, "shared": 0.3, "unexplained": 0.2, "posture_change": 0.25, "start_spread": None}
+    checks = {"loss_ratio": 3.0, "shared": 0.05, "unexplained": 0.0, "posture_change": 0.1, "start_spread": 9.0}
+    assert not is_suspect(checks, thresholds)
+    assert is_suspect(checks, {**thresholds, "start_spread": 2.0})

@@ -306,7 +306,7 @@ def test_every_spline_is_checked_and_doubted_ones_are_fitted_again(tmp_path, goo
     splines = json.loads((out / "worms.splines.json").read_text())["splines"]
     for spline in splines:
         assert isinstance(spline["suspect"], bool)
-        for check in ("loss_ratio", "shared", "unexplained", "posture_change"):
+        for check in ("loss_ratio", "shared", "unexplained", "posture_change", "start_spread"):
             assert spline[check] >= 0.0, check
     [job] = json.loads((out / "manifest.json").read_text())["inputs"]
     names = [p["name"] for p in job["result"]["phases"][0]]

@@ -7,6 +7,7 @@ from invrender.core.geometry.spline_io import read_splines
 from invrender.core.io import read_image
 from invrender.methods.spline_refine.synth import (
     INIT_NAMES,
+    bend,
     body_thickness,
     displace,
     make_body,
@@ -102,6 +103,26 @@ def test_scale_scales_distances_to_the_centroid():
     shrunk = scale(points, 0.7)
     np.testing.assert_allclose(shrunk.mean(axis=0), centre)
     np.testing.assert_allclose(shrunk - centre, 0.7 * (points - centre))
+
+
+def test_bend_changes_the_posture_by_the_asked_rms_angle_and_keeps_lengths_and_centroid():
+    points = _label()
+    steps = np.diff(points, axis=0) @ [1, 1j]
+    changes = []
+    for seed in range(200):
+        bent = bend(points, 0.2, np.random.default_rng(seed))
+        np.testing.assert_allclose(bent.mean(axis=0), points.mean(axis=0), atol=1e-9)
+        np.testing.assert_allclose(
+            np.linalg.norm(np.diff(bent, axis=0), axis=1), np.linalg.norm(np.diff(points, axis=0), axis=1)
+        )
+        change = np.angle((np.diff(bent, axis=0) @ [1, 1j]) / steps)  # each segment's turn, rad
+        # Smooth (a few cosine modes, no jumps between segments) and without a net turn of the heading.
+        assert np.abs(np.diff(change)).max() < 0.1
+        assert abs(change.mean()) < 0.05
+        changes.append(change)
+    rms = np.sqrt(np.mean(np.square(changes)))
+    assert rms == pytest.approx(0.2, rel=0.1)
+    np.testing.assert_allclose(bend(points, 0.0, np.random.default_rng(0)), points, atol=1e-9)
 
 
 def test_straight_line_keeps_the_ends():
