@@ -61,13 +61,7 @@ def frame_inits(data_dir: Path, frame: int, seed: int, bend: float = 0.0) -> tup
         labels = read_splines(data_dir / "labels" / name)[0]
         bend_rng = np.random.default_rng([seed, frame, 1])
         for i, (label, kind) in enumerate(zip(labels, chosen)):
-            points = synth.bend(label["points"], bend, bend_rng)
-            if kind == "rotation":
-                points = synth.rotate(points, synth.ROTATION * bend_rng.choice([-1.0, 1.0]))
-            elif kind == "displacement":
-                points = synth.displace(points, synth.DISPLACEMENT, bend_rng)
-            else:
-                points = synth.scale(points, synth.SCALING)
+            points = synth.perturb(synth.bend(label["points"], bend, bend_rng), kind, bend_rng)
             inits[i] = {**inits[i], "points": points[synth.INIT_POINTS]}
     return inits, chosen
 

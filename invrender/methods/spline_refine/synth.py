@@ -306,6 +306,19 @@ def scale(points: np.ndarray, factor: float) -> np.ndarray:
     return (points - centre) * factor + centre
 
 
+def perturb(points: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """`(k, 2)` points moved by the rigid perturbation `kind` of the robustness study: "rotation"
+    (ROTATION degrees, its sign drawn from `rng`), "displacement" (DISPLACEMENT px, its direction
+    drawn) or "scaling" (by SCALING; draws nothing)."""
+    if kind == "rotation":
+        return rotate(points, ROTATION * rng.choice([-1.0, 1.0]))
+    if kind == "displacement":
+        return displace(points, DISPLACEMENT, rng)
+    if kind == "scaling":
+        return scale(points, SCALING)
+    raise ValueError(f"unknown perturbation {kind!r}")
+
+
 def bend(points: np.ndarray, rms_radians: float, rng: np.random.Generator, modes: int = 3) -> np.ndarray:
     """A posture error: the tangent angle of the polyline `(k, 2)` (k >= 3) changed by a smooth
     random function of arc length s in [0, 1], sum over j = 1..`modes` of c_j sqrt(2) cos(j pi s)
@@ -385,9 +398,8 @@ def write_spline_dataset(
         inits: dict[str, list[np.ndarray]] = {name: [] for name in INIT_NAMES}
         for i, body in enumerate(frame_bodies):
             p = body["points"]
-            inits["rotation"].append(rotate(p, ROTATION * pert_rng.choice([-1.0, 1.0])))
-            inits["displacement"].append(displace(p, DISPLACEMENT, pert_rng))
-            inits["scaling"].append(scale(p, SCALING))
+            for kind in ("rotation", "displacement", "scaling"):  # in this order: the draws follow it
+                inits[kind].append(perturb(p, kind, pert_rng))
             inits["pca"].append(compressed[f, i])
             inits["straight"].append(straight_line(p))
         for name, curves in inits.items():
