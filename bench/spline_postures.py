@@ -7,10 +7,12 @@ perturbed by one of rotation (20 deg), displacement (10 px) or scaling (0.7), dr
 frame is refined by our method (the default config, or a preset) and by the active-contour baseline.
 
 Scores are per worm: the DTW (px) between a worm's label and the refined spline of the same id
-(no re-matching, so two fits that swap or merge worms count as wrong), and whether the output
-flags the spline as probably wrong (`"suspect"`). Printed as markdown: DTW median and 90th
-percentile, by posture kind and by perturbation; the flag's catch rate on worms above 2 px and its
-false alarms on worms below 1 px; seconds per frame.
+(no re-matching, so two fits that swap or merge worms count as wrong), the farther of its two
+end-point errors (DTW averages along the body, so a tail that stops short hides in it), and whether
+the output flags the spline as probably wrong (`"suspect"`). Printed as markdown: DTW median and
+90th percentile, by posture kind and by perturbation; the end errors, of all worms and of those
+below 1 px DTW; the flag's catch rate on worms above 2 px and its false alarms on worms below 1 px;
+seconds per frame.
 
 The benchmark's inits keep each worm's true posture (similarity transforms of its label), so a fit
 that holds the init's shape (the `tangled` preset) is favoured by them. `--bend RAD` also bends every
@@ -75,7 +77,7 @@ def _task(args: tuple) -> dict:
     from invrender.config import compose_config
     from invrender.core.geometry.spline_io import read_splines
     from invrender.core.io import read_image, read_json
-    from invrender.core.metrics import curve_dtw
+    from invrender.core.metrics import curve_dtw, end_distance
     from invrender.methods.spline_refine.checks import CHECKS
 
     data_dir = Path(data_dir)
@@ -97,6 +99,7 @@ def _task(args: tuple) -> dict:
                 "perturbation": perturbation,
                 "initial": curve_dtw(label["points"], start_rec["points"]),
                 "dtw": curve_dtw(label["points"], result["points"]),
+                "end": end_distance(label["points"], result["points"]),
                 "suspect": result.get("suspect"),
                 "points": np.round(np.asarray(result["points"], dtype=float), 2).tolist(),  # for offline analyses
                 **{key: result.get(key) for key in (*CHECKS, "restarted")},
@@ -193,6 +196,18 @@ def report(records: list[dict], args) -> str:
         row = [name, str(len(first)), _stats([w["initial"] for w in first])]
         row += [_stats([w["dtw"] for w in chosen[m]]) for m in methods]
         lines.append("| " + " | ".join(row) + " |")
+    if all("end" in w for m in methods for w in worms[m]):  # results cached before the column lack it
+        lines += ["", "The farther end of each worm from the label's (px), median / 90th percentile:", ""]
+        lines += ["| worms | n | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+        right = {m: [w["end"] for w in worms[m] if w["dtw"] < RIGHT] for m in methods}
+        lines.append(
+            f"| all | {len(any_worms)} | " + " | ".join(_stats([w["end"] for w in worms[m]]) for m in methods) + " |"
+        )
+        lines.append(
+            f"| DTW below {RIGHT} px | - | "
+            + " | ".join(f"{_stats(right[m])} (n {len(right[m])})" for m in methods)
+            + " |"
+        )
     if "ours" in worms and any(w["suspect"] is not None for w in worms["ours"]):
         ours = worms["ours"]
         wrong = [w for w in ours if w["dtw"] > WRONG]

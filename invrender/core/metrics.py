@@ -88,6 +88,18 @@ def curve_dtw(label: np.ndarray, result: np.ndarray, n: int = 100) -> float:
     return float(_oriented_dtw(a, b)[0, 0])
 
 
+def end_distance(label: np.ndarray, result: np.ndarray) -> float:
+    """The farther of the two end-point errors (px) between `label (k, 2)` and `result (m, 2)`,
+    in the better of the result's two orientations. DTW averages along the body, so a fit whose
+    tail stops short of the worm's by several pixels can still score well below a pixel; this is
+    that tail's error."""
+    label, result = np.asarray(label, dtype=np.float64), np.asarray(result, dtype=np.float64)
+    ends, other = result[[0, -1]], result[[-1, 0]]
+    same = np.linalg.norm(label[[0, -1]] - ends, axis=1).max()
+    flipped = np.linalg.norm(label[[0, -1]] - other, axis=1).max()
+    return float(min(same, flipped))
+
+
 def matched_dtw(labels: list[np.ndarray], results: list[np.ndarray], n: int = 100) -> tuple[float, list[float]]:
     """Match labels to results one-to-one (Hungarian on the curve_dtw matrix) and score them.
 

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from invrender.core.metrics import curve_dtw, dtw_distance, matched_dtw, resample_curve
+from invrender.core.metrics import curve_dtw, dtw_distance, end_distance, matched_dtw, resample_curve
 
 
 def _line(n=100, start=(10.0, 20.0), end=(109.0, 20.0)):
@@ -61,6 +61,27 @@ def test_dtw_matches_brute_force(seed):
     n, m = rng.integers(1, 6, size=2)
     a, b = rng.normal(size=(n, 2)) * 5, rng.normal(size=(m, 2)) * 5
     assert dtw_distance(a, b) == pytest.approx(_brute_force_dtw(a, b), rel=1e-12)
+
+
+def test_end_distance_is_the_farther_end_in_the_better_orientation():
+    line = _line()
+    short = line[:-10]  # the tail stops 10 px short
+    shortfall = float(np.linalg.norm(line[-1] - short[-1]))
+    assert end_distance(line, short) == pytest.approx(shortfall)
+    assert end_distance(line, short[::-1]) == pytest.approx(shortfall)  # either orientation
+    assert end_distance(line, line + [0.0, 2.0]) == pytest.approx(2.0)
+    # DTW averages the shortfall along the body (under a pixel here); the end keeps it whole.
+    assert shortfall == pytest.approx(10.0)
+    assert curve_dtw(line, short) < 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_end_distance_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(5, 2)) * 5, rng.normal(size=(7, 2)) * 5
+    pairings = [((a[0], b[0]), (a[-1], b[-1])), ((a[0], b[-1]), (a[-1], b[0]))]
+    brute = min(max(float(np.hypot(*(p - q))) for p, q in pairing) for pairing in pairings)
+    assert end_distance(a, b) == pytest.approx(brute, rel=1e-12)
 
 
 def test_resample_straight_line_is_equally_spaced():
