@@ -49,10 +49,11 @@ class MultiStartModule(nn.Module):
         for p in self.parameters():
             p.data = p.data.repeat_interleave(n_seeds, dim=0)
 
-    def starts_ended(self, losses: torch.Tensor) -> None:
+    def starts_ended(self, losses: torch.Tensor, kept: Sequence[int]) -> None:
         """Called at the end of a multi-start phase, before `select_seeds`, with each start's
-        `losses (P, n_seeds)` (the term the best is chosen by): a model that can tell something from
-        the starts it is about to drop (how far other good starts put its parts) looks here."""
+        `losses (P, n_seeds)` (the term the best is chosen by) and the start each problem keeps
+        (`kept[p]` in 0..n_seeds-1): a model that can tell something from the starts it is about to
+        drop (how far other good starts put its parts) looks here."""
 
     @torch.no_grad()
     def select_seeds(self, indices: Sequence[int]) -> None:

@@ -451,7 +451,7 @@ def _run_phase(
             )
         )
     if n_seeds > 1:
-        model.starts_ended(select.detach())
+        model.starts_ended(select.detach(), best_seeds)
         model.select_seeds([p * n_seeds + best for p, best in enumerate(best_seeds)])
     for p in model.parameters():
         p.requires_grad_(False)

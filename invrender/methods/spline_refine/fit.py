@@ -293,14 +293,14 @@ def _start_spreads(model: SplineScene, p: int, cfg: DictConfig) -> list[float | 
     None for every body of a model that ran no multi-start phase."""
     if model.starts is None:
         return [None] * model.knots_xy.shape[1]
-    knots, losses = model.starts
+    knots, losses, kept = model.starts
     per_problem = losses.shape[1]
-    mine = losses[p]
-    best = int(torch.nan_to_num(mine, nan=math.inf).argmin())
+    mine, best = losses[p], kept[p]
     limit = float(mine[best]) * (1.0 + float(cfg.output.start_tolerance))
     near = [s for s in range(per_problem) if s != best and bool(torch.isfinite(mine[s])) and float(mine[s]) <= limit]
-    curves = centrelines(knots[p * per_problem : (p + 1) * per_problem], int(cfg.output.points))[0].cpu().numpy()
-    return [start_spread(curves[best, i], [curves[s, i] for s in near]) for i in range(curves.shape[1])]
+    compared = [p * per_problem + s for s in (best, *near)]  # the kept start first
+    curves = centrelines(knots[compared], int(cfg.output.points))[0].cpu().numpy()
+    return [start_spread(curves[0, i], list(curves[1:, i])) for i in range(curves.shape[1])]
 
 
 def _check(readout: _Readout, problem: _Problem, held: torch.Tensor | None, cfg: DictConfig) -> None:

@@ -28,6 +28,7 @@ earlier fit, while one body is fitted again) join the combination as they are.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -112,7 +113,7 @@ class SplineScene(MultiStartModule):
         self.profile = nn.Parameter(gaussian_profile(profile_nodes).to(dtype)[None])
         self.held: torch.Tensor | None = None  # (P, M, H, W) images of bodies held fixed, see hold_bodies
         # The last multi-start phase's starts, kept for the checks (see starts_ended).
-        self.starts: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.starts: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
         H, W = self.image_shape
         ys, xs = torch.meshgrid(torch.arange(H, dtype=dtype), torch.arange(W, dtype=dtype), indexing="ij")
         self.register_buffer("grid", torch.stack([xs - (W - 1) / 2, ys - (H - 1) / 2]) / self.scale, persistent=False)
@@ -146,11 +147,11 @@ class SplineScene(MultiStartModule):
         return torch.exp(self.log_width) * self.scale
 
     @torch.no_grad()
-    def starts_ended(self, losses: torch.Tensor) -> None:
-        """Keep the knots of every start of every problem, (P * n, N, K, 2) px, and their `losses (P,
-        n)` (see MultiStartModule): where other starts that explain the image about as well put a body
-        says how sure its fit is."""
-        self.starts = (self.knots_px().detach().clone(), losses.detach().clone())
+    def starts_ended(self, losses: torch.Tensor, kept: Sequence[int]) -> None:
+        """Keep the knots of every start of every problem, (P * n, N, K, 2) px, their `losses (P, n)`
+        and the start each problem keeps (see MultiStartModule): where other starts that explain the
+        image about as well put a body says how sure its fit is."""
+        self.starts = (self.knots_px().detach().clone(), losses.detach().clone(), list(kept))
 
     def sample(self, n_points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Points uniform in arc length: centres (S, N, P, 2) px, radii (S, N, P) px, lengths (S, N) px."""

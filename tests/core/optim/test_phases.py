@@ -196,8 +196,8 @@ def test_each_problem_keeps_its_own_best_seed_as_brute_force_finds_it():
 class Watched(Problems):
     """Problems that keep what `starts_ended` is told, and the starts it is told about."""
 
-    def starts_ended(self, losses):
-        self.told = (losses.clone(), self.a.detach().clone())
+    def starts_ended(self, losses, kept):
+        self.told = (losses.clone(), self.a.detach().clone(), list(kept))
 
 
 def test_a_model_is_told_every_starts_loss_before_the_best_are_kept():
@@ -205,10 +205,11 @@ def test_a_model_is_told_every_starts_loss_before_the_best_are_kept():
     starts, shifts = rng.normal(size=(3, 2)), rng.normal(size=(4, 2))
     model = Watched(starts, shifts)
     records = run_phases(model, toy_objective, [phase(train=["a"], lr=0.0, steps=2, seeds=4)], {"recon_mse": 1.0})
-    losses, slices = model.told
+    losses, slices, kept = model.told
     assert losses.shape == (3, 4) and slices.shape == (12, 2)  # all starts, before select_seeds
     for p, record in enumerate(records):
         assert losses[p].tolist() == pytest.approx(record.seed_losses)
+        assert kept[p] == record.best_seed
         np.testing.assert_allclose(slices[p * 4 : p * 4 + 4].numpy(), starts[p] + shifts)
     model.told = None
     run_phases(model, toy_objective, [phase(train=["a"], steps=2)], {"recon_mse": 1.0})
