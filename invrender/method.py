@@ -43,6 +43,26 @@ class JobContext:
 
 
 @dataclass(frozen=True)
+class SizeOption:
+    """A method's option of its objects' typical size in pixels, as cellpose's `--diameter`: the
+    sizes in pixels of the config are set from it by `overrides(cfg, size)`, config overrides
+    computed from the config it is given (so that they follow a preset's and the user's values)."""
+
+    name: str  # the command line's `--<name>` and the Python API's keyword
+    help: str
+    overrides: Callable[[DictConfig, float], list[str]]
+
+    def checked(self, size: Any, flag: str = "") -> float:
+        """`size` as a float if it is a positive finite number; ConfigError naming the option
+        (`flag` + name: "--" on the command line) otherwise."""
+        number = isinstance(size, int | float) and not isinstance(size, bool)
+        if not (number and math.isfinite(size) and size > 0):
+            shown = f"{size:g}" if number else repr(size)
+            raise ConfigError(f"{flag}{self.name} {shown}: must be a positive number of pixels")
+        return float(size)
+
+
+@dataclass(frozen=True)
 class MethodConfig:
     """A method's configs and devices, checked the same way by its command and its Python function."""
 
@@ -52,6 +72,7 @@ class MethodConfig:
     cpu_only: bool = False  # `auto` means the CPU, and an explicit cuda is refused
     renderer_kind: str | None = None  # the kind of renderer `render.backend` names (core/render/registry.KINDS)
     quantities: frozenset[str] | None = None  # what its objective gives the loss registry (config `loss` is checked)
+    size: SizeOption | None = None  # its option of the objects' size in pixels, if it has one
 
     def device(self, option: str | torch.device) -> torch.device:
         """`--device` resolved; a CPU-only method stays on the CPU with `auto` (so that its default
@@ -77,12 +98,18 @@ class MethodConfig:
         return cfg
 
     def resolve(
-        self, name: str, overrides: Sequence[str], device: str | torch.device
+        self, name: str, overrides: Sequence[str], device: str | torch.device, size: Any = None
     ) -> tuple[DictConfig, torch.device]:
-        """The Python API's config and device: `name` with `overrides`, checked for `device`."""
+        """The Python API's config and device: `name` with `overrides`, checked for `device`; with
+        `size` (the value of the API's keyword `self.size.name`, None if not given) the config's
+        sizes in pixels set from it."""
         check_api_overrides(overrides)
         resolved = self.device(device)
-        return self.compose(name, overrides, resolved), resolved
+        cfg = self.compose(name, overrides, resolved)
+        if size is not None:
+            sized = self.size.overrides(cfg, self.size.checked(size))
+            cfg = self.compose(name, [*overrides, *sized], resolved)
+        return cfg, resolved
 
 
 def check_api_overrides(overrides: Sequence[str]) -> None:

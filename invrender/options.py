@@ -1,6 +1,7 @@
 """The command-line options that commands share: the input arguments, the options of every method
-command (`SharedOptions`, added by `@with_shared_options`), and options that several commands take
-with one meaning (`--voxel-size`, `--channel`, `--axes`, `--pixel-size`, a synth command's `--out` and `--seed`)."""
+command (`SharedOptions`, added by `@with_shared_options`), the image-reading options (`--channel`,
+`--axes`, `--pixel-size`, `--voxel-size`: `with_shared_options(..., reading=...)`), a method's size
+option (`MethodConfig.size`, e.g. `--diameter`), and a synth command's `--out` and `--seed`."""
 
 from __future__ import annotations
 
@@ -40,17 +41,13 @@ def parse_seed(text: str) -> int:
     return seed
 
 
-# Options that several commands take with the same meaning (each command sets its own default).
-VoxelSize = Annotated[
-    str | None,
-    typer.Option("--voxel-size", help="z,y,x in physical units (mm for CT); default: from the TIFF's metadata."),
-]
+#: A synth command's `--seed` (each command sets its own default).
 SynthSeed = Annotated[
     int, typer.Option("--seed", help="Random seed: the same seed writes the same data.", parser=parse_seed)
 ]
 
-# Options of the commands that read images (each command adds those it takes): which channel, which
-# axes, how large a pixel is. `image_options` checks them and gives them to the jobs.
+# Options of the commands that read images (each command takes those it names in
+# `with_shared_options(..., reading=...)`): which channel, which axes, how large a pixel or voxel is.
 Channel = Annotated[
     int | None,
     typer.Option(
@@ -76,23 +73,33 @@ PixelSize = Annotated[
         "metadata (OME, or ImageJ's calibration). Recorded in the manifest.",
     ),
 ]
+VoxelSize = Annotated[
+    str | None,
+    typer.Option("--voxel-size", help="z,y,x in physical units (mm for CT); default: from the TIFF's metadata."),
+]
 
 #: The letters `--axes` may hold (tifffile's names of axes).
 AXIS_LETTERS = "TZCSYX"
 
 
-def image_options(channel: int | None, axes: str | None) -> dict[str, Any]:
-    """`--channel` and `--axes` checked, as the jobs' options `channel` and `axes`; ConfigError for
-    a negative channel, or axes with other letters than AXIS_LETTERS, a letter twice, or no Y and X."""
+def check_channel(channel: int | None) -> int | None:
+    """`--channel` checked: None or 0 or more; ConfigError otherwise."""
     if channel is not None and channel < 0:
         raise ConfigError(f"--channel {channel}: must be 0 or more (channels are counted from 0)")
-    if axes is not None:
-        given, axes = axes, axes.upper()
-        if not set(axes) <= set(AXIS_LETTERS) or len(set(axes)) != len(axes) or not {"Y", "X"} <= set(axes):
-            raise ConfigError(
-                f"--axes {given}: one letter per axis, each once, of {', '.join(AXIS_LETTERS)}, with Y and X (e.g. TYX)"
-            )
-    return {"channel": channel, "axes": axes}
+    return channel
+
+
+def check_axes(axes: str | None) -> str | None:
+    """`--axes` checked and upper-cased; ConfigError for other letters than AXIS_LETTERS, a letter
+    twice, or no Y and X."""
+    if axes is None:
+        return None
+    letters = axes.upper()
+    if not set(letters) <= set(AXIS_LETTERS) or len(set(letters)) != len(letters) or not {"Y", "X"} <= set(letters):
+        raise ConfigError(
+            f"--axes {axes}: one letter per axis, each once, of {', '.join(AXIS_LETTERS)}, with Y and X (e.g. TYX)"
+        )
+    return letters
 
 
 def parse_pixel_size(text: str | None) -> tuple[float, float] | None:
@@ -124,12 +131,14 @@ def _positive_sizes(text: str | None, option: str, axes: str, one_for_all: bool)
     return values
 
 
-def positive_size(option: str, value: float | None) -> float | None:
-    """A size option (`--diameter`, `--width`) checked: a positive, finite number of pixels, or None
-    (not given); ConfigError otherwise (`nan` and `inf` parse as floats)."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{option} {value:g}: must be a positive number of pixels")
-    return value
+#: The image-reading options: each one's Typer annotation and its check, whose value the jobs read
+#: from their options under the option's name (`core.io.read_axes_image` takes `channel` and `axes`).
+READING_OPTIONS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "channel": (Channel, check_channel),
+    "axes": (ImageAxes, check_axes),
+    "pixel_size": (PixelSize, parse_pixel_size),
+    "voxel_size": (VoxelSize, parse_voxel_size),
+}
 
 
 @dataclass
@@ -220,17 +229,36 @@ OutFolder = Annotated[Path | None, shared_option("out")]
 SynthOut = OutFolder
 
 
-def with_shared_options(config: MethodConfig) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_shared_options(
+    config: MethodConfig, reading: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`@with_shared_options(CONFIG)` gives a method command the shared options, its `--config`
     listing the presets of the method's config folder: Typer sees them in the signature, the command
-    receives them as one `shared: SharedOptions` argument."""
+    receives them as one `shared: SharedOptions` argument. `reading` names the image-reading options
+    it takes too (of READING_OPTIONS, e.g. ("channel", "axes")): it receives them checked as one
+    `reading: dict` argument, keyed by their names, to pass on to its jobs' options. A method with a
+    size option (`config.size`, e.g. `--diameter`) gets it too: the command declares the parameter
+    (`diameter: float | None = None`) and passes its value to `run_method` as `size`. The defaults
+    of `shared` and `reading` in the command's signature are never used."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         hints = get_type_hints(command, include_extras=True)  # the annotations as objects, not strings
+        size = config.size
+        added = ("shared", "reading", "" if size is None else size.name)
         own = [
             p.replace(annotation=hints[p.name])
             for p in inspect.signature(command).parameters.values()
-            if p.name != "shared"
+            if p.name not in added
+        ]
+        size_params = []
+        if size is not None:
+            option = Annotated[float | None, typer.Option(f"--{size.name}", help=size.help)]
+            size_params.append(
+                inspect.Parameter(size.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
+            )
+        reading_params = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=READING_OPTIONS[name][0])
+            for name in reading
         ]
         defaults, types = SharedOptions(), get_type_hints(SharedOptions)
         shared_params = [
@@ -245,10 +273,12 @@ def with_shared_options(config: MethodConfig) -> Callable[[Callable[..., Any]], 
 
         def wrapper(**kwargs: Any) -> Any:
             shared = SharedOptions(**{f.name: kwargs.pop(f.name) for f in fields(SharedOptions)})
+            if reading:
+                kwargs["reading"] = {name: READING_OPTIONS[name][1](kwargs.pop(name)) for name in reading}
             return command(shared=shared, **kwargs)
 
         wrapper.__signature__ = inspect.Signature(
-            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared_params
+            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + size_params + reading_params + shared_params
         )
         wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
         wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__

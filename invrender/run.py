@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,13 @@ def run_method(
     shared: SharedOptions,
     overrides: list[str] = (),
     options: dict[str, Any] | None = None,
+    size: float | None = None,
 ) -> int:
     """Run a method command: inputs -> config -> jobs -> runner (or a launcher with -m); the exit code.
 
     `overrides` are config overrides from the method's own options (they win over the trailing
-    ones); `options` are the method's own options that its `make_job` reads.
+    ones); `options` are the method's own options that its `make_job` reads; `size` is the value
+    of the method's size option (`MethodConfig.size`, e.g. `--diameter`), None if not given.
     """
     inputs, user_overrides = split_arguments(arguments)
     if not inputs:
@@ -55,6 +58,12 @@ def run_method(
     check_out_folder(shared.out)
     if shared.force and not shared.resume:
         raise ConfigError("--force: goes with --resume (without --resume every input is done again anyway)")
+    if size is not None:
+        size_option, size = spec.config.size, spec.config.size.checked(size, "--")
+        overrides = [
+            *overrides,
+            *size_option.overrides(command_config(spec.config, arguments, shared, overrides), size),
+        ]
     options = options or {}
     items = drop_earlier_outputs(
         expand_inputs(inputs, spec.input_suffixes, spec.input_options, spec.keep_folders), shared.out
@@ -100,14 +109,15 @@ def run_method(
         return runner.run(jobs)
 
 
-def command_config(config: MethodConfig, arguments: list[str], shared: SharedOptions) -> DictConfig:
-    """The config a command's run starts from (`--config` with the trailing overrides, checked), for
-    options that set config values from others (cell-seg's `--diameter`, spline-refine's `--width`).
-    Sweeps and launcher settings (with -m) are left out: such an option scales the config's own
-    value of a swept key."""
-    prepare_parent()  # as run_method, before anything that may touch torch
-    overrides = [o for o in split_arguments(arguments)[1] if not (override_key(o).startswith("hydra") or is_sweep(o))]
-    return config.compose(shared.config, overrides, config.device(shared.device))
+def command_config(
+    config: MethodConfig, arguments: list[str], shared: SharedOptions, overrides: Sequence[str] = ()
+) -> DictConfig:
+    """The config a command's run starts from (`--config` with the trailing overrides, then the
+    method's own `overrides`, checked), for the size option, which sets config values from others
+    (`MethodConfig.size`). Sweeps and launcher settings (with -m) are left out: the size scales the
+    config's own value of a swept key."""
+    given = [o for o in split_arguments(arguments)[1] if not (override_key(o).startswith("hydra") or is_sweep(o))]
+    return config.compose(shared.config, [*given, *overrides], config.device(shared.device))
 
 
 def drop_earlier_outputs(items: list[InputItem], out: Path) -> list[InputItem]:

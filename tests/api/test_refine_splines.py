@@ -193,6 +193,10 @@ def test_refine_splines_is_silent_reports_its_steps_and_keeps_the_random_state(f
         ({"overrides": ["method=nosuch"]}, invrender.ConfigError, "nosuch"),
         ({"config": "nonexistent"}, invrender.ConfigError, "nonexistent"),
         ({"device": "tpu"}, invrender.ConfigError, "tpu"),
+        ({"width": 0}, invrender.ConfigError, "width 0: must be a positive number of pixels"),
+        ({"width": float("nan")}, invrender.ConfigError, "width nan: must be a positive"),
+        ({"width": "5"}, invrender.ConfigError, "width '5': must be a positive"),
+        ({"width": True}, invrender.ConfigError, "width True: must be a positive"),
     ],
 )
 def test_refine_splines_raises_the_command_lines_errors(frame, kwargs, error, needle):

@@ -157,6 +157,8 @@ def test_segment_cells_reports_its_steps_to_a_callback_and_leaves_torchs_generat
         ({"overrides": "rounds=1"}, invrender.ConfigError, "a list of key=value"),
         ({"config": "nonexistent"}, invrender.ConfigError, "nonexistent"),
         ({"device": "cuda"}, invrender.ConfigError, "cuda"),
+        ({"diameter": -3}, invrender.ConfigError, "diameter -3: must be a positive number of pixels"),
+        ({"diameter": float("inf")}, invrender.ConfigError, "diameter inf: must be a positive"),
     ],
 )
 def test_segment_cells_raises_the_command_lines_errors(movie, kwargs, error, needle):

@@ -50,14 +50,10 @@ from invrender.methods.acdr.api import (
 )
 from invrender.options import (
     Arguments,
-    Channel,
     OutFolder,
-    PixelSize,
     SharedOptions,
     SynthOut,
     SynthSeed,
-    image_options,
-    parse_pixel_size,
     presets_help,
     shared_option,
     with_shared_options,
@@ -266,13 +262,12 @@ def predict_file(image_path: Path, predictor: Predictor, out: Path, reading: dic
     return {"outputs": [str(p) for p in paths.values()], "area": int(found.mask.sum()), "pixel_size": pixel_size}
 
 
-@with_shared_options(PREDICT_CONFIG)
+@with_shared_options(PREDICT_CONFIG, reading=("channel", "pixel_size"))
 def acdr_predict(
     arguments: Arguments,
     checkpoint: Checkpoint,
     tta: Tta = False,
-    channel: Channel = None,
-    pixel_size: PixelSize = None,
+    reading: dict | None = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Segment images with a trained checkpoint: <stem>.mask.png, <stem>.polygon.json, <stem>.overlay.png,
@@ -289,9 +284,7 @@ def acdr_predict(
         return Job(str(item.path), [paths["rois"], paths["polygon"]], work)
 
     spec = MethodSpec(PREDICT_CONFIG, make_job, input_suffixes=PICTURE_SUFFIXES)
-    options = {"checkpoint": checkpoint, "channel": image_options(channel, None)["channel"]}
-    options["pixel_size"] = parse_pixel_size(pixel_size)
-    raise typer.Exit(run_method(spec, arguments, shared, [], options))
+    raise typer.Exit(run_method(spec, arguments, shared, [], {"checkpoint": checkpoint, **reading}))
 
 
 def synth_shapes(

@@ -6,7 +6,6 @@ composing its config) and writes what it returns: one code path for both, for ev
 
 from __future__ import annotations
 
-import math
 import operator
 import time as clock
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from invrender.config import ConfigError, check_config_values
 from invrender.core.geometry.polygons import mask_outlines
 from invrender.core.io import InputError, check_axes_image, expect_axes, normalise_intensity
 from invrender.core.optim.phases import PhaseRecord
-from invrender.method import MethodConfig, api_steps, config_renderer
+from invrender.method import MethodConfig, SizeOption, api_steps, config_renderer
 from invrender.methods.cell_seg import stage2
 from invrender.methods.cell_seg.ctc import FRAME_AXES, MAX_LABEL, MIN_DIGITS, Frames, check_label_image
 from invrender.methods.cell_seg.fit import QUANTITIES, FrameFit
@@ -48,8 +47,20 @@ def check_config(cfg: DictConfig, device: torch.device) -> None:
     config_renderer(cfg, device, "polygons")
 
 
+DIAMETER = SizeOption(
+    "diameter",
+    "The typical cell diameter in pixels, as in cellpose: every size in pixels of the config is scaled from the "
+    "config's `diameter` (22) to it (the manifest records the scaled config).",
+    diameter_overrides,
+)
 CONFIG = MethodConfig(
-    "cell-seg", "cell_seg", check_config, cpu_only=True, renderer_kind="polygons", quantities=QUANTITIES
+    "cell-seg",
+    "cell_seg",
+    check_config,
+    cpu_only=True,
+    renderer_kind="polygons",
+    quantities=QUANTITIES,
+    size=DIAMETER,
 )
 
 
@@ -133,11 +144,7 @@ def segment_cells(
     """
     # A str of overrides goes to `resolve` as it is, which refuses it (unpacked, it would be letters).
     stage_overrides = overrides if isinstance(overrides, str) else [*overrides, *stage_override(stage)]
-    cfg, device = CONFIG.resolve(config, stage_overrides, device)
-    if diameter is not None:
-        if not (isinstance(diameter, int | float) and math.isfinite(diameter) and diameter > 0):
-            raise ConfigError(f"diameter {diameter!r}: must be a positive number of pixels")
-        cfg, device = CONFIG.resolve(config, [*stage_overrides, *diameter_overrides(cfg, diameter)], device)
+    cfg, device = CONFIG.resolve(config, stage_overrides, device, size=diameter)
     chosen = str(cfg.stage)
     if chosen == "2" and stage1_masks is None:
         raise ConfigError("stage 2 trains on stage1_masks: give them ({frame index: (y, x) labels}), or use stage both")

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import torch
 import typer
 from omegaconf import DictConfig
 
@@ -50,21 +49,14 @@ from invrender.methods.cell_seg.ctc import (
     write_tracks,
 )
 from invrender.methods.cell_seg.figures import contour_overlay, tracks_figure
-from invrender.methods.cell_seg.sizes import diameter_overrides
 from invrender.options import (
     Arguments,
-    Channel,
-    ImageAxes,
-    PixelSize,
     SharedOptions,
     SynthOut,
     SynthSeed,
-    image_options,
-    parse_pixel_size,
-    positive_size,
     with_shared_options,
 )
-from invrender.run import command_config, run_method
+from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
 
@@ -104,21 +96,13 @@ def output_paths(out: Path, path: Path, kind: str, stage: str = "1") -> dict[str
     }
 
 
-def segment_file(
-    path: Path,
-    out: Path,
-    cfg: DictConfig,
-    device: torch.device,
-    seed: int,
-    on_step: StepCallback,
-    reading: dict | None = None,
-) -> dict:
-    """One input at the stage `cfg.stage`: read it (with `reading`'s `channel` and `axes`, the
+def segment_file(path: Path, cfg: DictConfig, context: JobContext, on_step: StepCallback) -> dict:
+    """One input at the stage `cfg.stage`: read it (with the options `channel` and `axes`, the
     command line's `--channel` and `--axes`), segment it (`segment_with_config`, what
-    `invrender.segment_cells` runs) and write the result into `out` (the module docstring says what).
-    The job's result records the pixel size: `reading`'s `pixel_size` (`--pixel-size`), else the
-    input's own (a sequence's first frame's), else None."""
-    reading = reading or {}
+    `invrender.segment_cells` runs) and write the result into `context.out` (the module docstring
+    says what). The job's result records the pixel size: the option `pixel_size` (`--pixel-size`),
+    else the input's own (a sequence's first frame's), else None."""
+    reading, out = context.options, context.out
     stage = str(cfg.stage)
     frames = read_frames(path, reading.get("channel"), reading.get("axes"))
     check_frames(frames, stage)
@@ -127,7 +111,7 @@ def segment_file(
         claim_sequence_folder(out, path)
     masks = read_stage1_masks(stage1_folder(out)) if stage == "2" else None
     log = LossLog(on_step)  # every step's loss, for the loss figure
-    result = segment_with_config(frames, cfg, device, seed, log, masks, str(stage1_folder(out)))
+    result = segment_with_config(frames, cfg, context.device, context.seed, log, masks, str(stage1_folder(out)))
     first_file = path if not path.is_dir() else next(iter(label_frame_paths(path, "t").values()))
     pixel_size = reading.get("pixel_size") or read_pixel_size(first_file)
     return {**write_result(path, out, frames, result, cfg, log), "pixel_size": pixel_size}
@@ -289,7 +273,7 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     stage = str(cfg.stage)
 
     def work(on_step: StepCallback) -> dict:
-        return segment_file(path, context.out, cfg, context.device, context.seed, on_step, context.options)
+        return segment_file(path, cfg, context, on_step)
 
     paths = output_paths(context.out, path, kind, stage)
     cells = paths["cells"]  # written last
@@ -307,7 +291,7 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
 SPEC = MethodSpec(CONFIG, make_job, check_inputs, keep_folders=True)
 
 
-@with_shared_options(CONFIG)
+@with_shared_options(CONFIG, reading=("channel", "axes", "pixel_size"))
 def cell_seg(
     arguments: Arguments,
     stage: Annotated[
@@ -318,26 +302,13 @@ def cell_seg(
             "2: train on the masks a `both` run left in OUT/stage1 (default: the config's `stage`, 1).",
         ),
     ] = None,
-    diameter: Annotated[
-        float | None,
-        typer.Option(
-            "--diameter",
-            help="The typical cell diameter in pixels, as in cellpose: every size in pixels of the config is scaled "
-            "from the config's `diameter` (22) to it (the manifest records the scaled config).",
-        ),
-    ] = None,
-    channel: Channel = None,
-    axes: ImageAxes = None,
-    pixel_size: PixelSize = None,
+    diameter: float | None = None,
+    reading: dict | None = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Segment and track cells: every cell a star-convex contour fitted by differentiable rendering
     (CTC sequence folder -> maskTTT.tif + res_track.txt; single image -> <stem>.labels.tif)."""
-    options = {**image_options(channel, axes), "pixel_size": parse_pixel_size(pixel_size)}
-    overrides = stage_override(stage)
-    if positive_size("--diameter", diameter) is not None:
-        overrides += diameter_overrides(command_config(CONFIG, arguments, shared), diameter)
-    raise typer.Exit(run_method(SPEC, arguments, shared, overrides, options))
+    raise typer.Exit(run_method(SPEC, arguments, shared, stage_override(stage), reading, size=diameter))
 
 
 def synth_cells(

@@ -29,14 +29,9 @@ from invrender.methods.mesh_fit.api import CONFIG, STACK_AXES, fit_with_config
 from invrender.methods.mesh_fit.slices import mesh_slices
 from invrender.options import (
     Arguments,
-    Channel,
-    ImageAxes,
     SharedOptions,
     SynthOut,
     SynthSeed,
-    VoxelSize,
-    image_options,
-    parse_voxel_size,
     with_shared_options,
 )
 from invrender.run import run_method
@@ -80,30 +75,23 @@ def read_bead(path: Path, spacing: tuple[float, float, float], channel: int | No
     return bead
 
 
-def fit_file(
-    image_path: Path,
-    init_path: Path | None,
-    cells: int | None,
-    psf_path: Path | None,
-    voxel_size,
-    out: Path,
-    cfg: DictConfig,
-    device,
-    seed: int,
-    on_step: StepCallback,
-    reading: dict | None = None,
-) -> dict:
-    reading = reading or {}
-    stack = read_stack(image_path, reading)
-    known_spacing = voxel_size or read_voxel_size(image_path)
+def fit_file(image_path: Path, cfg: DictConfig, context: JobContext, on_step: StepCallback) -> dict:
+    """Read the stack (with the options `channel` and `axes`), the init mesh (`init`) and the bead
+    stack (`psf`), fit them (`fit_with_config`) and write the outputs into `context.out`. The voxel
+    size is the option `voxel_size` (`--voxel-size`), else the file's, else 1 (voxels)."""
+    options, out = context.options, context.out
+    init_path, psf_path = options.get("init"), options.get("psf")
+    stack = read_stack(image_path, options)
+    known_spacing = options.get("voxel_size") or read_voxel_size(image_path)
     spacing = known_spacing or (1.0, 1.0, 1.0)
     if min(spacing) <= 0:
         raise InputError(
             image_path, f"voxel size {spacing} in the file's metadata is not positive; give --voxel-size z,y,x"
         )
     init = None if init_path is None else read_mesh(init_path)
-    bead = None if psf_path is None else read_bead(psf_path, spacing, reading.get("channel"))
+    bead = None if psf_path is None else read_bead(psf_path, spacing, options.get("channel"))
     log = LossLog(on_step)  # every step's loss, for the loss figure
+    cells, device, seed = options.get("cells"), context.device, context.seed
     fitted = fit_with_config(
         stack, spacing, init, cells, bead, cfg, device, seed, log, str(image_path), str(init_path), str(psf_path)
     )
@@ -141,12 +129,9 @@ def fit_file(
 
 def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     image = item.path
-    init, cells, psf = context.options.get("init"), context.options.get("cells"), context.options.get("psf")
-    voxel_size = context.options.get("voxel_size")
 
     def work(on_step: StepCallback) -> dict:
-        device, seed = context.device, context.seed
-        return fit_file(image, init, cells, psf, voxel_size, context.out, cfg, device, seed, on_step, context.options)
+        return fit_file(image, cfg, context, on_step)
 
     return Job(str(image), [output_paths(context.out, image)["metrics"]], work)
 
@@ -168,7 +153,7 @@ SPEC = MethodSpec(
 )
 
 
-@with_shared_options(CONFIG)
+@with_shared_options(CONFIG, reading=("channel", "axes", "voxel_size"))
 def mesh_fit(
     arguments: Arguments,
     init: Annotated[
@@ -188,14 +173,11 @@ def mesh_fit(
             help="A measured PSF: a bead stack (TIFF) at the image's voxel size, used instead of fitting a Gaussian.",
         ),
     ] = None,
-    voxel_size: VoxelSize = None,
-    channel: Channel = None,
-    axes: ImageAxes = None,
+    reading: dict | None = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Infer cell surface meshes and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
-    options = {"init": init, "cells": cells, "psf": psf, "voxel_size": parse_voxel_size(voxel_size)}
-    options.update(image_options(channel, axes))
+    options = {"init": init, "cells": cells, "psf": psf, **reading}
     raise typer.Exit(run_method(SPEC, arguments, shared, [], options))
 
 

@@ -42,8 +42,6 @@ from invrender.options import (
     SharedOptions,
     SynthOut,
     SynthSeed,
-    VoxelSize,
-    parse_voxel_size,
     with_shared_options,
 )
 from invrender.run import run_method
@@ -146,7 +144,7 @@ SPEC = MethodSpec(
 )
 
 
-@with_shared_options(CONFIG)
+@with_shared_options(CONFIG, reading=("voxel_size",))
 def spine_seg(
     arguments: Arguments,
     centroids: Annotated[
@@ -160,17 +158,12 @@ def spine_seg(
         Path | None,
         typer.Option("--gt", help="A vertebra label mask on the CT's grid: Dice per label in <stem>.metrics.json."),
     ] = None,
-    voxel_size: VoxelSize = None,
+    reading: dict | None = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Label every vertebra of a spine CT without training: fit a deformable template mesh per
     vertebra with a learned appearance (Kim and Park). Folders are read as DICOM series."""
-    options = {
-        "centroids": centroids,
-        "centroid_space": centroid_space,
-        "gt": gt,
-        "voxel_size": parse_voxel_size(voxel_size),
-    }
+    options = {"centroids": centroids, "centroid_space": centroid_space, "gt": gt, **reading}
     raise typer.Exit(run_method(SPEC, arguments, shared, [], options))
 
 

@@ -6,7 +6,6 @@ composing its config) and writes what it returns: one code path for both.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from invrender.config import ConfigError, check_config_values
+from invrender.config import check_config_values
 from invrender.core.geometry.spline_io import (
     frames_from_array,
     parse_splines,
@@ -27,7 +26,7 @@ from invrender.core.geometry.spline_io import (
 from invrender.core.io import check_axes_image, expect_axes
 from invrender.core.optim.loss_log import LossLog
 from invrender.core.optim.phases import PhaseRecord
-from invrender.method import MethodConfig, api_steps
+from invrender.method import MethodConfig, SizeOption, api_steps
 from invrender.methods.spline_refine.fit import QUANTITIES
 from invrender.methods.spline_refine.schema import RULES
 from invrender.runner import StepCallback
@@ -36,8 +35,6 @@ from invrender.runner import StepCallback
 def check_config(cfg: DictConfig, device) -> None:
     check_config_values(cfg, RULES)
 
-
-CONFIG = MethodConfig("spline-refine", "spline_refine", check_config, renderer_kind="curves", quantities=QUANTITIES)
 
 #: The axes spline-refine takes: one 2D image, or a stack refined frame by frame (a time-lapse); a
 #: 3D image whose file does not name its axes is taken as a stack, as before files named them.
@@ -52,6 +49,17 @@ def width_overrides(cfg: DictConfig, width: float) -> list[str]:
     scale the defaults were tuned at, `render.cut` and the init's widths are relative to it."""
     reach = float(cfg.groups.reach) + (width - float(cfg.prior.width)) / 2
     return [f"prior.width={float(width)!r}", f"groups.reach={reach!r}"]
+
+
+WIDTH = SizeOption(
+    "width",
+    "The bodies' expected width in pixels (the FWHM of a cross-section): sets `prior.width` (used where the init "
+    "has no widths) and `groups.reach` with it (default: the config's, 5).",
+    width_overrides,
+)
+CONFIG = MethodConfig(
+    "spline-refine", "spline_refine", check_config, renderer_kind="curves", quantities=QUANTITIES, size=WIDTH
+)
 
 
 @dataclass
@@ -114,11 +122,7 @@ def refine_splines(
     callback, or True for a progress bar. Torch's global random state is left as it was.
     Raises InputError or ConfigError (one line) on bad input, as the command line does.
     """
-    cfg, device = CONFIG.resolve(config, overrides, device)
-    if width is not None:
-        if not (isinstance(width, int | float) and math.isfinite(width) and width > 0):
-            raise ConfigError(f"width {width!r}: must be a positive number of pixels")
-        cfg, device = CONFIG.resolve(config, [*overrides, *width_overrides(cfg, width)], device)
+    cfg, device = CONFIG.resolve(config, overrides, device, size=width)
     checked = check_axes_image(image, "image", axes, channel=channel)
     image = expect_axes(checked, "image", IMAGE_AXES, UNLABELLED_AXES).array
     frames, init_source = init_frames(init)

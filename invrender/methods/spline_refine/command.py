@@ -30,23 +30,16 @@ from invrender.methods.spline_refine.api import (
     IMAGE_AXES,
     UNLABELLED_AXES,
     refine_with_config,
-    width_overrides,
 )
 from invrender.methods.spline_refine.schema import METHODS
 from invrender.options import (
     Arguments,
-    Channel,
-    ImageAxes,
-    PixelSize,
     SharedOptions,
     SynthOut,
     SynthSeed,
-    image_options,
-    parse_pixel_size,
-    positive_size,
     with_shared_options,
 )
-from invrender.run import command_config, run_method
+from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
 INIT_SUFFIXES = (".json", ".npy")
@@ -86,25 +79,18 @@ def rois_path(out: Path, image: Path) -> Path:
     return out / f"{image.stem}.rois.zip"
 
 
-def refine_file(
-    image_path: Path,
-    init_path: Path,
-    out: Path,
-    cfg: DictConfig,
-    device,
-    seed: int,
-    on_step: StepCallback,
-    reading: dict | None = None,
-) -> dict:
-    """Read the image (with `reading`'s `channel` and `axes`: `--channel`, `--axes`) and its init,
-    refine them (`refine_with_config`), then write all outputs (the splines JSON last). The job's
-    result records the pixel size: `reading`'s `pixel_size` (`--pixel-size`), else the file's."""
-    reading = reading or {}
+def refine_file(image_path: Path, init_path: Path, cfg: DictConfig, context: JobContext, on_step: StepCallback) -> dict:
+    """Read the image (with the options `channel` and `axes`: `--channel`, `--axes`) and its init,
+    refine them (`refine_with_config`), then write all outputs into `context.out` (the splines JSON
+    last). The job's result records the pixel size: the option `pixel_size` (`--pixel-size`), else
+    the file's."""
+    reading = context.options
     read = read_axes_image(image_path, channel=reading.get("channel"), axes=reading.get("axes"))
     image = expect_axes(read, image_path, IMAGE_AXES, UNLABELLED_AXES, "--").array
     inits = read_splines(init_path)
     log = LossLog(on_step)  # every step's loss, for the loss figure
-    fitted = refine_with_config(image, inits, cfg, device, seed, log, str(init_path))
+    fitted = refine_with_config(image, inits, cfg, context.device, context.seed, log, str(init_path))
+    out = context.out
 
     stack = image if image.ndim == 3 else image[None]
     paths = output_paths(out, image_path, len(stack), fitted.method)
@@ -157,7 +143,7 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
 
     def work(on_step: StepCallback) -> dict:
         init = find_init(image, context.options.get("init"))
-        return refine_file(image, init, context.out, cfg, context.device, context.seed, on_step, context.options)
+        return refine_file(image, init, cfg, context, on_step)
 
     # The splines JSON is written last, so its presence marks a complete output set.
     return Job(str(image), [rois_path(context.out, image), context.out / f"{image.stem}.splines.json"], work)
@@ -171,7 +157,7 @@ SPEC = MethodSpec(
 )
 
 
-@with_shared_options(CONFIG)
+@with_shared_options(CONFIG, reading=("channel", "axes", "pixel_size"))
 def spline_refine(
     arguments: Arguments,
     init: Annotated[
@@ -195,29 +181,18 @@ def spline_refine(
             "per frame (it may hold the first frame's only).",
         ),
     ] = False,
-    width: Annotated[
-        float | None,
-        typer.Option(
-            "--width",
-            help="The bodies' expected width in pixels (the FWHM of a cross-section): sets `prior.width` (used where "
-            "the init has no widths) and `groups.reach` with it (default: the config's, 5).",
-        ),
-    ] = None,
-    channel: Channel = None,
-    axes: ImageAxes = None,
-    pixel_size: PixelSize = None,
+    width: float | None = None,
+    reading: dict | None = None,
     shared: SharedOptions = SharedOptions(),
 ) -> None:
     """Refine splines of slender bodies (e.g. C. elegans) to sub-pixel accuracy by rendering them."""
     if method is not None and method not in METHODS:
         raise ConfigError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
-    options = {"init": init, **image_options(channel, axes), "pixel_size": parse_pixel_size(pixel_size)}
+    options = {"init": init, **reading}
     overrides = [] if method is None else [f"method={method}"]
     if propagate:
         overrides.append("video.propagate=true")
-    if positive_size("--width", width) is not None:
-        overrides += width_overrides(command_config(CONFIG, arguments, shared), width)
-    raise typer.Exit(run_method(SPEC, arguments, shared, overrides, options))
+    raise typer.Exit(run_method(SPEC, arguments, shared, overrides, options, size=width))
 
 
 def synth_splines(

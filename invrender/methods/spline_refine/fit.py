@@ -131,7 +131,8 @@ def refine_frame(
     groups = interacting_groups(polylines, reach) if cfg.groups.enabled and len(records) > 1 else joint
     boxes = crops(polylines, groups, reach, image.shape)
     if len(boxes) == 1 or sum(box.area for box in boxes) >= image.size:  # one fit of the frame is cheaper
-        return fit_bodies(image, records, cfg, device, seed, polarity, on_step, start=scenes.get(_ids(records)))
+        start = scenes.get(_ids(records))
+        return fit_problems([image], [records], cfg, device, seed, polarity, on_step, starts=[start])[0]
     # Crops are fitted in the length unit of the frames the defaults were tuned on, so that steps,
     # priors and the background grid's spacing mean the same px in a small crop as in a frame.
     unit = float(cfg.groups.unit)
@@ -176,25 +177,6 @@ def _ids(records: list[dict]) -> tuple:
     return tuple(r["id"] for r in records)
 
 
-def fit_bodies(
-    image: np.ndarray,
-    records: list[dict],
-    cfg: DictConfig,
-    device: torch.device,
-    seed: int,
-    polarity: float,
-    on_step: StepCallback | None = None,
-    unit: float | None = None,
-    start: dict[str, torch.Tensor] | None = None,
-) -> FrameResult:
-    """Fit the bodies `records` jointly on `image`; `polarity` +1 for bright bodies, -1 for dark.
-    `unit`: the length unit (px) of the model's positions (default: the image's larger side); the
-    background grid then has `model.background_grid` nodes per `unit` px. `start`: a fitted scene
-    of the same bodies (a previous frame's) whose parameters, but for the knot positions (those are
-    the records'), start this fit where their shapes agree."""
-    return fit_problems([image], [records], cfg, device, seed, polarity, on_step, unit, [start])[0]
-
-
 def fit_problems(
     images: list[np.ndarray],
     records: list[list[dict]],
@@ -206,10 +188,16 @@ def fit_problems(
     unit: float | None = None,
     starts: list[dict[str, torch.Tensor] | None] | None = None,
 ) -> list[FrameResult]:
-    """`fit_bodies` of P problems at once, side by side in one model (see core/optim/multistart.py):
-    problem p fits the bodies `records[p]` on `images[p]` from `starts[p]`. The images have one
-    shape and the problems one number of bodies; each problem keeps its own best start. The
-    problems share the schedule, so a divergence in one ends the phases of all."""
+    """Fit P problems at once, side by side in one model (see core/optim/multistart.py): problem p
+    fits the bodies `records[p]` jointly on `images[p]`. The images have one shape and the problems
+    one number of bodies; each problem keeps its own best start. The problems share the schedule,
+    so a divergence in one ends the phases of all (a frame's joint fit is one problem).
+
+    polarity: +1 for bright bodies, -1 for dark. unit: the length unit (px) of the model's positions
+    (default: the image's larger side); the background grid then has `model.background_grid` nodes
+    per `unit` px. starts[p]: a fitted scene of the same bodies (a previous frame's) whose
+    parameters, but for the knot positions (those are the records'), start problem p where their
+    shapes agree."""
     torch.manual_seed(seed)
     starts = starts or [None] * len(images)
     problems = [
@@ -429,7 +417,7 @@ def _problem(
     unit: float | None,
     start: dict[str, torch.Tensor] | None,
 ) -> _Problem:
-    """The starting scene, target and priors of the bodies `records` on `image` (see fit_bodies)."""
+    """The starting scene, target and priors of the bodies `records` on `image` (see fit_problems)."""
     normalised, offset, span = normalise_intensity(image)
     low, median, high = np.percentile(normalised, [0.5, 50, 99.5])
     amplitude = (high - median) if polarity > 0 else (median - low)

@@ -8,7 +8,7 @@ import torch
 
 from invrender.config import compose_config
 from invrender.core.metrics import matched_dtw
-from invrender.methods.spline_refine.fit import background_nodes, fit_bodies, fit_problems, refine_frame
+from invrender.methods.spline_refine.fit import background_nodes, fit_problems, refine_frame
 from invrender.methods.spline_refine.groups import (
     Crop,
     batches_by_body_count,
@@ -128,8 +128,8 @@ def test_a_frame_of_two_separate_bodies_is_fitted_in_two_crops_as_well_as_jointl
 
 
 def test_crops_fitted_side_by_side_are_fitted_as_each_alone():
-    """`fit_problems` runs crops as problems of one model: each crop's result is its `fit_bodies`
-    result (one schedule with two starts per crop; no gradient noise, whose draws depend on the batch;
+    """`fit_problems` runs crops as problems of one model: each crop's result is that of the crop
+    fitted alone (one schedule with two starts per crop; no gradient noise, whose draws depend on the batch;
     no restarts, each of which is a problem of its own after the side-by-side fit)."""
     cfg = compose_config("spline_refine", "default", ["render.max_points=20", "restart.enabled=false"])
     cfg.phases = [
@@ -157,7 +157,7 @@ def test_crops_fitted_side_by_side_are_fitted_as_each_alone():
     device = torch.device("cpu")
     together = fit_problems(images, inits, cfg, device, seed=0, polarity=-1.0, unit=128.0)
     for image, init, fitted in zip(images, inits, together):
-        alone = fit_bodies(image, init, cfg, device, seed=0, polarity=-1.0, unit=128.0)
+        (alone,) = fit_problems([image], [init], cfg, device, seed=0, polarity=-1.0, unit=128.0)
         assert [p.name for p in fitted.phases] == ["background", "shape", "finetune"]
         assert fitted.phases[1].seed_losses == pytest.approx(alone.phases[1].seed_losses, rel=1e-4)
         np.testing.assert_allclose(fitted.records[0]["points"], alone.records[0]["points"], atol=1e-3)
