@@ -70,12 +70,15 @@ PixelSize = Annotated[
     typer.Option(
         "--pixel-size",
         help="A pixel's size in physical units: y,x or one number for square pixels; default: from the TIFF's "
-        "metadata (OME, or ImageJ's calibration). Recorded in the manifest.",
+        "metadata (OME, or ImageJ's calibration), with its unit. Recorded in the manifest.",
     ),
 ]
 VoxelSize = Annotated[
     str | None,
-    typer.Option("--voxel-size", help="z,y,x in physical units (mm for CT); default: from the TIFF's metadata."),
+    typer.Option(
+        "--voxel-size",
+        help="z,y,x: micrometres for a microscope stack, mm for a CT; default: the file's, in the unit it records.",
+    ),
 ]
 
 #: The letters `--axes` may hold (tifffile's names of axes).

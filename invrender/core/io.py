@@ -440,8 +440,6 @@ def _json_default(value: Any) -> Any:
 
 #: The axes `write_tiff` writes: an image, a z stack, a time-lapse (Fiji opens T as frames, Z as slices).
 TIFF_AXES = ("YX", "ZYX", "TYX")
-#: ImageJ's names of the units of length: microscopy, CT, and none known.
-TIFF_UNITS = ("micron", "mm", "pixel")
 
 
 def write_tiff(
@@ -458,10 +456,14 @@ def write_tiff(
     axes: one of TIFF_AXES, a letter per axis of `array`; default "YX" for 2D, "ZYX" for 3D.
     voxel_size: the pixel's size in `unit` along the spatial axes, `(z, y, x)` for "ZYX", `(y, x)`
     otherwise; written as ImageJ's `spacing` (z) and the x/y resolution tags (pixels per unit). None
-    writes no size. unit: one of TIFF_UNITS, the unit of `voxel_size`; default "micron" (microscopy's)
-    with a size, "pixel" without. ValueError for axes that do not fit the array, or an unknown unit.
+    writes no size. unit: the unit of `voxel_size`, "pixel" or a unit of length (a symbol of
+    `calibration.MICRONS` or another of its names, e.g. "nm", "micron", "mm"), written under ImageJ's
+    name for it; default "micron" (microscopy's) with a size, "pixel" without. ValueError for axes
+    that do not fit the array, or an unknown unit.
     """
     import tifffile
+
+    from invrender.core.calibration import imagej_unit, length_unit
 
     array = np.asarray(array)
     if array.dtype == np.float64:
@@ -470,9 +472,9 @@ def write_tiff(
     axes = axes or {2: "YX", 3: "ZYX"}.get(array.ndim)
     if axes not in TIFF_AXES or len(axes) != array.ndim:
         raise ValueError(f"cannot write an array of shape {array.shape} with axes {axes}: expected one of {TIFF_AXES}")
-    if unit not in TIFF_UNITS:
-        raise ValueError(f"unit {unit!r}: expected one of {', '.join(TIFF_UNITS)}")
-    metadata: dict = {"axes": axes, "unit": unit}
+    if unit != "pixel" and length_unit(unit) is None:
+        raise ValueError(f"unit {unit!r}: expected pixel or a unit of length (nm, micron, mm, ...)")
+    metadata: dict = {"axes": axes, "unit": "pixel" if unit == "pixel" else imagej_unit(length_unit(unit))}
     options = {}
     if voxel_size is not None:
         spatial = "ZYX" if axes == "ZYX" else "YX"
@@ -484,57 +486,6 @@ def write_tiff(
             metadata["spacing"] = sizes["Z"]
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, imagej=True, metadata=metadata, **options)
-
-
-def read_voxel_size(path: str | os.PathLike) -> tuple[float, float, float] | None:
-    """The voxel size (z, y, x) recorded in a 3D TIFF: OME PhysicalSize{Z,Y,X}, or ImageJ's z
-    `spacing` with the x and y resolution tags; None when the file records none."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        recorded = _ome_sizes(tif.ome_metadata, "ZYX")
-        if recorded is not None:
-            return recorded
-        spacing = (tif.imagej_metadata or {}).get("spacing")
-        pixel = _resolution_sizes(tif.pages[0].tags)
-        return None if spacing is None or pixel is None else (float(spacing), *pixel)
-
-
-def read_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
-    """The pixel size (y, x) recorded in a TIFF, in its unit of length: OME PhysicalSize{Y,X}, or the
-    resolution tags of an ImageJ file calibrated in a unit (ImageJ's `unit`, not "pixel"); None when
-    the file records none or is not a TIFF. Other files' resolution tags are not taken: image
-    editors write 72 dots per inch into pictures of any scale."""
-    import tifffile
-
-    if Path(path).suffix.lower() not in (".tif", ".tiff"):
-        return None
-    with tifffile.TiffFile(path) as tif:
-        recorded = _ome_sizes(tif.ome_metadata, "YX")
-        if recorded is not None:
-            return recorded
-        if (tif.imagej_metadata or {}).get("unit") in (None, "", "pixel", "pixels"):
-            return None
-        return _resolution_sizes(tif.pages[0].tags)
-
-
-def _ome_sizes(ome: str | None, axes: str) -> tuple[float, ...] | None:
-    """OME-XML's PhysicalSize of each of `axes` (e.g. "ZYX"); None unless it gives them all."""
-    if not ome:
-        return None
-    sizes = [re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', ome) for axis in axes]
-    return tuple(float(size.group(1)) for size in sizes) if all(sizes) else None
-
-
-def _resolution_sizes(tags: Any) -> tuple[float, float] | None:
-    """The pixel size (y, x) from a TIFF page's resolution tags (pixels per unit, as fractions);
-    None without them, or for a resolution of zero."""
-    if "XResolution" not in tags or "YResolution" not in tags:
-        return None
-    (x_num, x_den), (y_num, y_den) = tags["XResolution"].value, tags["YResolution"].value
-    if min(x_num, x_den, y_num, y_den) <= 0:
-        return None
-    return y_den / y_num, x_den / x_num
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:

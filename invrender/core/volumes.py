@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from invrender.core.io import InputError, atomic_path, read_image, read_json, read_voxel_size
+from invrender.core.calibration import convert, read_calibration
+from invrender.core.io import InputError, atomic_path, read_image, read_json
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -187,12 +188,17 @@ def _read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]
 
 
 def _read_tiff(path: Path, voxel_size: tuple[float, float, float] | None) -> tuple[np.ndarray, np.ndarray]:
-    """A 3D TIFF `(z, y, x)` as `(x, y, z)` with affine diag(vx, vy, vz, 1), so world = voxel size * index."""
+    """A 3D TIFF `(z, y, x)` as `(x, y, z)` with affine diag(vx, vy, vz, 1), so world = voxel size * index:
+    `voxel_size` (mm), else the file's, converted to mm from the unit it names (taken for mm when it
+    names none)."""
     image = read_image(path, ndims=(2, 3))
     if image.ndim == 2:
         raise InputError(path, f"image of shape {image.shape} is 2D; spine-seg needs a 3D volume")
     if voxel_size is None:
-        voxel_size = read_voxel_size(path)
+        recorded = read_calibration(path, "ZYX")
+        if recorded is not None:
+            unit = recorded.unit
+            voxel_size = recorded.sizes if unit is None else convert(recorded.sizes, unit, "mm")
     if voxel_size is None:
         raise InputError(path, "the TIFF records no voxel size; pass --voxel-size z,y,x (mm)")
     sizes = np.asarray(voxel_size, dtype=np.float64)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from invrender.core.io import InputError, read_image, read_voxel_size, write_tiff
+from invrender.core.calibration import read_voxel_size
+from invrender.core.io import InputError, read_image, write_tiff
 from invrender.napari import LayerData
 
 TIFF_SUFFIXES = (".tif", ".tiff")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import tifffile
 
+from invrender.core.calibration import read_pixel_size
 from invrender.core.io import (
     InputError,
     check_axes_image,
     expect_axes,
     read_axes_image,
     read_picture,
-    read_pixel_size,
     read_tiff_axes,
     write_tiff,
 )

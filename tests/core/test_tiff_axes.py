@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from invrender.core.io import read_voxel_size, write_tiff
+from invrender.core.calibration import read_voxel_size
+from invrender.core.io import write_tiff
 
 
 def written(path) -> tuple[str, dict, tuple[float, float]]:
@@ -58,7 +59,7 @@ def test_an_image_and_the_defaults(tmp_path):
         ((2, 4, 5), {"axes": "CYX"}, "axes CYX"),
         ((2, 4, 5), {"axes": "ZYX", "voxel_size": (1.0, 1.0)}, "expected 3 values"),
         ((2, 4, 5), {"axes": "TYX", "voxel_size": (1.0, 1.0, 1.0)}, "expected 2 values"),
-        ((4, 5), {"unit": "um"}, "unit 'um'"),
+        ((4, 5), {"unit": "furlong"}, "unit 'furlong'"),
     ],
 )
 def test_what_does_not_fit_is_refused_and_nothing_written(tmp_path, shape, options, problem):

@@ -205,7 +205,7 @@ def test_one_dicom_file_points_to_its_folder(tmp_path):
 
 def test_tiff_3d_becomes_xyz_with_voxel_size(tmp_path):
     stack = np.random.default_rng(0).random((4, 5, 6)).astype(np.float32)  # (z, y, x)
-    write_tiff(tmp_path / "stack.tif", stack, voxel_size=(2.0, 0.5, 0.25))
+    write_tiff(tmp_path / "stack.tif", stack, voxel_size=(2.0, 0.5, 0.25), unit="mm")
     volume = read_volume(tmp_path / "stack.tif")
     assert volume.shape == (6, 5, 4)
     np.testing.assert_array_equal(volume.data[3, 2, 1], stack[1, 2, 3])
@@ -213,6 +213,16 @@ def test_tiff_3d_becomes_xyz_with_voxel_size(tmp_path):
 
     given = read_volume(tmp_path / "stack.tif", voxel_size=(3.0, 1.0, 1.5))
     np.testing.assert_allclose(given.affine, np.diag([1.5, 1.0, 3.0, 1.0]))
+
+
+@pytest.mark.parametrize(("unit", "in_mm"), [("micron", 1e-3), ("nm", 1e-6), ("mm", 1.0), ("pixel", 1.0)])
+def test_a_tiff_voxel_size_is_converted_to_mm_from_its_unit(tmp_path, unit, in_mm):
+    """World coordinates are mm: a stack calibrated in another unit of length is converted; one in
+    pixels (no unit of length) is taken for mm, as `--voxel-size` is."""
+    sizes = tuple(mm / in_mm for mm in (2.0, 1.0, 0.5))  # (z, y, x) in `unit`
+    write_tiff(tmp_path / "s.tif", np.ones((4, 5, 6), np.float32), voxel_size=sizes, unit=unit)
+    volume = read_volume(tmp_path / "s.tif")
+    np.testing.assert_allclose(volume.affine, np.diag([0.5, 1.0, 2.0, 1.0]), rtol=1e-6)
 
 
 def test_tiff_without_voxel_size_or_2d_is_refused(tmp_path):

@@ -15,6 +15,7 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import to_plain
+from invrender.core.calibration import pixel_size_record
 from invrender.core.figures import RESULT, Layer, image_overlay, write_figure
 from invrender.core.geometry.polygons import write_polygons
 from invrender.core.io import (
@@ -22,7 +23,6 @@ from invrender.core.io import (
     InputError,
     read_json,
     read_picture,
-    read_pixel_size,
     write_json,
     write_png,
 )
@@ -245,8 +245,8 @@ def output_paths(out: Path, image: Path) -> dict[str, Path]:
 
 def predict_file(image_path: Path, predictor: Predictor, out: Path, reading: dict | None = None) -> dict:
     """Segment one picture (with `reading`'s `channel`, `--channel`) and write its outputs (the
-    polygons JSON last); the job's result records the pixel size: `reading`'s `pixel_size`
-    (`--pixel-size`), else the one a TIFF records."""
+    polygons JSON last); the job's result records the pixel size and its unit (`pixel_size_record`):
+    `reading`'s `pixel_size` (`--pixel-size`), else the one a TIFF records."""
     reading = reading or {}
     picture = read_picture(image_path, reading.get("channel"))
     found = predictor.predict_picture(picture, image_path)
@@ -258,8 +258,8 @@ def predict_file(image_path: Path, predictor: Predictor, out: Path, reading: dic
     outlines = [Outline(polygon, f"polygon {index}") for index, polygon in enumerate(found.polygons)]
     write_roi_zip(paths["rois"], outlines, "polygon")
     write_polygons(paths["polygon"], found.polygons, image=image_path.name, extra=extra)
-    pixel_size = reading.get("pixel_size") or read_pixel_size(image_path)
-    return {"outputs": [str(p) for p in paths.values()], "area": int(found.mask.sum()), "pixel_size": pixel_size}
+    scale = pixel_size_record(image_path, reading.get("pixel_size"))
+    return {"outputs": [str(p) for p in paths.values()], "area": int(found.mask.sum()), **scale}
 
 
 @with_shared_options(PREDICT_CONFIG, reading=("channel", "pixel_size"))

@@ -24,12 +24,12 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
+from invrender.core.calibration import pixel_size_record
 from invrender.core.figures import loss_figure, write_figure
 from invrender.core.io import (
     InputError,
     atomic_path,
     read_json,
-    read_pixel_size,
     read_tiff_axes,
     write_json,
     write_tiff,
@@ -100,8 +100,8 @@ def segment_file(path: Path, cfg: DictConfig, context: JobContext, on_step: Step
     """One input at the stage `cfg.stage`: read it (with the options `channel` and `axes`, the
     command line's `--channel` and `--axes`), segment it (`segment_with_config`, what
     `invrender.segment_cells` runs) and write the result into `context.out` (the module docstring
-    says what). The job's result records the pixel size: the option `pixel_size` (`--pixel-size`),
-    else the input's own (a sequence's first frame's), else None."""
+    says what). The job's result records the pixel size and its unit (`pixel_size_record`): the
+    option `pixel_size` (`--pixel-size`), else the input's own (a sequence's first frame's)."""
     reading, out = context.options, context.out
     stage = str(cfg.stage)
     frames = read_frames(path, reading.get("channel"), reading.get("axes"))
@@ -113,8 +113,10 @@ def segment_file(path: Path, cfg: DictConfig, context: JobContext, on_step: Step
     log = LossLog(on_step)  # every step's loss, for the loss figure
     result = segment_with_config(frames, cfg, context.device, context.seed, log, masks, str(stage1_folder(out)))
     first_file = path if not path.is_dir() else next(iter(label_frame_paths(path, "t").values()))
-    pixel_size = reading.get("pixel_size") or read_pixel_size(first_file)
-    return {**write_result(path, out, frames, result, cfg, log), "pixel_size": pixel_size}
+    return {
+        **write_result(path, out, frames, result, cfg, log),
+        **pixel_size_record(first_file, reading.get("pixel_size")),
+    }
 
 
 def write_result(path: Path, out: Path, frames: Frames, result: CellSegResult, cfg: DictConfig, log: LossLog) -> dict:

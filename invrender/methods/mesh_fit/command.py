@@ -10,6 +10,7 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
+from invrender.core.calibration import Calibration, convert, read_calibration
 from invrender.core.figures import loss_figure, write_figure
 from invrender.core.geometry.meshes import cell_mesh_paths, read_mesh, write_cell_meshes, write_mesh
 from invrender.core.io import (
@@ -18,7 +19,6 @@ from invrender.core.io import (
     expect_axes,
     read_axes_image,
     read_tiff_axes,
-    read_voxel_size,
     write_json,
     write_tiff,
 )
@@ -62,34 +62,54 @@ def read_stack(path: Path, reading: dict) -> np.ndarray:
     return expect_axes(image, path, STACK_AXES, STACK_AXES, "--").array
 
 
-def read_bead(path: Path, spacing: tuple[float, float, float], channel: int | None = None) -> np.ndarray:
+def read_bead(path: Path, image: Calibration, channel: int | None = None) -> np.ndarray:
     """A measured PSF's bead stack (of `channel`, the image's, if it has several), checked to have the
-    image's voxel size when its file records one."""
+    image's voxel size when its file records one (in the image's unit, when both name theirs)."""
     several = set(read_tiff_axes(path)) & set(CHANNEL_AXES)  # a bead file of one channel has no other to pick
     bead = read_stack(path, {"channel": channel if several else None})
-    recorded = read_voxel_size(path)
-    if recorded is not None and not np.allclose(recorded, spacing, rtol=1e-3):
-        raise InputError(
-            path, f"bead stack voxel size {recorded} differs from the image's {spacing}; resample it first"
-        )
+    recorded = read_calibration(path, "ZYX")
+    if recorded is None:
+        return bead
+    sizes, unit = recorded.sizes, recorded.unit
+    if unit is not None and image.unit is not None:
+        sizes, unit = convert(sizes, unit, image.unit), image.unit
+    if not np.allclose(sizes, image.sizes, rtol=1e-3):
+        given, expected = _with_unit(sizes, unit), _with_unit(image.sizes, image.unit)
+        raise InputError(path, f"bead stack voxel size {given} differs from the image's {expected}; resample it first")
     return bead
+
+
+def _with_unit(sizes: tuple[float, ...], unit: str | None) -> str:
+    return ",".join(f"{s:g}" for s in sizes) + ("" if unit is None else f" {unit}")
+
+
+def stack_calibration(path: Path, given: tuple[float, float, float] | None) -> Calibration:
+    """The voxel size (z, y, x) of a stack and its unit: `given` (`--voxel-size`, in micrometres),
+    else the file's in its own unit (None when the file names none), else 1 voxel; InputError for a
+    recorded size that is not positive."""
+    if given is not None:
+        return Calibration(tuple(given), "µm")
+    recorded = read_calibration(path, "ZYX")
+    if recorded is None:
+        return Calibration((1.0, 1.0, 1.0), None)
+    if min(recorded.sizes) <= 0:
+        raise InputError(
+            path, f"voxel size {recorded.sizes} in the file's metadata is not positive; give --voxel-size z,y,x"
+        )
+    return recorded
 
 
 def fit_file(image_path: Path, cfg: DictConfig, context: JobContext, on_step: StepCallback) -> dict:
     """Read the stack (with the options `channel` and `axes`), the init mesh (`init`) and the bead
     stack (`psf`), fit them (`fit_with_config`) and write the outputs into `context.out`. The voxel
-    size is the option `voxel_size` (`--voxel-size`), else the file's, else 1 (voxels)."""
+    size and its unit are `stack_calibration`'s; the outputs are in that unit."""
     options, out = context.options, context.out
     init_path, psf_path = options.get("init"), options.get("psf")
     stack = read_stack(image_path, options)
-    known_spacing = options.get("voxel_size") or read_voxel_size(image_path)
-    spacing = known_spacing or (1.0, 1.0, 1.0)
-    if min(spacing) <= 0:
-        raise InputError(
-            image_path, f"voxel size {spacing} in the file's metadata is not positive; give --voxel-size z,y,x"
-        )
+    calibration = stack_calibration(image_path, options.get("voxel_size"))
+    spacing, unit = calibration.sizes, calibration.unit
     init = None if init_path is None else read_mesh(init_path)
-    bead = None if psf_path is None else read_bead(psf_path, spacing, options.get("channel"))
+    bead = None if psf_path is None else read_bead(psf_path, calibration, options.get("channel"))
     log = LossLog(on_step)  # every step's loss, for the loss figure
     cells, device, seed = options.get("cells"), context.device, context.seed
     fitted = fit_with_config(
@@ -99,29 +119,29 @@ def fit_file(image_path: Path, cfg: DictConfig, context: JobContext, on_step: St
     # Everything the JSON files say is computed before the first file is written.
     foam = fitted.mesh.materials is not None
     paths = output_paths(out, image_path, fitted.mesh.n_cells if foam else 0)
-    units = "physical (voxel size z,y,x = " + ",".join(f"{s:g}" for s in spacing) + ")"
+    scale = {"unit": unit, "voxel_size_zyx": spacing}  # unit None: the file names none (voxels)
     if fitted.covariance is None:
-        psf_record = {"kind": "measured", "file": str(psf_path), "units": units}
+        psf_record = {"kind": "measured", "file": str(psf_path), **scale}
     else:
         psf_record = {
             "kind": "gaussian",
             "covariance_xyz": fitted.covariance,
             "sigmas": fitted.sigmas,
             "axes": fitted.axes,
-            "units": units,
+            **scale,
         }
     result = {
         "loss": fitted.metrics["final_losses"].get("intensity_weighted_mse"),
         "ssim": fitted.metrics["ssim"],
         "psnr": fitted.metrics["psnr"],
         "psf_sigmas": fitted.sigmas,
+        **scale,
     }
     write_mesh(paths["mesh"], fitted.mesh)
     if foam:
         write_cell_meshes(paths["mesh"], fitted.mesh)
     write_json(paths["psf"], psf_record)
-    # A fluorescence stack's voxel size is taken for microns (ImageJ's usual unit), unknown: voxels.
-    write_tiff(paths["render"], fitted.render, spacing, axes="ZYX", unit="micron" if known_spacing else "pixel")
+    write_tiff(paths["render"], fitted.render, spacing, axes="ZYX", unit=unit or "pixel")
     write_figure(paths["loss"], loss_figure(log, f"{image_path.name}: shape loss at every step"))
     write_figure(paths["slices"], mesh_slices(stack, fitted.render, spacing, fitted.mesh, image_path.name))
     return finish_fit(paths, fitted.metrics, result, fitted.phases, fitted.warning)

@@ -94,7 +94,8 @@ def write_mesh_dataset(
             "kind": "gaussian",
             "covariance_xyz": (np.eye(3) * sigma**2).tolist(),
             "sigmas": [sigma] * 3,
-            "units": "voxels",
+            "unit": None,  # in voxels, as mesh-fit's record of a stack that names no unit
+            "voxel_size_zyx": [1.0, 1.0, 1.0],
             "noise": noise,
             "seed": seed,
             "copies": copies,

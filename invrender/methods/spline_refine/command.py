@@ -10,6 +10,7 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
+from invrender.core.calibration import pixel_size_record
 from invrender.core.figures import INIT, RESULT, SUSPECT, Layer, image_overlay, loss_figure, write_figure
 from invrender.core.geometry.spline_io import read_splines
 from invrender.core.io import (
@@ -17,7 +18,6 @@ from invrender.core.io import (
     expect_axes,
     finite_or_none,
     read_axes_image,
-    read_pixel_size,
     write_json,
     write_tiff,
 )
@@ -82,8 +82,8 @@ def rois_path(out: Path, image: Path) -> Path:
 def refine_file(image_path: Path, init_path: Path, cfg: DictConfig, context: JobContext, on_step: StepCallback) -> dict:
     """Read the image (with the options `channel` and `axes`: `--channel`, `--axes`) and its init,
     refine them (`refine_with_config`), then write all outputs into `context.out` (the splines JSON
-    last). The job's result records the pixel size: the option `pixel_size` (`--pixel-size`), else
-    the file's."""
+    last). The job's result records the pixel size and its unit (`pixel_size_record`): the option
+    `pixel_size` (`--pixel-size`), else the file's."""
     reading = context.options
     read = read_axes_image(image_path, channel=reading.get("channel"), axes=reading.get("axes"))
     image = expect_axes(read, image_path, IMAGE_AXES, UNLABELLED_AXES, "--").array
@@ -118,7 +118,7 @@ def refine_file(image_path: Path, init_path: Path, cfg: DictConfig, context: Job
     write_json(paths["splines"], fitted.to_json(image_path.name))
     result: dict = {
         "frames": len(stack),
-        "pixel_size": reading.get("pixel_size") or read_pixel_size(image_path),
+        **pixel_size_record(image_path, reading.get("pixel_size")),
         "splines": sum(len(r) for r in fitted.splines),
         "outputs": [str(p) for p in paths.values()],
     }

@@ -265,3 +265,21 @@ def test_bad_bead_stacks(tmp_path, blob, capsys, bead, voxel_size, needle):
     out = tmp_path / "out"
     code, err = run(capsys, blob[0], "--psf", path, "--out", out)
     assert_one_line_error(code, err, out, str(path), needle)
+
+
+def test_a_bead_in_micrometres_fits_a_stack_in_nanometres(tmp_path, blob, capsys):
+    """The bead's voxel size is compared with the image's in one unit: 1 um beside 1000 nm passes,
+    2 um beside 1000 nm is refused, saying both in nm."""
+    from invrender.core.io import write_tiff
+
+    image = tmp_path / "nm.ome.tif"
+    sizes = {f"PhysicalSize{axis}": 1000.0 for axis in "ZYX"} | {f"PhysicalSize{axis}Unit": "nm" for axis in "ZYX"}
+    tifffile.imwrite(image, tifffile.imread(blob[0]), metadata={"axes": "ZYX", **sizes})
+    bead = tmp_path / "bead.tif"
+    write_tiff(bead, gaussian_bead(), voxel_size=(1.0, 1.0, 1.0), unit="micron")
+    code, err = run(capsys, image, "--psf", bead, "--out", tmp_path / "out")
+    assert code == 0, err
+    write_tiff(bead, gaussian_bead(), voxel_size=(2.0, 1.0, 1.0), unit="micron")
+    out = tmp_path / "refused"
+    code, err = run(capsys, image, "--psf", bead, "--out", out)
+    assert_one_line_error(code, err, out, str(bead), "2000,1000,1000 nm differs from the image's 1000,1000,1000 nm")

@@ -7,8 +7,9 @@ import tifffile
 import trimesh
 
 from invrender.cli import main
+from invrender.core.calibration import read_voxel_size
 from invrender.core.geometry.meshes import read_mesh
-from invrender.core.io import read_image, read_voxel_size, write_tiff
+from invrender.core.io import read_image, write_tiff
 
 
 def test_synth_mesh_writes_stack_truth_and_psf(tmp_path, capsys):

@@ -101,3 +101,32 @@ def test_a_single_surface_fit_writes_no_cell_plys_and_a_render_in_voxels(tmp_pat
     with tifffile.TiffFile(out / "plain.render.tif") as tif:
         assert tif.series[0].axes == "ZYX" and tif.imagej_metadata["unit"] == "pixel"
         assert tif.imagej_metadata["spacing"] == 1.0
+
+
+def test_a_stack_in_nanometres_is_fitted_and_written_in_nanometres(tmp_path, stack, capsys):
+    """An OME stack calibrated in nm (400 nm voxels) gives the fit of the same stack in voxels, 400
+    times larger, and every output says nm: the render for Fiji, the PSF record, the manifest."""
+    array = tifffile.imread(stack)
+    in_nm, in_voxels = tmp_path / "nm.ome.tif", tmp_path / "voxels.tif"
+    sizes = {f"PhysicalSize{axis}": 400.0 for axis in "ZYX"} | {f"PhysicalSize{axis}Unit": "nm" for axis in "ZYX"}
+    tifffile.imwrite(in_nm, array, metadata={"axes": "ZYX", **sizes})
+    write_tiff(in_voxels, array, axes="ZYX")  # no voxel size
+    for path in (in_nm, in_voxels):
+        code = main(["mesh-fit", str(path), "--out", str(tmp_path / path.stem), "-q", *SHORT])
+        assert code == 0, capsys.readouterr().err
+
+    nm_mesh = read_mesh(tmp_path / "nm.ome" / "nm.ome.mesh.ply")
+    voxel_mesh = read_mesh(tmp_path / "voxels" / "voxels.mesh.ply")
+    np.testing.assert_allclose(nm_mesh.vertices, 400 * voxel_mesh.vertices, rtol=1e-3, atol=0.05)
+    with tifffile.TiffFile(tmp_path / "nm.ome" / "nm.ome.render.tif") as tif:
+        assert tif.imagej_metadata["unit"] == "nm" and tif.imagej_metadata["spacing"] == pytest.approx(400)
+    psf = json.loads((tmp_path / "nm.ome" / "nm.ome.psf.json").read_text())
+    voxel_psf = json.loads((tmp_path / "voxels" / "voxels.psf.json").read_text())
+    assert psf["unit"] == "nm" and psf["voxel_size_zyx"] == [400.0, 400.0, 400.0]
+    np.testing.assert_allclose(psf["sigmas"], 400 * np.asarray(voxel_psf["sigmas"]), rtol=1e-3)
+    [job] = json.loads((tmp_path / "nm.ome" / "manifest.json").read_text())["inputs"]
+    assert job["result"]["unit"] == "nm"
+    # a stack without a voxel size stays in voxels, and says so
+    assert voxel_psf["unit"] is None
+    with tifffile.TiffFile(tmp_path / "voxels" / "voxels.render.tif") as tif:
+        assert tif.imagej_metadata["unit"] == "pixel"
