@@ -1,10 +1,10 @@
 """TIFF and NIfTI images as napari Image or Labels layer data, and a Labels layer as a TIFF.
 
-A 3D TIFF written by invrender records its voxel size (z, y, x) (`write_tiff`); it becomes the
-layer's `scale`, which puts the stack in the physical units of mesh-fit's meshes. 2D images (and
-time-lapses, which record none) stay in pixels, the units of splines and polygons. A NIfTI volume
-keeps its voxel order (i, j, k), with the voxel spacing of its header as `scale` (spine-seg writes
-its labels on the CT's grid, so both lie over each other).
+A 3D TIFF's voxel size (z, y, x) becomes the layer's `scale`, and its unit of length the layer's
+`units` (napari's scale bar shows them), which puts the stack in the physical units of mesh-fit's
+meshes. 2D images (and time-lapses, which record none) stay in pixels, the units of splines and
+polygons. A NIfTI volume keeps its voxel order (i, j, k), with the voxel spacing of its header as
+`scale`, in mm (spine-seg writes its labels on the CT's grid, so both lie over each other).
 
 Label images are told from images by their names: invrender's `<stem>.labels.tif|.nii.gz`, the Cell
 Tracking Challenge's `maskNNN.tif`, `man_segNNN.tif`, `man_trackNNN.tif`, and VerSe's `<stem>_msk.nii.gz`.
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from invrender.core.calibration import read_voxel_size
+from invrender.core.calibration import length_unit, read_calibration
 from invrender.core.io import InputError, read_image, write_tiff
 from invrender.napari import LayerData
 
@@ -28,6 +28,15 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 LABEL_STEM = re.compile(r".*(\.labels|_msk)|mask\d+|man_seg\d+|man_track\d+", re.IGNORECASE)
 #: Labels are written as 16-bit TIFFs, as cell-seg and the Cell Tracking Challenge write them.
 MAX_LABEL = int(np.iinfo(np.uint16).max)
+#: napari's names (pint's) of the units of length of `core.calibration.MICRONS`.
+NAPARI_UNITS = {
+    "nm": "nanometer",
+    "µm": "micrometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "in": "inch",
+}
 
 
 def stem(path: str | os.PathLike) -> str:
@@ -44,13 +53,18 @@ def is_label_image(path: str | os.PathLike) -> bool:
 
 
 def tiff_layer(path: str | os.PathLike) -> LayerData:
-    """Image or Labels layer data of a 2D or 3D TIFF, with the voxel size it records as scale (3D)."""
+    """Image or Labels layer data of a 2D or 3D TIFF, with the voxel size it records as scale and
+    its unit as units (3D)."""
     array = read_image(path)
-    recorded = read_voxel_size(path) if array.ndim == 3 else None
-    scale = tuple(float(s) for s in recorded) if recorded is not None else (1.0,) * array.ndim
+    recorded = read_calibration(path, "ZYX") if array.ndim == 3 else None
+    attributes: dict[str, Any] = {"name": stem(path), "scale": (1.0,) * array.ndim}
+    if recorded is not None:
+        attributes["scale"] = tuple(float(s) for s in recorded.sizes)
+        if recorded.unit is not None:
+            attributes["units"] = (NAPARI_UNITS[recorded.unit],) * 3
     if is_label_image(path):
-        return _whole_labels(array, path), {"name": stem(path), "scale": scale}, "labels"
-    return array, {"name": stem(path), "scale": scale}, "image"
+        return _whole_labels(array, path), attributes, "labels"
+    return array, attributes, "image"
 
 
 def nifti_layer(path: str | os.PathLike) -> LayerData:
@@ -59,13 +73,14 @@ def nifti_layer(path: str | os.PathLike) -> LayerData:
 
     labels = is_label_image(path)
     volume = read_label_volume(path) if labels else read_volume(path)
-    attributes = {"name": stem(path), "scale": tuple(float(s) for s in volume.spacing)}
+    attributes = {"name": stem(path), "scale": tuple(float(s) for s in volume.spacing), "units": ("millimeter",) * 3}
     return volume.data, attributes, "labels" if labels else "image"
 
 
 def write_labels_tiff(path: str | os.PathLike, data: Any, attributes: dict[str, Any]) -> None:
     """Write a Labels layer's data `(y, x)` or `(z, y, x)` as a 16-bit TIFF, a 3D one with the
-    layer's scale as its voxel size. ValueError for labels outside 0..65535 or not whole numbers."""
+    layer's scale as its voxel size in the layer's unit of length (`pixel` when it has none).
+    ValueError for labels outside 0..65535 or not whole numbers."""
     labels = np.asarray(data)
     if labels.ndim not in (2, 3):
         raise ValueError(f"labels of shape {labels.shape}: a TIFF of labels is 2D or 3D")
@@ -75,7 +90,9 @@ def write_labels_tiff(path: str | os.PathLike, data: Any, attributes: dict[str, 
         raise ValueError(f"labels {labels.min()}..{labels.max()} do not fit a 16-bit TIFF (0..{MAX_LABEL})")
     scale = attributes.get("scale")
     voxel_size = tuple(float(s) for s in scale[-3:]) if labels.ndim == 3 and scale is not None else None
-    write_tiff(path, labels.astype(np.uint16), voxel_size=voxel_size)
+    units = {length_unit(str(unit)) for unit in (attributes.get("units") or ())[-3:]}
+    unit = units.pop() if len(units) == 1 and None not in units else None  # one unit of length for all axes
+    write_tiff(path, labels.astype(np.uint16), voxel_size=voxel_size, unit=unit or "pixel")
 
 
 def _whole_labels(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:

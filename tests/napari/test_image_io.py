@@ -27,6 +27,7 @@ def test_a_stack_reads_with_its_voxel_size_and_a_frame_in_pixels(tmp_path):
     assert kind == "image" and attributes["name"] == "stack"
     np.testing.assert_array_equal(data, stack)
     assert attributes["scale"] == pytest.approx((2.0, 0.5, 0.25))
+    assert attributes["units"] == ("micrometer",) * 3  # write_tiff's default unit with a size
 
     write_tiff(tmp_path / "frame.tif", stack[0])
     [(_, attributes, kind)] = read_tiff_file(str(tmp_path / "frame.tif"))
@@ -85,7 +86,7 @@ def test_spine_labels_and_their_ct_read_on_one_grid_with_the_header_spacing(tmp_
     [(data, attributes, kind)] = read_nifti_file(str(tmp_path / "ct.labels.nii.gz"))
     assert kind == "labels" and attributes["name"] == "ct.labels"
     np.testing.assert_array_equal(data, labels)
-    assert attributes["scale"] == pytest.approx((0.8, 0.9, 2.5))
+    assert attributes["scale"] == pytest.approx((0.8, 0.9, 2.5)) and attributes["units"] == ("millimeter",) * 3
     [(image, image_attributes, image_kind)] = read_nifti_file(str(tmp_path / "ct.nii.gz"))
     assert image_kind == "image" and image.shape == data.shape
     np.testing.assert_allclose(image, ct)
@@ -96,3 +97,27 @@ def test_other_files_are_left_to_other_readers(tmp_path):
     assert get_tiff_reader(str(tmp_path / "x.png")) is None
     assert get_nifti_reader(str(tmp_path / "x.tif")) is None
     assert get_tiff_reader([str(tmp_path / "a.tif"), str(tmp_path / "b.tif")]) is None
+
+
+@pytest.mark.parametrize(("unit", "napari_unit"), [("nm", "nanometer"), ("mm", "millimeter")])
+def test_a_stack_and_its_labels_keep_their_unit_through_napari(tmp_path, unit, napari_unit):
+    """A stack calibrated in nm reads with napari units nm (its scale bar says so), and a Labels
+    layer drawn over it is written back in nm; a layer in pixels is written in pixels."""
+    napari = pytest.importorskip("napari")
+    write_tiff(tmp_path / "stack.tif", np.ones((4, 6, 8), np.float32), voxel_size=(300.0, 65.0, 65.0), unit=unit)
+    [(data, attributes, kind)] = read_tiff_file(str(tmp_path / "stack.tif"))
+    image = napari.layers.Layer.create(data, attributes, kind)
+    assert [str(u) for u in image.units] == [napari_unit] * 3
+
+    layer = napari.layers.Labels(label_image((4, 6, 8), seed=2), scale=image.scale, units=image.units)
+    path = tmp_path / "drawn.labels.tif"
+    write_labels_layer(str(path), *layer.as_layer_data_tuple()[:2])
+    with tifffile.TiffFile(path) as tif:
+        assert tif.imagej_metadata["unit"] == unit
+    [(_, back, _)] = read_tiff_file(str(path))
+    assert back["scale"] == pytest.approx((300.0, 65.0, 65.0)) and back["units"] == (napari_unit,) * 3
+
+    plain = napari.layers.Labels(label_image((4, 6, 8), seed=2), scale=(2.0, 1.0, 1.0))
+    write_labels_layer(str(tmp_path / "plain.labels.tif"), *plain.as_layer_data_tuple()[:2])
+    with tifffile.TiffFile(tmp_path / "plain.labels.tif") as tif:
+        assert tif.imagej_metadata["unit"] == "pixel"
