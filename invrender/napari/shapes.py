@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from invrender.core.geometry.spline_io import FORMAT as SPLINES_FORMAT
+from invrender.core.geometry.spline_io import RECORD_KEYS
 from invrender.core.io import InputError, read_json
 from invrender.napari import LayerData
 
@@ -39,9 +40,10 @@ CURVE_TYPES = ("path", "line")
 def splines_layer(frames: list[list[dict]], name: str, image: str | None = None) -> LayerData:
     """Shapes layer data of frames of spline records (`read_splines`' output): paths in pixels."""
     stack = len(frames) > 1
-    paths, ids, edge_widths, widths = [], [], [], []
+    paths, ids, edge_widths, widths, fields = [], [], [], [], []
     for frame, records in enumerate(frames):
         for record in records:
+            fields.append({k: v for k, v in record.items() if k not in RECORD_KEYS})  # a detector's own
             yx = np.asarray(record["points"], dtype=np.float64)[:, ::-1]
             paths.append(np.column_stack([np.full(len(yx), float(frame)), yx]) if stack else yx.copy())
             ids.append(record["id"])
@@ -58,7 +60,15 @@ def splines_layer(frames: list[list[dict]], name: str, image: str | None = None)
         "opacity": SPLINE_OPACITY,
         "features": {"id": ids, "key": list(range(len(paths)))},
         "feature_defaults": {"id": NEW, "key": NEW},
-        "metadata": {METADATA_KEY: {"format": SPLINES_FORMAT, "image": image, "frames": len(frames), "widths": widths}},
+        "metadata": {
+            METADATA_KEY: {
+                "format": SPLINES_FORMAT,
+                "image": image,
+                "frames": len(frames),
+                "widths": widths,
+                "fields": fields,
+            }
+        },
     }
     return paths, attributes, "shapes"
 
@@ -66,7 +76,8 @@ def splines_layer(frames: list[list[dict]], name: str, image: str | None = None)
 def splines_from_shapes(data: list[np.ndarray], attributes: dict[str, Any]) -> tuple[list[list[dict]], str]:
     """The frames of spline records (`write_splines`' input, `[x, y]` px) and the image name of a
     Shapes layer's paths (`layer.as_layer_data_tuple()`'s first two items). Paths that came from a
-    splines file keep their ids and widths; paths drawn in napari get new ids and no widths.
+    splines file keep their ids, widths and other fields; paths drawn in napari get new ids and no
+    widths.
     ValueError for shapes that are not paths, a path across frames, or a frame without a path."""
     if not len(data):
         raise ValueError("the layer has no paths")
@@ -78,6 +89,7 @@ def splines_from_shapes(data: list[np.ndarray], attributes: dict[str, Any]) -> t
     ids, keys = _column(attributes, "id", len(data)), _column(attributes, "key", len(data))
     meta = (attributes.get("metadata") or {}).get(METADATA_KEY) or {}
     widths = meta.get("widths") or []
+    fields = meta.get("fields") or []
     next_id = 1 + max((int(i) for i in ids if _is_int(i) and i != NEW), default=-1)
     seen, by_frame = set(), {}
     for index, (path, kind) in enumerate(zip(data, kinds)):
@@ -89,11 +101,12 @@ def splines_from_shapes(data: list[np.ndarray], attributes: dict[str, Any]) -> t
         key = keys[index]
         known = _is_int(key) and 0 <= key < len(widths) and key not in seen  # a copy repeats its original's key
         seen.add(key)
+        own = fields[key] if known and key < len(fields) else {}
         if known:
             sid, w = ids[index], None if widths[key] is None else resample_widths(*widths[key], points)
         else:
             sid, w, next_id = next_id, None, next_id + 1
-        by_frame.setdefault(frame, []).append({"id": sid, "points": points, "widths": w})
+        by_frame.setdefault(frame, []).append({"id": sid, "points": points, "widths": w, **own})
     n_frames = max(int(meta.get("frames") or 1), max(by_frame) + 1) if stack else 1
     empty = [f for f in range(n_frames) if f not in by_frame]
     if empty:

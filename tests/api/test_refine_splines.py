@@ -12,6 +12,7 @@ import torch
 import invrender
 from helpers import FAST, SIZE, make_input, write_init
 from invrender.cli import main
+from invrender.core.geometry.spline_io import write_splines
 from invrender.methods.spline_refine.api import init_frames
 from invrender.methods.spline_refine.synth_movie import write_spline_movie
 
@@ -204,3 +205,23 @@ def test_refine_splines_raises_the_command_lines_errors(frame, kwargs, error, ne
     with pytest.raises(error) as caught:
         invrender.refine_splines(**kwargs)
     assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("overrides", [FAST, ["method=active-contour", "active_contour.max_num_iter=5"]])
+def test_the_inits_own_fields_reach_the_result(tmp_path, frame, overrides):
+    """A detector's fields of a spline (here `score` and `track`) come out with its refined spline,
+    on the command line and in Python; a key the fit writes itself keeps the fit's value."""
+    image, _, records = frame
+    init = [
+        {**record, "score": 0.5 + i / 10, "track": f"w{i}", "loss": "the detector's"}
+        for i, record in enumerate(records)
+    ]
+    path = tmp_path / "init.json"
+    write_splines(path, [init], image="worms.tif")
+    command_line(image, path, tmp_path / "out", *overrides)
+    written = json.loads((tmp_path / "out" / "worms.splines.json").read_text())["splines"]
+    result = invrender.refine_splines(tifffile.imread(image), init, overrides=overrides, device="cpu")
+    for splines in (written, result.splines[0]):
+        assert [(s["id"], s["score"], s["track"]) for s in splines] == [(0, 0.5, "w0"), (1, 0.6, "w1")]
+        if overrides is FAST:  # the render method writes each spline's loss
+            assert all(isinstance(s["loss"], float) for s in splines)

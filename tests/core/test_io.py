@@ -177,6 +177,19 @@ def test_read_splines_schema(tmp_path):
     _check_frames(read_splines(path), 1)
 
 
+def test_a_splines_own_fields_are_kept_and_written_back(tmp_path):
+    """A detector's fields (any key besides id, points and widths) stay with their spline."""
+    path = tmp_path / "a.json"
+    extra = {"score": 0.93, "track": "w7", "box": [1, 2, 3, 4]}
+    path.write_text(json.dumps({"splines": [{"id": "w7", "points": POINTS_A, **extra}, {"points": POINTS_B}]}))
+    [records] = read_splines(path)
+    assert {k: records[0][k] for k in extra} == extra and records[0]["id"] == "w7"
+    assert set(records[1]) == {"id", "points", "widths"}
+    write_splines(tmp_path / "b.json", [records], image="a.tif")
+    [again] = read_splines(tmp_path / "b.json")
+    assert {k: again[0][k] for k in extra} == extra
+
+
 def test_read_splines_schema_with_frames(tmp_path):
     path = tmp_path / "a.json"
     frame = {"splines": [{"id": 0, "points": POINTS_A}, {"id": 1, "points": POINTS_B}]}
@@ -235,6 +248,9 @@ def test_write_then_read_splines(tmp_path):
         ({"splines": [{"points": POINTS_A, "widths": [1, 2]}]}, "widths"),
         ({"splines": [{"points": POINTS_A, "widths": [1, -2, 1]}]}, "widths"),
         ({"splines": [{"id": 5}]}, "spline 5"),
+        ({"splines": [{"id": [1], "points": POINTS_A}]}, "spline 0: id [1] must be a number or a text"),
+        ({"splines": [{"id": None, "points": POINTS_A}]}, "id None must be"),
+        ({"splines": [{"id": True, "points": POINTS_A}]}, "id True must be"),
     ],
 )
 def test_read_splines_rejects_wrong_content(tmp_path, content, problem):

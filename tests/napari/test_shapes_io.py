@@ -84,6 +84,21 @@ def test_a_layer_left_as_read_writes_the_same_splines(tmp_path, frames):
     assert_same_splines(write_layer(layer, tmp_path / "out.json"), frames)
 
 
+def test_a_detectors_fields_survive_an_edit_in_napari(tmp_path):
+    """Fields of a spline besides id, points and widths (a detector's score) are written back with
+    it after its path was moved; a path drawn in napari has none."""
+    records = [{**r, "score": 0.1 * i, "track": f"w{i}"} for i, r in enumerate(spline_records(3, n=2))]
+    path = tmp_path / "init.json"
+    write_splines(path, [records], image="worms.tif")
+    layer = shapes_layer(read_splines_file(str(path))[0])
+    paths = [np.array(p) for p in layer.data]
+    paths[1][0] += [1.0, 1.0]
+    layer.data = paths
+    layer.add_paths([np.array([[5.0, 5.0], [9.0, 12.0]])])
+    [written] = write_layer(layer, tmp_path / "edited.json")
+    assert [(r.get("score"), r.get("track")) for r in written] == [(0.0, "w0"), (0.1, "w1"), (None, None)]
+
+
 def test_a_users_edits_are_written_moved_redrawn_removed_and_new_paths(tmp_path):
     records = spline_records(6, n=3, k=6)
     path = tmp_path / "init.json"

@@ -1,7 +1,8 @@
 """Reading and writing sets of 2D splines (the `invrender.splines` JSON format).
 
 A spline record is a dict `{"id": int, "points": (k, 2) float array [x, y] in pixels,
-"widths": (k,) float array in pixels or None}`. A frame is a list of records; a file holds one
+"widths": (k,) float array in pixels or None}`, plus any other fields a file gives it (a
+detector's `score` or `track`), kept as they are. A frame is a list of records; a file holds one
 frame (`"splines"`) or several (`"frames": [{"splines": [...]}, ...]`, for a 3D TIFF stack).
 
 Accepted as input, besides that schema: a bare JSON list of point lists (one frame) or a list of
@@ -12,6 +13,7 @@ such lists (frames), and `.npy` arrays of shape `(n_splines, k, 2)` or `(frames,
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from invrender.core.io import InputError, read_json, write_json
 
 FORMAT = "invrender.splines"
 VERSION = 1
+
+#: The keys of a spline record that the format defines; a file's other keys are the record's own fields.
+RECORD_KEYS = ("id", "points", "widths")
 
 #: Points further outside the image than this fraction of its larger side are refused.
 OUTSIDE_MARGIN = 0.25
@@ -164,10 +169,14 @@ def _records(source: str | os.PathLike, splines: Any, frame: int | None = None) 
         raise InputError(source, f"no splines{where}")
     records = []
     for i, item in enumerate(splines):
+        fields = {}
         if isinstance(item, dict):
             sid, points, widths = item.get("id", i), item.get("points"), item.get("widths")
+            fields = {key: value for key, value in item.items() if key not in RECORD_KEYS}
         else:
             sid, points, widths = i, item, None
+        if isinstance(sid, bool) or not isinstance(sid, numbers.Real | str):  # numbers.Real: numpy's too
+            raise InputError(source, f"spline {i}{where}: id {sid!r} must be a number or a text")
         label = f"spline {sid}{where}"
         points = _float_array(source, points, label, "points")
         if points.ndim != 2 or points.shape[1] != 2:
@@ -178,7 +187,7 @@ def _records(source: str | os.PathLike, splines: Any, frame: int | None = None) 
             widths = _float_array(source, widths, label, "widths")
             if widths.shape != (len(points),) or np.any(widths <= 0):
                 raise InputError(source, f"{label}: widths must be one positive number per point")
-        records.append({"id": sid, "points": points, "widths": widths})
+        records.append({"id": sid, "points": points, "widths": widths, **fields})
     return records
 
 

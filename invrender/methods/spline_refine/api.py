@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from invrender.config import check_config_values
 from invrender.core.geometry.spline_io import (
+    RECORD_KEYS,
     frames_from_array,
     parse_splines,
     read_splines,
@@ -130,6 +131,20 @@ def refine_splines(
         return refine_with_config(image, frames, cfg, device, seed, on_step, init_source)
 
 
+def with_init_fields(refined: list[list[dict]], inits: list[list[dict] | None]) -> list[list[dict]]:
+    """The refined records with their init's own fields (any key besides `RECORD_KEYS`, e.g. a
+    detector's `score` or `track`), from the init record of the same id in the same frame or, for a
+    frame the init has none for (propagated), the latest earlier one. A key the fit writes itself
+    (`loss`, `suspect`, ...) keeps the fit's value."""
+    fields: dict[Any, dict] = {}
+    out = []
+    for f, frame in enumerate(refined):
+        for record in (inits[f] if f < len(inits) else None) or []:
+            fields[record["id"]] = {k: v for k, v in record.items() if k not in RECORD_KEYS}
+        out.append([{**r, **{k: v for k, v in fields.get(r["id"], {}).items() if k not in r}} for r in frame])
+    return out
+
+
 def init_frames(init: Any) -> tuple[list[list[dict]], str]:
     """The frames of spline records of any form `refine_splines` takes, and the name its errors give
     the init (the file's path, else "init")."""
@@ -178,7 +193,7 @@ def refine_with_config(
         validate_splines(init_source, frames, image.shape)
     if method != "render":
         splines = [active_contour_frame(frame_image, records, cfg) for frame_image, records in zip(stack, frames)]
-        return SplineRefineResult(method, splines, None, [], [], [], [])
+        return SplineRefineResult(method, with_init_fields(splines, frames), None, [], [], [], [])
 
     log = LossLog(on_step)  # every step's loss, of every fit in the order they ran
 
@@ -197,7 +212,7 @@ def refine_with_config(
     renders = np.stack([fitted.render for fitted in fits]).astype(np.float32)
     return SplineRefineResult(
         method,
-        [fitted.records for fitted in fits],
+        with_init_fields([fitted.records for fitted in fits], frames),
         renders if image.ndim == 3 else renders[0],
         log.losses,
         [fitted.recon_loss for fitted in fits],
