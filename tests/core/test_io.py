@@ -251,6 +251,11 @@ def test_write_then_read_splines(tmp_path):
         ({"splines": [{"id": [1], "points": POINTS_A}]}, "spline 0: id [1] must be a number or a text"),
         ({"splines": [{"id": None, "points": POINTS_A}]}, "id None must be"),
         ({"splines": [{"id": True, "points": POINTS_A}]}, "id True must be"),
+        ({"splines": [{"id": 3, "points": POINTS_A}, {"id": 3, "points": POINTS_B}]}, "spline id 3 appears twice"),
+        (
+            {"frames": [{"splines": [{"points": POINTS_A}, {"id": 0, "points": POINTS_B}]}]},
+            "id 0 appears twice in frame 0",
+        ),
     ],
 )
 def test_read_splines_rejects_wrong_content(tmp_path, content, problem):

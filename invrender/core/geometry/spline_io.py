@@ -187,6 +187,10 @@ def _records(source: str | os.PathLike, splines: Any, frame: int | None = None) 
             widths = _float_array(source, widths, label, "widths")
             if widths.shape != (len(points),) or np.any(widths <= 0):
                 raise InputError(source, f"{label}: widths must be one positive number per point")
+        if any(r["id"] == sid for r in records):  # results, fields and a movie's fits are matched by id
+            raise InputError(
+                source, f"spline id {sid!r} appears twice{where} (a spline without an id takes its position)"
+            )
         records.append({"id": sid, "points": points, "widths": widths, **fields})
     return records
 
