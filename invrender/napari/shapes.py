@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from invrender.core.geometry.spline_io import FORMAT as SPLINES_FORMAT
-from invrender.core.geometry.spline_io import RECORD_KEYS
+from invrender.core.geometry.spline_io import record_fields
 from invrender.core.io import InputError, read_json
 from invrender.napari import LayerData
 
@@ -43,7 +43,7 @@ def splines_layer(frames: list[list[dict]], name: str, image: str | None = None)
     paths, ids, edge_widths, widths, fields = [], [], [], [], []
     for frame, records in enumerate(frames):
         for record in records:
-            fields.append({k: v for k, v in record.items() if k not in RECORD_KEYS})  # a detector's own
+            fields.append(record_fields(record))
             yx = np.asarray(record["points"], dtype=np.float64)[:, ::-1]
             paths.append(np.column_stack([np.full(len(yx), float(frame)), yx]) if stack else yx.copy())
             ids.append(record["id"])
@@ -101,11 +101,11 @@ def splines_from_shapes(data: list[np.ndarray], attributes: dict[str, Any]) -> t
         key = keys[index]
         known = _is_int(key) and 0 <= key < len(widths) and key not in seen  # a copy repeats its original's key
         seen.add(key)
-        own = fields[key] if known and key < len(fields) else {}
         if known:
             sid, w = ids[index], None if widths[key] is None else resample_widths(*widths[key], points)
+            own = fields[key] if key < len(fields) else {}  # a layer made before fields were kept has none
         else:
-            sid, w, next_id = next_id, None, next_id + 1
+            sid, w, own, next_id = next_id, None, {}, next_id + 1
         by_frame.setdefault(frame, []).append({"id": sid, "points": points, "widths": w, **own})
     n_frames = max(int(meta.get("frames") or 1), max(by_frame) + 1) if stack else 1
     empty = [f for f in range(n_frames) if f not in by_frame]

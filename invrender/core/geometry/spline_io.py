@@ -32,6 +32,11 @@ RECORD_KEYS = ("id", "points", "widths")
 OUTSIDE_MARGIN = 0.25
 
 
+def record_fields(record: dict) -> dict:
+    """A spline record's own fields: every key besides RECORD_KEYS (a detector's `score`, ...)."""
+    return {key: value for key, value in record.items() if key not in RECORD_KEYS}
+
+
 def read_splines(path: str | os.PathLike) -> list[list[dict]]:
     """Read splines from JSON or `.npy`; returns a list of frames, each a list of spline records."""
     path = Path(path)
@@ -172,7 +177,7 @@ def _records(source: str | os.PathLike, splines: Any, frame: int | None = None) 
         fields = {}
         if isinstance(item, dict):
             sid, points, widths = item.get("id", i), item.get("points"), item.get("widths")
-            fields = {key: value for key, value in item.items() if key not in RECORD_KEYS}
+            fields = record_fields(item)
         else:
             sid, points, widths = i, item, None
         if isinstance(sid, bool) or not isinstance(sid, numbers.Real | str):  # numbers.Real: numpy's too

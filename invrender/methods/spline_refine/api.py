@@ -17,10 +17,10 @@ from omegaconf import DictConfig
 
 from invrender.config import check_config_values
 from invrender.core.geometry.spline_io import (
-    RECORD_KEYS,
     frames_from_array,
     parse_splines,
     read_splines,
+    record_fields,
     splines_json,
     validate_splines,
 )
@@ -132,15 +132,15 @@ def refine_splines(
 
 
 def with_init_fields(refined: list[list[dict]], inits: list[list[dict] | None]) -> list[list[dict]]:
-    """The refined records with their init's own fields (any key besides `RECORD_KEYS`, e.g. a
-    detector's `score` or `track`), from the init record of the same id in the same frame or, for a
-    frame the init has none for (propagated), the latest earlier one. A key the fit writes itself
-    (`loss`, `suspect`, ...) keeps the fit's value."""
+    """The refined records with their init's own fields (`record_fields`, e.g. a detector's `score`
+    or `track`), from the init record of the same id in the same frame or, for a frame the init has
+    none for (propagated), the latest earlier one. A key the fit writes itself (`loss`, `suspect`,
+    ...) keeps the fit's value."""
     fields: dict[Any, dict] = {}
     out = []
     for f, frame in enumerate(refined):
         for record in (inits[f] if f < len(inits) else None) or []:
-            fields[record["id"]] = {k: v for k, v in record.items() if k not in RECORD_KEYS}
+            fields[record["id"]] = record_fields(record)
         out.append([{**r, **{k: v for k, v in fields.get(r["id"], {}).items() if k not in r}} for r in frame])
     return out
 
