@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from invrender.core.calibration import convert, read_calibration
-from invrender.core.io import InputError, atomic_path, read_image, read_json
+from invrender.core.io import InputError, atomic_path, read_image, read_json, write_tiff
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -168,7 +168,10 @@ def check_affine(source: str | os.PathLike, affine: Any) -> np.ndarray:
         raise InputError(source, "the voxel-to-world affine contains NaN or infinite values (a damaged header?)")
     if not np.array_equal(affine[3], [0.0, 0.0, 0.0, 1.0]):
         raise InputError(source, f"the voxel-to-world affine's last row is {affine[3].tolist()}, expected [0, 0, 0, 1]")
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+    # Degenerate: a zero voxel size, or voxel axes (nearly) in one plane. Relative to the voxel
+    # sizes, so that nanometre voxels (1e-6 mm) are not taken for zero.
+    sizes = np.linalg.norm(affine[:3, :3], axis=0)
+    if not sizes.all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6 * np.prod(sizes):
         raise InputError(source, "degenerate voxel-to-world affine (zero voxel size?)")
     return affine
 
@@ -569,6 +572,35 @@ def _check_inside(path: str | os.PathLike, volume: Volume, label: int, point: np
 
 
 # ---------------------------------------------------------------- writing
+
+
+def grid_suffix(path: str | os.PathLike) -> str:
+    """The suffix of a volume written on the grid of the volume at `path`, so that a viewer puts
+    one over the other: `.tif` for a TIFF (z, y, x) and `.nii.gz` for NIfTI and DICOM."""
+    return ".tif" if Path(path).suffix.lower() in TIFF_SUFFIXES else ".nii.gz"
+
+
+def write_on_grid(path: str | os.PathLike, data: np.ndarray, like: Volume) -> None:
+    """Write `data` `(I, J, K)` (the shape of `like`) atomically in the format `path` names:
+    NIfTI with `like`'s affine, or for a volume read from a TIFF a TIFF `(z, y, x)` with its voxel
+    size in that TIFF's unit of length (mm when it names none), as Fiji and napari lay it over it.
+    An integer `data` is written as 16-bit labels to a TIFF. ValueError for a TIFF of another grid."""
+    if not Path(path).name.lower().endswith(TIFF_SUFFIXES):
+        write_nifti(path, data, like)
+        return
+    sizes = np.diag(like.affine)[:3]
+    if data.shape != like.shape:
+        raise ValueError(f"data of shape {data.shape} is not on the grid {like.shape}")
+    if not np.array_equal(like.affine, np.diag([*sizes, 1.0])) or np.any(sizes <= 0):
+        raise ValueError("a TIFF is written on the grid of a TIFF volume only (affine diag(vx, vy, vz, 1))")
+    recorded = read_calibration(like.path, "ZYX") if like.path is not None and like.path.is_file() else None
+    unit = recorded.unit if recorded is not None and recorded.unit is not None else "mm"
+    zyx = np.asarray(data).transpose(2, 1, 0)
+    if np.issubdtype(zyx.dtype, np.integer):
+        if zyx.size and (zyx.min() < 0 or zyx.max() > np.iinfo(np.uint16).max):
+            raise ValueError(f"labels {zyx.min()}..{zyx.max()} do not fit a 16-bit TIFF")
+        zyx = zyx.astype(np.uint16)
+    write_tiff(path, zyx, voxel_size=convert(tuple(sizes[::-1]), "mm", unit), unit=unit)
 
 
 def write_nifti(path: str | os.PathLike, data: np.ndarray, like: Volume) -> None:

@@ -77,6 +77,19 @@ def nifti_layer(path: str | os.PathLike) -> LayerData:
     return volume.data, attributes, "labels" if labels else "image"
 
 
+def world_to_layer(path: str | os.PathLike, points: np.ndarray) -> np.ndarray:
+    """(N, 3) world mm (RAS+) -> (N, 3) coordinates of the layer that `nifti_layer` or `tiff_layer`
+    makes of the volume at `path`: the point's voxel index through the volume's affine, in the
+    layer's axis order, times its scale. This puts spine-seg's meshes over their CT and labels."""
+    from invrender.core.volumes import read_volume, world_to_index
+
+    volume = read_volume(path)  # (i, j, k) and the affine, in mm, as spine-seg read it
+    index = world_to_index(volume.affine, points)
+    if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
+        return index * volume.spacing
+    return index[:, ::-1] * read_calibration(path, "ZYX").sizes  # a TIFF (x, y, z) shown as (z, y, x)
+
+
 def write_labels_tiff(path: str | os.PathLike, data: Any, attributes: dict[str, Any]) -> None:
     """Write a Labels layer's data `(y, x)` or `(z, y, x)` as a 16-bit TIFF, a 3D one with the
     layer's scale as its voxel size in the layer's unit of length (`pixel` when it has none).

@@ -4,6 +4,8 @@ it into layer data, or None for a file it does not read (napari then offers it t
 - `<stem>.splines.json` (any `invrender.splines` JSON, e.g. an init) -> Shapes, paths with widths
 - `<stem>.polygon.json` (any `invrender.polygons` JSON, ACDR's) -> Shapes, polygons
 - `<stem>.mesh.ply`, `.truth.ply`, `.rec` -> Surface(s) in the stack's physical coordinates
+- spine-seg's `<stem>.<C1..L6>.ply` -> a Surface over the CT, placed by `<stem>.labels.nii.gz` (or
+  `.labels.tif`) beside it
 - TIFF -> Image, or Labels for label images; 3D with the voxel size it records as scale
 - NIfTI (`.nii`, `.nii.gz`) -> Image, or Labels for `.labels.nii.gz`, with the header's spacing
 """
@@ -11,23 +13,29 @@ it into layer data, or None for a file it does not read (napari then offers it t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-from invrender.core.geometry.meshes import read_mesh
+from invrender.core.geometry.meshes import ply_space, read_mesh
 from invrender.core.geometry.spline_io import FORMAT as SPLINES_FORMAT
 from invrender.core.geometry.spline_io import parse_splines
 from invrender.core.io import InputError, read_json
+from invrender.core.volumes import VERTEBRA_NAMES
 from invrender.napari import LayerData
 from invrender.napari.images import NIFTI_SUFFIXES, TIFF_SUFFIXES, nifti_layer, tiff_layer
 from invrender.napari.shapes import POLYGONS_FORMAT, polygons_layer, read_polygons, splines_layer
-from invrender.napari.surfaces import mesh_layers
+from invrender.napari.surfaces import mesh_layers, world_mesh_layer
 
 Reader = Callable[[str], list[LayerData]]
 #: What mesh-fit (`.mesh.ply`, `.mesh.rec`) and `invrender synth mesh` (`.truth.ply`, `.truth.rec`) write.
 #: The PLY per cell beside a `.rec` (`.mesh.cell1.ply`, ...) is for other viewers and is left out: the
 #: `.rec` already gives napari every cell's surface.
 MESH_ENDINGS = (".mesh.ply", ".truth.ply", ".rec")
+#: What spine-seg writes per vertebra: `<stem>.<name>.ply`, world mm, beside `<stem>.labels.nii.gz`
+#: (or `<stem>.labels.tif` for a TIFF CT), which gives the grid napari shows the CT on.
+VERTEBRA_MESH = re.compile(rf"(?P<stem>.+)\.(?P<vertebra>{'|'.join(VERTEBRA_NAMES.values())})\.ply")
+VERTEBRA_GRIDS = (".labels.nii.gz", ".labels.tif")
 
 
 def read_splines_file(path: str | os.PathLike) -> list[LayerData]:
@@ -42,6 +50,23 @@ def read_polygons_file(path: str | os.PathLike) -> list[LayerData]:
 
 def read_mesh_file(path: str | os.PathLike) -> list[LayerData]:
     return mesh_layers(read_mesh(path), _name(path))
+
+
+def read_vertebra_file(path: str | os.PathLike) -> list[LayerData]:
+    """A spine-seg vertebra mesh over its CT: InputError when no labels file is beside it to place it."""
+    path = Path(path)
+    found = VERTEBRA_MESH.fullmatch(path.name)
+    grids = [path.with_name(found["stem"] + ending) for ending in VERTEBRA_GRIDS]
+    grid = next((g for g in grids if g.is_file()), None)
+    if grid is None:
+        raise InputError(
+            path,
+            f"a spine-seg mesh in world mm is placed over its CT by the labels beside it, "
+            f"and neither {grids[0].name} nor {grids[1].name} is there",
+        )
+    colour = list(VERTEBRA_NAMES.values()).index(found["vertebra"])  # neighbours differ
+    space = ply_space(path) or "RAS"  # spine-seg's frame; its older meshes did not say it
+    return [world_mesh_layer(read_mesh(path), space, grid, _name(path), colour)]
 
 
 def read_tiff_file(path: str | os.PathLike) -> list[LayerData]:
@@ -65,7 +90,11 @@ def get_json_reader(path: str | list[str]) -> Reader | None:
 
 
 def get_mesh_reader(path: str | list[str]) -> Reader | None:
-    return read_mesh_file if _single(path, MESH_ENDINGS) else None
+    if _single(path, MESH_ENDINGS):
+        return read_mesh_file
+    if _single(path, (".ply",)) and VERTEBRA_MESH.fullmatch(Path(path).name):
+        return read_vertebra_file
+    return None
 
 
 def get_tiff_reader(path: str | list[str]) -> Reader | None:

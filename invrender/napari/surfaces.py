@@ -5,14 +5,21 @@ the voxel size; napari's surfaces are `(z, y, x)` world coordinates, where an im
 `scale` is the voxel size puts a voxel's centre at its index times the scale. Reversing the
 vertices' columns puts the mesh over its stack. A multi-material mesh (a foam, `.rec`) becomes one
 layer per cell, each that cell's closed surface.
+
+spine-seg's meshes are in world mm (RAS) instead, and a CT opens in napari on its voxel grid: a
+vertex goes through the inverse affine of the volume it lies over (`images.world_to_layer`).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from invrender.core.geometry.meshes import Mesh
+from invrender.core.volumes import LPS_TO_RAS
 from invrender.napari import LayerData
+from invrender.napari.images import world_to_layer
 
 #: napari colormaps given to the cells in turn (a surface of constant value shows the top colour).
 CELL_COLOURMAPS = ("red", "green", "blue", "magenta", "cyan", "yellow")
@@ -22,13 +29,21 @@ SURFACE_OPACITY = 0.7
 
 def mesh_layers(mesh: Mesh, name: str) -> list[LayerData]:
     """Surface layer data of a mesh: one layer, or one per cell of a multi-material mesh."""
+    zyx = mesh.vertices[:, ::-1]
     if mesh.materials is None:
-        return [_surface(mesh.vertices, mesh.faces, name, 0)]
+        return [_surface(zyx, mesh.faces, name, 0)]
     return [
-        _surface(mesh.vertices, mesh.cell_faces(cell), f"{name} cell {cell}", cell - 1)
+        _surface(zyx, mesh.cell_faces(cell), f"{name} cell {cell}", cell - 1)
         for cell in range(1, mesh.n_cells + 1)
         if len(mesh.cell_faces(cell))
     ]
+
+
+def world_mesh_layer(mesh: Mesh, space: str, grid: str | os.PathLike, name: str, index: int) -> LayerData:
+    """Surface layer data of a mesh in world mm (x, y, z in `space`, "RAS" or "LPS") over the volume
+    at `grid` (NIfTI or TIFF) as the plugin opens it; `index` picks its colour."""
+    ras = mesh.vertices @ LPS_TO_RAS[:3, :3] if space == "LPS" else mesh.vertices
+    return _surface(world_to_layer(grid, ras), mesh.faces, name, index)
 
 
 def mesh_from_surface(data: tuple) -> Mesh:
@@ -38,13 +53,14 @@ def mesh_from_surface(data: tuple) -> Mesh:
 
 
 def _surface(vertices: np.ndarray, faces: np.ndarray, name: str, index: int) -> LayerData:
-    """A surface of the vertices that `faces` use (a cell's, out of a foam's), renumbered."""
+    """A surface of the vertices (in napari's axis order) that `faces` use (a cell's, out of a
+    foam's), renumbered."""
     used, renumbered = np.unique(faces, return_inverse=True)
-    zyx = np.asarray(vertices, dtype=np.float64)[used][:, ::-1].copy()
+    points = np.ascontiguousarray(np.asarray(vertices, dtype=np.float64)[used])
     attributes = {
         "name": name,
         "colormap": CELL_COLOURMAPS[index % len(CELL_COLOURMAPS)],
         "opacity": SURFACE_OPACITY,
         "shading": "smooth",
     }
-    return (zyx, renumbered.reshape(faces.shape).astype(np.int64)), attributes, "surface"
+    return (points, renumbered.reshape(faces.shape).astype(np.int64)), attributes, "surface"

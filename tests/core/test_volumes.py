@@ -17,7 +17,9 @@ from invrender.core.io import InputError, write_tiff
 from invrender.core.volumes import (
     VERTEBRA_NAMES,
     Volume,
+    check_affine,
     check_same_grid,
+    grid_suffix,
     index_to_world,
     read_centroids,
     read_label_volume,
@@ -25,6 +27,7 @@ from invrender.core.volumes import (
     vertebra_name,
     world_to_index,
     write_nifti,
+    write_on_grid,
 )
 
 VERSE = SHARED_DATA / "verse"
@@ -223,6 +226,42 @@ def test_a_tiff_voxel_size_is_converted_to_mm_from_its_unit(tmp_path, unit, in_m
     write_tiff(tmp_path / "s.tif", np.ones((4, 5, 6), np.float32), voxel_size=sizes, unit=unit)
     volume = read_volume(tmp_path / "s.tif")
     np.testing.assert_allclose(volume.affine, np.diag([0.5, 1.0, 2.0, 1.0]), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("unit", "written"), [("micron", "micron"), ("nm", "nm"), ("mm", "mm"), ("pixel", "mm")])
+def test_labels_on_a_tiff_grid_are_a_tiff_in_its_unit(tmp_path, unit, written):
+    """`write_on_grid` writes a TIFF volume's labels back as it came, (z, y, x) in its unit of length
+    (mm, the volume's own, when it names none): read again, they are on the same grid."""
+    write_tiff(tmp_path / "ct.tif", np.ones((4, 5, 6), np.float32), voxel_size=(3.0, 2.0, 1.0), unit=unit)
+    volume = read_volume(tmp_path / "ct.tif")
+    labels = np.random.default_rng(0).integers(0, 30, size=volume.shape)
+    assert grid_suffix(tmp_path / "ct.tif") == ".tif" and grid_suffix(tmp_path / "ct.nii.gz") == ".nii.gz"
+    write_on_grid(tmp_path / "ct.labels.tif", labels, volume)
+    with tifffile.TiffFile(tmp_path / "ct.labels.tif") as tif:
+        assert tif.pages[0].dtype == np.uint16 and tif.imagej_metadata["unit"] == written
+    back = read_label_volume(tmp_path / "ct.labels.tif")
+    np.testing.assert_array_equal(back.data, labels)
+    np.testing.assert_allclose(back.affine, volume.affine, rtol=1e-6)
+
+
+def test_a_degenerate_affine_is_refused_and_nanometre_voxels_are_not():
+    nanometres = np.diag([4e-6, 4e-6, 3e-5, 1.0])  # an EM stack's voxels, in mm
+    np.testing.assert_array_equal(check_affine("em.tif", nanometres), nanometres)
+    flat = np.diag([1.0, 1.0, 0.0, 1.0])
+    collinear = np.array([[1.0, 1.0, 0, 0], [0, 1e-9, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    for affine in (flat, collinear):
+        with pytest.raises(InputError, match="degenerate"):
+            check_affine("ct.nii.gz", affine)
+
+
+def test_a_tiff_is_written_on_a_tiff_grid_only(tmp_path):
+    nifti_grid = Volume(np.zeros((4, 5, 6)), np.diag([-1.0, -1.0, 2.0, 1.0]))
+    with pytest.raises(ValueError, match="TIFF volume only"):
+        write_on_grid(tmp_path / "x.tif", np.zeros((4, 5, 6), np.int32), nifti_grid)
+    tiff_grid = Volume(np.zeros((4, 5, 6)), np.diag([1.0, 1.0, 2.0, 1.0]))
+    with pytest.raises(ValueError, match="16-bit"):
+        write_on_grid(tmp_path / "x.tif", np.full((4, 5, 6), 70000), tiff_grid)
+    assert not (tmp_path / "x.tif").exists()
 
 
 def test_tiff_without_voxel_size_or_2d_is_refused(tmp_path):

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".rec")
 #: Anatomical frames a PLY can say its coordinates are in (3D Slicer's `SPACE=` header comment).
 SPACES = ("RAS", "LPS")
+#: Bytes of a PLY searched for its header (a header is a few hundred).
+MAX_PLY_HEADER = 65536
 
 #: Larger vertex coordinates (physical units) are refused: no image is that large, and trimesh's
 #: merging of vertices rounds coordinates to 1e-8 in int64, which overflows from about 9e10.
@@ -200,6 +202,19 @@ def write_mesh(path: str | Path, mesh: Mesh, space: str | None = None) -> None:
             if space is not None:  # with the header's comments, before its first element
                 data = data.replace(b"\nelement ", f"\ncomment SPACE={space}\nelement ".encode(), 1)
             tmp.write_bytes(data)
+
+
+def ply_space(path: str | Path) -> str | None:
+    """The anatomical frame a PLY's header says its coordinates are in (`comment SPACE=RAS` or
+    `SPACE=LPS`, as `write_mesh` writes it and 3D Slicer reads it), None when it says none."""
+    with open(path, "rb") as file:
+        header = file.read(MAX_PLY_HEADER).split(b"end_header", 1)[0]
+    for line in header.decode("ascii", errors="replace").splitlines():
+        if line.startswith("comment "):
+            for space in SPACES:
+                if f"SPACE={space}" in line:
+                    return space
+    return None
 
 
 def cell_mesh_paths(path: str | Path, n_cells: int) -> list[Path]:

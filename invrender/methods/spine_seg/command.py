@@ -1,8 +1,9 @@
 """`invrender spine-seg`: jobs, outputs and the command line of the method.
 
-An input is a CT: NIfTI (`.nii`, `.nii.gz`), a DICOM series folder, or a 3D TIFF with
-`--voxel-size`. Outputs in `--out`, named after the input's stem:
-`<stem>.labels.nii.gz` (on the input's grid and affine, VerSe codes), `<stem>.<C1..L6>.ply` (one
+An input is a CT: NIfTI (`.nii`, `.nii.gz`), a DICOM series folder, or a 3D TIFF (its voxel size
+from the file or `--voxel-size`). Outputs in `--out`, named after the input's stem:
+`<stem>.labels.nii.gz` (on the input's grid and affine, VerSe codes; `<stem>.labels.tif`, z y x in the
+TIFF's unit, for a TIFF, so that it lies over it in Fiji and napari), `<stem>.<C1..L6>.ply` (one
 mesh per vertebra, world mm in RAS, said in the header as `comment SPACE=RAS` for 3D Slicer, the
 template's vertex order), `<stem>.slices.png` (mid-sagittal and
 coronal slices with the contours and the vertebrae's names), `<stem>.loss.png` (the loss at every step,
@@ -27,11 +28,12 @@ from invrender.core.volumes import (
     CENTROID_SPACES,
     NIFTI_SUFFIXES,
     check_same_grid,
+    grid_suffix,
     read_centroids,
     read_label_volume,
     read_volume,
     vertebra_name,
-    write_nifti,
+    write_on_grid,
 )
 from invrender.inputs import InputItem
 from invrender.method import JobContext, MethodSpec, finish_fit
@@ -61,7 +63,7 @@ def output_paths(out: Path, ct: Path, labels: list[int]) -> dict[str, Path]:
     stem = input_stem(ct)
     meshes = {f"mesh_{label}": out / f"{stem}.{vertebra_name(label)}.ply" for label in labels}
     return {
-        "labels": out / f"{stem}.labels.nii.gz",
+        "labels": out / f"{stem}.labels{grid_suffix(ct)}",
         **meshes,
         "slices": out / f"{stem}.slices.png",
         "loss": out / f"{stem}.loss.png",
@@ -92,7 +94,7 @@ def segment_file(
     segmented = segment_with_config(volume, centroids, truth_labels, cfg, seed, log, str(centroids_path))
 
     paths = output_paths(out, ct_path, list(segmented.meshes))
-    write_nifti(paths["labels"], segmented.labels, volume)
+    write_on_grid(paths["labels"], segmented.labels, volume)
     for label, mesh in segmented.meshes.items():
         write_mesh(paths[f"mesh_{label}"], mesh, space="RAS")  # NIfTI's world frame, said for 3D Slicer
     chain = np.stack([centroids[label] for label in segmented.meshes])

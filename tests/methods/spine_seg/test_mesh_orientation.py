@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from helpers import SHARED_DATA
 from invrender.cli import main
+from invrender.core.io import write_tiff
 from invrender.methods.spine_seg.frames import chain_frames
 from invrender.methods.spine_seg.synth import write_ct_dataset
 from invrender.methods.spine_seg.template import (
@@ -26,6 +27,7 @@ from invrender.methods.spine_seg.template import (
     load_template,
     save_template,
 )
+from invrender.napari.readers import get_mesh_reader, read_nifti_file, read_tiff_file
 
 SAMPLE = SHARED_DATA / "verse" / "sub-verse004_seg-vert_msk.nii.gz"
 SAMPLE_CENTROIDS = SHARED_DATA / "verse" / "sub-verse004_seg-subreg_ctd.json"
@@ -62,7 +64,11 @@ def slicer_ras(path: Path, honour_space: bool = True) -> np.ndarray:
 def fraction_on_surface(points_ras: np.ndarray, labels: np.ndarray, affine: np.ndarray, label: int) -> float:
     """The share of points within NEAR voxels of the boundary of `label`'s voxels, the points mapped
     to voxel indices by the inverse affine; points outside the grid count as off it."""
-    index = apply_affine(np.linalg.inv(affine), points_ras)
+    return fraction_of_indices_on_surface(apply_affine(np.linalg.inv(affine), points_ras), labels, label)
+
+
+def fraction_of_indices_on_surface(index: np.ndarray, labels: np.ndarray, label: int) -> float:
+    """`fraction_on_surface` of points given as (N, 3) continuous voxel indices."""
     mask = labels == label
     boundary = mask & ~ndimage.binary_erosion(mask)
     distance = ndimage.distance_transform_edt(~boundary)  # voxels to the nearest boundary voxel
@@ -109,6 +115,20 @@ def test_the_meshes_lie_on_their_labels_in_world_coordinates(segmented, name, la
     assert mirrored < 0.5, f"{name}: {mirrored:.1%} on the surface even when read as LPS"
 
 
+@needs_sample
+@pytest.mark.parametrize(("name", "label"), [("L3", 22), ("L4", 23)])
+def test_the_meshes_lie_on_their_labels_as_napari_opens_them(segmented, name, label):
+    """Opened with the plugin, the mesh (world mm) and the labels (voxel grid times spacing, in the
+    file's LPS storage order) lie over each other."""
+    [(labels, attributes, _)] = read_nifti_file(str(segmented / "spine_ct.labels.nii.gz"))
+    path = segmented / f"spine_ct.{name}.ply"
+    reader = get_mesh_reader(str(path))
+    assert reader is not None
+    [((vertices, _), _, _)] = reader(str(path))
+    on = fraction_of_indices_on_surface(vertices / np.asarray(attributes["scale"]), labels, label)
+    assert on >= ON_SURFACE, f"{name}: only {on:.1%} of the vertices on the label's surface in napari"
+
+
 def test_the_template_ply_is_an_upright_vertebra_in_ras(tmp_path):
     template = load_template(default_template_path())
     save_template(template, tmp_path)
@@ -132,3 +152,48 @@ def test_the_shipped_template_ply_is_the_template_in_ras():
     template = load_template(folder)
     assert ply_space(folder / MESH_FILE) == "RAS"
     np.testing.assert_allclose(slicer_ras(folder / MESH_FILE), template.vertices @ CANONICAL_TO_RAS.T, atol=1e-3)
+
+
+@needs_sample
+def test_a_tiff_ct_in_micrometres_gets_its_labels_as_a_tiff_over_it(tmp_path):
+    """The same CT as a NIfTI (RAS) and as a TIFF (z, y, x) in micrometres, as micro-CT comes: the
+    TIFF's labels are a TIFF on its grid and in its unit, napari and Fiji lay them over it, and they
+    are the NIfTI's labels; the meshes are the same in world mm but for the NIfTI's origin."""
+    write_ct_dataset(
+        SAMPLE,
+        tmp_path,
+        SAMPLE_CENTROIDS,
+        levels=(22, 23),
+        spacing=2.0,
+        deform=2.0,
+        seed=5,
+        name="s",
+        orientation="RAS",
+    )
+    entries = json.loads((tmp_path / "s_ctd.json").read_text())
+    centroids = tmp_path / "ctd.json"  # voxel indices (i, j, k): the same in both files
+    centroids.write_text(json.dumps([e for e in entries if "label" not in e or e["label"] in (22, 23)]))
+    nifti = nibabel.load(tmp_path / "s_ct.nii.gz")
+    assert np.allclose(nifti.affine[:3, :3], np.diag([2.0, 2.0, 2.0]))  # RAS-stored: i, j, k along x, y, z
+    tiff = tmp_path / "tiff" / "s_ct.tif"
+    tiff.parent.mkdir()
+    write_tiff(tiff, np.asarray(nifti.dataobj, dtype=np.float32).transpose(2, 1, 0), (2000.0,) * 3, unit="um")
+    runs = {}
+    for ct in (tmp_path / "s_ct.nii.gz", tiff):
+        out = ct.parent / "seg"
+        assert main(["spine-seg", str(ct), "--centroids", str(centroids), "--out", str(out), "-q", *FAST]) == 0
+        runs[ct.suffix] = out
+    assert not (runs[".tif"] / "s_ct.labels.nii.gz").exists()
+    [(image, image_attributes, _)] = read_tiff_file(str(tiff))
+    [(labels, label_attributes, kind)] = read_tiff_file(str(runs[".tif"] / "s_ct.labels.tif"))
+    assert kind == "labels" and labels.shape == image.shape
+    assert label_attributes["scale"] == image_attributes["scale"] == pytest.approx((2000.0,) * 3)
+    assert label_attributes["units"] == image_attributes["units"] == ("micrometer",) * 3
+    from_nifti = np.asarray(nibabel.load(runs[".gz"] / "s_ct.labels.nii.gz").dataobj).transpose(2, 1, 0)
+    assert {22, 23} <= set(np.unique(labels))
+    assert np.mean(labels == from_nifti) > 0.999
+    origin = nifti.affine[:3, 3]
+    for name in ("L3", "L4"):
+        from_tiff = trimesh.load(runs[".tif"] / f"s_ct.{name}.ply", process=False).vertices
+        nifti_mesh = trimesh.load(runs[".gz"] / f"s_ct.{name}.ply", process=False).vertices
+        np.testing.assert_allclose(from_tiff + origin, nifti_mesh, atol=0.05)
