@@ -24,7 +24,7 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
-from invrender.core.calibration import pixel_size_record
+from invrender.core.calibration import Calibration, pixel_size_record
 from invrender.core.figures import loss_figure, write_figure
 from invrender.core.io import (
     InputError,
@@ -32,7 +32,6 @@ from invrender.core.io import (
     read_json,
     read_tiff_axes,
     write_json,
-    write_tiff,
 )
 from invrender.core.optim.loss_log import LossLog
 from invrender.core.roi import Outline, write_roi_zip
@@ -46,6 +45,7 @@ from invrender.methods.cell_seg.ctc import (
     read_frames,
     read_label_frames,
     write_label_frames,
+    write_label_image,
     write_tracks,
 )
 from invrender.methods.cell_seg.figures import contour_overlay, tracks_figure
@@ -113,29 +113,41 @@ def segment_file(path: Path, cfg: DictConfig, context: JobContext, on_step: Step
     log = LossLog(on_step)  # every step's loss, for the loss figure
     result = segment_with_config(frames, cfg, context.device, context.seed, log, masks, str(stage1_folder(out)))
     first_file = path if not path.is_dir() else next(iter(label_frame_paths(path, "t").values()))
-    return {
-        **write_result(path, out, frames, result, cfg, log),
-        **pixel_size_record(first_file, reading.get("pixel_size")),
-    }
+    scale = pixel_size_record(first_file, reading.get("pixel_size"))
+    # The label images carry the pixel size when its unit is known (the file's), so that Fiji
+    # measures the cells in it; `--pixel-size` names no unit.
+    calibration = Calibration(tuple(scale["pixel_size"]), scale["pixel_unit"]) if scale["pixel_unit"] else None
+    return {**write_result(path, out, frames, result, cfg, log, calibration), **scale}
 
 
-def write_result(path: Path, out: Path, frames: Frames, result: CellSegResult, cfg: DictConfig, log: LossLog) -> dict:
+def write_result(
+    path: Path,
+    out: Path,
+    frames: Frames,
+    result: CellSegResult,
+    cfg: DictConfig,
+    log: LossLog,
+    calibration: Calibration | None,
+) -> dict:
     """Write what cell-seg found in the input `path` (read as `frames`) into `out`, with the loss at
-    every step that `log` kept; returns the job's result for the manifest."""
+    every step that `log` kept, the label images with `calibration` (the input's pixel size, y x, and
+    its unit; None: in pixels); returns the job's result for the manifest."""
     name = input_name(path)
     stage = result.stage
     kind = "image" if frames.kind == "image" else "sequence"
     paths = output_paths(out, path, kind, stage)
     if kind == "image":
-        write_tiff(paths["labels"], result.labels[0])
+        write_label_image(paths["labels"], result.labels[0], calibration)
         write_figure(paths["overlay"], contour_overlay(frames.images[0], result.records[0], name))
     else:
         if stage == "both":
-            write_label_frames(stage1_folder(out), "mask", result.stage1_masks, result.train_frames, frames.digits)
+            write_label_frames(
+                stage1_folder(out), "mask", result.stage1_masks, result.train_frames, frames.digits, calibration
+            )
         if stage != "1":
             stage2.save_network(paths["network"], result.network, cfg.stage2, result.train_frames)
             write_losses(paths["loss"], result.training_losses)
-        write_sequence(out, paths, frames, result.labels, result.records, result.tracks, name)
+        write_sequence(out, paths, frames, result.labels, result.records, result.tracks, name, calibration)
     write_figure(paths["loss_figure"], loss_figure(log, f"{name}: loss at every step"))
     record = {
         "format": "invrender.cells",
@@ -196,12 +208,14 @@ def write_sequence(
     records: list[dict],
     tracks: np.ndarray,
     name: str,
+    calibration: Calibration | None,
 ) -> None:
-    """The CTC result layout of a time-lapse `name`: `maskTTT.tif` from labels (T, H, W), an overlay of
+    """The CTC result layout of a time-lapse `name`: `maskTTT.tif` from labels (T, H, W) (with the
+    input's `calibration`, if any), an overlay of
     the cells' outlines per frame, `res_track.txt` from tracks (n, 4) `L B E P` and their picture
     (`tracks.png`). Frames of an earlier run of this sequence that this run has not (a sequence with
     fewer frames now) are removed, so the folder holds one result."""
-    written = write_label_frames(out, "mask", labels, frames.times, frames.digits)
+    written = write_label_frames(out, "mask", labels, frames.times, frames.digits, calibration)
     paths["overlays"].mkdir(parents=True, exist_ok=True)
     overlays = [paths["overlays"] / f"t{time:0{frames.digits}d}.png" for time in frames.times]
     for stale in {*out.glob("mask*.tif"), *paths["overlays"].glob("t*.png")} - {*written, *overlays}:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from invrender.core.calibration import Calibration
 from invrender.core.io import InputError, atomic_path, expect_axes, read_axes_image, write_tiff
 
 #: The largest label a CTC label image (uint16) can hold.
@@ -153,10 +154,18 @@ def check_label_image(array, source: str | Path) -> np.ndarray:
     return array
 
 
-def write_label_frames(folder: Path, prefix: str, labels: np.ndarray, times: list[int], digits: int = 3) -> list[Path]:
+def write_label_frames(
+    folder: Path,
+    prefix: str,
+    labels: np.ndarray,
+    times: list[int],
+    digits: int = 3,
+    calibration: Calibration | None = None,
+) -> list[Path]:
     """Write label frames `labels (T, H, W)` as uint16 `{prefix}{t:0{digits}d}.tif`, one per time.
 
-    `prefix` is "mask" for results, "man_seg" or "man_track" for ground truth. Each file is written
+    `prefix` is "mask" for results, "man_seg" or "man_track" for ground truth. `calibration`: the
+    pixel size (y, x) and its unit of length to record (the input's), None for none. Each file is written
     atomically. Returns the paths in the order of `times`. ValueError for labels outside 0..65535
     (the CTC's 16-bit range), non-integer labels, or a `times` list of the wrong length.
     """
@@ -176,9 +185,16 @@ def write_label_frames(folder: Path, prefix: str, labels: np.ndarray, times: lis
     paths = []
     for time, frame in zip(times, labels):
         path = folder / f"{prefix}{int(time):0{digits}d}.tif"
-        write_tiff(path, frame.astype(np.uint16))
+        write_label_image(path, frame.astype(np.uint16), calibration)
         paths.append(path)
     return paths
+
+
+def write_label_image(path: Path, labels: np.ndarray, calibration: Calibration | None) -> None:
+    """Write one label image `(H, W)` atomically, with `calibration` (pixel size y x and its unit of
+    length) recorded as ImageJ's, or in pixels for None."""
+    sizes, unit = (calibration.sizes, calibration.unit) if calibration is not None else (None, None)
+    write_tiff(path, labels, voxel_size=sizes, unit=unit)
 
 
 def _numbered_files(folder: Path, prefix: str) -> dict[int, Path]:

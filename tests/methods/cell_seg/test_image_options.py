@@ -1,7 +1,8 @@
 """cell-seg's input by its axes and channels, its pixel size, and `--diameter` (issue 23): a
 2-channel hyperstack, a z-stack and a 3D array without axes are refused in one line; `--channel`
-picks the channel, a TYX hyperstack is a time-lapse; `--diameter` scales every size in pixels, and
-the same frame magnified 2x segments as well with twice the diameter."""
+picks the channel, a TYX hyperstack is a time-lapse; the label images carry a calibrated input's
+pixel size; `--diameter` scales every size in pixels, and the same frame magnified 2x segments as
+well with twice the diameter."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from skimage.transform import rescale
 
 from helpers import CELL_FAST, assert_one_line_error
 from invrender.cli import main
+from invrender.core.calibration import read_calibration
 from invrender.core.io import write_tiff
 from invrender.core.metrics import seg_measure
 from invrender.methods.cell_seg.api import CONFIG
@@ -133,6 +135,19 @@ def test_channel_1_segments_what_the_channel_alone_does(tmp_path, movie):
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["inputs"][0]["result"]["pixel_size"] == [0.65, 0.65]
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["inputs"][0]["result"]["pixel_size"] is None
+    # `--pixel-size` names no unit, and the plain input records none: the labels are in pixels.
+    for labels in (tmp_path / "a" / "alone.labels.tif", tmp_path / "b" / "two.labels.tif"):
+        assert read_calibration(labels, "YX").unit is None
+
+
+def test_the_labels_of_a_calibrated_image_carry_its_pixel_size(tmp_path, movie):
+    """So that Fiji measures the cells in the image's unit: the label image says 0.2 nm per pixel
+    as the input does (as Fiji writes it: ImageJ unit and resolution)."""
+    path = tmp_path / "frame.tif"
+    tifffile.imwrite(path, movie[0], imagej=True, metadata={"unit": "nm"}, resolution=(5.0, 5.0))
+    assert cell_seg(path, "--out", tmp_path / "out") == 0
+    recorded = read_calibration(tmp_path / "out" / "frame.labels.tif", "YX")
+    assert recorded.unit == "nm" and recorded.sizes == pytest.approx((0.2, 0.2))
 
 
 def test_a_tyx_hyperstack_is_a_time_lapse(tmp_path, movie):
@@ -145,6 +160,9 @@ def test_a_tyx_hyperstack_is_a_time_lapse(tmp_path, movie):
     assert (out / "res_track.txt").read_text().strip()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"][0]["result"]["pixel_size"] == [0.5, 0.5]
+    for mask in out.glob("mask*.tif"):  # the CTC masks carry the time-lapse's calibration
+        recorded = read_calibration(mask, "YX")
+        assert recorded.unit == "µm" and recorded.sizes == pytest.approx((0.5, 0.5))
 
 
 def test_axes_tyx_makes_a_plain_array_a_time_lapse(tmp_path, movie):
