@@ -48,7 +48,7 @@ class Volume:
     @property
     def spacing(self) -> np.ndarray:
         """(3,) mm between voxel centres along i, j, k."""
-        return np.linalg.norm(self.affine[:3, :3], axis=0)
+        return affine_spacing(self.affine)
 
     def world_to_index(self) -> np.ndarray:
         """(4, 4) world mm -> voxel index."""
@@ -58,6 +58,11 @@ class Volume:
         """(N, 3) world mm of every voxel (C order), or of the voxels where `mask` is true."""
         index = np.argwhere(mask) if mask is not None else np.indices(self.shape).reshape(3, -1).T
         return index_to_world(self.affine, index)
+
+
+def affine_spacing(affine: np.ndarray) -> np.ndarray:
+    """(3,) the distance between voxel centres along i, j, k of a voxel-to-world affine (4, 4)."""
+    return np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
 
 
 def index_to_world(affine: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -170,7 +175,7 @@ def check_affine(source: str | os.PathLike, affine: Any) -> np.ndarray:
         raise InputError(source, f"the voxel-to-world affine's last row is {affine[3].tolist()}, expected [0, 0, 0, 1]")
     # Degenerate: a zero voxel size, or voxel axes (nearly) in one plane. Relative to the voxel
     # sizes, so that nanometre voxels (1e-6 mm) are not taken for zero.
-    sizes = np.linalg.norm(affine[:3, :3], axis=0)
+    sizes = affine_spacing(affine)
     if not sizes.all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6 * np.prod(sizes):
         raise InputError(source, "degenerate voxel-to-world affine (zero voxel size?)")
     return affine
@@ -197,6 +202,11 @@ def _read_tiff(path: Path, voxel_size: tuple[float, float, float] | None) -> tup
     image = read_image(path, ndims=(2, 3))
     if image.ndim == 2:
         raise InputError(path, f"image of shape {image.shape} is 2D; spine-seg needs a 3D volume")
+    return image.transpose(2, 1, 0), _tiff_affine(path, voxel_size)
+
+
+def _tiff_affine(path: Path, voxel_size: tuple[float, float, float] | None) -> np.ndarray:
+    """diag(vx, vy, vz, 1) in mm of a 3D TIFF: `voxel_size` (z, y, x), else the file's."""
     if voxel_size is None:
         recorded = read_calibration(path, "ZYX")
         if recorded is not None:
@@ -208,7 +218,24 @@ def _read_tiff(path: Path, voxel_size: tuple[float, float, float] | None) -> tup
     if sizes.shape != (3,) or not np.all(np.isfinite(sizes) & (sizes > 0)):
         raise InputError(path, f"voxel size {tuple(voxel_size)} is not three positive numbers (z, y, x)")
     vz, vy, vx = sizes
-    return image.transpose(2, 1, 0), np.diag([vx, vy, vz, 1.0])
+    return np.diag([vx, vy, vz, 1.0])
+
+
+def read_affine(path: str | os.PathLike) -> np.ndarray:
+    """The voxel-to-world affine (mm) `read_volume` gives the NIfTI or 3D TIFF at `path`, from its
+    header alone (a viewer placing a mesh over the volume need not read its voxels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if not is_nifti(path):
+        return check_affine(path, _tiff_affine(path, None))
+    import nibabel
+
+    try:
+        affine = nibabel.load(path).affine
+    except Exception as err:  # nibabel raises many types for damaged files
+        raise InputError(path, f"not a readable NIfTI volume ({type(err).__name__}: {err})") from None
+    return check_affine(path, affine)
 
 
 # ---------------------------------------------------------------- DICOM series

@@ -81,12 +81,12 @@ def world_to_layer(path: str | os.PathLike, points: np.ndarray) -> np.ndarray:
     """(N, 3) world mm (RAS+) -> (N, 3) coordinates of the layer that `nifti_layer` or `tiff_layer`
     makes of the volume at `path`: the point's voxel index through the volume's affine, in the
     layer's axis order, times its scale. This puts spine-seg's meshes over their CT and labels."""
-    from invrender.core.volumes import read_volume, world_to_index
+    from invrender.core.volumes import affine_spacing, read_affine, world_to_index
 
-    volume = read_volume(path)  # (i, j, k) and the affine, in mm, as spine-seg read it
-    index = world_to_index(volume.affine, points)
+    affine = read_affine(path)  # of the voxels (i, j, k), in mm, as spine-seg read them
+    index = world_to_index(affine, points)
     if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
-        return index * volume.spacing
+        return index * affine_spacing(affine)  # nifti_layer's scale
     return index[:, ::-1] * read_calibration(path, "ZYX").sizes  # a TIFF (x, y, z) shown as (z, y, x)
 
 

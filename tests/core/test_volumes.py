@@ -21,6 +21,7 @@ from invrender.core.volumes import (
     check_same_grid,
     grid_suffix,
     index_to_world,
+    read_affine,
     read_centroids,
     read_label_volume,
     read_volume,
@@ -242,6 +243,20 @@ def test_labels_on_a_tiff_grid_are_a_tiff_in_its_unit(tmp_path, unit, written):
     back = read_label_volume(tmp_path / "ct.labels.tif")
     np.testing.assert_array_equal(back.data, labels)
     np.testing.assert_allclose(back.affine, volume.affine, rtol=1e-6)
+
+
+def test_read_affine_gives_read_volumes_affine_from_the_header(tmp_path):
+    oblique = np.array([[0, 0, 1.2, -5.0], [-0.9, 0.1, 0, 7.0], [0, -2.0, 0, 60.0], [0, 0, 0, 1.0]])
+    write_nifti(tmp_path / "ct.nii.gz", np.zeros((4, 5, 6), np.int16), Volume(np.zeros((4, 5, 6)), oblique))
+    write_tiff(tmp_path / "ct.tif", np.ones((4, 5, 6), np.float32), voxel_size=(30.0, 20.0, 10.0), unit="um")
+    for name in ("ct.nii.gz", "ct.tif"):
+        np.testing.assert_allclose(read_affine(tmp_path / name), read_volume(tmp_path / name).affine, rtol=1e-6)
+    with refused(tmp_path / "none.nii.gz", "file not found"):
+        read_affine(tmp_path / "none.nii.gz")
+    bare = tmp_path / "bare.tif"
+    tifffile.imwrite(bare, np.ones((4, 5, 6), np.float32), photometric="minisblack")
+    with refused(bare, "--voxel-size"):
+        read_affine(bare)
 
 
 def test_a_degenerate_affine_is_refused_and_nanometre_voxels_are_not():

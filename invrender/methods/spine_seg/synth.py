@@ -57,6 +57,7 @@ from scipy.spatial.transform import Rotation
 from invrender.core.io import write_json
 from invrender.core.volumes import (
     Volume,
+    affine_spacing,
     index_to_world,
     read_centroids,
     read_label_volume,
@@ -177,7 +178,7 @@ def output_grid(
 def fine_grid(shape: tuple[int, int, int], affine: np.ndarray) -> tuple[tuple[int, int, int], np.ndarray, np.ndarray]:
     """The grid the tissues are drawn on: every output voxel split into n (3,) sub-voxels per axis
     (n = its size / FINE, rounded up), centred in it. Returns the fine shape, affine and n."""
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = affine_spacing(affine)
     factors = np.ceil(spacing / FINE - 1e-6).astype(int)
     fine = affine.copy()
     fine[:3, :3] = affine[:3, :3] / factors
@@ -212,7 +213,7 @@ def smooth_field(
     """A `components`-vector field of Gaussian-filtered white noise over the grid (`shape`, `affine`),
     with autocorrelation falling to 1/e at CORRELATION mm, scaled so that its largest magnitude is 1
     (trilinear interpolation never exceeds its nodes' largest magnitude: a convex combination)."""
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = affine_spacing(affine)
     # Nodes every NODE_SPACING mm along the grid's axes, one beyond the grid on every side.
     nodes = np.ceil((np.array(shape) - 1) * spacing / NODE_SPACING).astype(int) + 3
     node_affine = affine.copy()
@@ -320,7 +321,7 @@ def ct_intensities(
     then the PSF."""
     from invrender.methods.spine_seg.synth_anatomy import paint_surroundings
 
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = affine_spacing(affine)
     points = index_to_world(affine, np.indices(labels.shape).reshape(3, -1).T)
     variation = smooth_field(labels.shape, affine, 1, rng).at(points).reshape(labels.shape)
     del points

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from invrender.core.volumes import VERTEBRA_NAMES, index_to_world, world_to_index
+from invrender.core.volumes import VERTEBRA_NAMES, affine_spacing, index_to_world, world_to_index
 from invrender.methods.spine_seg.frames import cranial_order, vertebra_frames
 
 #: The thoracic VerSe codes: T1-T12 and T13; ribs and lungs belong to these.
@@ -223,7 +223,7 @@ def _paint_lungs(
     """Paint air into `free` voxels inside the lungs (module constants), in the frame of the lowest
     thoracic vertebra (body centre `lowest`), away from `solid` (bone, vessels, organs) by LUNG_CLEARANCE."""
     size = spacing / TYPICAL_SPACING
-    clearance = distance_transform_edt(~solid, sampling=np.linalg.norm(affine[:3, :3], axis=0)) > LUNG_CLEARANCE
+    clearance = distance_transform_edt(~solid, sampling=affine_spacing(affine)) > LUNG_CLEARANCE
     points = index_to_world(affine, np.indices(hu.shape).reshape(3, -1).T)
     local = ((points - lowest) @ rotation / size).astype(np.float32)  # (superior, posterior, left), typical mm
     floor = np.maximum(0.0, (LUNG_FLOOR - 0.3 * TYPICAL_SPACING) - local[:, 0]) / LUNG_FLOOR
