@@ -77,11 +77,9 @@ def fraction_of_indices_on_surface(index: np.ndarray, labels: np.ndarray, label:
     return float(np.mean(inside & near))
 
 
-@pytest.fixture(scope="module")
-def segmented(tmp_path_factory):
-    """spine-seg on a 2 mm synthetic CT of L3-L4 stored in LPS order (an affine with negative x and y
-    steps, as a CT converted from DICOM has): the output folder."""
-    folder = tmp_path_factory.mktemp("ct")
+def l3_l4_ct(folder: Path, name: str, orientation: str) -> Path:
+    """A 2 mm synthetic CT of L3-L4 stored in `orientation`, `<name>_ct.nii.gz` in `folder`; the
+    path of its L3 and L4 centroids (VerSe JSON)."""
     write_ct_dataset(
         SAMPLE,
         folder,
@@ -90,13 +88,23 @@ def segmented(tmp_path_factory):
         spacing=2.0,
         deform=2.0,
         seed=5,
-        name="spine",
-        orientation="LPS",
+        name=name,
+        orientation=orientation,
     )
-    entries = json.loads((folder / "spine_ctd.json").read_text())
-    (folder / "ctd.json").write_text(json.dumps([e for e in entries if "label" not in e or e["label"] in (22, 23)]))
+    entries = json.loads((folder / f"{name}_ctd.json").read_text())
+    centroids = folder / "ctd.json"
+    centroids.write_text(json.dumps([e for e in entries if "label" not in e or e["label"] in (22, 23)]))
+    return centroids
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory):
+    """spine-seg on a 2 mm synthetic CT of L3-L4 stored in LPS order (an affine with negative x and y
+    steps, as a CT converted from DICOM has): the output folder."""
+    folder = tmp_path_factory.mktemp("ct")
+    centroids = l3_l4_ct(folder, "spine", "LPS")
     out = folder / "seg"
-    argv = ["spine-seg", str(folder / "spine_ct.nii.gz"), "--centroids", str(folder / "ctd.json"), "--out", str(out)]
+    argv = ["spine-seg", str(folder / "spine_ct.nii.gz"), "--centroids", str(centroids), "--out", str(out)]
     assert main([*argv, "-q", *FAST]) == 0
     return out
 
@@ -159,20 +167,7 @@ def test_a_tiff_ct_in_micrometres_gets_its_labels_as_a_tiff_over_it(tmp_path):
     """The same CT as a NIfTI (RAS) and as a TIFF (z, y, x) in micrometres, as micro-CT comes: the
     TIFF's labels are a TIFF on its grid and in its unit, napari and Fiji lay them over it, and they
     are the NIfTI's labels; the meshes are the same in world mm but for the NIfTI's origin."""
-    write_ct_dataset(
-        SAMPLE,
-        tmp_path,
-        SAMPLE_CENTROIDS,
-        levels=(22, 23),
-        spacing=2.0,
-        deform=2.0,
-        seed=5,
-        name="s",
-        orientation="RAS",
-    )
-    entries = json.loads((tmp_path / "s_ctd.json").read_text())
-    centroids = tmp_path / "ctd.json"  # voxel indices (i, j, k): the same in both files
-    centroids.write_text(json.dumps([e for e in entries if "label" not in e or e["label"] in (22, 23)]))
+    centroids = l3_l4_ct(tmp_path, "s", "RAS")  # voxel indices (i, j, k): the same in both files
     nifti = nibabel.load(tmp_path / "s_ct.nii.gz")
     assert np.allclose(nifti.affine[:3, :3], np.diag([2.0, 2.0, 2.0]))  # RAS-stored: i, j, k along x, y, z
     tiff = tmp_path / "tiff" / "s_ct.tif"
