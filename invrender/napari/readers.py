@@ -8,6 +8,8 @@ it into layer data, or None for a file it does not read (napari then offers it t
   `.labels.tif`) beside it
 - TIFF -> Image, or Labels for label images; 3D with the voxel size it records as scale
 - NIfTI (`.nii`, `.nii.gz`) -> Image, or Labels for `.labels.nii.gz`, with the header's spacing
+- a Cell Tracking Challenge folder (cell-seg's `maskTTT.tif` + `res_track.txt`, a ground truth's
+  `man_trackTTT.tif` + `man_track.txt` or `man_segTTT.tif`) -> Labels `(t, y, x)` and Tracks
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from invrender.napari import LayerData
 from invrender.napari.images import NIFTI_SUFFIXES, TIFF_SUFFIXES, nifti_layer, tiff_layer
 from invrender.napari.shapes import POLYGONS_FORMAT, polygons_layer, read_polygons, splines_layer
 from invrender.napari.surfaces import mesh_layers, world_mesh_layer
+from invrender.napari.tracks import ctc_layers, ctc_prefix
 
 Reader = Callable[[str], list[LayerData]]
 #: What mesh-fit (`.mesh.ply`, `.mesh.rec`) and `invrender synth mesh` (`.truth.ply`, `.truth.rec`) write.
@@ -77,6 +80,10 @@ def read_nifti_file(path: str | os.PathLike) -> list[LayerData]:
     return [nifti_layer(path)]
 
 
+def read_ctc_folder(path: str | os.PathLike) -> list[LayerData]:
+    return ctc_layers(path)
+
+
 def get_json_reader(path: str | list[str]) -> Reader | None:
     """Splines or polygons, told by the JSON's `format`; None for other JSON."""
     if not _single(path, (".json",)):
@@ -103,6 +110,13 @@ def get_tiff_reader(path: str | list[str]) -> Reader | None:
 
 def get_nifti_reader(path: str | list[str]) -> Reader | None:
     return read_nifti_file if _single(path, NIFTI_SUFFIXES) else None
+
+
+def get_ctc_reader(path: str | list[str]) -> Reader | None:
+    """A folder of CTC label frames; None for a file or another folder."""
+    if not isinstance(path, str | os.PathLike) or not Path(path).is_dir():
+        return None
+    return read_ctc_folder if ctc_prefix(path) is not None else None
 
 
 def _single(path: str | list[str], endings: tuple[str, ...]) -> bool:

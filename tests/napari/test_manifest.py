@@ -44,6 +44,8 @@ def plugins():
         ("x.polygon.json", "invrender.get_json_reader"),
         ("stack.mesh.ply", "invrender.get_mesh_reader"),
         ("embryo.mesh.rec", "invrender.get_mesh_reader"),
+        ("spine_ct.L3.ply", "invrender.get_mesh_reader"),
+        ("spine_ct.T12.ply", "invrender.get_mesh_reader"),
         ("stack.tif", "invrender.get_tiff_reader"),
         ("nuclei.labels.tif", "invrender.get_tiff_reader"),
         ("ct.labels.nii.gz", "invrender.get_nifti_reader"),
@@ -51,6 +53,10 @@ def plugins():
 )
 def test_napari_offers_the_readers_for_invrenders_files(plugins, name, command):
     assert command in [reader.command for reader in plugins.iter_compatible_readers([name])]
+
+
+def test_napari_offers_the_ctc_reader_for_a_folder(plugins, tmp_path):
+    assert "invrender.get_ctc_reader" in [reader.command for reader in plugins.iter_compatible_readers([str(tmp_path)])]
 
 
 @pytest.mark.parametrize(
