@@ -4,7 +4,8 @@ A 3D TIFF's voxel size (z, y, x) becomes the layer's `scale`, and its unit of le
 `units` (napari's scale bar shows them), which puts the stack in the physical units of mesh-fit's
 meshes. 2D images (and time-lapses, which record none) stay in pixels, the units of splines and
 polygons. A NIfTI volume keeps its voxel order (i, j, k), with the voxel spacing of its header as
-`scale`, in mm (spine-seg writes its labels on the CT's grid, so both lie over each other).
+`scale`, in mm (spine-seg writes its labels on the CT's grid, so both lie over each other); so does
+a DICOM series folder, in the order spine-seg reads it.
 
 Label images are told from images by their names: invrender's `<stem>.labels.tif|.nii.gz`, the Cell
 Tracking Challenge's `maskNNN.tif`, `man_segNNN.tif`, `man_trackNNN.tif`, and VerSe's `<stem>_msk.nii.gz`.
@@ -73,8 +74,31 @@ def nifti_layer(path: str | os.PathLike) -> LayerData:
 
     labels = is_label_image(path)
     volume = read_label_volume(path) if labels else read_volume(path)
-    attributes = {"name": stem(path), "scale": tuple(float(s) for s in volume.spacing), "units": ("millimeter",) * 3}
-    return volume.data, attributes, "labels" if labels else "image"
+    return volume.data, _grid_attributes(stem(path), volume.spacing), "labels" if labels else "image"
+
+
+def is_dicom_folder(path: str | os.PathLike) -> bool:
+    """Whether a folder holds a DICOM file (Part 10: "DICM" after the 128-byte preamble)."""
+    files = (file for file in Path(path).iterdir() if file.is_file())
+    for file in files:
+        with open(file, "rb") as opened:
+            if opened.read(132)[128:] == b"DICM":
+                return True
+    return False
+
+
+def dicom_layer(folder: str | os.PathLike) -> LayerData:
+    """Image layer data `(i, j, k)` = (columns, rows, slices) of a DICOM series folder in its values
+    (e.g. Hounsfield units), as spine-seg reads it, the voxel spacing (mm) as scale: spine-seg's
+    labels NIfTI, on the series' grid, lies over it."""
+    from invrender.core.volumes import read_volume
+
+    volume = read_volume(folder)
+    return volume.data, _grid_attributes(Path(folder).name, volume.spacing), "image"
+
+
+def _grid_attributes(name: str, spacing: np.ndarray) -> dict[str, Any]:
+    return {"name": name, "scale": tuple(float(s) for s in spacing), "units": ("millimeter",) * 3}
 
 
 def world_to_layer(path: str | os.PathLike, points: np.ndarray) -> np.ndarray:

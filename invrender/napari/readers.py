@@ -10,6 +10,7 @@ it into layer data, or None for a file it does not read (napari then offers it t
 - NIfTI (`.nii`, `.nii.gz`) -> Image, or Labels for `.labels.nii.gz`, with the header's spacing
 - a Cell Tracking Challenge folder (cell-seg's `maskTTT.tif` + `res_track.txt`, a ground truth's
   `man_trackTTT.tif` + `man_track.txt` or `man_segTTT.tif`) -> Labels `(t, y, x)` and Tracks
+- a DICOM series folder (a CT) -> Image `(i, j, k)` with its voxel spacing, as spine-seg reads it
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from invrender.core.geometry.spline_io import parse_splines
 from invrender.core.io import InputError, read_json
 from invrender.core.volumes import VERTEBRA_NAMES
 from invrender.napari import LayerData
-from invrender.napari.images import NIFTI_SUFFIXES, TIFF_SUFFIXES, nifti_layer, tiff_layer
+from invrender.napari.images import (
+    NIFTI_SUFFIXES,
+    TIFF_SUFFIXES,
+    dicom_layer,
+    is_dicom_folder,
+    nifti_layer,
+    tiff_layer,
+)
 from invrender.napari.shapes import POLYGONS_FORMAT, polygons_layer, read_polygons, splines_layer
 from invrender.napari.surfaces import mesh_layers, world_mesh_layer
 from invrender.napari.tracks import ctc_layers, ctc_prefix
@@ -84,6 +92,10 @@ def read_ctc_folder(path: str | os.PathLike) -> list[LayerData]:
     return ctc_layers(path)
 
 
+def read_dicom_folder(path: str | os.PathLike) -> list[LayerData]:
+    return [dicom_layer(path)]
+
+
 def get_json_reader(path: str | list[str]) -> Reader | None:
     """Splines or polygons, told by the JSON's `format`; None for other JSON."""
     if not _single(path, (".json",)):
@@ -117,6 +129,13 @@ def get_ctc_reader(path: str | list[str]) -> Reader | None:
     if not isinstance(path, str | os.PathLike) or not Path(path).is_dir():
         return None
     return read_ctc_folder if ctc_prefix(path) is not None else None
+
+
+def get_dicom_reader(path: str | list[str]) -> Reader | None:
+    """A folder holding a DICOM series; None for a file or another folder."""
+    if not isinstance(path, str | os.PathLike) or not Path(path).is_dir():
+        return None
+    return read_dicom_folder if is_dicom_folder(path) else None
 
 
 def _single(path: str | list[str], endings: tuple[str, ...]) -> bool:

@@ -5,10 +5,18 @@ import numpy as np
 import pytest
 import tifffile
 
+from ct_series import write_series
 from invrender.core.io import InputError, write_tiff
-from invrender.core.volumes import Volume, write_nifti
+from invrender.core.volumes import Volume, read_volume, write_nifti, write_on_grid
 from invrender.napari.images import write_labels_tiff
-from invrender.napari.readers import get_nifti_reader, get_tiff_reader, read_nifti_file, read_tiff_file
+from invrender.napari.readers import (
+    get_dicom_reader,
+    get_nifti_reader,
+    get_tiff_reader,
+    read_dicom_folder,
+    read_nifti_file,
+    read_tiff_file,
+)
 from invrender.napari.writers import write_labels_layer
 
 
@@ -121,3 +129,24 @@ def test_a_stack_and_its_labels_keep_their_unit_through_napari(tmp_path, unit, n
     write_labels_layer(str(tmp_path / "plain.labels.tif"), *plain.as_layer_data_tuple()[:2])
     with tifffile.TiffFile(tmp_path / "plain.labels.tif") as tif:
         assert tif.imagej_metadata["unit"] == "pixel"
+
+
+def test_a_dicom_series_opens_under_the_labels_spine_seg_makes_on_its_grid(tmp_path):
+    """A DICOM CT folder opens as spine-seg reads it, (columns, rows, slices) in mm, and the labels
+    NIfTI written on that grid opens over it: same shape, same scale."""
+    stored = np.random.default_rng(0).integers(-500, 1500, size=(5, 4, 6))  # (slices, rows, columns)
+    write_series(tmp_path / "ct", stored)
+    (tmp_path / "ct" / "notes.txt").write_text("not DICOM")
+    assert get_dicom_reader(str(tmp_path / "ct")) is read_dicom_folder
+    [(image, attributes, kind)] = read_dicom_folder(str(tmp_path / "ct"))
+    volume = read_volume(tmp_path / "ct")
+    assert kind == "image" and image.shape == (6, 4, 5) and attributes["units"] == ("millimeter",) * 3
+    np.testing.assert_array_equal(image, volume.data)
+    labels = (volume.data > 500).astype(np.int16)
+    write_on_grid(tmp_path / "ct.labels.nii.gz", labels, volume)
+    [(label_layer, label_attributes, label_kind)] = read_nifti_file(str(tmp_path / "ct.labels.nii.gz"))
+    assert label_kind == "labels"
+    np.testing.assert_array_equal(label_layer, labels)
+    assert label_attributes["scale"] == pytest.approx(attributes["scale"])
+    assert get_dicom_reader(str(tmp_path)) is None  # a folder without DICOM files
+    assert get_dicom_reader(str(tmp_path / "ct.labels.nii.gz")) is None

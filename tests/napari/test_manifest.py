@@ -55,12 +55,13 @@ def test_napari_offers_the_readers_for_invrenders_files(plugins, name, command):
     assert command in [reader.command for reader in plugins.iter_compatible_readers([name])]
 
 
-def test_napari_offers_the_ctc_reader_for_a_folder_only(plugins, tmp_path):
-    """For a folder only: a pattern matching every file would put invrender beside napari's own
-    reader for every other file, and napari would ask which to use."""
-    assert "invrender.get_ctc_reader" in [reader.command for reader in plugins.iter_compatible_readers([str(tmp_path)])]
+def test_napari_offers_the_folder_readers_for_a_folder_only(plugins, tmp_path):
+    """The CTC and DICOM folder readers, for a folder only: a pattern matching every file would put
+    invrender beside napari's own reader for every other file, and napari would ask which to use."""
+    folder_readers = {"invrender.get_ctc_reader", "invrender.get_dicom_reader"}
+    assert folder_readers <= {reader.command for reader in plugins.iter_compatible_readers([str(tmp_path)])}
     for name in ("movie.png", "t000.tif", "scan.czi"):
-        assert "invrender.get_ctc_reader" not in [reader.command for reader in plugins.iter_compatible_readers([name])]
+        assert not folder_readers & {reader.command for reader in plugins.iter_compatible_readers([name])}
 
 
 @pytest.mark.parametrize(
