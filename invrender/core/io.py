@@ -440,6 +440,20 @@ def _json_default(value: Any) -> Any:
 
 #: The axes `write_tiff` writes: an image, a z stack, a time-lapse (Fiji opens T as frames, Z as slices).
 TIFF_AXES = ("YX", "ZYX", "TYX")
+#: The largest label of a label TIFF: 16 bits, as the Cell Tracking Challenge and Fiji keep labels.
+MAX_TIFF_LABEL = int(np.iinfo(np.uint16).max)
+
+
+def label_tiff_array(labels: Any) -> np.ndarray:
+    """`labels` as uint16, for a label TIFF; ValueError for values that are not whole numbers or lie
+    outside 0..65535."""
+    labels = np.asarray(labels)
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError("labels must be whole numbers")
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_TIFF_LABEL):
+        raise ValueError(f"labels {labels.min()}..{labels.max()} do not fit a 16-bit TIFF (0..{MAX_TIFF_LABEL})")
+    return labels.astype(np.uint16)
 
 
 def write_tiff(

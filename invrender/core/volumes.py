@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from invrender.core.calibration import convert, read_calibration
-from invrender.core.io import InputError, atomic_path, read_image, read_json, write_tiff
+from invrender.core.io import InputError, atomic_path, label_tiff_array, read_image, read_json, write_tiff
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -624,9 +624,7 @@ def write_on_grid(path: str | os.PathLike, data: np.ndarray, like: Volume) -> No
     unit = recorded.unit if recorded is not None and recorded.unit is not None else "mm"
     zyx = np.asarray(data).transpose(2, 1, 0)
     if np.issubdtype(zyx.dtype, np.integer):
-        if zyx.size and (zyx.min() < 0 or zyx.max() > np.iinfo(np.uint16).max):
-            raise ValueError(f"labels {zyx.min()}..{zyx.max()} do not fit a 16-bit TIFF")
-        zyx = zyx.astype(np.uint16)
+        zyx = label_tiff_array(zyx)
     write_tiff(path, zyx, voxel_size=convert(tuple(sizes[::-1]), "mm", unit), unit=unit)
 
 

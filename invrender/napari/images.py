@@ -21,14 +21,12 @@ from typing import Any
 import numpy as np
 
 from invrender.core.calibration import length_unit, read_calibration
-from invrender.core.io import InputError, read_image, write_tiff
+from invrender.core.io import InputError, label_tiff_array, read_image, write_tiff
 from invrender.napari import LayerData
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 LABEL_STEM = re.compile(r".*(\.labels|_msk)|mask\d+|man_seg\d+|man_track\d+", re.IGNORECASE)
-#: Labels are written as 16-bit TIFFs, as cell-seg and the Cell Tracking Challenge write them.
-MAX_LABEL = int(np.iinfo(np.uint16).max)
 #: napari's names (pint's) of the units of length of `core.calibration.MICRONS`.
 NAPARI_UNITS = {
     "nm": "nanometer",
@@ -79,8 +77,9 @@ def nifti_layer(path: str | os.PathLike) -> LayerData:
 
 def is_dicom_folder(path: str | os.PathLike) -> bool:
     """Whether a folder holds a DICOM file (Part 10: "DICM" after the 128-byte preamble)."""
-    files = (file for file in Path(path).iterdir() if file.is_file())
-    for file in files:
+    for file in Path(path).iterdir():
+        if not file.is_file():
+            continue
         with open(file, "rb") as opened:
             if opened.read(132)[128:] == b"DICM":
                 return True
@@ -121,15 +120,12 @@ def write_labels_tiff(path: str | os.PathLike, data: Any, attributes: dict[str, 
     labels = np.asarray(data)
     if labels.ndim not in (2, 3):
         raise ValueError(f"labels of shape {labels.shape}: a TIFF of labels is 2D or 3D")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool) and np.any(labels != np.round(labels)):
-        raise ValueError("labels must be whole numbers")
-    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
-        raise ValueError(f"labels {labels.min()}..{labels.max()} do not fit a 16-bit TIFF (0..{MAX_LABEL})")
+    labels = label_tiff_array(labels)
     scale = attributes.get("scale")
     voxel_size = tuple(float(s) for s in scale[-3:]) if labels.ndim == 3 and scale is not None else None
     units = {length_unit(str(unit)) for unit in (attributes.get("units") or ())[-3:]}
     unit = units.pop() if len(units) == 1 and None not in units else None  # one unit of length for all axes
-    write_tiff(path, labels.astype(np.uint16), voxel_size=voxel_size, unit=unit or "pixel")
+    write_tiff(path, labels, voxel_size=voxel_size, unit=unit or "pixel")
 
 
 def _whole_labels(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:

@@ -126,16 +126,17 @@ def get_nifti_reader(path: str | list[str]) -> Reader | None:
 
 def get_ctc_reader(path: str | list[str]) -> Reader | None:
     """A folder of CTC label frames; None for a file or another folder."""
-    if not isinstance(path, str | os.PathLike) or not Path(path).is_dir():
-        return None
-    return read_ctc_folder if ctc_prefix(path) is not None else None
+    return read_ctc_folder if _folder(path) and ctc_prefix(path) is not None else None
 
 
 def get_dicom_reader(path: str | list[str]) -> Reader | None:
     """A folder holding a DICOM series; None for a file or another folder."""
-    if not isinstance(path, str | os.PathLike) or not Path(path).is_dir():
-        return None
-    return read_dicom_folder if is_dicom_folder(path) else None
+    return read_dicom_folder if _folder(path) and is_dicom_folder(path) else None
+
+
+def _folder(path: str | list[str]) -> bool:
+    """One folder (what the folder readers take)."""
+    return isinstance(path, str | os.PathLike) and Path(path).is_dir()
 
 
 def _single(path: str | list[str], endings: tuple[str, ...]) -> bool:

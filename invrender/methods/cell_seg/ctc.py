@@ -20,10 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from invrender.core.calibration import Calibration
-from invrender.core.io import InputError, atomic_path, expect_axes, read_axes_image, write_tiff
+from invrender.core.io import (
+    MAX_TIFF_LABEL,
+    InputError,
+    atomic_path,
+    expect_axes,
+    label_tiff_array,
+    read_axes_image,
+    write_tiff,
+)
 
 #: The largest label a CTC label image (uint16) can hold.
-MAX_LABEL = np.iinfo(np.uint16).max
+MAX_LABEL = MAX_TIFF_LABEL
 #: Frame numbers have at least this many digits in CTC names (t000.tif, mask000.tif).
 MIN_DIGITS = 3
 
@@ -174,18 +182,12 @@ def write_label_frames(
         raise ValueError(f"labels must have shape (T, H, W), got {labels.shape}")
     if len(times) != labels.shape[0]:
         raise ValueError(f"{len(times)} times for {labels.shape[0]} label frames")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise ValueError("labels must be whole numbers")
-    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
-        raise ValueError(
-            f"labels must lie in 0..{MAX_LABEL} for 16-bit CTC label images, got {labels.min()}..{labels.max()}"
-        )
+    labels = label_tiff_array(labels)  # all frames checked before the first is written
     folder = Path(folder)
     paths = []
     for time, frame in zip(times, labels):
         path = folder / f"{prefix}{int(time):0{digits}d}.tif"
-        write_label_image(path, frame.astype(np.uint16), calibration)
+        write_label_image(path, frame, calibration)
         paths.append(path)
     return paths
 
