@@ -116,10 +116,8 @@ def segment_file(path: Path, cfg: DictConfig, context: JobContext, on_step: Step
     # The label images carry the file's own calibration, so that Fiji measures the cells in it;
     # `--pixel-size` names no unit, and is recorded in the manifest only.
     calibration = pixel_calibration(first_file) if reading.get("pixel_size") is None else None
-    return {
-        **write_result(path, out, frames, result, cfg, log, calibration),
-        **pixel_size_record(first_file, reading.get("pixel_size")),
-    }
+    scale = pixel_size_record(first_file, reading.get("pixel_size"))
+    return {**write_result(path, out, frames, result, cfg, log, calibration, scale), **scale}
 
 
 def write_result(
@@ -130,10 +128,12 @@ def write_result(
     cfg: DictConfig,
     log: LossLog,
     calibration: Calibration | None,
+    scale: dict,
 ) -> dict:
     """Write what cell-seg found in the input `path` (read as `frames`) into `out`, with the loss at
     every step that `log` kept, the label images with `calibration` (the input's pixel size, y x, and
-    its unit; None: in pixels); returns the job's result for the manifest."""
+    its unit; None: in pixels) and `<name>.cells.json` with `scale` (`pixel_size_record`: its points
+    and areas stay in pixels, this converts them); returns the job's result for the manifest."""
     name = input_name(path)
     stage = result.stage
     kind = "image" if frames.kind == "image" else "sequence"
@@ -157,6 +157,7 @@ def write_result(
         "version": 1,
         "input": str(path),
         "stage": stage,
+        **scale,
     }
     summary = {
         "frames": len(frames.times),

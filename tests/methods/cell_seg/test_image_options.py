@@ -138,16 +138,21 @@ def test_channel_1_segments_what_the_channel_alone_does(tmp_path, movie):
     # `--pixel-size` names no unit, and the plain input records none: the labels are in pixels.
     for labels in (tmp_path / "a" / "alone.labels.tif", tmp_path / "b" / "two.labels.tif"):
         assert read_calibration(labels, "YX").unit is None
+    cells = json.loads((tmp_path / "b" / "two.cells.json").read_text())
+    assert cells["pixel_size"] == [0.65, 0.65] and cells["pixel_unit"] is None
 
 
 def test_the_labels_of_a_calibrated_image_carry_its_pixel_size(tmp_path, movie):
     """So that Fiji measures the cells in the image's unit: the label image says 0.2 nm per pixel
-    as the input does (as Fiji writes it: ImageJ unit and resolution)."""
+    as the input does (as Fiji writes it: ImageJ unit and resolution), and so does the contours'
+    record, whose points stay in pixels."""
     path = tmp_path / "frame.tif"
     tifffile.imwrite(path, movie[0], imagej=True, metadata={"unit": "nm"}, resolution=(5.0, 5.0))
     assert cell_seg(path, "--out", tmp_path / "out") == 0
     recorded = read_calibration(tmp_path / "out" / "frame.labels.tif", "YX")
     assert recorded.unit == "nm" and recorded.sizes == pytest.approx((0.2, 0.2))
+    cells = json.loads((tmp_path / "out" / "frame.cells.json").read_text())
+    assert cells["pixel_unit"] == "nm" and cells["pixel_size"] == pytest.approx([0.2, 0.2])
 
 
 def test_a_tyx_hyperstack_is_a_time_lapse(tmp_path, movie):
