@@ -25,18 +25,15 @@ import sys
 import time
 from pathlib import Path
 
+from bench_data import dataset  # bench/bench_data.py, beside this script
 from invrender.methods.spline_refine.synth import write_spline_dataset
 
 OUT = Path(__file__).parent / "out" / "batch"
 INVRENDER = [sys.executable, "-m", "invrender.cli", "spline-refine"]
 
 
-def dataset(frames: int) -> Path:
-    data = OUT / f"data-{frames}"
-    if not (data / "inits" / "rotation" / f"frame_{frames - 1:04d}.json").is_file():
-        shutil.rmtree(data, ignore_errors=True)
-        write_spline_dataset(data, bodies=3, frames=frames, size=128, seed=0)
-    return data
+def frames_set(frames: int) -> Path:
+    return dataset(OUT / f"data-{frames}", write_spline_dataset, bodies=3, frames=frames, size=128, seed=0)
 
 
 def run_setup(commands: list[list[str]], out: Path) -> float:
@@ -66,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=64)
     args = parser.parse_args()
-    data = dataset(args.frames)
+    data = frames_set(args.frames)
     common = [str(data), "--init", str(data / "inits" / "rotation"), "--device", "cpu", "-q"]
     setups = {
         "joblib, 1 worker x 1 thread": (

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from batch_throughput import dataset  # the same frames (bench/out/batch/data-N), written once
+from batch_throughput import frames_set  # the same frames (bench/out/batch/data-N)
 
 OUT = Path(__file__).parent / "out" / "isolation"
 SETUPS = {
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    data = dataset(args.frames)
+    data = frames_set(args.frames)
     print(f"spline-refine, {args.frames} frames, --threads 2, {args.repeats} run(s) per setup, alternating")
     print()
     print("| setup | run | wall s | inputs/min | mean s per input |")

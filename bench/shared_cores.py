@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_data import dataset, synth_cli  # bench/bench_data.py, beside this script
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "meshes"
 OUT = Path(__file__).parent / "out" / "shared_cores"
 INVRENDER = [sys.executable, "-m", "invrender.cli"]
@@ -31,18 +33,11 @@ INVRENDER = [sys.executable, "-m", "invrender.cli"]
 
 def make_data() -> dict[str, list[list[str]]]:
     """The fit commands of each method on inputs A and B (without --out)."""
-    splines = OUT / "data" / "splines"
-    if not (splines / "frame_0001.tif").exists():
-        subprocess.run([*INVRENDER, "synth", "splines", "-n", "3", "-f", "2", "--out", str(splines)], check=True)
+    splines = dataset(OUT / "data" / "splines", synth_cli, arguments=["splines", "-n", "3", "-f", "2"])
     meshes = OUT / "data" / "meshes"
     for seed in (0, 1):
-        folder = meshes / f"seed{seed}"
-        if not (folder / "spot.tif").exists():
-            subprocess.run(
-                [*INVRENDER, "synth", "mesh", str(SHARED / "spot.obj"), "--size", "64", "--sigma", "2"]
-                + ["--noise", "0.05", "--seed", str(seed), "--out", str(folder)],
-                check=True,
-            )
+        spot = ["mesh", str(SHARED / "spot.obj"), *"--size 64 --sigma 2 --noise 0.05".split(), "--seed", str(seed)]
+        dataset(meshes / f"seed{seed}", synth_cli, arguments=spot)
     inits = str(splines / "inits" / "rotation")
     return {
         "spline-refine": [["spline-refine", str(splines / f"frame_000{i}.tif"), "--init", inits, "-q"] for i in (0, 1)],

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_data import dataset, synth_cli  # bench/bench_data.py, beside this script
 from invrender.core.geometry.spline_io import read_splines
 from invrender.core.metrics import matched_dtw
 
@@ -30,10 +31,7 @@ INVRENDER = [sys.executable, "-m", "invrender.cli"]
 
 
 def make_set(name: str, frames: int, extra: list[str]) -> Path:
-    folder = OUT / "data" / name
-    if not (folder / "dataset.json").exists() or json.loads((folder / "dataset.json").read_text())["frames"] < frames:
-        subprocess.run([*INVRENDER, "synth", "splines", "-f", str(frames), *extra, "--out", str(folder)], check=True)
-    return folder
+    return dataset(OUT / "data" / name, synth_cli, arguments=["splines", "-f", str(frames), *extra])
 
 
 def refine(data: Path, frames: int, init_kind: str, overrides: list[str]) -> tuple[list[float], list[float]]:

@@ -124,15 +124,20 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
     args = parser.parse_args()
 
+    from bench_data import code_version, dataset  # bench/bench_data.py, beside this script
     from invrender.methods.spline_refine.synth import write_spline_dataset
 
-    data_dir = args.work / f"data_seed{args.seed}_f{args.frames}"
-    if not (data_dir / "dataset.json").exists():
-        write_spline_dataset(
-            data_dir, BODIES, args.frames, size=SIZE, seed=args.seed, crossing=CROSSING, postures="eigenworm"
-        )
+    data_dir = dataset(
+        args.work / f"data_seed{args.seed}_f{args.frames}",
+        write_spline_dataset,
+        bodies=BODIES,
+        frames=args.frames,
+        size=SIZE,
+        seed=args.seed,
+        crossing=CROSSING,
+        postures="eigenworm",
+    )
     cache_path = args.work / "results.jsonl"
-    from spline_refine import code_version  # bench/spline_refine.py, beside this script
 
     tag = {
         "seed": args.seed,

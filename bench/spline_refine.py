@@ -17,7 +17,6 @@ other code is never reused.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -27,24 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_data import code_version, dataset  # bench/bench_data.py, beside this script
+
 PERTURBATIONS = ("rotation", "displacement", "scaling", "pca")
 PAPER = {  # Table 1 of the paper: best-50% mean DTW of "ours"
     1: (0.48, 0.49, 0.53, 0.52),
     2: (0.43, 0.40, 0.45, 0.40),
     3: (1.63, 0.78, 1.39, 1.62),
 }
-
-
-def code_version() -> str:
-    """A hash of the sources and configs of the invrender package that is imported (a worktree's,
-    with its PYTHONPATH): results cached by another version of the code are not reused."""
-    import invrender
-
-    root = Path(invrender.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def refine_timed(image, init: list[dict], cfg, method: str, seed: int = 0) -> tuple[list[dict], float]:
@@ -121,9 +110,14 @@ def main() -> None:
 
     tasks = []
     for n in args.bodies:
-        data_dir = args.work / f"data_n{n}_f{args.frames}"
-        if not (data_dir / "dataset.json").exists():
-            write_spline_dataset(data_dir, bodies=n, frames=args.frames, size=128, seed=0)
+        data_dir = dataset(
+            args.work / f"data_n{n}_f{args.frames}",
+            write_spline_dataset,
+            bodies=n,
+            frames=args.frames,
+            size=128,
+            seed=0,
+        )
         perturbations = PERTURBATIONS + (("straight",) if n == 1 else ())
         for perturbation in perturbations:
             for method in args.methods:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_data import dataset, synth_cli  # bench/bench_data.py, beside this script
 from invrender.core.geometry.spline_io import read_splines, write_splines
 from invrender.core.io import read_image, write_tiff
 from invrender.core.metrics import matched_dtw
@@ -64,22 +65,8 @@ def main() -> None:
     parser.add_argument("--baseline-every", type=int, default=1)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    data = OUT / f"data-seed{args.seed}-{args.frames}"
-    if not (data / "dataset.json").exists():
-        subprocess.run(
-            [
-                *INVRENDER,
-                "synth",
-                "splines-movie",
-                "-f",
-                str(args.frames),
-                "--seed",
-                str(args.seed),
-                "--out",
-                str(data),
-            ],
-            check=True,
-        )
+    movie = ["splines-movie", "-f", str(args.frames), "--seed", str(args.seed)]
+    data = dataset(OUT / f"data-seed{args.seed}-{args.frames}", synth_cli, arguments=movie)
     labels = read_splines(data / "labels" / "movie.json")
     detector = data / "inits" / "detector" / "movie.json"
 
