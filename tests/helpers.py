@@ -1,16 +1,19 @@
-"""Shared by the CLI tests: small synthetic spline inputs, a short schedule, the bad-input check, a
-tiny acdr checkpoint."""
+"""Shared by the tests: small synthetic spline inputs and CTs, short schedules, the bad-input check,
+a tiny acdr checkpoint, a test that points lie on a label's surface."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch.nn import functional as F
 
 from invrender.core.geometry.spline_io import write_splines
 from invrender.core.io import write_tiff
 from invrender.methods.acdr.checkpoint import save_checkpoint
 from invrender.methods.acdr.models import build_model
+from invrender.methods.spine_seg.synth import write_ct_dataset
 from invrender.methods.spline_refine.synth import make_frame
 
 #: The project's real sample data (../shared/data, see its README).
@@ -32,6 +35,12 @@ FAST_RESTARTS = [
 ]
 #: A short cell-seg schedule for tests.
 CELL_FAST = ["phases.0.steps=10", "phases.1.steps=40"]
+#: A short spine-seg fit: few steps and points, no vertebra fitted beyond the chain's ends, no
+#: worker processes.
+SPINE_SHORT = ["phases.0.steps=6", "points.count=1000", "placement.points=300", "chain.extend=false", "sdf.workers=1"]
+#: VerSe's sample verse004: its vertebra mask and centroids, the source of the synthetic CTs.
+VERSE_MASK = SHARED_DATA / "verse" / "sub-verse004_seg-vert_msk.nii.gz"
+VERSE_CENTROIDS = SHARED_DATA / "verse" / "sub-verse004_seg-subreg_ctd.json"
 
 
 # ---------------------------------------------------------------- inputs
@@ -44,6 +53,26 @@ def make_input(folder: Path, stem: str, seed: int = 0, bodies: int = 2) -> tuple
     write_tiff(folder / f"{stem}.tif", image)
     records = [{"id": i, "points": b["points"][::9] + [1.0, -0.5], "widths": None} for i, b in enumerate(labels)]
     return folder / f"{stem}.tif", records
+
+
+def l3_l4_ct(folder: Path, name: str, orientation: str | None = None, spacing: float = 2.0, seed: int = 5) -> Path:
+    """A synthetic CT of L3-L4 (verse004's mask, deformed) stored in `orientation` (default: the
+    mask's), `<name>_ct.nii.gz` in `folder`; the path of its L3 and L4 centroids (VerSe JSON)."""
+    write_ct_dataset(
+        VERSE_MASK,
+        folder,
+        VERSE_CENTROIDS,
+        levels=(22, 23),
+        spacing=spacing,
+        deform=2.0,
+        seed=seed,
+        name=name,
+        orientation=orientation,
+    )
+    entries = json.loads((folder / f"{name}_ctd.json").read_text())
+    centroids = folder / "ctd.json"
+    centroids.write_text(json.dumps([e for e in entries if "label" not in e or e["label"] in (22, 23)]))
+    return centroids
 
 
 def write_init(path: Path, records: list[dict]) -> Path:
@@ -159,3 +188,22 @@ def tiny_checkpoint(path, drop=(), **changes):
     content.update(changes)
     save_checkpoint(path, {key: value for key, value in content.items() if key not in drop})
     return path
+
+
+# ---------------------------------------------------------------- surfaces
+
+
+#: Points within this distance (voxels) of a label's surface count as on it (a 2 mm grid cuts the
+#: thinnest processes, so a mesh has some vertices off it).
+NEAR_SURFACE = 1.5
+
+
+def fraction_of_indices_on_surface(index: np.ndarray, labels: np.ndarray, label: int) -> float:
+    """The share of (N, 3) points, continuous voxel indices of `labels`, within NEAR_SURFACE voxels
+    of the boundary of `label`'s voxels; points outside the grid count as off it."""
+    mask = labels == label
+    boundary = mask & ~ndimage.binary_erosion(mask)
+    distance = ndimage.distance_transform_edt(~boundary)  # voxels to the nearest boundary voxel
+    inside = np.all((index >= -0.5) & (index <= np.array(labels.shape) - 0.5), axis=1)
+    near = ndimage.map_coordinates(distance, index.T, order=1, mode="nearest") <= NEAR_SURFACE
+    return float(np.mean(inside & near))

@@ -401,6 +401,18 @@ def vertebra_name(label: int) -> str:
     return VERTEBRA_NAMES[label]
 
 
+def vertebra_code(name: str | float) -> int:
+    """The VerSe code of a vertebra's name ("L3") or code (22, 22.0, "22"); ValueError for others."""
+    codes = {vertebra.upper(): code for code, vertebra in VERTEBRA_NAMES.items()}
+    text = str(name).strip().upper()
+    code = codes.get(text)
+    if code is None and text.replace(".", "", 1).isdigit() and float(text).is_integer():
+        code = int(float(text))
+    if code not in VERTEBRA_NAMES:
+        raise ValueError(f"{name!r} is not a vertebra: a name (C1-C7, T1-T13, L1-L6, S1) or a code ({VALID_CODES})")
+    return code
+
+
 # ---------------------------------------------------------------- centroids
 
 

@@ -72,7 +72,7 @@ def nifti_layer(path: str | os.PathLike) -> LayerData:
 
     labels = is_label_image(path)
     volume = read_label_volume(path) if labels else read_volume(path)
-    return volume.data, _grid_attributes(stem(path), volume.spacing), "labels" if labels else "image"
+    return volume.data, grid_attributes(stem(path), volume.affine), "labels" if labels else "image"
 
 
 def is_dicom_folder(path: str | os.PathLike) -> bool:
@@ -93,23 +93,37 @@ def dicom_layer(folder: str | os.PathLike) -> LayerData:
     from invrender.core.volumes import read_volume
 
     volume = read_volume(folder)
-    return volume.data, _grid_attributes(Path(folder).name, volume.spacing), "image"
+    return volume.data, grid_attributes(Path(folder).name, volume.affine), "image"
 
 
-def _grid_attributes(name: str, spacing: np.ndarray) -> dict[str, Any]:
-    return {"name": name, "scale": tuple(float(s) for s in spacing), "units": ("millimeter",) * 3}
+def grid_attributes(name: str, affine: np.ndarray) -> dict[str, Any]:
+    """Layer attributes of a volume `(i, j, k)` with a voxel-to-world affine (4, 4) in mm (RAS+):
+    its spacing as scale, and the affine in `metadata["affine"]`, which the spine-seg widget needs
+    to know which way is up."""
+    from invrender.core.volumes import affine_spacing
+
+    scale = tuple(float(s) for s in affine_spacing(affine))
+    return {"name": name, "scale": scale, "units": ("millimeter",) * 3, "metadata": {"affine": np.asarray(affine)}}
+
+
+def world_to_grid_layer(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 3) world mm (RAS+) -> (N, 3) coordinates of a layer `(i, j, k)` made by `grid_attributes`
+    of a volume with `affine`: the voxel index times the spacing."""
+    from invrender.core.volumes import affine_spacing, world_to_index
+
+    return world_to_index(affine, points) * affine_spacing(affine)
 
 
 def world_to_layer(path: str | os.PathLike, points: np.ndarray) -> np.ndarray:
     """(N, 3) world mm (RAS+) -> (N, 3) coordinates of the layer that `nifti_layer` or `tiff_layer`
     makes of the volume at `path`: the point's voxel index through the volume's affine, in the
     layer's axis order, times its scale. This puts spine-seg's meshes over their CT and labels."""
-    from invrender.core.volumes import affine_spacing, read_affine, world_to_index
+    from invrender.core.volumes import read_affine, world_to_index
 
     affine = read_affine(path)  # of the voxels (i, j, k), in mm, as spine-seg read them
-    index = world_to_index(affine, points)
     if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
-        return index * affine_spacing(affine)  # nifti_layer's scale
+        return world_to_grid_layer(affine, points)
+    index = world_to_index(affine, points)
     return index[:, ::-1] * read_calibration(path, "ZYX").sizes  # a TIFF (x, y, z) shown as (z, y, x)
 
 

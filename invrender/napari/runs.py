@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 
 from invrender.core.geometry.meshes import Mesh
+from invrender.core.volumes import VERTEBRA_NAMES, vertebra_code
 from invrender.napari import LayerData
+from invrender.napari.images import grid_attributes
 from invrender.napari.shapes import splines_from_shapes, splines_layer
-from invrender.napari.surfaces import mesh_layers
+from invrender.napari.surfaces import mesh_layers, vertebra_layers
 
 
 def refine_splines_layers(
@@ -82,6 +84,60 @@ def segment_cells_layers(
     if np.ndim(frames) == 3:
         layers.append(tracks_layer(result.records, result.tracks, f"{name} tracks"))
     return layers
+
+
+def segment_spine_layers(
+    volume: np.ndarray,
+    affine: np.ndarray | None,
+    centroids: np.ndarray,
+    *,
+    name: str,
+    names: Sequence[str | int] | None = None,
+    top: str = "L1",
+    config: str = "default",
+    overrides: Sequence[str] = (),
+    seed: int = 0,
+) -> list[LayerData]:
+    """`invrender.segment_spine` on a CT `(i, j, k)` with its voxel-to-world `affine` (mm, RAS+;
+    what the plugin's reader keeps in the layer's metadata) from (N, 3) vertebral-body centroids in
+    voxel indices: the labels (Labels on the CT's grid) and a Surface per vertebra over it. The
+    centroids are named by `names` (VerSe names or codes, one per point), else `top` names the most
+    superior and the others the vertebrae below it in turn (`centroid_labels`)."""
+    import invrender
+    from invrender.core.volumes import index_to_world
+
+    if affine is None:
+        raise ValueError(
+            f"{name}: no affine in the layer's metadata: open the CT with invrender's reader (NIfTI or DICOM), "
+            "which keeps its orientation"
+        )
+    world = index_to_world(affine, np.asarray(centroids, dtype=np.float64).reshape(-1, 3))
+    labels = centroid_labels(world, top) if names is None else [vertebra_code(n) for n in names]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"centroids: a vertebra is named twice ({', '.join(VERTEBRA_NAMES[c] for c in labels)})")
+    result = invrender.segment_spine(
+        volume, affine, dict(zip(labels, world)), config=config, overrides=overrides, seed=seed
+    )
+    labels_layer = (result.labels, grid_attributes(f"{name} labels", affine), "labels")
+    return [labels_layer, *vertebra_layers(result.meshes, affine, name)]
+
+
+#: Vertebrae from the top of the spine down, as most spines have them (T13 and L6, which some
+#: have, are given by naming the points instead).
+SPINE_ORDER = tuple(code for code, vertebra in VERTEBRA_NAMES.items() if vertebra not in ("T13", "L6"))
+
+
+def centroid_labels(world: np.ndarray, top: str) -> list[int]:
+    """VerSe codes of (N, 3) vertebral-body centroids in world mm (RAS+), given unnamed: the most
+    superior (largest S) is `top` (e.g. "T12"), the next ones down the vertebrae below it in turn.
+    ValueError when they would run past S1."""
+    first = SPINE_ORDER.index(vertebra_code(top))
+    if first + len(world) > len(SPINE_ORDER):
+        raise ValueError(f"{len(world)} centroids from {top} down run past S1: name the top one higher")
+    labels = [0] * len(world)
+    for rank, point in enumerate(np.argsort(-world[:, 2], kind="stable")):
+        labels[point] = SPINE_ORDER[first + rank]
+    return labels
 
 
 def tracks_layer(records: list[dict], tracks: np.ndarray, name: str) -> LayerData:

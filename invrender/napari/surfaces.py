@@ -17,9 +17,9 @@ import os
 import numpy as np
 
 from invrender.core.geometry.meshes import Mesh
-from invrender.core.volumes import LPS_TO_RAS
+from invrender.core.volumes import LPS_TO_RAS, VERTEBRA_NAMES
 from invrender.napari import LayerData
-from invrender.napari.images import world_to_layer
+from invrender.napari.images import world_to_grid_layer, world_to_layer
 
 #: napari colormaps given to the cells in turn (a surface of constant value shows the top colour).
 CELL_COLOURMAPS = ("red", "green", "blue", "magenta", "cyan", "yellow")
@@ -44,6 +44,18 @@ def world_mesh_layer(mesh: Mesh, space: str, grid: str | os.PathLike, name: str,
     at `grid` (NIfTI or TIFF) as the plugin opens it; `index` picks its colour."""
     ras = mesh.vertices @ LPS_TO_RAS[:3, :3] if space == "LPS" else mesh.vertices
     return _surface(world_to_layer(grid, ras), mesh.faces, name, index)
+
+
+def vertebra_layers(meshes: dict[int, Mesh], affine: np.ndarray, name: str) -> list[LayerData]:
+    """Surface layer data of spine-seg's meshes (world mm, RAS) per VerSe label over the CT `(i, j, k)`
+    with voxel-to-world `affine` as the plugin opens it (`images.grid_attributes`), each named after
+    its vertebra and coloured as the reader colours it."""
+    layers = []
+    for label, mesh in meshes.items():
+        colour = list(VERTEBRA_NAMES).index(label)  # neighbours differ
+        vertices = world_to_grid_layer(affine, mesh.vertices)
+        layers.append(_surface(vertices, mesh.faces, f"{name} {VERTEBRA_NAMES[label]}", colour))
+    return layers
 
 
 def mesh_from_surface(data: tuple) -> Mesh:

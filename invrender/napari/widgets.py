@@ -16,6 +16,7 @@ import numpy as np
 from magicgui import magic_factory
 
 from invrender.config import available_configs
+from invrender.core.volumes import VERTEBRA_NAMES
 from invrender.napari import LayerData, runs
 from invrender.napari.surfaces import mesh_from_surface
 
@@ -104,6 +105,43 @@ def segment_cells_widget(
         np.asarray(frames.data),
         name=frames.name,
         stage=stage,
+        config=config,
+        overrides=shlex.split(overrides),
+        seed=seed,
+    )
+
+
+@magic_factory(
+    call_button="Segment",
+    config={"choices": available_configs("spine_seg")},
+    top={
+        "choices": [VERTEBRA_NAMES[code] for code in runs.SPINE_ORDER],
+        "tooltip": "the vertebra of the most superior point, when the points have no `label` feature",
+    },
+    overrides={"tooltip": OVERRIDES_TIP},
+)
+def segment_spine_widget(
+    viewer: napari.Viewer,
+    ct: napari.layers.Image,
+    centroids: napari.layers.Points,
+    top: str = "L1",
+    config: str = "default",
+    seed: int = 0,
+    overrides: str = "",
+):
+    """Label the vertebrae of a CT opened by invrender's reader (NIfTI or DICOM) from a point on each
+    vertebral body: named by the points' `label` feature (L3 or 22), else from `top` down."""
+    world = np.asarray(centroids.data) * centroids.scale + centroids.translate
+    names = list(centroids.features["label"]) if "label" in centroids.features.columns else None
+    return start(
+        viewer,
+        runs.segment_spine_layers,
+        np.asarray(ct.data),
+        ct.metadata.get("affine"),
+        (world - ct.translate) / ct.scale,  # the points as voxel indices of the CT
+        name=ct.name,
+        names=names,
+        top=top,
         config=config,
         overrides=shlex.split(overrides),
         seed=seed,

@@ -10,13 +10,10 @@ import torch
 import trimesh
 
 import invrender
-from helpers import SHARED_DATA
+from helpers import SHARED_DATA, SPINE_SHORT
 from invrender.cli import main
 from invrender.core.volumes import read_centroids, read_volume
 from invrender.methods.spine_seg.synth import write_ct_dataset
-
-#: A short fit: few steps and points, no vertebra fitted beyond the chain's ends, no worker processes.
-SHORT = ["phases.0.steps=6", "points.count=1000", "placement.points=300", "chain.extend=false", "sdf.workers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +50,9 @@ def test_segment_spine_gives_what_the_command_line_writes(tmp_path, ct, capsys):
     image, centroids, mask = ct["files"]
     out = tmp_path / "out"
     args = ["spine-seg", str(image), "--centroids", str(centroids), "--gt", str(mask), "--out", str(out)]
-    assert main([*args, "--device", "cpu", "--seed", "3", "-q", *SHORT]) == 0, capsys.readouterr().err
+    assert main([*args, "--device", "cpu", "--seed", "3", "-q", *SPINE_SHORT]) == 0, capsys.readouterr().err
     result = invrender.segment_spine(
-        ct["volume"], ct["affine"], ct["centroids"], gt=ct["gt"], overrides=SHORT, device="cpu", seed=3
+        ct["volume"], ct["affine"], ct["centroids"], gt=ct["gt"], overrides=SPINE_SHORT, device="cpu", seed=3
     )
     assert result.labels.shape == ct["volume"].shape
     assert np.array_equal(result.labels, np.asarray(nibabel.load(out / "spine_ct.labels.nii.gz").dataobj))
@@ -81,7 +78,7 @@ def test_centroids_in_world_mm_as_a_mapping_or_rows_give_the_json_files_points(c
     leaves torch's global generator as it found it."""
     world = ct["world"]
     rows = np.array([[label, *point] for label, point in world.items()])
-    steps = ["phases.0.steps=2", *SHORT[1:]]
+    steps = ["phases.0.steps=2", *SPINE_SHORT[1:]]
     torch.manual_seed(11)
     before = torch.get_rng_state()
     reported = []

@@ -10,14 +10,21 @@ import tifffile
 import trimesh
 
 import invrender
-from helpers import FAST, make_input
+from helpers import FAST, SPINE_SHORT, VERSE_MASK, fraction_of_indices_on_surface, l3_l4_ct, make_input
 from invrender.cli import main
 from invrender.core.geometry.spline_io import read_splines, write_splines
 from invrender.core.io import write_tiff
+from invrender.core.volumes import read_centroids, read_volume, vertebra_code, world_to_index
 from invrender.methods.cell_seg.synth import write_cell_dataset
 from invrender.methods.spline_refine.synth import make_frame
-from invrender.napari.readers import read_splines_file
-from invrender.napari.runs import fit_mesh_layers, refine_splines_layers, segment_cells_layers
+from invrender.napari.readers import read_nifti_file, read_splines_file
+from invrender.napari.runs import (
+    centroid_labels,
+    fit_mesh_layers,
+    refine_splines_layers,
+    segment_cells_layers,
+    segment_spine_layers,
+)
 from invrender.napari.shapes import splines_layer
 from invrender.napari.writers import write_splines_layer
 
@@ -113,3 +120,73 @@ def test_a_spline_dragged_onto_its_body_in_napari_refines_to_a_better_fit(tmp_pa
     ]
     assert losses[1] < losses[0], losses  # the spline's own residual (seen: 0.056 -> 0.016): it renders over its body
     assert mean_distance(second[0]["points"], bodies[0]["points"]) < before  # the other spline is still on its body
+
+
+# ---------------------------------------------------------------- spine-seg
+
+needs_sample = pytest.mark.skipif(not VERSE_MASK.is_file(), reason=f"VerSe sample not found at {VERSE_MASK}")
+
+
+@pytest.fixture(scope="module")
+def lps_ct(tmp_path_factory):
+    """A 3 mm synthetic CT of L3-L4 stored in LPS order (as a CT converted from DICOM is), opened
+    as the plugin opens it, and its vertebral-body centroids as the CT layer's voxel indices."""
+    folder = tmp_path_factory.mktemp("ct")
+    centroids = l3_l4_ct(folder, "spine", "LPS", spacing=3.0)
+    [(volume, attributes, _)] = read_nifti_file(str(folder / "spine_ct.nii.gz"))
+    affine = attributes["metadata"]["affine"]
+    world = read_centroids(centroids, read_volume(folder / "spine_ct.nii.gz"))  # {label: (3,) mm}
+    return volume, attributes, world, {label: world_to_index(affine, point[None])[0] for label, point in world.items()}
+
+
+@needs_sample
+def test_segmenting_a_spine_gives_the_apis_labels_and_meshes_over_the_ct(lps_ct):
+    """Unnamed points (L3 the top one) and named ones in another order give the API's labels on the
+    CT's grid and scale; the vertebra meshes lie on their labels' surfaces as napari shows both."""
+    volume, attributes, world, index = lps_ct
+    affine = attributes["metadata"]["affine"]
+    assert (np.diag(affine)[:2] < 0).all()  # stored right-to-left and anterior-to-posterior
+    result = invrender.segment_spine(volume, affine, world, overrides=SPINE_SHORT, seed=3)
+    points = np.stack([index[22], index[23]])
+    unnamed = segment_spine_layers(volume, affine, points, name="spine", top="L3", overrides=SPINE_SHORT, seed=3)
+    named = segment_spine_layers(
+        volume, affine, points[::-1], name="spine", names=["L4", 22], overrides=SPINE_SHORT, seed=3
+    )
+    for layers in (unnamed, named):
+        (labels, labels_attributes, kind), *surfaces = layers
+        assert kind == "labels" and labels_attributes["name"] == "spine labels"
+        np.testing.assert_array_equal(labels, result.labels)
+        assert labels_attributes["scale"] == attributes["scale"]
+        assert [(a["name"], k) for _, a, k in surfaces] == [("spine L3", "surface"), ("spine L4", "surface")]
+        for ((vertices, _), _, _), label in zip(surfaces, (22, 23)):
+            on = fraction_of_indices_on_surface(vertices / np.asarray(attributes["scale"]), labels, label)
+            assert on >= 0.95, f"{label}: only {on:.1%} of the vertices on the label's surface in napari"
+
+
+def test_unnamed_centroids_are_named_from_the_top_down():
+    world = np.array([[0.0, 0.0, 10.0], [0.0, 5.0, 50.0], [2.0, 0.0, 30.0]])  # z: superior
+    assert centroid_labels(world, "T12") == [21, 19, 20]  # L2, T12, L1
+    assert centroid_labels(world[:1], "S1") == [26]
+    with pytest.raises(ValueError, match="run past S1"):
+        centroid_labels(world, "L5")
+
+
+@pytest.mark.parametrize(("name", "code"), [("L3", 22), ("l3", 22), (22, 22), ("22", 22), (22.0, 22), ("T13", 28)])
+def test_a_vertebra_is_named_or_coded(name, code):
+    assert vertebra_code(name) == code
+
+
+@pytest.mark.parametrize("name", ["X9", "L7", 27, 2.5, "", None])
+def test_anything_else_is_no_vertebra(name):
+    with pytest.raises(ValueError, match="is not a vertebra"):
+        vertebra_code(name)
+
+
+@needs_sample
+def test_a_ct_layer_without_its_affine_or_a_vertebra_named_twice_is_refused(lps_ct):
+    volume, attributes, _, index = lps_ct
+    points = np.stack([index[22], index[23]])
+    with pytest.raises(ValueError, match="spine: no affine in the layer's metadata: open the CT with invrender's"):
+        segment_spine_layers(volume, None, points, name="spine")
+    with pytest.raises(ValueError, match=r"a vertebra is named twice \(L3, L3\)"):
+        segment_spine_layers(volume, attributes["metadata"]["affine"], points, name="spine", names=["L3", "l3"])

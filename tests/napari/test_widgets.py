@@ -13,7 +13,7 @@ import pytest
 import tifffile
 import trimesh
 
-from helpers import FAST, make_input, write_init
+from helpers import FAST, SPINE_SHORT, VERSE_MASK, l3_l4_ct, make_input, write_init
 from invrender.cli import main
 
 pytest.importorskip("napari")
@@ -76,6 +76,29 @@ def test_segment_cells_widget(make_napari_viewer, qtbot, tmp_path):
     widget(viewer=viewer, frames=layer, overrides="phases.0.steps=2 phases.1.steps=3 rounds=1")
     qtbot.waitUntil(lambda: "movie tracks" in viewer.layers, timeout=TIMEOUT_MS)
     assert viewer.layers["movie labels"].data.shape == frames.shape
+
+
+@pytest.mark.skipif(not VERSE_MASK.is_file(), reason=f"VerSe sample not found at {VERSE_MASK}")
+def test_segment_spine_widget(make_napari_viewer, qtbot, tmp_path):
+    """On a CT stored in LPS order, opened with the plugin, from points named by a `label` feature
+    (clicked in world coordinates, the CT's voxel index times its spacing), with the distance
+    queries in spawned worker processes as by default."""
+    from invrender.core.volumes import read_centroids, read_volume, world_to_index
+
+    viewer = make_napari_viewer()
+    centroids = l3_l4_ct(tmp_path, "spine", "LPS", spacing=3.0)
+    [ct] = viewer.open(str(tmp_path / "spine_ct.nii.gz"), plugin="invrender")
+    world = read_centroids(centroids, read_volume(tmp_path / "spine_ct.nii.gz"))
+    clicked = np.stack([world_to_index(ct.metadata["affine"], world[label][None])[0] for label in (23, 22)])
+    points = viewer.add_points(clicked * ct.scale, name="bodies", features={"label": ["L4", "L3"]})
+    widget = dock(viewer, "Segment a spine")
+    overrides = [o for o in SPINE_SHORT if not o.startswith("sdf.")]
+    widget(viewer=viewer, ct=ct, centroids=points, overrides=" ".join(overrides))
+    qtbot.waitUntil(lambda: "spine_ct L4" in viewer.layers, timeout=TIMEOUT_MS)
+    labels = viewer.layers["spine_ct labels"]
+    assert labels.data.shape == ct.data.shape and tuple(labels.scale) == tuple(ct.scale)
+    assert set(np.unique(labels.data)) == {0, 22, 23}
+    assert "spine_ct L3" in viewer.layers
 
 
 def test_an_error_is_shown_as_a_notification_and_adds_nothing(make_napari_viewer, qtbot, tmp_path):

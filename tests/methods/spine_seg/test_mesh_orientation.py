@@ -5,7 +5,6 @@ do not. The template's `template.ply` is a vertebra upright in RAS."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nibabel
@@ -13,13 +12,11 @@ import numpy as np
 import pytest
 import trimesh
 from nibabel.affines import apply_affine
-from scipy import ndimage
 
-from helpers import SHARED_DATA
+from helpers import VERSE_MASK, fraction_of_indices_on_surface, l3_l4_ct
 from invrender.cli import main
 from invrender.core.io import write_tiff
 from invrender.methods.spine_seg.frames import chain_frames
-from invrender.methods.spine_seg.synth import write_ct_dataset
 from invrender.methods.spine_seg.template import (
     CANONICAL_TO_RAS,
     MESH_FILE,
@@ -29,14 +26,11 @@ from invrender.methods.spine_seg.template import (
 )
 from invrender.napari.readers import get_mesh_reader, read_nifti_file, read_tiff_file
 
-SAMPLE = SHARED_DATA / "verse" / "sub-verse004_seg-vert_msk.nii.gz"
-SAMPLE_CENTROIDS = SHARED_DATA / "verse" / "sub-verse004_seg-subreg_ctd.json"
-needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"VerSe sample not found at {SAMPLE}")
+needs_sample = pytest.mark.skipif(not VERSE_MASK.is_file(), reason=f"VerSe sample not found at {VERSE_MASK}")
 #: A very short fit: the meshes need not fit the CT well, the labels are made from them either way.
 FAST = ["phases.0.steps=5", "points.count=1000"]
-#: Mesh vertices within this distance (voxels) of the label's surface count as on it; at least
-#: ON_SURFACE of them must be (a 2 mm grid cuts the thinnest processes).
-NEAR, ON_SURFACE = 1.5, 0.95
+#: At least this share of a mesh's vertices must lie on its label's surface (helpers.NEAR_SURFACE).
+ON_SURFACE = 0.95
 
 
 def ply_space(path: Path) -> str | None:
@@ -62,39 +56,9 @@ def slicer_ras(path: Path, honour_space: bool = True) -> np.ndarray:
 
 
 def fraction_on_surface(points_ras: np.ndarray, labels: np.ndarray, affine: np.ndarray, label: int) -> float:
-    """The share of points within NEAR voxels of the boundary of `label`'s voxels, the points mapped
+    """The share of points within helpers.NEAR_SURFACE voxels of the boundary of `label`'s voxels, the points mapped
     to voxel indices by the inverse affine; points outside the grid count as off it."""
     return fraction_of_indices_on_surface(apply_affine(np.linalg.inv(affine), points_ras), labels, label)
-
-
-def fraction_of_indices_on_surface(index: np.ndarray, labels: np.ndarray, label: int) -> float:
-    """`fraction_on_surface` of points given as (N, 3) continuous voxel indices."""
-    mask = labels == label
-    boundary = mask & ~ndimage.binary_erosion(mask)
-    distance = ndimage.distance_transform_edt(~boundary)  # voxels to the nearest boundary voxel
-    inside = np.all((index >= -0.5) & (index <= np.array(labels.shape) - 0.5), axis=1)
-    near = ndimage.map_coordinates(distance, index.T, order=1, mode="nearest") <= NEAR
-    return float(np.mean(inside & near))
-
-
-def l3_l4_ct(folder: Path, name: str, orientation: str) -> Path:
-    """A 2 mm synthetic CT of L3-L4 stored in `orientation`, `<name>_ct.nii.gz` in `folder`; the
-    path of its L3 and L4 centroids (VerSe JSON)."""
-    write_ct_dataset(
-        SAMPLE,
-        folder,
-        SAMPLE_CENTROIDS,
-        levels=(22, 23),
-        spacing=2.0,
-        deform=2.0,
-        seed=5,
-        name=name,
-        orientation=orientation,
-    )
-    entries = json.loads((folder / f"{name}_ctd.json").read_text())
-    centroids = folder / "ctd.json"
-    centroids.write_text(json.dumps([e for e in entries if "label" not in e or e["label"] in (22, 23)]))
-    return centroids
 
 
 @pytest.fixture(scope="module")
