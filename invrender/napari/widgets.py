@@ -2,18 +2,21 @@
 with a preset (config name), a few key options and free `key=value` overrides (as on the command
 line), in a worker thread so that the viewer stays responsive, and adds the results as layers.
 
-Calling a widget returns its worker (`napari.qt.threading.FunctionWorker`), already started; errors
-(the API's one-line InputError and ConfigError) are shown as napari notifications.
+Calling a widget returns its worker (`napari.qt.threading.FunctionWorker`), already started, whose
+phases and steps a progress bar in napari's activity dock follows; errors (the API's one-line
+InputError and ConfigError) are shown as napari notifications.
 """
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Callable
 
 import napari
 import numpy as np
 from magicgui import magic_factory
+from qtpy.QtCore import QObject, Signal
 
 from invrender.config import available_configs
 from invrender.core.volumes import VERTEBRA_NAMES
@@ -148,14 +151,41 @@ def segment_spine_widget(
     )
 
 
+class StepSignal(QObject):
+    """The fit's steps `(phase, step, steps, loss)`, emitted in the worker thread; Qt delivers them
+    to the progress bar in the main thread, where napari's widgets may be touched."""
+
+    step = Signal(str, int, int, float)
+
+
 def start(viewer: napari.Viewer, work: Callable[..., list[LayerData]], *args, **kwargs):
-    """Run `work(*args, **kwargs)` in a worker thread, started; its layers are added to the viewer
-    when it returns, its error (the API's one-line message) shown as a notification."""
+    """Run `work(*args, progress=..., **kwargs)` in a worker thread, started, with a progress bar in
+    napari's activity dock that follows its phases and steps; its layers are added to the viewer
+    when it returns, its error (the API's one-line message) shown as a notification. The worker's
+    `progress_bar` is that bar."""
     from napari.qt.threading import create_worker
+    from napari.utils import progress
     from napari.utils.notifications import show_error
 
-    connect = {"returned": lambda layers: add_layers(viewer, layers), "errored": lambda error: show_error(str(error))}
-    return create_worker(work, *args, _connect=connect, **kwargs)
+    bar = progress(total=0, desc=f"{kwargs.get('name', '')}: starting")
+    steps = StepSignal()
+    steps.step.connect(lambda phase, step, total, loss: show_step(bar, phase, step, total, loss))
+    connect = {
+        "returned": lambda layers: add_layers(viewer, layers),
+        "errored": lambda error: show_error(str(error)),
+        "finished": bar.close,
+    }
+    worker = create_worker(work, *args, progress=steps.step.emit, _connect=connect, **kwargs)
+    worker.progress_bar, worker.step_signal = bar, steps  # the signal lives as long as the worker
+    return worker
+
+
+def show_step(bar, phase: str, step: int, steps: int, loss: float) -> None:
+    """Move napari's progress `bar` to a fit's step; a new phase (or fit) starts it again."""
+    if steps != bar.total or step + 1 < bar.n:
+        bar.reset(total=steps)
+    bar.set_description(phase if math.isnan(loss) else f"{phase}: loss {loss:.3g}")
+    bar.update(step + 1 - bar.n)
 
 
 def add_layers(viewer: napari.Viewer, layers: list[LayerData]) -> None:

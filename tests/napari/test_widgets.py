@@ -53,16 +53,21 @@ def test_refine_splines_widget(make_napari_viewer, qtbot, tmp_path):
 
 
 def test_fit_mesh_widget(make_napari_viewer, qtbot, tmp_path):
+    from napari.utils import progress
+
     viewer = make_napari_viewer()
     source = tmp_path / "blob.ply"
     source.write_bytes(trimesh.creation.icosphere(subdivisions=2).export(file_type="ply"))
     assert main(["synth", "mesh", str(source), "--size", "16", "--sigma", "1", "--out", str(tmp_path)]) == 0
     [stack] = viewer.open(str(tmp_path / "blob.tif"), plugin="invrender")
     widget = dock(viewer, "Fit a mesh")
-    widget(viewer=viewer, stack=stack, overrides="phases.0.steps=2 init.subdivisions=1")
+    worker = widget(viewer=viewer, stack=stack, overrides="phases.0.steps=2 init.subdivisions=1")
     qtbot.waitUntil(lambda: "blob mesh" in viewer.layers, timeout=TIMEOUT_MS)
     vertices = viewer.layers["blob mesh"].data[0]
     assert np.all(vertices >= 0) and np.all(vertices <= np.array(stack.data.shape) - 1)
+    bar = worker.progress_bar  # it followed the fit to its last step, and is closed
+    assert bar.total > 0 and bar.n == bar.total and "loss" in bar.desc
+    qtbot.waitUntil(lambda: bar not in progress._all_instances, timeout=TIMEOUT_MS)
 
 
 def test_segment_cells_widget(make_napari_viewer, qtbot, tmp_path):
