@@ -1,8 +1,9 @@
 """What the widgets run: the Python API on layers' data, its results as layer data.
 
-Plain functions (no viewer, no Qt), which `widgets` runs in a worker thread; `progress` is the API's
-step callback `(phase, step, steps, loss)`, called in that thread. The API is imported when a
-function runs, so that the plugin's readers and writers load without it.
+Plain functions (no viewer, no Qt), which `widgets` runs in a worker thread. Each passes `run`, the
+API's own keywords (`config`, `overrides`, `seed`, `device`, and `progress`: the step callback
+`(phase, step, steps, loss)`, called in that thread), to its API function as they are. The API is
+imported when a function runs, so that the plugin's readers and writers load without it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from invrender.core.geometry.meshes import Mesh
-from invrender.core.optim.loss_log import StepCallback
 from invrender.core.volumes import VERTEBRA_NAMES, vertebra_code
 from invrender.napari import LayerData
 from invrender.napari.images import grid_attributes
@@ -27,11 +27,7 @@ def refine_splines_layers(
     path_attributes: dict[str, Any],
     *,
     name: str,
-    config: str = "default",
-    overrides: Sequence[str] = (),
-    device: str = "auto",
-    seed: int = 0,
-    progress: StepCallback | None = None,
+    **run: Any,
 ) -> list[LayerData]:
     """`invrender.refine_splines` on an image `(y, x)` or `(t, y, x)` from a Shapes layer's paths
     (`splines_from_shapes`): the refined splines (Shapes) and the render (Image, hidden)."""
@@ -39,9 +35,7 @@ def refine_splines_layers(
 
     frames, image_name = splines_from_shapes(paths, path_attributes)
     init = frames[0] if len(frames) == 1 else frames
-    result = invrender.refine_splines(
-        image, init, config=config, overrides=overrides, device=device, seed=seed, progress=progress
-    )
+    result = invrender.refine_splines(image, init, **run)
     layers = [splines_layer(result.splines, f"{name} refined", image_name)]
     if result.render is not None:
         layers.append((result.render, {"name": f"{name} render", "visible": False}, "image"))
@@ -55,25 +49,13 @@ def fit_mesh_layers(
     name: str,
     init: Mesh | None = None,
     cells: int | None = None,
-    config: str = "default",
-    overrides: Sequence[str] = (),
-    seed: int = 0,
-    progress: StepCallback | None = None,
+    **run: Any,
 ) -> list[LayerData]:
     """`invrender.fit_mesh` on a stack `(z, y, x)` of voxel size `(z, y, x)`: the mesh (a Surface
     per cell, physical units) and the render (Image at the stack's scale, hidden)."""
     import invrender
 
-    result = invrender.fit_mesh(
-        stack,
-        voxel_size=voxel_size,
-        init=init,
-        cells=cells,
-        config=config,
-        overrides=overrides,
-        seed=seed,
-        progress=progress,
-    )
+    result = invrender.fit_mesh(stack, voxel_size=voxel_size, init=init, cells=cells, **run)
     render = (result.render, {"name": f"{name} render", "scale": tuple(voxel_size), "visible": False}, "image")
     return [*mesh_layers(result.mesh, f"{name} mesh"), render]
 
@@ -83,18 +65,13 @@ def segment_cells_layers(
     *,
     name: str,
     stage: str = "1",
-    config: str = "default",
-    overrides: Sequence[str] = (),
-    seed: int = 0,
-    progress: StepCallback | None = None,
+    **run: Any,
 ) -> list[LayerData]:
     """`invrender.segment_cells` on a time-lapse `(t, y, x)` or an image `(y, x)`: the labels
     (Labels, the input's shape) and, for a time-lapse, the cells' tracks (Tracks)."""
     import invrender
 
-    result = invrender.segment_cells(
-        frames, stage=stage, config=config, overrides=overrides, seed=seed, progress=progress
-    )
+    result = invrender.segment_cells(frames, stage=stage, **run)
     labels = result.labels if np.ndim(frames) == 3 else result.labels[0]
     layers = [(labels, {"name": f"{name} labels"}, "labels")]
     if np.ndim(frames) == 3:
@@ -110,10 +87,7 @@ def segment_spine_layers(
     name: str,
     names: Sequence[str | int] | None = None,
     top: str = "L1",
-    config: str = "default",
-    overrides: Sequence[str] = (),
-    seed: int = 0,
-    progress: StepCallback | None = None,
+    **run: Any,
 ) -> list[LayerData]:
     """`invrender.segment_spine` on a CT `(i, j, k)` with its voxel-to-world `affine` (mm, RAS+;
     what the plugin's reader keeps in the layer's metadata) from (N, 3) vertebral-body centroids in
@@ -132,9 +106,7 @@ def segment_spine_layers(
     labels = centroid_labels(world, top) if names is None else [vertebra_code(n) for n in names]
     if len(set(labels)) < len(labels):
         raise ValueError(f"centroids: a vertebra is named twice ({', '.join(VERTEBRA_NAMES[c] for c in labels)})")
-    result = invrender.segment_spine(
-        volume, affine, dict(zip(labels, world)), config=config, overrides=overrides, seed=seed, progress=progress
-    )
+    result = invrender.segment_spine(volume, affine, dict(zip(labels, world)), **run)
     labels_layer = (result.labels, grid_attributes(f"{name} labels", affine), "labels")
     return [labels_layer, *vertebra_layers(result.meshes, affine, name)]
 
