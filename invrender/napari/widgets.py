@@ -134,6 +134,11 @@ def segment_spine_widget(
 ):
     """Label the vertebrae of a CT opened by invrender's reader (NIfTI or DICOM) from a point on each
     vertebral body: named by the points' `label` feature (L3 or 22), else from `top` down."""
+    if ct.ndim != 3 or centroids.ndim != 3:
+        from napari.utils.notifications import show_error
+
+        show_error(f"{ct.name} ({ct.ndim}D) and {centroids.name} ({centroids.ndim}D): a CT and its points are 3D")
+        return None
     world = np.asarray(centroids.data) * centroids.scale + centroids.translate
     names = list(centroids.features["label"]) if "label" in centroids.features.columns else None
     return start(

@@ -122,3 +122,16 @@ def test_an_error_is_shown_as_a_notification_and_adds_nothing(make_napari_viewer
     )
     qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT_MS)
     assert [layer.name for layer in viewer.layers] == ["worms", "init"]
+
+
+def test_the_spine_widget_refuses_points_that_are_not_3d(make_napari_viewer, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    ct = viewer.add_image(np.zeros((8, 8, 8), dtype=np.float32), name="ct")
+    points = viewer.add_points(np.array([[1.0, 2.0], [3.0, 4.0]]), name="flat")
+    assert dock(viewer, "Segment a spine")(viewer=viewer, ct=ct, centroids=points) is None
+    qtbot.waitUntil(
+        lambda: any("flat (2D)" in str(n.message) for n in notification_manager.records), timeout=TIMEOUT_MS
+    )
+    assert [layer.name for layer in viewer.layers] == ["ct", "flat"]
