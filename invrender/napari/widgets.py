@@ -26,12 +26,19 @@ from invrender.napari.surfaces import mesh_from_surface
 OVERRIDES_TIP = "config overrides key=value, separated by spaces, as on the command line"
 
 
-@magic_factory(
-    call_button="Refine",
-    config={"choices": available_configs("spline_refine")},
-    device={"choices": ["auto", "cpu", "cuda"]},
-    overrides={"tooltip": OVERRIDES_TIP},
-)
+def method_widget(config_dir: str, call_button: str, **options: dict) -> Callable:
+    """magicgui's `magic_factory` for a widget of a method whose presets are in `configs/<config_dir>`:
+    its `config` parameter chooses one of them, `overrides` takes `key=value` text; `options` set the
+    widget's own parameters."""
+    return magic_factory(
+        call_button=call_button,
+        config={"choices": available_configs(config_dir)},
+        overrides={"tooltip": OVERRIDES_TIP},
+        **options,
+    )
+
+
+@method_widget("spline_refine", "Refine", device={"choices": ["auto", "cpu", "cuda"]})
 def refine_splines_widget(
     viewer: napari.Viewer,
     image: napari.layers.Image,
@@ -57,11 +64,8 @@ def refine_splines_widget(
     )
 
 
-@magic_factory(
-    call_button="Fit",
-    config={"choices": available_configs("mesh_fit")},
-    cells={"min": 0, "tooltip": "0: one surface (from the init, or a sphere); N: a foam of N cells"},
-    overrides={"tooltip": OVERRIDES_TIP},
+@method_widget(
+    "mesh_fit", "Fit", cells={"min": 0, "tooltip": "0: one surface (from the init, or a sphere); N: a foam of N cells"}
 )
 def fit_mesh_widget(
     viewer: napari.Viewer,
@@ -87,11 +91,10 @@ def fit_mesh_widget(
     )
 
 
-@magic_factory(
-    call_button="Segment",
-    config={"choices": available_configs("cell_seg")},
+@method_widget(
+    "cell_seg",
+    "Segment",
     stage={"choices": ["1", "both"], "tooltip": "1: fit every frame; both: fit a few, train a U-Net, segment all"},
-    overrides={"tooltip": OVERRIDES_TIP},
 )
 def segment_cells_widget(
     viewer: napari.Viewer,
@@ -114,14 +117,13 @@ def segment_cells_widget(
     )
 
 
-@magic_factory(
-    call_button="Segment",
-    config={"choices": available_configs("spine_seg")},
+@method_widget(
+    "spine_seg",
+    "Segment",
     top={
         "choices": [VERTEBRA_NAMES[code] for code in runs.SPINE_ORDER],
         "tooltip": "the vertebra of the most superior point, when the points have no `label` feature",
     },
-    overrides={"tooltip": OVERRIDES_TIP},
 )
 def segment_spine_widget(
     viewer: napari.Viewer,
