@@ -191,12 +191,3 @@ def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"exit code {code}"
-
-
-def remove_partial_files(outputs: list[Path]) -> None:
-    """Remove the temporary files (`.*.part`, see `core.io.atomic_path`) that an ended job's atomic
-    writes left in the folders of its outputs; its finished outputs stay. One run owns its output
-    folder (the run lock), so no other writer's files are there."""
-    for folder in {Path(output).parent for output in outputs}:
-        for part in folder.glob(".*.part"):
-            part.unlink(missing_ok=True)

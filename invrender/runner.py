@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from invrender.config import ConfigError
-from invrender.core.io import InputError, read_json
+from invrender.core.io import InputError, read_json, remove_abandoned_partials
 from invrender.core.optim.loss_log import StepCallback
 from invrender.cpus import job_threads
 from invrender.interrupt import raise_if_stopping
@@ -37,7 +37,6 @@ from invrender.isolation import (
     ChildBadInput,
     ChildFailed,
     failure_line,
-    remove_partial_files,
     run_in_child,
 )
 from invrender.messages import about, error_line, warning_line
@@ -211,7 +210,7 @@ class Runner:
     def run(self, jobs: list[Job]) -> int:
         if self.resume:
             self._check_resumable(jobs)
-        remove_partial_files([path for job in jobs for path in job.outputs])  # left by a run that was killed
+        remove_abandoned_partials([path for job in jobs for path in job.outputs])  # left by a run that was killed
         if not self.fork:
             torch.set_num_threads(job_threads(self.threads).cores)
         progress = progress_bar(self.console, not self.quiet and self.console.is_terminal)
@@ -305,12 +304,12 @@ class Runner:
         except (InputError, ChildBadInput) as err:
             return JobRecord(job.name, "bad-input", [], time.perf_counter() - start, str(err))
         except JobTimeout:
-            remove_partial_files(job.outputs)
+            remove_abandoned_partials(job.outputs)
             return JobRecord(
                 job.name, "timeout", [], time.perf_counter() - start, f"stopped after {self.timeout:g} s (--timeout)"
             )
         except KeyboardInterrupt:
-            remove_partial_files(job.outputs)
+            remove_abandoned_partials(job.outputs)
             raise
         except ChildFailed as err:
             return JobRecord(job.name, "failed", [], time.perf_counter() - start, str(err))

@@ -12,7 +12,9 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,12 +407,21 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+#: A temporary file of `atomic_path` untouched for this long (s) is no live writer's: a write in
+#: progress touches its file every few seconds at the most.
+ABANDONED_AFTER = 600.0
+#: The end of a temporary file's name: `.<output name>.<host>~<pid>.<random>.part`, its writer named.
+_PARTIAL_WRITER = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>\d+)\.[^.]+\.part$")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`, named after `path` and this process (host and pid, see
+    `remove_abandoned_partials`); rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    writer = f"{_host()}~{os.getpid()}"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{writer}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -419,6 +430,54 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_abandoned_partials(outputs: list[Path]) -> None:
+    """Remove the temporary files of `atomic_path` (`.*.part`) in the folders of `outputs` that no
+    live process is writing: left by a killed job or run. Finished outputs stay, and so do the
+    temporary files of the jobs writing into the same folder at the same time (a sweep's workers,
+    a run's shards on other nodes)."""
+    now = time.time()
+    for folder in {Path(output).parent for output in outputs}:
+        for part in folder.glob(".*.part"):
+            if _abandoned(part, now):
+                part.unlink(missing_ok=True)
+
+
+def _abandoned(part: Path, now: float) -> bool:
+    """Whether a temporary file is no live writer's: its writer was a process of this host that has
+    ended, or it is untouched for ABANDONED_AFTER s (a writer on another host, which cannot be
+    asked), or it names no writer (written before they were named)."""
+    found = _PARTIAL_WRITER.search(part.name)
+    if found is None:
+        return True
+    if found["host"] == _host() and not _alive(int(found["pid"])):
+        return True
+    try:
+        return now - part.stat().st_mtime > ABANDONED_AFTER
+    except FileNotFoundError:  # renamed into place meanwhile
+        return False
+
+
+def _host() -> str:
+    """This machine's name as a temporary file's name holds it: letters, digits and hyphens."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie (ended, its parent not yet told, as a killed run's
+    orphaned child can be for a while) has ended."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # Linux: the state follows the parenthesised command name
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

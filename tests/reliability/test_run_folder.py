@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from helpers import FAST, assert_one_line_error, make_inputs, write_init
 from invrender.cli import main
+from invrender.core import io as core_io
 from invrender.outdir import run_lock
 
 
@@ -158,14 +160,56 @@ def test_a_folder_that_is_both_input_and_out_never_feeds_a_run_its_own_outputs(t
     assert [Path(r["input"]).name for r in manifest(folder)["inputs"]] == ["f0.tif", "f1.tif"]
 
 
+def partial_file(out: Path, host: str, pid: int, age: float = 0.0) -> Path:
+    """A temporary file of an atomic write as `atomic_path` names it, `age` seconds old."""
+    path = out / f".f9.render.tif.{host}~{pid}.k2x8q1zb.part"
+    path.write_bytes(b"half")
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def ended_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
 def test_a_killed_runs_partial_files_are_removed_by_the_next_run(tmp_path):
+    """Left by a writer of this host that has ended, by one of another host long ago, or named as
+    before writers were."""
     [image] = make_inputs(tmp_path / "in", 1)
     out = tmp_path / "out"
     out.mkdir()
-    partial = out / ".f0.render.tif.abc123.part"  # what a run killed inside an atomic write leaves
-    partial.write_bytes(b"half")
+    left = [
+        partial_file(out, core_io._host(), ended_pid()),
+        partial_file(out, "node17", 4242, age=core_io.ABANDONED_AFTER + 60),
+        out / ".f0.render.tif.abc123.part",
+    ]
+    left[-1].write_bytes(b"half")
     assert refine(image, "--out", out) == 0
-    assert not partial.exists() and (out / "f0.render.tif").is_file()
+    assert not any(p.exists() for p in left) and (out / "f0.render.tif").is_file()
+
+
+def test_the_partial_files_of_writers_that_may_be_alive_stay(tmp_path):
+    """A sweep's workers and a run's shards write into one folder at once: a run starting there
+    must not remove their files halfway through a write (before, one good input of a joblib sweep
+    was once recorded as failed when the other worker's start removed its temporary file)."""
+    [image] = make_inputs(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    alive = [
+        partial_file(out, core_io._host(), os.getpid()),  # a process of this host that is running
+        partial_file(out, "node17", 4242, age=60),  # another node's, written to a minute ago
+    ]
+    assert refine(image, "--out", out) == 0
+    assert all(p.exists() for p in alive) and (out / "f0.render.tif").is_file()
+
+
+def test_an_atomic_write_names_its_writer(tmp_path):
+    with core_io.atomic_path(tmp_path / "a.tif") as partial:
+        assert partial.name.startswith(f".a.tif.{core_io._host()}~{os.getpid()}.") and partial.suffix == ".part"
+        assert not core_io._abandoned(partial, time.time())
+    assert not partial.exists() and (tmp_path / "a.tif").is_file()
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into any folder")
