@@ -3,8 +3,9 @@ with a preset (config name), a few key options and free `key=value` overrides (a
 line), in a worker thread so that the viewer stays responsive, and adds the results as layers.
 
 Calling a widget returns its worker (`napari.qt.threading.FunctionWorker`), already started, whose
-phases and steps a progress bar in napari's activity dock follows; errors (the API's one-line
-InputError and ConfigError) are shown as napari notifications.
+phases and steps a progress bar in napari's activity dock follows, and which the widget's Cancel
+button stops; errors (the API's one-line InputError and ConfigError) are shown as napari
+notifications.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 import napari
 import numpy as np
 from magicgui import magic_factory
+from magicgui.widgets import PushButton
 from qtpy.QtCore import QObject, Signal
 
 from invrender.config import available_configs
@@ -34,8 +36,19 @@ def method_widget(config_dir: str, call_button: str, **options: dict) -> Callabl
         call_button=call_button,
         config={"choices": available_configs(config_dir)},
         overrides={"tooltip": OVERRIDES_TIP},
+        widget_init=add_cancel_button,
         **options,
     )
+
+
+def add_cancel_button(widget) -> None:
+    """Add a Cancel button under a widget's own button: it asks the widget's running fits to stop,
+    which they do at their next step (see `start`)."""
+    running = []  # the workers the widget started; each call returns its worker
+    widget.called.connect(lambda worker: running.append(worker) if worker is not None else None)
+    cancel = PushButton(text="Cancel")
+    cancel.changed.connect(lambda: [worker.quit() for worker in running if worker.is_running])
+    widget.append(cancel)
 
 
 @method_widget("spline_refine", "Refine", device={"choices": ["auto", "cpu", "cuda"]})
@@ -165,25 +178,38 @@ class StepSignal(QObject):
     step = Signal(str, int, int, float)
 
 
+class Cancelled(Exception):
+    """A fit stopped at a step because its widget's Cancel button asked it to."""
+
+
 def start(viewer: napari.Viewer, work: Callable[..., list[LayerData]], *args, **kwargs):
     """Run `work(*args, progress=..., **kwargs)` in a worker thread, started, with a progress bar in
     napari's activity dock that follows its phases and steps; its layers are added to the viewer
-    when it returns, its error (the API's one-line message) shown as a notification. The worker's
-    `progress_bar` is that bar."""
+    when it returns, its error (the API's one-line message) shown as a notification. Asked to quit
+    (`worker.quit()`, the Cancel button), the fit stops at its next step, adds nothing and says so.
+    The worker's `progress_bar` is that bar."""
     from napari.qt.threading import create_worker
     from napari.utils import progress
-    from napari.utils.notifications import show_error
+    from napari.utils.notifications import show_error, show_info
 
-    bar = progress(total=0, desc=f"{kwargs.get('name', '')}: starting")
+    name = kwargs.get("name", "")
+    bar = progress(total=0, desc=f"{name}: starting")
     steps = StepSignal()
     steps.step.connect(lambda phase, step, total, loss: show_step(bar, phase, step, total, loss))
+
+    def on_step(phase: str, step: int, total: int, loss: float) -> None:  # in the worker thread
+        if worker.abort_requested:
+            raise Cancelled(f"{name}: cancelled at {phase}, step {step + 1} of {total}")
+        steps.step.emit(phase, step, total, loss)
+
     connect = {
         "returned": lambda layers: add_layers(viewer, layers),
-        "errored": lambda error: show_error(str(error)),
+        "errored": lambda error: (show_info if isinstance(error, Cancelled) else show_error)(str(error)),
         "finished": bar.close,
     }
-    worker = create_worker(work, *args, progress=steps.step.emit, _connect=connect, **kwargs)
+    worker = create_worker(work, *args, progress=on_step, _connect=connect, _start_thread=False, **kwargs)
     worker.progress_bar, worker.step_signal = bar, steps  # the signal lives as long as the worker
+    worker.start()
     return worker
 
 

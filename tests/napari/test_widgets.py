@@ -106,6 +106,27 @@ def test_segment_spine_widget(make_napari_viewer, qtbot, tmp_path):
     assert "spine_ct L3" in viewer.layers
 
 
+def test_cancel_stops_a_running_fit_at_its_next_step(make_napari_viewer, qtbot, tmp_path):
+    """The full schedule takes a while; Cancel, pressed once it has begun, stops it, says so in a
+    notification and adds no layer."""
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    image_path, records = make_input(tmp_path, "worms")
+    viewer.open(str(image_path), plugin="invrender")
+    viewer.open(str(write_init(tmp_path / "init.json", records)), plugin="invrender")
+    widget = dock(viewer, "Refine splines")
+    [cancel] = [w for w in widget if getattr(w, "text", None) == "Cancel"]
+    worker = widget(viewer=viewer, image=viewer.layers["worms"], init=viewer.layers["init"], device="cpu")
+    qtbot.waitUntil(lambda: worker.progress_bar.n > 0, timeout=TIMEOUT_MS)
+    cancel.native.click()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: any("worms: cancelled at" in str(n.message) for n in notification_manager.records), timeout=TIMEOUT_MS
+    )
+    assert [layer.name for layer in viewer.layers] == ["worms", "init"]
+
+
 def test_an_error_is_shown_as_a_notification_and_adds_nothing(make_napari_viewer, qtbot, tmp_path):
     from napari.utils.notifications import notification_manager
 
