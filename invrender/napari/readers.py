@@ -11,6 +11,8 @@ it into layer data, or None for a file it does not read (napari then offers it t
 - a Cell Tracking Challenge folder (cell-seg's `maskTTT.tif` + `res_track.txt`, a ground truth's
   `man_trackTTT.tif` + `man_track.txt` or `man_segTTT.tif`) -> Labels `(t, y, x)` and Tracks
 - a DICOM series folder (a CT) -> Image `(i, j, k)` with its voxel spacing, as spine-seg reads it
+- VerSe centroids (`*_ctd.json`) -> Points over the CT beside them (`<base>_ct.nii.gz`, or the
+  mask), named by vertebra
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from invrender.core.geometry.meshes import ply_space, read_mesh
 from invrender.core.geometry.spline_io import FORMAT as SPLINES_FORMAT
 from invrender.core.geometry.spline_io import parse_splines
 from invrender.core.io import InputError, read_json
-from invrender.core.volumes import VERTEBRA_NAMES
+from invrender.core.volumes import VERTEBRA_NAMES, read_centroids, read_volume
 from invrender.napari import LayerData
 from invrender.napari.images import (
     NIFTI_SUFFIXES,
@@ -34,6 +36,7 @@ from invrender.napari.images import (
     nifti_layer,
     tiff_layer,
 )
+from invrender.napari.points import centroids_layer
 from invrender.napari.shapes import POLYGONS_FORMAT, polygons_layer, read_polygons, splines_layer
 from invrender.napari.surfaces import mesh_layers, world_mesh_layer
 from invrender.napari.tracks import ctc_layers, ctc_prefix
@@ -47,6 +50,10 @@ MESH_ENDINGS = (".mesh.ply", ".truth.ply", ".rec")
 #: (or `<stem>.labels.tif` for a TIFF CT), which gives the grid napari shows the CT on.
 VERTEBRA_MESH = re.compile(rf"(?P<stem>.+)\.(?P<vertebra>{'|'.join(VERTEBRA_NAMES.values())})\.ply")
 VERTEBRA_GRIDS = (".labels.nii.gz", ".labels.tif")
+#: VerSe's centroid files, `<base>_ctd.json` (`<base>_seg-subreg_ctd.json` in VerSe 2020), and the
+#: volumes beside them, first found first, whose voxel grid their coordinates are on.
+VERSE_CENTROIDS = re.compile(r"(?P<base>.+?)(_seg-subreg)?_ctd\.json", re.IGNORECASE)
+CENTROID_GRIDS = ("_ct.nii.gz", ".nii.gz", "_seg-vert_msk.nii.gz", "_msk.nii.gz")
 
 
 def read_splines_file(path: str | os.PathLike) -> list[LayerData]:
@@ -80,6 +87,19 @@ def read_vertebra_file(path: str | os.PathLike) -> list[LayerData]:
     return [world_mesh_layer(read_mesh(path), space, grid, _name(path), colour)]
 
 
+def read_centroids_file(path: str | os.PathLike) -> list[LayerData]:
+    """VerSe centroids over their CT: InputError when no volume is beside them to place them."""
+    path = Path(path)
+    base = VERSE_CENTROIDS.fullmatch(path.name)["base"]
+    grids = [path.with_name(base + ending) for ending in CENTROID_GRIDS]
+    grid = next((g for g in grids if g.is_file()), None)
+    if grid is None:
+        looked = ", ".join(g.name for g in grids)
+        raise InputError(path, f"VerSe centroids are voxel coordinates of their CT, and none of {looked} is here")
+    volume = read_volume(grid)
+    return [centroids_layer(read_centroids(path, volume), volume.affine, _name(path))]
+
+
 def read_tiff_file(path: str | os.PathLike) -> list[LayerData]:
     return [tiff_layer(path)]
 
@@ -106,6 +126,11 @@ def get_json_reader(path: str | list[str]) -> Reader | None:
         return None
     kind = data.get("format") if isinstance(data, dict) else None
     return {SPLINES_FORMAT: read_splines_file, POLYGONS_FORMAT: read_polygons_file}.get(kind)
+
+
+def get_centroids_reader(path: str | list[str]) -> Reader | None:
+    """VerSe centroid JSON (`*_ctd.json`); None for other files."""
+    return read_centroids_file if _single(path, ("_ctd.json",)) else None
 
 
 def get_mesh_reader(path: str | list[str]) -> Reader | None:
