@@ -1,5 +1,6 @@
 """Make docs/napari.png: napari with invrender's plugin, a fitted mesh over its stack (3D) beside
-refined splines over a worm frame (2D).
+refined splines over a worm frame (2D); and docs/napari_spine.png: spine-seg's labels and meshes
+over a CT with its VerSe centroids (3D).
 
 Needs the napari extra and a Qt binding (`pip install -e ".[napari]" pyqt5`) and a display; headless:
 
@@ -7,7 +8,9 @@ Needs the napari extra and a Qt binding (`pip install -e ".[napari]" pyqt5`) and
 
 The data are made here: `invrender synth mesh` of the spot mesh (48^3 voxels) and `invrender mesh-fit`
 on it (60 steps, about 20 s), and `invrender spline-refine` on the sample worms in data/splines/ (about
-15 s). Everything is opened through the plugin's readers, as napari's File > Open does.
+15 s). For the spine: `invrender synth ct` of VerSe's verse004 mask (L1-L3 and their neighbours,
+1.5 mm, stored in LPS order) and `invrender spine-seg` on it from its centroids (about 4 minutes).
+Everything is opened through the plugin's readers, as napari's File > Open does.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from invrender.cli import main as invrender
 
 ROOT = Path(__file__).resolve().parent.parent
 SPOT = Path("/work/shared/data/meshes/spot.obj")
+VERSE = Path("/work/shared/data/verse")
 OUT = ROOT / "docs" / "napari.png"
+OUT_SPINE = ROOT / "docs" / "napari_spine.png"
 WINDOW = (1500, 850)  # px, each of the two views
 
 
@@ -72,6 +77,41 @@ def splines_view(work: Path) -> np.ndarray:
     return shoot(viewer)
 
 
+def spine_view(work: Path) -> np.ndarray:
+    """A synthetic CT (one slice in 3D), its VerSe centroids, and spine-seg's labels and a surface
+    per vertebra, turned in 3D, with the Segment a spine widget docked."""
+    run(
+        "synth",
+        "ct",
+        "--labels",
+        str(VERSE / "sub-verse004_seg-vert_msk.nii.gz"),
+        "--centroids",
+        str(VERSE / "sub-verse004_seg-subreg_ctd.json"),
+        *("--levels", "20-22", "--spacing", "1.5", "--orientation", "LPS", "--out", str(work)),
+    )
+    name = "synth-sub-verse004-s0"
+    ct, centroids = work / f"{name}_ct.nii.gz", work / f"{name}_ctd.json"
+    run("spine-seg", str(ct), "--centroids", str(centroids), "--out", str(work / "seg"), "-q")
+    viewer = napari.Viewer(title="invrender: spine-seg", show=True)
+    [image] = viewer.open(str(ct), plugin="invrender")
+    image.colormap, image.contrast_limits, image.depiction = "gray", (-200.0, 1200.0), "plane"
+    # A sagittal slice 25 mm to the right of the middle (i runs right to left in LPS order), behind
+    # the spine as the camera, on the left, sees it.
+    image.plane.normal = (1.0, 0.0, 0.0)
+    image.plane.position = tuple(np.array(image.data.shape) * image.scale / 2 - [25.0, 0.0, 0.0])
+    [labels] = viewer.open(str(work / "seg" / f"{name}_ct.labels.nii.gz"), plugin="invrender")
+    labels.visible = False
+    for mesh in sorted((work / "seg").glob(f"{name}_ct.*.ply")):
+        viewer.open(str(mesh), plugin="invrender")
+    viewer.open(str(centroids), plugin="invrender")
+    viewer.dims.ndisplay = 3
+    viewer.reset_view()
+    viewer.camera.set_view_direction((-1.0, -0.4, 0.0), up_direction=(0.0, 0.0, 1.0))  # from the left, superior up
+    viewer.camera.zoom *= 0.85
+    viewer.window.add_plugin_dock_widget("invrender", "Segment a spine")
+    return shoot(viewer)
+
+
 def shoot(viewer: napari.Viewer) -> np.ndarray:
     from qtpy.QtWidgets import QApplication
 
@@ -90,6 +130,9 @@ def main() -> None:
     padded = [np.pad(v, ((0, height - v.shape[0]), (0, 0), (0, 0)), constant_values=255) for v in views]
     Image.fromarray(np.concatenate(padded, axis=1)).save(OUT)
     print(f"wrote {OUT}")
+    with tempfile.TemporaryDirectory() as folder:
+        Image.fromarray(spine_view(Path(folder))).save(OUT_SPINE)
+    print(f"wrote {OUT_SPINE}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from invrender.napari import LayerData
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: The units of a volume's layer on its world grid (NIfTI, DICOM): millimetres.
+GRID_UNITS = ("millimeter",) * 3
 LABEL_STEM = re.compile(r".*(\.labels|_msk)|mask\d+|man_seg\d+|man_track\d+", re.IGNORECASE)
 #: napari's names (pint's) of the units of length of `core.calibration.MICRONS`.
 NAPARI_UNITS = {
@@ -103,7 +105,17 @@ def grid_attributes(name: str, affine: np.ndarray) -> dict[str, Any]:
     from invrender.core.volumes import affine_spacing
 
     scale = tuple(float(s) for s in affine_spacing(affine))
-    return {"name": name, "scale": scale, "units": ("millimeter",) * 3, "metadata": {"affine": np.asarray(affine)}}
+    return {"name": name, "scale": scale, "units": GRID_UNITS, "metadata": {"affine": np.asarray(affine)}}
+
+
+def layer_units(path: str | os.PathLike) -> tuple[str, ...] | None:
+    """The units of the layer that `nifti_layer` or `tiff_layer` makes of the volume at `path` (None:
+    a TIFF that names none), for the layers laid over it: napari uses units only when every layer
+    has the same."""
+    if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
+        return GRID_UNITS
+    recorded = read_calibration(path, "ZYX")
+    return None if recorded is None or recorded.unit is None else (NAPARI_UNITS[recorded.unit],) * 3
 
 
 def world_to_grid_layer(affine: np.ndarray, points: np.ndarray) -> np.ndarray:

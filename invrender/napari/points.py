@@ -12,7 +12,7 @@ import numpy as np
 
 from invrender.core.volumes import VERTEBRA_NAMES
 from invrender.napari import LayerData
-from invrender.napari.images import world_to_grid_layer
+from invrender.napari.images import GRID_UNITS, world_to_grid_layer
 
 #: Size of a centroid's marker, in the CT layer's units (mm).
 CENTROID_SIZE = 6.0
@@ -30,5 +30,6 @@ def centroids_layer(centroids: dict[int, np.ndarray], affine: np.ndarray, name: 
         "text": {"string": "{label}", "color": "yellow", "anchor": "upper_left"},
         "size": CENTROID_SIZE,
         "face_color": "yellow",
+        "units": GRID_UNITS,
     }
     return world_to_grid_layer(affine, world), attributes, "points"

@@ -49,15 +49,19 @@ def fit_mesh_layers(
     name: str,
     init: Mesh | None = None,
     cells: int | None = None,
+    units: tuple[str, ...] | None = None,
     **run: Any,
 ) -> list[LayerData]:
-    """`invrender.fit_mesh` on a stack `(z, y, x)` of voxel size `(z, y, x)`: the mesh (a Surface
-    per cell, physical units) and the render (Image at the stack's scale, hidden)."""
+    """`invrender.fit_mesh` on a stack `(z, y, x)` of voxel size `(z, y, x)` (in `units`, the stack
+    layer's): the mesh (a Surface per cell, physical units) and the render (Image at the stack's
+    scale, hidden), both in those units."""
     import invrender
 
     result = invrender.fit_mesh(stack, voxel_size=voxel_size, init=init, cells=cells, **run)
-    render = (result.render, {"name": f"{name} render", "scale": tuple(voxel_size), "visible": False}, "image")
-    return [*mesh_layers(result.mesh, f"{name} mesh"), render]
+    render_attributes = {"name": f"{name} render", "scale": tuple(voxel_size), "visible": False}
+    if units is not None:
+        render_attributes["units"] = units
+    return [*mesh_layers(result.mesh, f"{name} mesh", units), (result.render, render_attributes, "image")]
 
 
 def segment_cells_layers(

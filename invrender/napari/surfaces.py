@@ -19,7 +19,7 @@ import numpy as np
 from invrender.core.geometry.meshes import Mesh
 from invrender.core.volumes import LPS_TO_RAS, VERTEBRA_NAMES
 from invrender.napari import LayerData
-from invrender.napari.images import world_to_grid_layer, world_to_layer
+from invrender.napari.images import GRID_UNITS, layer_units, world_to_grid_layer, world_to_layer
 
 #: napari colormaps given to the cells in turn (a surface of constant value shows the top colour).
 CELL_COLOURMAPS = ("red", "green", "blue", "magenta", "cyan", "yellow")
@@ -27,13 +27,14 @@ CELL_COLOURMAPS = ("red", "green", "blue", "magenta", "cyan", "yellow")
 SURFACE_OPACITY = 0.7
 
 
-def mesh_layers(mesh: Mesh, name: str) -> list[LayerData]:
-    """Surface layer data of a mesh: one layer, or one per cell of a multi-material mesh."""
+def mesh_layers(mesh: Mesh, name: str, units: tuple[str, ...] | None = None) -> list[LayerData]:
+    """Surface layer data of a mesh: one layer, or one per cell of a multi-material mesh; `units`:
+    the stack's layer's, when known."""
     zyx = mesh.vertices[:, ::-1]
     if mesh.materials is None:
-        return [_surface(zyx, mesh.faces, name, 0)]
+        return [_surface(zyx, mesh.faces, name, 0, units)]
     return [
-        _surface(zyx, mesh.cell_faces(cell), f"{name} cell {cell}", cell - 1)
+        _surface(zyx, mesh.cell_faces(cell), f"{name} cell {cell}", cell - 1, units)
         for cell in range(1, mesh.n_cells + 1)
         if len(mesh.cell_faces(cell))
     ]
@@ -43,7 +44,7 @@ def world_mesh_layer(mesh: Mesh, space: str, grid: str | os.PathLike, name: str,
     """Surface layer data of a mesh in world mm (x, y, z in `space`, "RAS" or "LPS") over the volume
     at `grid` (NIfTI or TIFF) as the plugin opens it; `index` picks its colour."""
     ras = mesh.vertices @ LPS_TO_RAS[:3, :3] if space == "LPS" else mesh.vertices
-    return _surface(world_to_layer(grid, ras), mesh.faces, name, index)
+    return _surface(world_to_layer(grid, ras), mesh.faces, name, index, layer_units(grid))
 
 
 def vertebra_layers(meshes: dict[int, Mesh], affine: np.ndarray, name: str) -> list[LayerData]:
@@ -54,7 +55,7 @@ def vertebra_layers(meshes: dict[int, Mesh], affine: np.ndarray, name: str) -> l
     for label, mesh in meshes.items():
         colour = list(VERTEBRA_NAMES).index(label)  # neighbours differ
         vertices = world_to_grid_layer(affine, mesh.vertices)
-        layers.append(_surface(vertices, mesh.faces, f"{name} {VERTEBRA_NAMES[label]}", colour))
+        layers.append(_surface(vertices, mesh.faces, f"{name} {VERTEBRA_NAMES[label]}", colour, GRID_UNITS))
     return layers
 
 
@@ -64,9 +65,11 @@ def mesh_from_surface(data: tuple) -> Mesh:
     return Mesh(np.asarray(vertices, dtype=np.float64)[:, ::-1].copy(), np.asarray(faces, dtype=np.int64))
 
 
-def _surface(vertices: np.ndarray, faces: np.ndarray, name: str, index: int) -> LayerData:
+def _surface(
+    vertices: np.ndarray, faces: np.ndarray, name: str, index: int, units: tuple[str, ...] | None = None
+) -> LayerData:
     """A surface of the vertices (in napari's axis order) that `faces` use (a cell's, out of a
-    foam's), renumbered."""
+    foam's), renumbered, in `units` (None: napari's default, pixels)."""
     used, renumbered = np.unique(faces, return_inverse=True)
     points = np.ascontiguousarray(np.asarray(vertices, dtype=np.float64)[used])
     attributes = {
@@ -75,4 +78,6 @@ def _surface(vertices: np.ndarray, faces: np.ndarray, name: str, index: int) -> 
         "opacity": SURFACE_OPACITY,
         "shading": "smooth",
     }
+    if units is not None:
+        attributes["units"] = units
     return (points, renumbered.reshape(faces.shape).astype(np.int64)), attributes, "surface"

@@ -98,6 +98,7 @@ def fit_mesh_widget(
         name=stack.name,
         init=None if init is None else mesh_from_surface(init.data),
         cells=cells or None,
+        units=tuple(str(unit) for unit in stack.units),
         config=config,
         overrides=shlex.split(overrides),
         seed=seed,

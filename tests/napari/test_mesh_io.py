@@ -138,6 +138,7 @@ def test_a_vertebra_mesh_lies_over_its_ct_whatever_order_the_ct_is_stored_in(tmp
     [((vertices, faces), attributes, kind)] = read_mesh_file_for(tmp_path / "spine.L3.ply")
     [(label_layer, label_attributes, _)] = read_nifti_file(str(tmp_path / "spine.labels.nii.gz"))
     assert kind == "surface" and attributes["name"] == "spine L3"
+    assert attributes["units"] == label_attributes["units"]  # napari uses units only when all layers agree
     index = vertices / np.asarray(label_attributes["scale"])  # napari world -> the labels layer's voxels
     np.testing.assert_allclose(index, box.vertices, atol=1e-4)  # PLY floats: 1e-4 voxels
     np.testing.assert_array_equal(faces, box.faces)
@@ -162,7 +163,8 @@ def test_a_vertebra_mesh_lies_over_a_tiff_ct_in_micrometres(tmp_path):
     assert label_attributes["scale"] == image_attributes["scale"] == pytest.approx((25.0, 10.0, 8.0))
     assert label_attributes["units"] == image_attributes["units"] == ("micrometer",) * 3
     np.testing.assert_array_equal(label_layer, labels.transpose(2, 1, 0))
-    [((vertices, _), _, _)] = read_mesh_file_for(tmp_path / "mouse.L3.ply")
+    [((vertices, _), mesh_attributes, _)] = read_mesh_file_for(tmp_path / "mouse.L3.ply")
+    assert mesh_attributes["units"] == image_attributes["units"]
     index_zyx = vertices / np.asarray(image_attributes["scale"])
     np.testing.assert_allclose(index_zyx, box.vertices[:, ::-1], atol=1e-4)
 

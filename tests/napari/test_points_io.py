@@ -27,7 +27,7 @@ def test_centroids_lie_at_their_voxels_of_the_ct_as_napari_opens_it(tmp_path, or
     [(_, ct_attributes, _)] = read_nifti_file(str(tmp_path / "spine_ct.nii.gz"))
     truth = read_centroids(path, read_volume(tmp_path / "spine_ct.nii.gz"))  # what spine-seg reads
     affine = ct_attributes["metadata"]["affine"]
-    assert kind == "points" and attributes["name"] == "spine_ctd"
+    assert kind == "points" and attributes["name"] == "spine_ctd" and attributes["units"] == ct_attributes["units"]
     assert attributes["features"]["label"] == [VERTEBRA_NAMES[label] for label in truth]
     index = np.stack([world_to_index(affine, point[None])[0] for point in truth.values()])
     np.testing.assert_allclose(points / np.asarray(ct_attributes["scale"]), index, atol=1e-9)

@@ -52,10 +52,12 @@ def test_fitting_a_stack_gives_the_apis_mesh_over_the_stack(tmp_path):
     assert main(["synth", "mesh", str(source), "--size", "16", "--sigma", "1", "--out", str(tmp_path)]) == 0
     stack = tifffile.imread(tmp_path / "blob.tif")
     short = ["phases.0.steps=3", "init.subdivisions=1"]
-    layers = fit_mesh_layers(stack, (1.5, 1.0, 1.0), name="blob", overrides=short, seed=2)
+    units = ("micrometer",) * 3  # the stack layer's
+    layers = fit_mesh_layers(stack, (1.5, 1.0, 1.0), name="blob", units=units, overrides=short, seed=2)
     result = invrender.fit_mesh(stack, voxel_size=(1.5, 1.0, 1.0), overrides=short, device="cpu", seed=2)
     ((vertices, faces), surface_attributes, kind), (render, render_attributes, _) = layers
     assert kind == "surface" and surface_attributes["name"] == "blob mesh"
+    assert surface_attributes["units"] == render_attributes["units"] == units
     np.testing.assert_allclose(vertices, result.mesh.vertices[:, ::-1], atol=1e-9)
     np.testing.assert_array_equal(faces, result.mesh.faces)
     assert render_attributes["scale"] == (1.5, 1.0, 1.0)
@@ -158,6 +160,7 @@ def test_segmenting_a_spine_gives_the_apis_labels_and_meshes_over_the_ct(lps_ct)
         np.testing.assert_array_equal(labels, result.labels)
         assert labels_attributes["scale"] == attributes["scale"]
         assert [(a["name"], k) for _, a, k in surfaces] == [("spine L3", "surface"), ("spine L4", "surface")]
+        assert all(a["units"] == attributes["units"] for _, a, _ in surfaces)
         for ((vertices, _), _, _), label in zip(surfaces, (22, 23)):
             on = fraction_of_indices_on_surface(vertices / np.asarray(attributes["scale"]), labels, label)
             assert on >= 0.95, f"{label}: only {on:.1%} of the vertices on the label's surface in napari"
