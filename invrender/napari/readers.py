@@ -33,6 +33,7 @@ from invrender.napari.images import (
     TIFF_SUFFIXES,
     dicom_layer,
     is_dicom_folder,
+    layer_units,
     nifti_layer,
     tiff_layer,
 )
@@ -46,6 +47,14 @@ Reader = Callable[[str], list[LayerData]]
 #: The PLY per cell beside a `.rec` (`.mesh.cell1.ply`, ...) is for other viewers and is left out: the
 #: `.rec` already gives napari every cell's surface.
 MESH_ENDINGS = (".mesh.ply", ".truth.ply", ".rec")
+#: The stack beside a mesh, whose units its layer takes: what mesh-fit renders beside its mesh, and
+#: the stack `invrender synth mesh` writes beside its truth.
+MESH_STACKS = (
+    (".mesh.ply", ".render.tif"),
+    (".mesh.rec", ".render.tif"),
+    (".truth.ply", ".tif"),
+    (".truth.rec", ".tif"),
+)
 #: What spine-seg writes per vertebra: `<stem>.<name>.ply`, world mm, beside `<stem>.labels.nii.gz`
 #: (or `<stem>.labels.tif` for a TIFF CT), which gives the grid napari shows the CT on.
 VERTEBRA_MESH = re.compile(rf"(?P<stem>.+)\.(?P<vertebra>{'|'.join(VERTEBRA_NAMES.values())})\.ply")
@@ -67,7 +76,12 @@ def read_polygons_file(path: str | os.PathLike) -> list[LayerData]:
 
 
 def read_mesh_file(path: str | os.PathLike) -> list[LayerData]:
-    return mesh_layers(read_mesh(path), _name(path))
+    """A mesh-fit mesh (or a synthetic truth), in the units of the stack beside it (MESH_STACKS),
+    when that stack names one: napari uses units only when every layer has the same."""
+    path = Path(path)
+    stacks = [path.with_name(path.name[: -len(end)] + stack) for end, stack in MESH_STACKS if path.name.endswith(end)]
+    units = layer_units(stacks[0]) if stacks and stacks[0].is_file() else None
+    return mesh_layers(read_mesh(path), _name(path), units)
 
 
 def read_vertebra_file(path: str | os.PathLike) -> list[LayerData]:

@@ -67,12 +67,13 @@ def test_a_fitted_mesh_lies_over_its_anisotropic_stack(tmp_path):
     synthetic = tifffile.imread(tmp_path / "blob.tif")
     z = np.arange(16) // 2  # squeezed to 8 slices of 2 units: an anisotropic stack of the same blob
     stack = np.stack([synthetic[z == k].mean(axis=0) for k in range(8)])
-    write_tiff(tmp_path / "stack.tif", stack.astype(np.float32), voxel_size=(2.0, 1.0, 1.0))
+    write_tiff(tmp_path / "stack.tif", stack.astype(np.float32), voxel_size=(2.0, 1.0, 1.0), unit="um")
     args = ["mesh-fit", str(tmp_path / "stack.tif"), "--out", str(tmp_path / "out"), "--device", "cpu", "-q"]
     assert main([*args, "phases.0.steps=2", "init.subdivisions=1"]) == 0
 
     [(image, image_attributes, _)] = read_tiff_file(str(tmp_path / "stack.tif"))
-    [((vertices, _), _, _)] = read_mesh_file(str(tmp_path / "out" / "stack.mesh.ply"))
+    [((vertices, _), mesh_attributes, _)] = read_mesh_file(str(tmp_path / "out" / "stack.mesh.ply"))
+    assert mesh_attributes["units"] == image_attributes["units"] == ("micrometer",) * 3  # from stack.render.tif
     scale = np.asarray(image_attributes["scale"])
     assert scale == pytest.approx([2.0, 1.0, 1.0])
     bright = np.where(image > 0.5 * image.max(), image, 0.0)
