@@ -24,7 +24,7 @@ import typer
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError
-from invrender.core.calibration import Calibration, pixel_calibration, pixel_size_record
+from invrender.core.calibration import Calibration, pixel_size_record
 from invrender.core.figures import loss_figure, write_figure
 from invrender.core.io import (
     InputError,
@@ -113,10 +113,10 @@ def segment_file(path: Path, cfg: DictConfig, context: JobContext, on_step: Step
     log = LossLog(on_step)  # every step's loss, for the loss figure
     result = segment_with_config(frames, cfg, context.device, context.seed, log, masks, str(stage1_folder(out)))
     first_file = path if not path.is_dir() else next(iter(label_frame_paths(path, "t").values()))
-    # The label images carry the file's own calibration, so that Fiji measures the cells in it;
-    # `--pixel-size` names no unit, and is recorded in the manifest only.
-    calibration = pixel_calibration(first_file) if reading.get("pixel_size") is None else None
     scale = pixel_size_record(first_file, reading.get("pixel_size"))
+    # The label images carry the file's own calibration, so that Fiji measures the cells in it;
+    # `--pixel-size` names no unit (pixel_unit None), and is recorded in the records only.
+    calibration = Calibration(scale["pixel_size"], scale["pixel_unit"]) if scale["pixel_unit"] else None
     return {**write_result(path, out, frames, result, cfg, log, calibration, scale), **scale}
 
 
