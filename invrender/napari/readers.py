@@ -26,7 +26,7 @@ from invrender.core.geometry.meshes import ply_space, read_mesh
 from invrender.core.geometry.spline_io import FORMAT as SPLINES_FORMAT
 from invrender.core.geometry.spline_io import parse_splines
 from invrender.core.io import InputError, read_json
-from invrender.core.volumes import VERTEBRA_NAMES, read_centroids, read_volume
+from invrender.core.volumes import VERTEBRA_NAMES, read_centroids, read_volume, vertebra_code
 from invrender.napari import LayerData
 from invrender.napari.images import (
     NIFTI_SUFFIXES,
@@ -39,7 +39,7 @@ from invrender.napari.images import (
 )
 from invrender.napari.points import centroids_layer
 from invrender.napari.shapes import POLYGONS_FORMAT, polygons_layer, read_polygons, splines_layer
-from invrender.napari.surfaces import mesh_layers, world_mesh_layer
+from invrender.napari.surfaces import mesh_layers, vertebra_colour, world_mesh_layer
 from invrender.napari.tracks import ctc_layers, ctc_prefix
 
 Reader = Callable[[str], list[LayerData]]
@@ -96,7 +96,7 @@ def read_vertebra_file(path: str | os.PathLike) -> list[LayerData]:
             f"a spine-seg mesh in world mm is placed over its CT by the labels beside it, "
             f"and neither {grids[0].name} nor {grids[1].name} is there",
         )
-    colour = list(VERTEBRA_NAMES.values()).index(found["vertebra"])  # neighbours differ
+    colour = vertebra_colour(vertebra_code(found["vertebra"]))
     space = ply_space(path) or "RAS"  # spine-seg's frame; its older meshes did not say it
     return [world_mesh_layer(read_mesh(path), space, grid, _name(path), colour)]
 

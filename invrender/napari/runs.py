@@ -19,6 +19,7 @@ from invrender.napari import LayerData
 from invrender.napari.images import grid_attributes
 from invrender.napari.shapes import splines_from_shapes, splines_layer
 from invrender.napari.surfaces import mesh_layers, vertebra_layers
+from invrender.napari.tracks import cell_tracks_layer
 
 
 def refine_splines_layers(
@@ -79,7 +80,7 @@ def segment_cells_layers(
     labels = result.labels if np.ndim(frames) == 3 else result.labels[0]
     layers = [(labels, {"name": f"{name} labels"}, "labels")]
     if np.ndim(frames) == 3:
-        layers.append(tracks_layer(result.records, result.tracks, f"{name} tracks"))
+        layers.append(cell_tracks_layer(result.records, result.tracks, f"{name} tracks"))
     return layers
 
 
@@ -131,17 +132,3 @@ def centroid_labels(world: np.ndarray, top: str) -> list[int]:
     for rank, point in enumerate(np.argsort(-world[:, 2], kind="stable")):
         labels[point] = SPINE_ORDER[first + rank]
     return labels
-
-
-def tracks_layer(records: list[dict], tracks: np.ndarray, name: str) -> LayerData:
-    """Tracks layer data of cell-seg's per-frame cells (`"frame"`, cells' `"label"` and `"centre"`
-    `[x, y]`) and CTC tracks `(label, first, last, parent)`: rows `(label, frame, y, x)` and the
-    graph {daughter: [mother]}."""
-    rows = [
-        (cell["label"], record["frame"], cell["centre"][1], cell["centre"][0])
-        for record in records
-        for cell in record["cells"]
-    ]
-    data = np.array(sorted(rows), dtype=np.float64).reshape(-1, 4)
-    graph = {int(label): [int(parent)] for label, _, _, parent in tracks if parent}
-    return data, {"name": name, "graph": graph}, "tracks"

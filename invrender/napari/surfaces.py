@@ -53,10 +53,17 @@ def vertebra_layers(meshes: dict[int, Mesh], affine: np.ndarray, name: str) -> l
     its vertebra and coloured as the reader colours it."""
     layers = []
     for label, mesh in meshes.items():
-        colour = list(VERTEBRA_NAMES).index(label)  # neighbours differ
         vertices = world_to_grid_layer(affine, mesh.vertices)
-        layers.append(_surface(vertices, mesh.faces, f"{name} {VERTEBRA_NAMES[label]}", colour, GRID_UNITS))
+        layers.append(
+            _surface(vertices, mesh.faces, f"{name} {VERTEBRA_NAMES[label]}", vertebra_colour(label), GRID_UNITS)
+        )
     return layers
+
+
+def vertebra_colour(label: int) -> int:
+    """The colour index of a vertebra's surface (VerSe code): its place in the spine, so that
+    neighbours differ."""
+    return list(VERTEBRA_NAMES).index(label)
 
 
 def mesh_from_surface(data: tuple) -> Mesh:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -62,14 +63,32 @@ def ctc_layers(folder: str | os.PathLike) -> list[LayerData]:
     if track_file is not None and track_file.is_file():
         rows = _track_rows(labels, first)
         if len(rows):
-            present = set(rows[:, 0].astype(int).tolist())
-            graph = {
-                label: [parent]
-                for label, _, _, parent in read_tracks(track_file)
-                if parent > 0 and label in present and parent in present
-            }
-            layers.append((rows, {"name": f"{folder.name} tracks", "graph": graph}, "tracks"))
+            layers.append(tracks_layer(rows, read_tracks(track_file), f"{folder.name} tracks"))
     return layers
+
+
+def cell_tracks_layer(records: list[dict], tracks: np.ndarray, name: str) -> LayerData:
+    """Tracks layer data of cell-seg's per-frame cells (`"frame"`, cells' `"label"` and `"centre"`
+    `[x, y]`) and its CTC tracks `(label, first, last, parent)`."""
+    rows = [
+        (cell["label"], record["frame"], cell["centre"][1], cell["centre"][0])
+        for record in records
+        for cell in record["cells"]
+    ]
+    return tracks_layer(np.array(sorted(rows), dtype=np.float64).reshape(-1, 4), tracks, name)
+
+
+def tracks_layer(rows: np.ndarray, tracks: Any, name: str) -> LayerData:
+    """Tracks layer data of rows `(label, t, y, x)`, sorted by label then frame, and CTC tracks
+    `(label, first, last, parent)`: the rows, and the graph {daughter: [mother]} of the tracks whose
+    daughter and mother both have rows."""
+    present = set(rows[:, 0].astype(int).tolist())
+    graph = {
+        int(label): [int(parent)]
+        for label, _, _, parent in tracks
+        if parent > 0 and label in present and parent in present
+    }
+    return rows, {"name": name, "graph": graph}, "tracks"
 
 
 def _track_rows(labels: np.ndarray, first: int) -> np.ndarray:
