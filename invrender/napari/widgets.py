@@ -44,8 +44,12 @@ def method_widget(config_dir: str, call_button: str, **options: dict) -> Callabl
 def add_cancel_button(widget) -> None:
     """Add a Cancel button under a widget's own button: it asks the widget's running fits to stop,
     which they do at their next step (see `start`)."""
-    running = []  # the workers the widget started; each call returns its worker
-    widget.called.connect(lambda worker: running.append(worker) if worker is not None else None)
+    running = []  # the workers the widget started and that still run; each call returns its worker
+
+    def started(worker) -> None:
+        running[:] = [w for w in running if w.is_running] + ([worker] if worker is not None else [])
+
+    widget.called.connect(started)
     cancel = PushButton(text="Cancel")
     cancel.changed.connect(lambda: [worker.quit() for worker in running if worker.is_running])
     widget.append(cancel)
