@@ -53,6 +53,15 @@ def _is_override(argument: str) -> bool:
     return "*" not in key and ("/" not in key or key.startswith("hydra/"))
 
 
+@dataclass(frozen=True)
+class InputOption:
+    """An option of a method command that an input list (.csv) may also set per input, in a column of
+    its name: `--init F` gives every input F, an `init` column each its own."""
+
+    type: type  # what a value is read as, on the command line and in the list (Path, int, ...)
+    help: str
+
+
 def _exists(path: Path) -> bool:
     """Path.exists, False for names the system cannot even look up (too long, NUL bytes)."""
     try:

@@ -15,11 +15,11 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from omegaconf import DictConfig
@@ -28,7 +28,7 @@ from rich.console import Console
 from invrender.config import ConfigError, compose_config, resolve_device, to_plain
 from invrender.core.io import write_json
 from invrender.cpus import job_threads
-from invrender.inputs import IMAGE_SUFFIXES, InputItem
+from invrender.inputs import IMAGE_SUFFIXES, InputItem, InputOption
 from invrender.runner import Job, StepCallback, progress_bar
 
 
@@ -126,7 +126,7 @@ class MethodSpec:
     make_job: Callable[[InputItem, DictConfig, JobContext], Job]
     check_inputs: Callable[[list[InputItem], dict[str, Any]], None] | None = None  # raises ConfigError
     input_suffixes: tuple[str, ...] = IMAGE_SUFFIXES
-    input_options: dict[str, type] = field(default_factory=dict)  # options a CSV input list may set per input
+    input_options: dict[str, InputOption] = field(default_factory=dict)  # `with_shared_options` adds them
     keep_folders: bool = False  # a folder is one input (a time-lapse), not a list of files
 
     @property
@@ -151,6 +151,38 @@ class ConfigCache:
                 raise ConfigError(f"{where}: {err}" if where else str(err)) from None
             self.configs[overrides] = cfg
         return self.configs[overrides]
+
+
+class RunOptions(TypedDict, total=False):
+    """The keywords of every method's Python function besides its own (its `**run`), as the
+    command line's shared options:
+
+    config: a preset of the method's config folder (`--config`), default "default";
+    overrides: `key=value` config overrides, as the command line's trailing arguments;
+    device: "auto" (the default), "cpu", "cuda", "cuda:1" or a `torch.device` (`--device`);
+    seed: the random seed (`--seed`), default 0;
+    progress: a `(phase, step, steps, loss)` callback, True for a progress bar on stderr, or None
+    (the default: silent).
+    """
+
+    config: str
+    overrides: Sequence[str]
+    device: str | torch.device
+    seed: int
+    progress: bool | StepCallback | None
+
+
+RUN_DEFAULTS: RunOptions = {"config": "default", "overrides": (), "device": "auto", "seed": 0, "progress": None}
+
+
+def run_options(function: str, run: Mapping[str, Any]) -> RunOptions:
+    """An API function's `**run` with the defaults of the keys not given. A key that is not a run
+    option raises TypeError, as Python does for an unknown keyword (a misspelt `sed=1` would
+    otherwise be ignored)."""
+    for key in run:
+        if key not in RUN_DEFAULTS:
+            raise TypeError(f"{function}() got an unexpected keyword argument {key!r}")
+    return {**RUN_DEFAULTS, **run}
 
 
 @contextmanager

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
@@ -17,6 +17,7 @@ import typer
 from invrender.config import ConfigError
 
 if TYPE_CHECKING:
+    from invrender.inputs import InputOption
     from invrender.method import MethodConfig
 
 Arguments = Annotated[
@@ -163,6 +164,16 @@ class SharedOptions:
     timeout: float | None = None
 
 
+@dataclass(frozen=True)
+class CommandRun:
+    """What `with_shared_options` hands a method command besides its own options, for `run_method`."""
+
+    shared: SharedOptions
+    options: dict[str, Any]  # its image-reading options, checked, and per-input options, by name: for its jobs
+    size: float | None = None  # the value of its size option (`MethodConfig.size`), None if not given
+    overrides: list[str] = field(default_factory=list)  # from its options that set a config value (`ConfigOption`)
+
+
 _SHARED_HELP = {
     "out": (("--out", "-o"), "Output folder, created if needed (default: <command>-out in the working folder)."),
     "device": (("--device",), "auto | cpu | cuda | cuda:N"),
@@ -232,33 +243,78 @@ OutFolder = Annotated[Path | None, shared_option("out")]
 SynthOut = OutFolder
 
 
+@dataclass(frozen=True)
+class ConfigOption:
+    """A method command's option that sets one config value: `--method X` is the override
+    `method='X'`, a flag (`type` bool) `--propagate` the override `video.propagate=true`. Not
+    given, the config's value (a preset's, or a trailing override's) stands."""
+
+    key: str  # the config key it sets
+    type: type  # str, float, int or bool (a flag)
+    help: str
+    choices: tuple[str, ...] = ()  # the values it takes, checked at once (none: the config's schema checks)
+
+    def overrides(self, name: str, value: Any) -> list[str]:
+        """The config override for the option's value (none if it was not given); ConfigError
+        naming the option for a value not among `choices`."""
+        if value is None or value is False:
+            return []
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(self.choices)}")
+        if value is True:
+            return [f"{self.key}=true"]
+        # Text quoted: Hydra would read a bare 2 as a number.
+        return [f"{self.key}='{value}'" if self.type is str else f"{self.key}={value}"]
+
+    def parameter(self, name: str) -> inspect.Parameter:
+        """The option as a keyword parameter for Typer: `--<name>`, a flag for a bool."""
+        kind = bool if self.type is bool else self.type | None
+        option = typer.Option(f"--{name.replace('_', '-')}", help=self.help)
+        default = False if self.type is bool else None
+        return inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+        )
+
+
+def per_input_option(name: str, option: InputOption) -> Any:
+    """The Typer option `--<name>` of a per-input option, its help saying how a CSV list sets it."""
+    help_text = f"{option.help} Per input: the `{name}` column of a CSV input list."
+    return Annotated[option.type | None, typer.Option(f"--{name.replace('_', '-')}", help=help_text)]
+
+
 def with_shared_options(
-    config: MethodConfig, reading: tuple[str, ...] = ()
+    config: MethodConfig,
+    reading: tuple[str, ...] = (),
+    per_input: Mapping[str, InputOption] | None = None,
+    setting: Mapping[str, ConfigOption] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`@with_shared_options(CONFIG)` gives a method command the shared options, its `--config`
-    listing the presets of the method's config folder: Typer sees them in the signature, the command
-    receives them as one `shared: SharedOptions` argument. `reading` names the image-reading options
-    it takes too (of READING_OPTIONS, e.g. ("channel", "axes")): it receives them checked as one
-    `reading: dict` argument, keyed by their names, to pass on to its jobs' options. A method with a
-    size option (`config.size`, e.g. `--diameter`) gets it too: the command declares the parameter
-    (`diameter: float | None = None`) and passes its value to `run_method` as `size`. The defaults
-    of `shared` and `reading` in the command's signature are never used."""
+    listing the presets of the method's config folder, and its size option if the method has one
+    (`config.size`, e.g. `--diameter`). `reading` names the image-reading options it takes too (of
+    READING_OPTIONS, e.g. ("channel", "axes")), and `per_input` the options that a CSV input list
+    may also set per input (`MethodSpec.input_options`), `setting` the options that set a config
+    value (`ConfigOption`, e.g. `--method`). Typer sees them all in the signature; the command
+    declares its own options and a keyword-only `run: CommandRun`, in which it receives the others,
+    checked, to pass on to `run_method`."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         hints = get_type_hints(command, include_extras=True)  # the annotations as objects, not strings
         size = config.size
-        added = ("shared", "reading", "" if size is None else size.name)
-        own = [
-            p.replace(annotation=hints[p.name])
-            for p in inspect.signature(command).parameters.values()
-            if p.name not in added
-        ]
+        own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()]
+        own = [p for p in own if p.name != "run"]
         size_params = []
         if size is not None:
             option = Annotated[float | None, typer.Option(f"--{size.name}", help=size.help)]
             size_params.append(
                 inspect.Parameter(size.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
             )
+        setting_params = [option.parameter(name) for name, option in (setting or {}).items()]
+        per_input_params = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=per_input_option(name, option)
+            )
+            for name, option in (per_input or {}).items()
+        ]
         reading_params = [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=READING_OPTIONS[name][0])
             for name in reading
@@ -276,12 +332,21 @@ def with_shared_options(
 
         def wrapper(**kwargs: Any) -> Any:
             shared = SharedOptions(**{f.name: kwargs.pop(f.name) for f in fields(SharedOptions)})
-            if reading:
-                kwargs["reading"] = {name: READING_OPTIONS[name][1](kwargs.pop(name)) for name in reading}
-            return command(shared=shared, **kwargs)
+            options = {name: READING_OPTIONS[name][1](kwargs.pop(name)) for name in reading}
+            options |= {name: kwargs.pop(name) for name in per_input or {}}
+            given_size = None if size is None else kwargs.pop(size.name)
+            overrides = [
+                o for name, option in (setting or {}).items() for o in option.overrides(name, kwargs.pop(name))
+            ]
+            return command(run=CommandRun(shared, options, given_size, overrides), **kwargs)
 
         wrapper.__signature__ = inspect.Signature(
-            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + size_params + reading_params + shared_params
+            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+            + setting_params
+            + per_input_params
+            + size_params
+            + reading_params
+            + shared_params
         )
         wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
         wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__

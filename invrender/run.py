@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -26,26 +25,23 @@ from invrender.method import (
     make_jobs,
     override_key,
 )
-from invrender.options import SharedOptions
+from invrender.options import CommandRun, SharedOptions
 from invrender.outdir import check_out_folder, run_lock
 from invrender.record import recorded_outputs
 from invrender.runner import Runner
 
 
 def run_method(
-    spec: MethodSpec,
-    arguments: list[str],
-    shared: SharedOptions,
-    overrides: list[str] = (),
-    options: dict[str, Any] | None = None,
-    size: float | None = None,
+    spec: MethodSpec, arguments: list[str], run: CommandRun, overrides: list[str] = (), options: dict | None = None
 ) -> int:
     """Run a method command: inputs -> config -> jobs -> runner (or a launcher with -m); the exit code.
 
+    `run` holds the shared options, the image-reading and per-input ones and the size
+    (`with_shared_options`);
     `overrides` are config overrides from the method's own options (they win over the trailing
-    ones); `options` are the method's own options that its `make_job` reads; `size` is the value
-    of the method's size option (`MethodConfig.size`, e.g. `--diameter`), None if not given.
+    ones); `options` are the method's own options that its `make_job` reads, besides the reading ones.
     """
+    shared, size, overrides = run.shared, run.size, [*run.overrides, *overrides]
     inputs, user_overrides = split_arguments(arguments)
     if not inputs:
         raise ConfigError("ARGUMENTS: no input given, only key=value config overrides")
@@ -64,9 +60,10 @@ def run_method(
             *overrides,
             *size_option.overrides(command_config(spec.config, arguments, shared, overrides), size),
         ]
-    options = options or {}
+    options = {**(options or {}), **run.options}
+    option_types = {name: option.type for name, option in spec.input_options.items()}
     items = drop_earlier_outputs(
-        expand_inputs(inputs, spec.input_suffixes, spec.input_options, spec.keep_folders), shared.out
+        expand_inputs(inputs, spec.input_suffixes, option_types, spec.keep_folders), shared.out
     )
     if not items:
         raise ConfigError(f"{' '.join(inputs)}: no input files (looked for {', '.join(spec.input_suffixes)})")

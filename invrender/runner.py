@@ -33,12 +33,7 @@ from invrender.core.io import InputError, read_json, remove_abandoned_partials
 from invrender.core.optim.loss_log import StepCallback
 from invrender.cpus import job_threads
 from invrender.interrupt import raise_if_stopping
-from invrender.isolation import (
-    ChildBadInput,
-    ChildFailed,
-    failure_line,
-    run_in_child,
-)
+from invrender.isolation import ChildBadInput, ChildFailed, failure_line, run_in_child
 from invrender.messages import about, error_line, warning_line
 from invrender.record import now, write_run_record
 

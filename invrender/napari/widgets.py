@@ -10,9 +10,12 @@ notifications.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import shlex
 from collections.abc import Callable
+from typing import get_type_hints
 
 import napari
 import numpy as np
@@ -27,18 +30,49 @@ from invrender.napari.surfaces import mesh_from_surface
 
 OVERRIDES_TIP = "config overrides key=value, separated by spaces, as on the command line"
 
+#: The controls of every widget after its own: the Python API's run options (`invrender.method.RunOptions`).
+RUN_CONTROLS = [
+    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default="default", annotation=str),
+    inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=int),
+    inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default="auto", annotation=str),
+    inspect.Parameter("overrides", inspect.Parameter.KEYWORD_ONLY, default="", annotation=str),
+]
 
-def method_widget(config_dir: str, call_button: str, **options: dict) -> Callable:
-    """magicgui's `magic_factory` for a widget of a method whose presets are in `configs/<config_dir>`:
-    its `config` parameter chooses one of them, `overrides` takes `key=value` text; `options` set the
-    widget's own parameters."""
-    return magic_factory(
-        call_button=call_button,
-        config={"choices": available_configs(config_dir)},
-        overrides={"tooltip": OVERRIDES_TIP},
-        widget_init=add_cancel_button,
-        **options,
-    )
+
+def method_widget(config_dir: str, call_button: str, cpu_only: bool = False, **options: dict) -> Callable:
+    """magicgui's `magic_factory` for the widget of a method whose presets are in `configs/<config_dir>`.
+
+    The widget function declares its own parameters and takes the run options (`RUN_CONTROLS`: a
+    preset, a seed, a device unless the method is `cpu_only`, `key=value` overrides) as `**run`,
+    to hand on to the Python API: the overrides come split into a list, as the API takes them.
+    `options` set the function's own controls (magicgui's options per parameter)."""
+
+    def decorate(function: Callable) -> Callable:
+        hints = get_type_hints(function)
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(function).parameters.values()
+            if p.kind is not p.VAR_KEYWORD
+        ]
+        run = [p for p in RUN_CONTROLS if not (cpu_only and p.name == "device")]
+
+        @functools.wraps(function)
+        def widget(*args, overrides: str = "", **kwargs):
+            return function(*args, overrides=shlex.split(overrides), **kwargs)
+
+        widget.__signature__ = inspect.Signature(own + run)
+        devices = {} if cpu_only else {"device": {"choices": ["auto", "cpu", "cuda"]}}
+        return magic_factory(
+            widget,
+            call_button=call_button,
+            config={"choices": available_configs(config_dir)},
+            overrides={"tooltip": OVERRIDES_TIP},
+            widget_init=add_cancel_button,
+            **devices,
+            **options,
+        )
+
+    return decorate
 
 
 def add_cancel_button(widget) -> None:
@@ -55,16 +89,8 @@ def add_cancel_button(widget) -> None:
     widget.append(cancel)
 
 
-@method_widget("spline_refine", "Refine", device={"choices": ["auto", "cpu", "cuda"]})
-def refine_splines_widget(
-    viewer: napari.Viewer,
-    image: napari.layers.Image,
-    init: napari.layers.Shapes,
-    config: str = "default",
-    seed: int = 0,
-    device: str = "auto",
-    overrides: str = "",
-):
+@method_widget("spline_refine", "Refine")
+def refine_splines_widget(viewer: napari.Viewer, image: napari.layers.Image, init: napari.layers.Shapes, **run):
     """Refine the paths of a Shapes layer (splines, e.g. corrected inits) on an image."""
     paths, attributes, _ = init.as_layer_data_tuple()
     return start(
@@ -74,10 +100,7 @@ def refine_splines_widget(
         paths,
         attributes,
         name=image.name,
-        config=config,
-        overrides=shlex.split(overrides),
-        device=device,
-        seed=seed,
+        **run,
     )
 
 
@@ -89,9 +112,7 @@ def fit_mesh_widget(
     stack: napari.layers.Image,
     init: napari.layers.Surface | None = None,
     cells: int = 0,
-    config: str = "default",
-    seed: int = 0,
-    overrides: str = "",
+    **run,
 ):
     """Fit a mesh (and the PSF) to a 3D stack; its scale is the voxel size."""
     return start(
@@ -103,9 +124,7 @@ def fit_mesh_widget(
         init=None if init is None else mesh_from_surface(init.data),
         cells=cells or None,
         units=tuple(str(unit) for unit in stack.units),
-        config=config,
-        overrides=shlex.split(overrides),
-        seed=seed,
+        **run,
     )
 
 
@@ -118,9 +137,7 @@ def segment_cells_widget(
     viewer: napari.Viewer,
     frames: napari.layers.Image,
     stage: str = "1",
-    config: str = "default",
-    seed: int = 0,
-    overrides: str = "",
+    **run,
 ):
     """Segment and track the cells of a 2D image or time-lapse `(t, y, x)`."""
     return start(
@@ -129,15 +146,14 @@ def segment_cells_widget(
         np.asarray(frames.data),
         name=frames.name,
         stage=stage,
-        config=config,
-        overrides=shlex.split(overrides),
-        seed=seed,
+        **run,
     )
 
 
 @method_widget(
     "spine_seg",
     "Segment",
+    cpu_only=True,
     top={
         "choices": [VERTEBRA_NAMES[code] for code in runs.SPINE_ORDER],
         "tooltip": "the vertebra of the most superior point, when the points have no `label` feature",
@@ -148,9 +164,7 @@ def segment_spine_widget(
     ct: napari.layers.Image,
     centroids: napari.layers.Points,
     top: str = "L1",
-    config: str = "default",
-    seed: int = 0,
-    overrides: str = "",
+    **run,
 ):
     """Label the vertebrae of a CT opened by invrender's reader (NIfTI or DICOM) from a point on each
     vertebral body: named by the points' `label` feature (L3 or 22), else from `top` down."""
@@ -170,9 +184,7 @@ def segment_spine_widget(
         name=ct.name,
         names=names,
         top=top,
-        config=config,
-        overrides=shlex.split(overrides),
-        seed=seed,
+        **run,
     )
 
 

@@ -153,3 +153,24 @@ def test_the_spine_widget_refuses_points_that_are_not_3d(make_napari_viewer, qtb
         lambda: any("flat (2D)" in str(n.message) for n in notification_manager.records), timeout=TIMEOUT_MS
     )
     assert [layer.name for layer in viewer.layers] == ["ct", "flat"]
+
+
+@pytest.mark.parametrize(
+    "name, own, cpu_only",
+    [
+        ("Refine splines", ["viewer", "image", "init"], False),
+        ("Fit a mesh", ["viewer", "stack", "init", "cells"], False),
+        ("Segment cells", ["viewer", "frames", "stage"], False),
+        ("Segment a spine", ["viewer", "ct", "centroids", "top"], True),
+    ],
+)
+def test_every_widget_has_its_own_controls_then_the_run_options(make_napari_viewer, name, own, cpu_only):
+    """The run options (a preset of the method's folder, a seed, a device unless the method runs on
+    the CPU only, overrides) follow each widget's own controls, in that order."""
+    widget = dock(make_napari_viewer(), name)
+    controls = [w.name for w in widget if w.name not in ("call_button", "")]
+    run = ["config", "seed", "overrides"] if cpu_only else ["config", "seed", "device", "overrides"]
+    assert controls == own + run
+    assert "default" in widget.config.choices
+    if not cpu_only:
+        assert widget.device.choices == ("auto", "cpu", "cuda")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from torch import Tensor
 
 
 class CurveRenderer(Protocol):
@@ -24,30 +25,22 @@ class CurveRenderer(Protocol):
     profile, (H, W) shape -> (B, N, H, W), one image per curve (see `splat2d.render_curves`)."""
 
     def __call__(
-        self,
-        centers: torch.Tensor,
-        radii: torch.Tensor,
-        weights: torch.Tensor,
-        profile: torch.Tensor,
-        shape: tuple[int, int],
-        cut: float = 2.0,
-    ) -> torch.Tensor: ...
+        self, centers: Tensor, radii: Tensor, weights: Tensor, profile: Tensor, shape: tuple[int, int], cut: float = 2.0
+    ) -> Tensor: ...
 
 
 class PolygonRenderer(Protocol):
     """Closed polygons: (..., K, 2) vertices [x, y] in pixels, height, width -> (..., H, W) soft
     masks (pixel coverage in 0..1)."""
 
-    def __call__(self, vertices: torch.Tensor, height: int, width: int) -> torch.Tensor: ...
+    def __call__(self, vertices: Tensor, height: int, width: int) -> Tensor: ...
 
 
 class MeshSpectrumRenderer(Protocol):
     """The Fourier transform of a triangle mesh's weighted surface: (V, 3) vertices, (F, 3) faces,
     (F,) face weights, a frequency band -> (K,) complex128 on the band's frequencies."""
 
-    def __call__(
-        self, vertices: torch.Tensor, faces: torch.Tensor, face_weights: torch.Tensor, band, **options
-    ) -> torch.Tensor: ...
+    def __call__(self, vertices: Tensor, faces: Tensor, face_weights: Tensor, band, **options) -> Tensor: ...
 
 
 #: The kinds of renderer and their call signatures.

@@ -24,14 +24,7 @@ from invrender.config import ConfigError, check_config_values, to_plain
 from invrender.core.geometry.polygons import mask_outlines
 from invrender.core.io import InputError, check_picture
 from invrender.core.losses import check_weights
-from invrender.method import (
-    MethodConfig,
-    api_steps,
-    check_api_overrides,
-    check_seed,
-    check_timeout,
-    config_renderer,
-)
+from invrender.method import MethodConfig, api_steps, check_api_overrides, check_seed, check_timeout, config_renderer
 from invrender.methods.acdr.checkpoint import model_from_checkpoint, read_checkpoint
 from invrender.methods.acdr.datasets import LAYOUT_HELP, SegmentationSet, load_splits, prepare, resize_picture
 from invrender.methods.acdr.evaluate import full_size_mask, predict_set, score_set, to_image_size

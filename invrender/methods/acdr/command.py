@@ -18,14 +18,7 @@ from invrender.config import to_plain
 from invrender.core.calibration import pixel_size_record
 from invrender.core.figures import RESULT, Layer, image_overlay, write_figure
 from invrender.core.geometry.polygons import write_polygons
-from invrender.core.io import (
-    PICTURE_SUFFIXES,
-    InputError,
-    read_json,
-    read_picture,
-    write_json,
-    write_png,
-)
+from invrender.core.io import PICTURE_SUFFIXES, InputError, read_json, read_picture, write_json, write_png
 from invrender.core.roi import Outline, write_roi_zip
 from invrender.cpus import threads_record
 from invrender.inputs import InputItem
@@ -50,8 +43,8 @@ from invrender.methods.acdr.api import (
 )
 from invrender.options import (
     Arguments,
+    CommandRun,
     OutFolder,
-    SharedOptions,
     SynthOut,
     SynthSeed,
     presets_help,
@@ -267,12 +260,12 @@ def acdr_predict(
     arguments: Arguments,
     checkpoint: Checkpoint,
     tta: Tta = False,
-    reading: dict | None = None,
-    shared: SharedOptions = SharedOptions(),
+    *,
+    run: CommandRun,
 ) -> None:
     """Segment images with a trained checkpoint: <stem>.mask.png, <stem>.polygon.json, <stem>.overlay.png,
     <stem>.rois.zip (ImageJ ROIs)."""
-    network, saved = loaded_model(checkpoint, PREDICT_CONFIG.device(shared.device), tta)
+    network, saved = loaded_model(checkpoint, PREDICT_CONFIG.device(run.shared.device), tta)
 
     def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
         predictor = Predictor(network, saved, config_renderer(cfg, context.device, "polygons"), context.device)
@@ -284,7 +277,7 @@ def acdr_predict(
         return Job(str(item.path), [paths["rois"], paths["polygon"]], work)
 
     spec = MethodSpec(PREDICT_CONFIG, make_job, input_suffixes=PICTURE_SUFFIXES)
-    raise typer.Exit(run_method(spec, arguments, shared, [], {"checkpoint": checkpoint, **reading}))
+    raise typer.Exit(run_method(spec, arguments, run, [], {"checkpoint": checkpoint}))
 
 
 def synth_shapes(

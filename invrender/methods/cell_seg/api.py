@@ -1,8 +1,5 @@
-"""`invrender.segment_cells`: cell-seg on arrays in memory.
-
-The command line reads its input, calls `segment_with_config` (what `segment_cells` calls after
-composing its config) and writes what it returns: one code path for both, for every stage.
-"""
+"""`invrender.segment_cells`: cell-seg on arrays in memory. For every stage, the command line hands
+each input it reads to `segment_with_config`, as `segment_cells` does after composing its config."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ import operator
 import time as clock
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Unpack
 
 import numpy as np
 import torch
@@ -19,7 +17,7 @@ from invrender.config import ConfigError, check_config_values
 from invrender.core.geometry.polygons import mask_outlines
 from invrender.core.io import InputError, check_axes_image, expect_axes, normalise_intensity
 from invrender.core.optim.phases import PhaseRecord
-from invrender.method import MethodConfig, SizeOption, api_steps, config_renderer
+from invrender.method import MethodConfig, RunOptions, SizeOption, api_steps, config_renderer, run_options
 from invrender.methods.cell_seg import stage2
 from invrender.methods.cell_seg.ctc import FRAME_AXES, MAX_LABEL, MIN_DIGITS, Frames, check_label_image
 from invrender.methods.cell_seg.fit import QUANTITIES, FrameFit
@@ -119,11 +117,7 @@ def segment_cells(
     diameter: float | None = None,
     stage: int | str | None = None,
     stage1_masks: Mapping[int, np.ndarray] | None = None,
-    config: str = "default",
-    overrides: Sequence[str] = (),
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool | StepCallback | None = None,
+    **run: Unpack[RunOptions],
 ) -> CellSegResult:
     """Segment and track the cells of a 2D fluorescence time-lapse, every cell a star-convex contour
     fitted by differentiable rendering.
@@ -137,14 +131,16 @@ def segment_cells(
     `--stage` on the command line; default the config's `stage`, "1"): 1 fits every frame; "both"
     fits `stage2.train_frames` frames, trains a U-Net on their masks and segments every frame with
     it; 2 trains on `stage1_masks` instead ({frame index: (y, x) instance labels}, e.g. the
-    `stage1_masks` of an earlier "both" result) and fits nothing. config and overrides as on the
-    command line (`invrender cell-seg --config NAME key=value ...`); progress: a
-    `(phase, step, steps, loss)` callback, or True for a progress bar.
+    `stage1_masks` of an earlier "both" result) and fits nothing. run: config, overrides, device,
+    seed and progress (`RunOptions`), as the command line's
+    `invrender cell-seg --config NAME --device D --seed N key=value ...`.
     Raises InputError or ConfigError (one line) on bad input, as the command line does.
     """
     # A str of overrides goes to `resolve` as it is, which refuses it (unpacked, it would be letters).
+    run = run_options("segment_cells", run)
+    overrides = run["overrides"]
     stage_overrides = overrides if isinstance(overrides, str) else [*overrides, *stage_override(stage)]
-    cfg, device = CONFIG.resolve(config, stage_overrides, device, size=diameter)
+    cfg, device = CONFIG.resolve(run["config"], stage_overrides, run["device"], size=diameter)
     chosen = str(cfg.stage)
     if chosen == "2" and stage1_masks is None:
         raise ConfigError("stage 2 trains on stage1_masks: give them ({frame index: (y, x) labels}), or use stage both")
@@ -154,8 +150,8 @@ def segment_cells(
     check_frames(checked, chosen)
     masks = None if stage1_masks is None else label_images(stage1_masks, "stage1_masks")
     # The fit seeds torch's global generator (fit.fit_frame); the caller's state is restored after.
-    with api_steps(progress) as on_step:
-        return segment_with_config(checked, cfg, device, seed, on_step, masks, "stage1_masks")
+    with api_steps(run["progress"]) as on_step:
+        return segment_with_config(checked, cfg, device, run["seed"], on_step, masks, "stage1_masks")
 
 
 def frames_from_arrays(

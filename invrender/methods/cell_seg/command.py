@@ -26,19 +26,13 @@ from omegaconf import DictConfig
 from invrender.config import ConfigError
 from invrender.core.calibration import Calibration, pixel_size_record
 from invrender.core.figures import loss_figure, write_figure
-from invrender.core.io import (
-    InputError,
-    atomic_path,
-    read_json,
-    read_tiff_axes,
-    write_json,
-)
+from invrender.core.io import InputError, atomic_path, read_json, read_tiff_axes, write_json
 from invrender.core.optim.loss_log import LossLog
 from invrender.core.roi import Outline, write_roi_zip
 from invrender.inputs import InputItem
 from invrender.method import JobContext, MethodSpec
 from invrender.methods.cell_seg import stage2
-from invrender.methods.cell_seg.api import CONFIG, CellSegResult, check_frames, segment_with_config, stage_override
+from invrender.methods.cell_seg.api import CONFIG, CellSegResult, check_frames, segment_with_config
 from invrender.methods.cell_seg.ctc import (
     Frames,
     label_frame_paths,
@@ -49,13 +43,7 @@ from invrender.methods.cell_seg.ctc import (
     write_tracks,
 )
 from invrender.methods.cell_seg.figures import contour_overlay, tracks_figure
-from invrender.options import (
-    Arguments,
-    SharedOptions,
-    SynthOut,
-    SynthSeed,
-    with_shared_options,
-)
+from invrender.options import Arguments, CommandRun, ConfigOption, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
@@ -310,24 +298,22 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
 SPEC = MethodSpec(CONFIG, make_job, check_inputs, keep_folders=True)
 
 
-@with_shared_options(CONFIG, reading=("channel", "axes", "pixel_size"))
-def cell_seg(
-    arguments: Arguments,
-    stage: Annotated[
-        str | None,
-        typer.Option(
-            "--stage",
-            help="1: fit every frame | both: fit a few frames, train a U-Net on them, segment every frame with it | "
-            "2: train on the masks a `both` run left in OUT/stage1 (default: the config's `stage`, 1).",
-        ),
-    ] = None,
-    diameter: float | None = None,
-    reading: dict | None = None,
-    shared: SharedOptions = SharedOptions(),
-) -> None:
+#: The option that sets a config value (the stage; checked with the config, schema.py).
+SETTING = {
+    "stage": ConfigOption(
+        "stage",
+        str,
+        "1: fit every frame | both: fit a few frames, train a U-Net on them, segment every frame with it | "
+        "2: train on the masks a `both` run left in OUT/stage1 (default: the config's `stage`, 1).",
+    )
+}
+
+
+@with_shared_options(CONFIG, reading=("channel", "axes", "pixel_size"), setting=SETTING)
+def cell_seg(arguments: Arguments, *, run: CommandRun) -> None:
     """Segment and track cells: every cell a star-convex contour fitted by differentiable rendering
     (CTC sequence folder -> maskTTT.tif + res_track.txt; single image -> <stem>.labels.tif)."""
-    raise typer.Exit(run_method(SPEC, arguments, shared, stage_override(stage), reading, size=diameter))
+    raise typer.Exit(run_method(SPEC, arguments, run))
 
 
 def synth_cells(

@@ -1,14 +1,12 @@
-"""`invrender.fit_mesh`: mesh-fit on arrays in memory.
-
-The command line reads its files, calls `fit_with_config` (what `fit_mesh` calls after composing
-its config) and writes what it returns: one code path for both.
-"""
+"""`invrender.fit_mesh`: mesh-fit on arrays in memory, through `fit_with_config`, which `mesh-fit`
+calls on each stack it reads (one code path for both)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Unpack
 
 import numpy as np
 import torch
@@ -20,7 +18,7 @@ from invrender.core.geometry.meshes import Mesh, check_inside, check_mesh, read_
 from invrender.core.io import InputError, check_axes_image, check_image, expect_axes
 from invrender.core.optim.phases import PhaseRecord
 from invrender.core.render.psf import principal_axes
-from invrender.method import MethodConfig, api_steps
+from invrender.method import MethodConfig, RunOptions, api_steps, run_options
 from invrender.methods.mesh_fit.fit import QUANTITIES
 from invrender.methods.mesh_fit.schema import RULES
 from invrender.runner import StepCallback
@@ -62,11 +60,7 @@ def fit_mesh(
     init: Mesh | trimesh.Trimesh | str | os.PathLike | None = None,
     cells: int | None = None,
     psf: np.ndarray | None = None,
-    config: str = "default",
-    overrides: Sequence[str] = (),
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool | StepCallback | None = None,
+    **run: Unpack[RunOptions],
 ) -> MeshFitResult:
     """Fit cell surface meshes and the microscope's PSF to a fluorescence stack (deltaMic).
 
@@ -76,11 +70,12 @@ def fit_mesh(
     back in these units. init: the mesh to start from (physical units, x y z), a `trimesh.Trimesh`
     or a mesh file; default a sphere fitted to the bright region, or with `cells` a foam of that
     many cells. psf: a measured bead stack at the same voxel size, fitted with instead of a Gaussian.
-    config and overrides as on the command line (`invrender mesh-fit --config NAME key=value ...`);
-    progress: a `(phase, step, steps, loss)` callback, or True for a progress bar.
+    run: config, overrides, device, seed and progress (`RunOptions`), as the command line's
+    `invrender mesh-fit --config NAME --device D --seed N key=value ...`.
     Raises InputError or ConfigError (one line) on bad input, as the command line does.
     """
-    cfg, device = CONFIG.resolve(config, overrides, device)
+    run = run_options("fit_mesh", run)
+    cfg, device = CONFIG.resolve(run["config"], run["overrides"], run["device"])
     if init is not None and cells is not None:
         raise ConfigError("init and cells: give one (a mesh to start from, or a foam of N cells)")
     checked = check_axes_image(stack, "stack", axes, channel=channel)
@@ -105,8 +100,10 @@ def fit_mesh(
             raise InputError("init", f"vertices and faces must be numbers ({err})") from None
         check_mesh("init", init)
     bead = None if psf is None else check_image(psf, "psf", ndims=(3,))
-    with api_steps(progress) as on_step:
-        return fit_with_config(stack, spacing, init, cells, bead, cfg, device, seed, on_step, init_source=init_name)
+    with api_steps(run["progress"]) as on_step:
+        return fit_with_config(
+            stack, spacing, init, cells, bead, cfg, device, run["seed"], on_step, init_source=init_name
+        )
 
 
 def fit_with_config(

@@ -23,17 +23,11 @@ from invrender.core.io import (
     write_tiff,
 )
 from invrender.core.optim.loss_log import LossLog
-from invrender.inputs import InputItem
+from invrender.inputs import InputItem, InputOption
 from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.mesh_fit.api import CONFIG, STACK_AXES, fit_with_config
 from invrender.methods.mesh_fit.slices import mesh_slices
-from invrender.options import (
-    Arguments,
-    SharedOptions,
-    SynthOut,
-    SynthSeed,
-    with_shared_options,
-)
+from invrender.options import Arguments, CommandRun, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
@@ -165,40 +159,24 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
         raise ConfigError("--init: with several inputs, give each its init in a CSV input list (column init)")
 
 
-SPEC = MethodSpec(
-    CONFIG,
-    make_job,
-    check_inputs,
-    input_options={"init": Path, "cells": int, "psf": Path},
-)
+#: The options that a CSV input list may also set per input, in a column of that name.
+INPUT_OPTIONS = {
+    "init": InputOption(
+        Path, "Initial mesh (.obj, .ply, .rec; default: a sphere fitted to the stack's bright region)."
+    ),
+    "cells": InputOption(int, "Start from a foam of N cells (one multi-material mesh, written as .rec)."),
+    "psf": InputOption(
+        Path, "A measured PSF: a bead stack (TIFF) at the image's voxel size, used instead of fitting a Gaussian."
+    ),
+}
+
+SPEC = MethodSpec(CONFIG, make_job, check_inputs, input_options=INPUT_OPTIONS)
 
 
-@with_shared_options(CONFIG, reading=("channel", "axes", "voxel_size"))
-def mesh_fit(
-    arguments: Arguments,
-    init: Annotated[
-        Path | None,
-        typer.Option(
-            "--init", help="Initial mesh (.obj, .ply, .rec; default: a sphere fitted to the stack's bright region)."
-        ),
-    ] = None,
-    cells: Annotated[
-        int | None,
-        typer.Option("--cells", help="Start from a foam of N cells (one multi-material mesh, written as .rec)."),
-    ] = None,
-    psf: Annotated[
-        Path | None,
-        typer.Option(
-            "--psf",
-            help="A measured PSF: a bead stack (TIFF) at the image's voxel size, used instead of fitting a Gaussian.",
-        ),
-    ] = None,
-    reading: dict | None = None,
-    shared: SharedOptions = SharedOptions(),
-) -> None:
+@with_shared_options(CONFIG, reading=("channel", "axes", "voxel_size"), per_input=SPEC.input_options)
+def mesh_fit(arguments: Arguments, *, run: CommandRun) -> None:
     """Infer cell surface meshes and the microscope's PSF from a 3D fluorescence stack (deltaMic)."""
-    options = {"init": init, "cells": cells, "psf": psf, **reading}
-    raise typer.Exit(run_method(SPEC, arguments, shared, [], options))
+    raise typer.Exit(run_method(SPEC, arguments, run))
 
 
 def synth_mesh(

@@ -1,18 +1,13 @@
-"""`invrender.segment_spine`: spine-seg on a CT in memory.
-
-The command line reads its files, calls `segment_with_config` (what `segment_spine` calls after
-composing its config) and writes what it returns: one code path for both.
-"""
+"""`invrender.segment_spine`: spine-seg on a CT in memory. `spine-seg` calls its
+`segment_with_config` on each CT it reads, as `segment_spine` does once its config is composed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from invrender.config import ConfigError, check_config_values
@@ -29,7 +24,7 @@ from invrender.core.volumes import (
     parse_centroids,
     vertebra_name,
 )
-from invrender.method import MethodConfig, api_steps
+from invrender.method import MethodConfig, RunOptions, api_steps, run_options
 from invrender.methods.spine_seg.fit import QUANTITIES, fit_spine, label_volume
 from invrender.methods.spine_seg.frames import chain_frames, cranial_order
 from invrender.methods.spine_seg.schema import RULES
@@ -76,11 +71,7 @@ def segment_spine(
     centroids: Any,
     *,
     gt: np.ndarray | None = None,
-    config: str = "default",
-    overrides: Sequence[str] = (),
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool | StepCallback | None = None,
+    **run: Unpack[RunOptions],
 ) -> SpineSegResult:
     """Label every vertebra of a spine CT without training: fit a deformable template mesh per
     vertebra with a learned appearance (Kim and Park).
@@ -92,14 +83,15 @@ def segment_spine(
     (`json.load` of a `*_ctd.json`: voxel coordinates in its "direction" axis codes), a mapping
     `{label: (x, y, z)}` or an (N, 4) array of rows `label, x, y, z`, these two in world mm.
     gt: a label mask on the CT's grid `(I, J, K)`, for Dice per vertebra in `metrics`.
-    config and overrides as on the command line (`invrender spine-seg --config NAME key=value ...`);
-    the fit runs on the CPU, its distance queries in `sdf.workers` spawned processes (default: torch's
-    thread count), so a script run as a file calls it under `if __name__ == "__main__":`
-    (Python's rule for spawned processes) or passes `sdf.workers=1`. progress: a `(phase, step,
-    steps, loss)` callback, or True for a progress bar. Raises InputError or ConfigError (one line)
-    on bad input, as the command line does.
+    run: config, overrides, device, seed and progress (`RunOptions`), as the command line's
+    `invrender spine-seg --config NAME --seed N key=value ...`. The fit runs on the CPU, its
+    distance queries in `sdf.workers` spawned processes (default: torch's thread count), so a script
+    run as a file calls it under `if __name__ == "__main__":` (Python's rule for spawned processes)
+    or passes `sdf.workers=1`. Raises InputError or ConfigError (one line) on bad input, as the
+    command line does.
     """
-    cfg, _ = CONFIG.resolve(config, overrides, device)
+    run = run_options("segment_spine", run)
+    cfg, _ = CONFIG.resolve(run["config"], run["overrides"], run["device"])
     data = check_image(volume, "volume", ndims=(3,))
     ct = Volume(data, check_affine("affine", affine), Path("volume"))  # the path names the argument in errors
     check_ct(ct)
@@ -111,8 +103,8 @@ def segment_spine(
             raise InputError("gt", f"label mask of shape {truth.shape} is not on the volume's grid {ct.shape}")
     # The fit seeds torch's global generator (the appearance network's initial weights): the
     # caller's generator is given back as it was.
-    with api_steps(progress) as on_step:
-        return segment_with_config(ct, points, truth, cfg, seed, on_step)
+    with api_steps(run["progress"]) as on_step:
+        return segment_with_config(ct, points, truth, cfg, run["seed"], on_step)
 
 
 def segment_with_config(

@@ -35,17 +35,11 @@ from invrender.core.volumes import (
     vertebra_name,
     write_on_grid,
 )
-from invrender.inputs import InputItem
+from invrender.inputs import InputItem, InputOption
 from invrender.method import JobContext, MethodSpec, finish_fit
 from invrender.methods.spine_seg.api import CONFIG, check_ct, segment_with_config
 from invrender.methods.spine_seg.slices import slice_figure
-from invrender.options import (
-    Arguments,
-    SharedOptions,
-    SynthOut,
-    SynthSeed,
-    with_shared_options,
-)
+from invrender.options import Arguments, CommandRun, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
@@ -136,37 +130,34 @@ def check_inputs(items: list[InputItem], options: dict) -> None:
             raise ConfigError(f"--{key}: with several CTs, give each its own in a CSV input list (column {key})")
 
 
+#: The options that a CSV input list may also set per input, in a column of that name.
+INPUT_OPTIONS = {
+    "centroids": InputOption(Path, "Vertebral body centroids: VerSe JSON, or a CSV/text list 'label, x, y, z'."),
+    "gt": InputOption(Path, "A vertebra label mask on the CT's grid: Dice per label in <stem>.metrics.json."),
+}
+
 SPEC = MethodSpec(
     CONFIG,
     make_job,
     check_inputs,
     input_suffixes=(*NIFTI_SUFFIXES, ".tif", ".tiff"),
-    input_options={"centroids": Path, "gt": Path},
+    input_options=INPUT_OPTIONS,
     keep_folders=True,
 )
 
 
-@with_shared_options(CONFIG, reading=("voxel_size",))
+@with_shared_options(CONFIG, reading=("voxel_size",), per_input=SPEC.input_options)
 def spine_seg(
     arguments: Arguments,
-    centroids: Annotated[
-        Path | None,
-        typer.Option("--centroids", help="Vertebral body centroids: VerSe JSON, or a CSV/text list 'label, x, y, z'."),
-    ] = None,
     centroid_space: Annotated[
         str, typer.Option("--centroid-space", help="auto (VerSe JSON: voxels) | voxel | world (mm) for a plain list.")
     ] = "auto",
-    gt: Annotated[
-        Path | None,
-        typer.Option("--gt", help="A vertebra label mask on the CT's grid: Dice per label in <stem>.metrics.json."),
-    ] = None,
-    reading: dict | None = None,
-    shared: SharedOptions = SharedOptions(),
+    *,
+    run: CommandRun,
 ) -> None:
     """Label every vertebra of a spine CT without training: fit a deformable template mesh per
     vertebra with a learned appearance (Kim and Park). Folders are read as DICOM series."""
-    options = {"centroids": centroids, "centroid_space": centroid_space, "gt": gt, **reading}
-    raise typer.Exit(run_method(SPEC, arguments, shared, [], options))
+    raise typer.Exit(run_method(SPEC, arguments, run, [], {"centroid_space": centroid_space}))
 
 
 def synth_ct(

@@ -1,15 +1,11 @@
-"""`invrender.refine_splines`: spline-refine on arrays in memory.
-
-The command line reads its files, calls `refine_with_config` (what `refine_splines` calls after
-composing its config) and writes what it returns: one code path for both.
-"""
+"""`invrender.refine_splines`: spline-refine on arrays in memory. Each image the command line
+reads goes through `refine_with_config`, the part of `refine_splines` after its config is composed."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
@@ -27,7 +23,7 @@ from invrender.core.geometry.spline_io import (
 from invrender.core.io import check_axes_image, expect_axes
 from invrender.core.optim.loss_log import LossLog
 from invrender.core.optim.phases import PhaseRecord
-from invrender.method import MethodConfig, SizeOption, api_steps
+from invrender.method import MethodConfig, RunOptions, SizeOption, api_steps, run_options
 from invrender.methods.spline_refine.fit import QUANTITIES
 from invrender.methods.spline_refine.schema import RULES
 from invrender.runner import StepCallback
@@ -99,11 +95,7 @@ def refine_splines(
     axes: str | None = None,
     channel: int | None = None,
     width: float | None = None,
-    config: str = "default",
-    overrides: Sequence[str] = (),
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool | StepCallback | None = None,
+    **run: Unpack[RunOptions],
 ) -> SplineRefineResult:
     """Refine the splines of slender bodies (e.g. C. elegans) on an image by rendering them (Splender).
 
@@ -118,17 +110,18 @@ def refine_splines(
     axes (as `--axes`): names the dimensions of `image` in tifffile's letters when they are others,
     e.g. "CYX" with `channel`, the channel to use (0-based, as `--channel`). width (as `--width`):
     the bodies' expected width in pixels (see `width_overrides`).
-    config and overrides as on the command line (`invrender spline-refine --config NAME key=value ...`;
-    `method=active-contour` for the classical baseline); progress: a `(phase, step, steps, loss)`
-    callback, or True for a progress bar. Torch's global random state is left as it was.
+    run: config, overrides, device, seed and progress (`RunOptions`), as the command line's
+    `invrender spline-refine --config NAME --device D --seed N key=value ...` (the override
+    `method=active-contour` for the classical baseline). Torch's global random state is left as it was.
     Raises InputError or ConfigError (one line) on bad input, as the command line does.
     """
-    cfg, device = CONFIG.resolve(config, overrides, device, size=width)
+    run = run_options("refine_splines", run)
+    cfg, device = CONFIG.resolve(run["config"], run["overrides"], run["device"], size=width)
     checked = check_axes_image(image, "image", axes, channel=channel)
     image = expect_axes(checked, "image", IMAGE_AXES, UNLABELLED_AXES).array
     frames, init_source = init_frames(init)
-    with api_steps(progress) as on_step:
-        return refine_with_config(image, frames, cfg, device, seed, on_step, init_source)
+    with api_steps(run["progress"]) as on_step:
+        return refine_with_config(image, frames, cfg, device, run["seed"], on_step, init_source)
 
 
 def with_init_fields(refined: list[list[dict]], inits: list[list[dict] | None]) -> list[list[dict]]:

@@ -13,32 +13,14 @@ from invrender.config import ConfigError
 from invrender.core.calibration import pixel_size_record
 from invrender.core.figures import INIT, RESULT, SUSPECT, Layer, image_overlay, loss_figure, write_figure
 from invrender.core.geometry.spline_io import read_splines
-from invrender.core.io import (
-    InputError,
-    expect_axes,
-    finite_or_none,
-    read_axes_image,
-    write_json,
-    write_tiff,
-)
+from invrender.core.io import InputError, expect_axes, finite_or_none, read_axes_image, write_json, write_tiff
 from invrender.core.optim.loss_log import LossLog
 from invrender.core.roi import Outline, write_roi_zip
-from invrender.inputs import InputItem
+from invrender.inputs import InputItem, InputOption
 from invrender.method import JobContext, MethodSpec
-from invrender.methods.spline_refine.api import (
-    CONFIG,
-    IMAGE_AXES,
-    UNLABELLED_AXES,
-    refine_with_config,
-)
+from invrender.methods.spline_refine.api import CONFIG, IMAGE_AXES, UNLABELLED_AXES, refine_with_config
 from invrender.methods.spline_refine.schema import METHODS
-from invrender.options import (
-    Arguments,
-    SharedOptions,
-    SynthOut,
-    SynthSeed,
-    with_shared_options,
-)
+from invrender.options import Arguments, CommandRun, ConfigOption, SynthOut, SynthSeed, with_shared_options
 from invrender.run import run_method
 from invrender.runner import Job, StepCallback
 
@@ -149,50 +131,36 @@ def make_job(item: InputItem, cfg: DictConfig, context: JobContext) -> Job:
     return Job(str(image), [rois_path(context.out, image), context.out / f"{image.stem}.splines.json"], work)
 
 
-SPEC = MethodSpec(
-    CONFIG,
-    make_job,
-    check_inputs,
-    input_options={"init": Path},
-)
+#: The options that a CSV input list may also set per input, in a column of that name.
+INPUT_OPTIONS = {
+    "init": InputOption(
+        Path,
+        "Init splines: a .json/.npy file, or a folder with <stem>.json per input (default: beside each input).",
+    )
+}
+
+SPEC = MethodSpec(CONFIG, make_job, check_inputs, input_options=INPUT_OPTIONS)
 
 
-@with_shared_options(CONFIG, reading=("channel", "axes", "pixel_size"))
-def spline_refine(
-    arguments: Arguments,
-    init: Annotated[
-        Path | None,
-        typer.Option(
-            "--init",
-            help="Init splines: a .json/.npy file, or a folder with <stem>.json per input (default: beside each "
-            "input; an `init` column of a CSV input list sets it per input).",
-        ),
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option("--method", help="render (differentiable rendering, default) | active-contour (baseline)."),
-    ] = None,
-    propagate: Annotated[
+#: The options that set a config value.
+SETTING = {
+    "method": ConfigOption(
+        "method", str, "render (differentiable rendering, default) | active-contour (baseline).", METHODS
+    ),
+    "propagate": ConfigOption(
+        "video.propagate",
         bool,
-        typer.Option(
-            "--propagate",
-            help="Stacks (time-lapses): each frame starts from the previous frame's result with a short schedule "
-            "(video.phases); a body lost on the way is found again from that frame's init, if the init file has one "
-            "per frame (it may hold the first frame's only).",
-        ),
-    ] = False,
-    width: float | None = None,
-    reading: dict | None = None,
-    shared: SharedOptions = SharedOptions(),
-) -> None:
+        "Stacks (time-lapses): each frame starts from the previous frame's result with a short schedule "
+        "(video.phases); a body lost on the way is found again from that frame's init, if the init file has one "
+        "per frame (it may hold the first frame's only).",
+    ),
+}
+
+
+@with_shared_options(CONFIG, reading=("channel", "axes", "pixel_size"), per_input=SPEC.input_options, setting=SETTING)
+def spline_refine(arguments: Arguments, *, run: CommandRun) -> None:
     """Refine splines of slender bodies (e.g. C. elegans) to sub-pixel accuracy by rendering them."""
-    if method is not None and method not in METHODS:
-        raise ConfigError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
-    options = {"init": init, **reading}
-    overrides = [] if method is None else [f"method={method}"]
-    if propagate:
-        overrides.append("video.propagate=true")
-    raise typer.Exit(run_method(SPEC, arguments, shared, overrides, options, size=width))
+    raise typer.Exit(run_method(SPEC, arguments, run))
 
 
 def synth_splines(

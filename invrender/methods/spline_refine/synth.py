@@ -406,27 +406,24 @@ def write_spline_dataset(
             records = [{"id": i, "points": c[INIT_POINTS], "widths": None} for i, c in enumerate(curves)]
             write_splines(out / "inits" / name / _frame_name(f, ".json"), [records], image=_frame_name(f, ".tif"))
 
+    perturbations = {
+        "rotation": {"degrees": ROTATION, "sign": "random"},
+        "displacement": {"pixels": DISPLACEMENT, "direction": "random"},
+        "scaling": {"factor": SCALING},
+        "pca": {"k": PCA_K, "fitted_on": "all labels of the set"},
+        "straight": {},
+    }
+    drawn = {"body_size": size if body_size is None else body_size, "crossing": crossing, "postures": postures}
+    sampled = {"label_points": LABEL_POINTS, "init_points": len(INIT_POINTS), "perturbations": perturbations}
+    write_dataset_record(out, __name__, bodies, frames, size, seed, **drawn, **sampled)
+
+
+def write_dataset_record(out: Path, generator: str, bodies: int, frames: int, size: int, seed: int, **details) -> None:
+    """`out/dataset.json`: the generator (a module name) and the settings a set was made with, the
+    ones every spline set has first, then that generator's own `details`."""
     write_json(
         out / "dataset.json",
-        {
-            "generator": __name__,
-            "bodies": bodies,
-            "frames": frames,
-            "size": size,
-            "body_size": size if body_size is None else body_size,
-            "crossing": crossing,
-            "postures": postures,
-            "seed": seed,
-            "label_points": LABEL_POINTS,
-            "init_points": len(INIT_POINTS),
-            "perturbations": {
-                "rotation": {"degrees": ROTATION, "sign": "random"},
-                "displacement": {"pixels": DISPLACEMENT, "direction": "random"},
-                "scaling": {"factor": SCALING},
-                "pca": {"k": PCA_K, "fitted_on": "all labels of the set"},
-                "straight": {},
-            },
-        },
+        {"generator": generator, "bodies": bodies, "frames": frames, "size": size, "seed": seed, **details},
     )
 
 

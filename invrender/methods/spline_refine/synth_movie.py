@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from invrender.core.geometry.spline_io import write_splines
-from invrender.core.io import write_json, write_tiff
+from invrender.core.io import write_tiff
 from invrender.methods.spline_refine.synth import (
     INIT_POINTS,
     body_shape,
@@ -28,6 +28,7 @@ from invrender.methods.spline_refine.synth import (
     draw_imaging,
     render_frame,
     rotate,
+    write_dataset_record,
 )
 
 SPEED = (0.3, 0.8)  # px per frame along the body's axis
@@ -115,16 +116,6 @@ def write_spline_movie(out_dir: str | os.PathLike, bodies: int, frames: int, siz
     ]
     write_splines(out / "inits" / "detector" / "movie.json", inits, image="movie.tif")
     write_splines(out / "inits" / "first" / "movie.json", inits[:1], image="movie.tif")
-    write_json(
-        out / "dataset.json",
-        {
-            "generator": __name__,
-            "bodies": bodies,
-            "frames": frames,
-            "size": size,
-            "seed": seed,
-            "dropped_after": [d - 1 for d in drops],
-            "dropped_frames": DROPPED,
-            "detector": {"rotation_sd_degrees": DETECTOR_ROTATION, "shift_px": DETECTOR_SHIFT},
-        },
-    )
+    detector = {"rotation_sd_degrees": DETECTOR_ROTATION, "shift_px": DETECTOR_SHIFT}
+    dropped = {"dropped_after": [d - 1 for d in drops], "dropped_frames": DROPPED}
+    write_dataset_record(out, __name__, bodies, frames, size, seed, **dropped, detector=detector)
