@@ -260,7 +260,7 @@ class ConfigOption:
         if value is None or value is False:
             return []
         if self.choices and value not in self.choices:
-            raise ConfigError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(self.choices)}")
+            raise ConfigError(f"{flag(name)} {value!r}: expected one of {', '.join(self.choices)}")
         if value is True:
             return [f"{self.key}=true"]
         # Text quoted: Hydra would read a bare 2 as a number.
@@ -268,18 +268,25 @@ class ConfigOption:
 
     def parameter(self, name: str) -> inspect.Parameter:
         """The option as a keyword parameter for Typer: `--<name>`, a flag for a bool."""
-        kind = bool if self.type is bool else self.type | None
-        option = typer.Option(f"--{name.replace('_', '-')}", help=self.help)
-        default = False if self.type is bool else None
-        return inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
-        )
+        if self.type is bool:
+            return keyword(name, Annotated[bool, typer.Option(flag(name), help=self.help)], False)
+        return keyword(name, Annotated[self.type | None, typer.Option(flag(name), help=self.help)])
 
 
-def per_input_option(name: str, option: InputOption) -> Any:
+def per_input_option(name: str, option: InputOption) -> inspect.Parameter:
     """The Typer option `--<name>` of a per-input option, its help saying how a CSV list sets it."""
     help_text = f"{option.help} Per input: the `{name}` column of a CSV input list."
-    return Annotated[option.type | None, typer.Option(f"--{name.replace('_', '-')}", help=help_text)]
+    return keyword(name, Annotated[option.type | None, typer.Option(flag(name), help=help_text)])
+
+
+def keyword(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    """A keyword-only parameter of a generated signature: Typer reads an option from each."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a parameter, as Typer names it: `centroid_space` -> `--centroid-space`."""
+    return f"--{name.replace('_', '-')}"
 
 
 def with_shared_options(
@@ -297,57 +304,43 @@ def with_shared_options(
     declares its own options and a keyword-only `run: CommandRun`, in which it receives the others,
     checked, to pass on to `run_method`."""
 
+    setting, per_input, size = setting or {}, per_input or {}, config.size
+
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         hints = get_type_hints(command, include_extras=True)  # the annotations as objects, not strings
-        size = config.size
-        own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()]
-        own = [p for p in own if p.name != "run"]
-        size_params = []
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
+            for p in inspect.signature(command).parameters.values()
+            if p.name != "run"
+        ]
+        sized = []
         if size is not None:
-            option = Annotated[float | None, typer.Option(f"--{size.name}", help=size.help)]
-            size_params.append(
-                inspect.Parameter(size.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
-            )
-        setting_params = [option.parameter(name) for name, option in (setting or {}).items()]
-        per_input_params = [
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=per_input_option(name, option)
-            )
-            for name, option in (per_input or {}).items()
-        ]
-        reading_params = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=READING_OPTIONS[name][0])
-            for name in reading
-        ]
+            sized.append(keyword(size.name, Annotated[float | None, typer.Option(flag(size.name), help=size.help)]))
         defaults, types = SharedOptions(), get_type_hints(SharedOptions)
-        shared_params = [
-            inspect.Parameter(
-                f.name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=getattr(defaults, f.name),
-                annotation=Annotated[types[f.name], shared_option(f.name, config.config_dir)],
-            )
-            for f in fields(SharedOptions)
+        generated = [
+            *(option.parameter(name) for name, option in setting.items()),
+            *(per_input_option(name, option) for name, option in per_input.items()),
+            *sized,
+            *(keyword(name, READING_OPTIONS[name][0]) for name in reading),
+            *(
+                keyword(
+                    f.name,
+                    Annotated[types[f.name], shared_option(f.name, config.config_dir)],
+                    getattr(defaults, f.name),
+                )
+                for f in fields(SharedOptions)
+            ),
         ]
 
         def wrapper(**kwargs: Any) -> Any:
             shared = SharedOptions(**{f.name: kwargs.pop(f.name) for f in fields(SharedOptions)})
             options = {name: READING_OPTIONS[name][1](kwargs.pop(name)) for name in reading}
-            options |= {name: kwargs.pop(name) for name in per_input or {}}
+            options |= {name: kwargs.pop(name) for name in per_input}
             given_size = None if size is None else kwargs.pop(size.name)
-            overrides = [
-                o for name, option in (setting or {}).items() for o in option.overrides(name, kwargs.pop(name))
-            ]
+            overrides = [o for name, option in setting.items() for o in option.overrides(name, kwargs.pop(name))]
             return command(run=CommandRun(shared, options, given_size, overrides), **kwargs)
 
-        wrapper.__signature__ = inspect.Signature(
-            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
-            + setting_params
-            + per_input_params
-            + size_params
-            + reading_params
-            + shared_params
-        )
+        wrapper.__signature__ = inspect.Signature(own + generated)
         wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
         wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
         return wrapper

@@ -185,19 +185,14 @@ def synth_mesh(
     sigma: Annotated[float, typer.Option("--sigma", min=0.1, help="Gaussian PSF standard deviation, voxels.")] = 2.0,
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="Gaussian noise, relative to the peak.")] = 0.05,
     copies: Annotated[
-        int,
-        typer.Option(
-            "--copies",
-            min=1,
-            max=64,
-            help="Copies of the mesh side by side, each randomly turned (a cluster of 2 x 4 cells from cell4.rec).",
-        ),
+        int, typer.Option("--copies", min=1, max=64, help="Copies side by side, each turned at random.")
     ] = 1,
     seed: SynthSeed = 0,
     out: SynthOut = None,
 ) -> None:
     """A noisy fluorescence stack of a mesh (scaled into the box) through a Gaussian PSF, with the
-    placed mesh and the PSF as ground truth."""
+    placed mesh and the PSF as ground truth. `--copies 2` of a foam of 4 cells (cell4.rec, in the
+    shared sample data) gives a cluster of 8 cells, bench/mesh_fit.py's set at size."""
     from invrender.core.geometry.meshes import read_mesh
     from invrender.methods.mesh_fit.synth import write_mesh_dataset
 

@@ -174,17 +174,27 @@ def synth_ct(
     ] = None,
     levels: Annotated[
         str | None,
-        typer.Option("--levels", help="Field of view: the labels A-B (inclusive) plus 20 mm, e.g. 20-24; default all."),
+        typer.Option(
+            "--levels",
+            metavar="A-B",
+            help="Field of view: the labels A-B (inclusive) plus 20 mm, e.g. 20-24; default all.",
+        ),
     ] = None,
     spacing: Annotated[
         str,
         typer.Option(
-            "--spacing", help="Voxel size, mm: one number (isotropic) or x,y,z along R-L, A-P, S-I, e.g. 0.7,0.7,2.5."
+            "--spacing",
+            metavar="MM|X,Y,Z",
+            help="Voxel size, mm: one number (isotropic) or x,y,z along R-L, A-P, S-I, e.g. 0.7,0.7,2.5.",
         ),
     ] = "1",
     orientation: Annotated[
         str | None,
-        typer.Option("--orientation", help="Axis codes of the stored grid, e.g. LAS or PIR; default: the mask's."),
+        typer.Option(
+            "--orientation",
+            metavar="CODES",
+            help="Axis codes of the stored grid, e.g. LAS or PIR; default: the mask's.",
+        ),
     ] = None,
     tilt: Annotated[
         float,
