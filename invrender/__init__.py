@@ -24,6 +24,7 @@ _API = {
     "Mesh": "invrender.core.geometry.meshes",
     "InputError": "invrender.core.io",
     "ConfigError": "invrender.config",
+    "RunOptions": "invrender.method",  # the keywords config, overrides, device, seed, progress of every function
 }
 _MODULES = {"acdr": "invrender.methods.acdr.api"}  # invrender.acdr.train(...), .evaluate(checkpoint), .load(checkpoint)
 __all__ = sorted([*_API, *_MODULES])

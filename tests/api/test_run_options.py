@@ -24,4 +24,14 @@ def test_a_misspelt_run_option_is_refused_by_name(function):
 def test_run_options_fill_the_defaults_of_the_keys_not_given():
     assert run_options("f", {}) == RUN_DEFAULTS
     assert run_options("f", {"seed": 3, "device": "cpu"}) == {**RUN_DEFAULTS, "seed": 3, "device": "cpu"}
-    assert set(RUN_DEFAULTS) == {"config", "overrides", "device", "seed", "progress"}
+    assert (
+        set(RUN_DEFAULTS)
+        == set(invrender.RunOptions.__optional_keys__)
+        == {
+            "config",
+            "overrides",
+            "device",
+            "seed",
+            "progress",
+        }
+    )

@@ -218,23 +218,23 @@ def test_numbered_building_layouts_split_by_number(tmp_path, layout, suffix):
         load_splits({"layout": layout, "root": str(tmp_path), "train_count": 4, "val_every": 2})
 
 
+def instances_data(folder, image: np.ndarray, labels: np.ndarray, test_from: float = 0.0) -> dict:
+    """The data config of the `instances` layout over `image` and its instance `labels`, written to
+    `folder` (img.tif, lab.tif): 16 x 16 crops, the objects below `test_from` (a fraction of the
+    rows) for testing."""
+    write_tiff(folder / "img.tif", image)
+    write_tiff(folder / "lab.tif", labels)
+    layout = {"layout": "instances", "root": str(folder), "image": "img.tif", "labels": "lab.tif"}
+    return {**layout, "size": 16, "test_from": test_from, "val_every": 2}
+
+
 def test_instance_crops_keep_test_objects_out_of_training_crops(tmp_path):
     labels = np.zeros((96, 40), np.uint16)
     centres = {1: (10, 10), 2: (30, 25), 3: (50, 12), 4: (80, 20), 5: (70, 30)}
     yy, xx = np.mgrid[0:96, 0:40]
     for label, (r, c) in centres.items():
         labels[(yy - r) ** 2 + (xx - c) ** 2 <= 9] = label
-    write_tiff(tmp_path / "img.tif", (labels > 0).astype(np.float32) * 100 + 10)
-    write_tiff(tmp_path / "lab.tif", labels)
-    data = {
-        "layout": "instances",
-        "root": str(tmp_path),
-        "image": "img.tif",
-        "labels": "lab.tif",
-        "size": 16,
-        "test_from": 0.75,
-        "val_every": 2,
-    }
+    data = instances_data(tmp_path, (labels > 0).astype(np.float32) * 100 + 10, labels, test_from=0.75)
     splits = load_splits(data)
     # Test: centroid rows >= 72 (objects 4); training crops must end above row 72 (objects 1, 2, 3;
     # 5 at row 70 is neither).
@@ -254,17 +254,7 @@ def test_crops_past_the_image_border_know_which_part_shows_the_image(tmp_path):
     labels = np.zeros((40, 30), np.uint16)
     labels[0:4, 25:30] = 1  # in the top right corner
     labels[20:25, 10:15] = 2  # well inside
-    write_tiff(tmp_path / "img.tif", labels.astype(np.float32) + 1)
-    write_tiff(tmp_path / "lab.tif", labels)
-    data = {
-        "layout": "instances",
-        "root": str(tmp_path),
-        "image": "img.tif",
-        "labels": "lab.tif",
-        "size": 16,
-        "test_from": 0.0,
-        "val_every": 2,
-    }
+    data = instances_data(tmp_path, labels.astype(np.float32) + 1, labels)
     samples = load_splits(data, ("test",))["test"]
     prepared = prepare(samples, 16)
     for sample, bounds in zip(samples, prepared.bounds):
@@ -290,17 +280,7 @@ def test_a_labelled_region_leaves_the_rest_of_the_image_beyond_the_border(tmp_pa
     image = np.full(labels.shape, 5.0, np.float32)
     image[labels > 0] = 100.0
     image[39] = 100.0  # bright, but not labelled
-    write_tiff(tmp_path / "img.tif", image)
-    write_tiff(tmp_path / "lab.tif", labels)
-    data = {
-        "layout": "instances",
-        "root": str(tmp_path),
-        "image": "img.tif",
-        "labels": "lab.tif",
-        "size": 16,
-        "test_from": 0.0,
-        "val_every": 2,
-    }
+    data = instances_data(tmp_path, image, labels)
     whole = load_splits(data, ("test",))["test"][0]
     cut = load_splits({**data, "labelled_region": [0, 39, 0, 30]}, ("test",))["test"][0]
     # The crop is centred on row 36 (crop row 8): the image ends after row 39 (crop row 11), or after
@@ -325,18 +305,7 @@ def test_a_labelled_region_leaves_the_rest_of_the_image_beyond_the_border(tmp_pa
 def test_a_bad_labelled_region_is_refused_in_one_line(region, message, tmp_path):
     labels = np.zeros((40, 30), np.uint16)
     labels[20:25, 10:15] = 1
-    write_tiff(tmp_path / "img.tif", labels.astype(np.float32))
-    write_tiff(tmp_path / "lab.tif", labels)
-    data = {
-        "layout": "instances",
-        "root": str(tmp_path),
-        "image": "img.tif",
-        "labels": "lab.tif",
-        "size": 16,
-        "test_from": 0.0,
-        "val_every": 2,
-        "labelled_region": region,
-    }
+    data = {**instances_data(tmp_path, labels.astype(np.float32), labels), "labelled_region": region}
     with pytest.raises(InputError, match=re.escape(message)):
         load_splits(data)
 
