@@ -318,8 +318,8 @@ def with_shared_options(
             sized.append(keyword(size.name, Annotated[float | None, typer.Option(flag(size.name), help=size.help)]))
         defaults, types = SharedOptions(), get_type_hints(SharedOptions)
         generated = [
-            *(option.parameter(name) for name, option in setting.items()),
             *(per_input_option(name, option) for name, option in per_input.items()),
+            *(option.parameter(name) for name, option in setting.items()),
             *sized,
             *(keyword(name, READING_OPTIONS[name][0]) for name in reading),
             *(
