@@ -111,6 +111,30 @@ def read_volume(path: str | os.PathLike, voxel_size: tuple[float, float, float] 
     return _load(Path(path), voxel_size, np.float32)
 
 
+@dataclass(frozen=True)
+class Grid:
+    """A volume's voxel grid without its voxels: what placing points on it needs."""
+
+    shape: tuple[int, int, int]  # (I, J, K), the file's voxel order
+    affine: np.ndarray  # (4, 4) voxel index -> world mm
+
+
+def read_grid(path: str | os.PathLike) -> Grid:
+    """The voxel grid of a NIfTI volume, read from its header alone: the same shape and affine as
+    `read_volume` gives, without decompressing the voxels (a CT can be hundreds of MB). InputError
+    (naming the file) when it is missing, unreadable or not 3D."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    image = _nifti_image(path)
+    shape = tuple(int(n) for n in image.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3 or min(shape) < 2:
+        raise InputError(path, f"volume of shape {shape} is not 3D (a 2D image or a single slice?)")
+    return Grid(shape, check_affine(path, image.affine))
+
+
 def read_label_volume(path: str | os.PathLike, voxel_size: tuple[float, float, float] | None = None) -> Volume:
     """Read a label mask (any format of `read_volume`) as int32 `(I, J, K)`, 0 = background.
 
@@ -183,16 +207,29 @@ def check_affine(source: str | os.PathLike, affine: Any) -> np.ndarray:
 
 def _read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]:
     """NIfTI data `(I, J, K)` (trailing singleton axes dropped) and its affine."""
-    import nibabel
-
+    image = _nifti_image(path)
     try:
-        image = nibabel.load(path)
         data = np.asarray(image.dataobj, dtype=dtype)
-    except Exception as err:  # nibabel raises many types for damaged files
-        raise InputError(path, f"not a readable NIfTI volume ({type(err).__name__}: {err})") from None
+    except Exception as err:
+        raise _unreadable_nifti(path, err) from None
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     return data, np.asarray(image.affine, dtype=np.float64)
+
+
+def _nifti_image(path: Path):
+    """nibabel's image of a NIfTI file: its header read, its voxels not yet."""
+    import nibabel
+
+    try:
+        return nibabel.load(path)
+    except Exception as err:
+        raise _unreadable_nifti(path, err) from None
+
+
+def _unreadable_nifti(path: Path, err: Exception) -> InputError:
+    # nibabel raises many types for damaged files
+    return InputError(path, f"not a readable NIfTI volume ({type(err).__name__}: {err})")
 
 
 def _read_tiff(path: Path, voxel_size: tuple[float, float, float] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -229,13 +266,7 @@ def read_affine(path: str | os.PathLike) -> np.ndarray:
         raise InputError(path, "file not found")
     if not is_nifti(path):
         return check_affine(path, _tiff_affine(path, None))
-    import nibabel
-
-    try:
-        affine = nibabel.load(path).affine
-    except Exception as err:  # nibabel raises many types for damaged files
-        raise InputError(path, f"not a readable NIfTI volume ({type(err).__name__}: {err})") from None
-    return check_affine(path, affine)
+    return check_affine(path, _nifti_image(path).affine)
 
 
 # ---------------------------------------------------------------- DICOM series
@@ -420,7 +451,7 @@ CENTROID_SPACES = ("auto", "voxel", "world")
 LIST_SUFFIXES = (".csv", ".txt")
 
 
-def read_centroids(path: str | os.PathLike, volume: Volume, space: str = "auto") -> dict[int, np.ndarray]:
+def read_centroids(path: str | os.PathLike, volume: Volume | Grid, space: str = "auto") -> dict[int, np.ndarray]:
     """Vertebra centroids `{VerSe label: (3,) world mm}`, sorted by label.
 
     A `.json` file is VerSe's: `[{"direction": ["P", "I", "R"]}, {"label": 16, "X":, "Y":, "Z":}, ...]`
@@ -489,7 +520,7 @@ def parse_centroids(source: str, centroids: Any, volume: Volume) -> dict[int, np
     return _checked_centroids(source, points, volume)
 
 
-def _checked_centroids(source: str | os.PathLike, points: dict[int, np.ndarray], volume: Volume) -> dict:
+def _checked_centroids(source: str | os.PathLike, points: dict[int, np.ndarray], volume: Volume | Grid) -> dict:
     """`points` sorted by label; InputError naming `source` when there are none or one lies outside `volume`."""
     if not points:
         raise InputError(source, "no centroids")
@@ -498,7 +529,7 @@ def _checked_centroids(source: str | os.PathLike, points: dict[int, np.ndarray],
     return dict(sorted(points.items()))
 
 
-def _verse_points(path: str | os.PathLike, content: Any, volume: Volume) -> dict[int, np.ndarray]:
+def _verse_points(path: str | os.PathLike, content: Any, volume: Volume | Grid) -> dict[int, np.ndarray]:
     """World mm of VerSe JSON centroids, whose voxel axes are those of "direction"."""
     header = content[0] if isinstance(content, list | tuple) and content else None
     if not isinstance(header, dict) or "direction" not in header:
@@ -515,7 +546,7 @@ def _verse_points(path: str | os.PathLike, content: Any, volume: Volume) -> dict
     return points
 
 
-def _verse_to_file_index(path: str | os.PathLike, direction, volume: Volume) -> np.ndarray:
+def _verse_to_file_index(path: str | os.PathLike, direction, volume: Volume | Grid) -> np.ndarray:
     """(4, 4) voxel index of `volume` reoriented to the axis codes `direction` -> voxel index of `volume`."""
     from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
@@ -598,7 +629,7 @@ def _add(path: str | os.PathLike, points: dict[int, np.ndarray], label: int, poi
     points[label] = np.asarray(point, dtype=np.float64).reshape(3)
 
 
-def _check_inside(path: str | os.PathLike, volume: Volume, label: int, point: np.ndarray) -> None:
+def _check_inside(path: str | os.PathLike, volume: Volume | Grid, label: int, point: np.ndarray) -> None:
     """InputError unless the world point `point` (3,) lies within the volume's voxels (index -0.5..n-0.5)."""
     index = world_to_index(volume.affine, point[None])[0]
     shape = np.array(volume.shape)

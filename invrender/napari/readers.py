@@ -26,7 +26,7 @@ from invrender.core.geometry.meshes import ply_space, read_mesh
 from invrender.core.geometry.spline_io import FORMAT as SPLINES_FORMAT
 from invrender.core.geometry.spline_io import parse_splines
 from invrender.core.io import InputError, read_json
-from invrender.core.volumes import VERTEBRA_NAMES, read_centroids, read_volume, vertebra_code
+from invrender.core.volumes import VERTEBRA_NAMES, read_centroids, read_grid, vertebra_code
 from invrender.napari import LayerData
 from invrender.napari.images import (
     NIFTI_SUFFIXES,
@@ -110,7 +110,7 @@ def read_centroids_file(path: str | os.PathLike) -> list[LayerData]:
     if grid is None:
         looked = ", ".join(g.name for g in grids)
         raise InputError(path, f"VerSe centroids are voxel coordinates of their CT, and none of {looked} is here")
-    volume = read_volume(grid)
+    volume = read_grid(grid)  # the header alone: the CT itself is opened as its own layer
     return [centroids_layer(read_centroids(path, volume), volume.affine, _name(path))]
 
 

@@ -22,6 +22,7 @@ from invrender.core.volumes import (
     index_to_world,
     read_affine,
     read_centroids,
+    read_grid,
     read_label_volume,
     read_volume,
     vertebra_name,
@@ -79,6 +80,30 @@ def test_nifti_that_is_not_3d_is_refused(tmp_path, shape):
     nibabel.save(nibabel.Nifti1Image(np.ones(shape, np.float32), np.eye(4)), path)
     with refused(path, "not 3D"):
         read_volume(path)
+
+
+def test_read_grid_gives_read_volumes_shape_and_affine_from_the_header(tmp_path):
+    write_nifti(tmp_path / "ct.nii.gz", np.zeros((6, 7, 8), np.int16), Volume(np.zeros((6, 7, 8)), oblique_affine()))
+    nibabel.save(nibabel.Nifti1Image(np.ones((5, 6, 4, 1), np.float32), oblique_affine()), tmp_path / "t1.nii")
+    for name in ("ct.nii.gz", "t1.nii"):  # the second with a trailing singleton axis, dropped by both
+        volume, grid = read_volume(tmp_path / name), read_grid(tmp_path / name)
+        assert grid.shape == volume.shape
+        np.testing.assert_array_equal(grid.affine, volume.affine)
+    assert read_grid(tmp_path / "t1.nii").shape == (5, 6, 4)
+
+
+@pytest.mark.parametrize("shape", [(5, 6), (5, 6, 1), (5, 6, 4, 3)])
+def test_read_grid_refuses_what_read_volume_refuses(tmp_path, shape):
+    path = tmp_path / "flat.nii"
+    nibabel.save(nibabel.Nifti1Image(np.ones(shape, np.float32), np.eye(4)), path)
+    with refused(path, "not 3D"):
+        read_grid(path)
+    with refused(tmp_path / "none.nii.gz", "file not found"):
+        read_grid(tmp_path / "none.nii.gz")
+    damaged = tmp_path / "damaged.nii.gz"
+    damaged.write_bytes(b"not a NIfTI file")
+    with refused(damaged, "not a readable NIfTI volume"):
+        read_grid(damaged)
 
 
 def test_missing_and_unsupported_volumes_are_refused(tmp_path):

@@ -48,6 +48,24 @@ def test_the_real_samples_centroids_lie_in_their_vertebrae(tmp_path):
     assert found == [vertebra_code(name) for name in attributes["features"]["label"]], found
 
 
+@needs_sample
+def test_the_centroid_reader_reads_the_cts_header_not_its_voxels(tmp_path, monkeypatch):
+    """The CT opens as its own layer: the points need its grid only, not a second read of its voxels."""
+    from nibabel.arrayproxy import ArrayProxy
+
+    l3_l4_ct(tmp_path, "spine", "LPS")
+    path = str(tmp_path / "spine_ctd.json")
+    [(expected, _, _)] = get_centroids_reader(path)(path)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the CT's voxels were read")
+
+    monkeypatch.setattr(ArrayProxy, "__array__", refuse)
+    monkeypatch.setattr(ArrayProxy, "__getitem__", refuse)
+    [(points, _, _)] = get_centroids_reader(path)(path)
+    np.testing.assert_array_equal(points, expected)
+
+
 def test_centroids_without_their_ct_beside_are_refused_in_one_line(tmp_path):
     path = tmp_path / "sub-verse9_seg-subreg_ctd.json"
     path.write_text('[{"direction": ["L", "A", "S"]}, {"label": 20, "X": 1, "Y": 2, "Z": 3}]')
