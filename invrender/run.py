@@ -31,17 +31,15 @@ from invrender.record import recorded_outputs
 from invrender.runner import Runner
 
 
-def run_method(
-    spec: MethodSpec, arguments: list[str], run: CommandRun, overrides: list[str] = (), options: dict | None = None
-) -> int:
+def run_method(spec: MethodSpec, arguments: list[str], run: CommandRun, options: dict | None = None) -> int:
     """Run a method command: inputs -> config -> jobs -> runner (or a launcher with -m); the exit code.
 
-    `run` holds the shared options, the image-reading and per-input ones and the size
-    (`with_shared_options`);
-    `overrides` are config overrides from the method's own options (they win over the trailing
-    ones); `options` are the method's own options that its `make_job` reads, besides the reading ones.
+    `run` holds what `with_shared_options` generated: the shared options, the image-reading and
+    per-input options, the size, and the config overrides of the options that set a config value
+    (they win over the trailing ones). `options` are the command's own options that its `make_job`
+    reads, besides those in `run`.
     """
-    shared, size, overrides = run.shared, run.size, [*run.overrides, *overrides]
+    shared, size, overrides = run.shared, run.size, run.overrides
     inputs, user_overrides = split_arguments(arguments)
     if not inputs:
         raise ConfigError("ARGUMENTS: no input given, only key=value config overrides")

@@ -127,11 +127,8 @@ def read_grid(path: str | os.PathLike) -> Grid:
     if not path.is_file():
         raise InputError(path, "file not found")
     image = _nifti_image(path)
-    shape = tuple(int(n) for n in image.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3 or min(shape) < 2:
-        raise InputError(path, f"volume of shape {shape} is not 3D (a 2D image or a single slice?)")
+    shape = _nifti_shape(image)
+    _check_3d(path, shape)
     return Grid(shape, check_affine(path, image.affine))
 
 
@@ -176,8 +173,7 @@ def _load(path: Path, voxel_size: tuple[float, float, float] | None, dtype: type
         raise InputError(path, "a single DICOM file; pass the folder that holds the whole series")
     else:
         raise InputError(path, f"unsupported volume format; expected {SUPPORTED}")
-    if data.ndim != 3 or min(data.shape) < 2:
-        raise InputError(path, f"volume of shape {data.shape} is not 3D (a 2D image or a single slice?)")
+    _check_3d(path, data.shape)
     if not np.isfinite(data).all():
         raise InputError(path, "the volume contains NaN or infinite values")
     data = data if dtype is None else data.astype(dtype, copy=False)
@@ -212,9 +208,20 @@ def _read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]
         data = np.asarray(image.dataobj, dtype=dtype)
     except Exception as err:
         raise _unreadable_nifti(path, err) from None
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    return data, np.asarray(image.affine, dtype=np.float64)
+    return data.reshape(_nifti_shape(image)), np.asarray(image.affine, dtype=np.float64)
+
+
+def _nifti_shape(image) -> tuple[int, ...]:
+    """A NIfTI image's shape without its trailing singleton axes (a 3D volume stored as 4D)."""
+    shape = tuple(int(n) for n in image.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def _check_3d(path: Path, shape: tuple[int, ...]) -> None:
+    if len(shape) != 3 or min(shape) < 2:
+        raise InputError(path, f"volume of shape {tuple(shape)} is not 3D (a 2D image or a single slice?)")
 
 
 def _nifti_image(path: Path):

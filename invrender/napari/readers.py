@@ -110,8 +110,8 @@ def read_centroids_file(path: str | os.PathLike) -> list[LayerData]:
     if grid is None:
         looked = ", ".join(g.name for g in grids)
         raise InputError(path, f"VerSe centroids are voxel coordinates of their CT, and none of {looked} is here")
-    volume = read_grid(grid)  # the header alone: the CT itself is opened as its own layer
-    return [centroids_layer(read_centroids(path, volume), volume.affine, _name(path))]
+    ct_grid = read_grid(grid)  # the header alone: the CT itself is opened as its own layer
+    return [centroids_layer(read_centroids(path, ct_grid), ct_grid.affine, _name(path))]
 
 
 def read_tiff_file(path: str | os.PathLike) -> list[LayerData]:

@@ -277,7 +277,7 @@ def acdr_predict(
         return Job(str(item.path), [paths["rois"], paths["polygon"]], work)
 
     spec = MethodSpec(PREDICT_CONFIG, make_job, input_suffixes=PICTURE_SUFFIXES)
-    raise typer.Exit(run_method(spec, arguments, run, [], {"checkpoint": checkpoint}))
+    raise typer.Exit(run_method(spec, arguments, run, {"checkpoint": checkpoint}))
 
 
 def synth_shapes(

@@ -157,7 +157,7 @@ def spine_seg(
 ) -> None:
     """Label every vertebra of a spine CT without training: fit a deformable template mesh per
     vertebra with a learned appearance (Kim and Park). Folders are read as DICOM series."""
-    raise typer.Exit(run_method(SPEC, arguments, run, [], {"centroid_space": centroid_space}))
+    raise typer.Exit(run_method(SPEC, arguments, run, {"centroid_space": centroid_space}))
 
 
 def synth_ct(
